@@ -1,0 +1,1 @@
+"""pipeteer: queue-based orchestration of data-first workflows that include people."""

@@ -1,0 +1,99 @@
+"""The exception tree. Everything pipeteer raises on purpose derives from `PipeteerError`.
+
+    PipeteerError
+    ├── SpecError            invalid Pipeline / Wrapped / Workflow (all reasons collected, raised once)
+    ├── QueueError
+    │   ├── InexistentItem   (also a KeyError) an id that is not in the queue
+    │   └── RoutingError     a value that no stage accepts
+    ├── CodecError
+    │   ├── SchemaError      a type that cannot become an Avro schema
+    │   └── DecodeError      bytes that cannot become a value
+    ├── ConfigError          a bad backend URL, app reference or setting
+    └── StageError           a stage failed; carries stage / topic / partition / offset / id
+
+Wrong value types are reported as `ValueTypeError`, which is both a `PipeteerError`
+and a built-in `TypeError`, so `except TypeError` keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PipeteerError(Exception):
+    """Root of every error pipeteer raises on purpose."""
+
+
+class SpecError(PipeteerError):
+    """A workflow description is invalid. `reasons` lists every problem found."""
+
+    def __init__(self, subject: str, reasons: Sequence[str]) -> None:
+        self.subject = subject
+        self.reasons = list(reasons)
+        if len(self.reasons) == 1:
+            msg = f"invalid {subject}: {self.reasons[0]}"
+        else:
+            listed = "".join(f"\n  - {r}" for r in self.reasons)
+            msg = f"invalid {subject} for {len(self.reasons)} reasons:{listed}"
+        super().__init__(msg)
+
+
+class QueueError(PipeteerError):
+    """A queue operation could not be done."""
+
+
+class InexistentItem(QueueError, KeyError):
+    """The id is not in the queue (never pushed, or already popped)."""
+
+    def __init__(self, id: str, where: str = "") -> None:
+        self.id = id
+        self.where = where
+        super().__init__(f"no item {id!r}" + (f" in {where}" if where else ""))
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class RoutingError(QueueError):
+    """A stage produced a value whose type no stage accepts."""
+
+
+class ValueTypeError(PipeteerError, TypeError):
+    """A value does not have the type the queue or stage declares."""
+
+
+class CodecError(PipeteerError):
+    """Base of schema and encoding errors."""
+
+
+class SchemaError(CodecError):
+    """A Python type cannot be turned into an Avro schema."""
+
+
+class DecodeError(CodecError):
+    """Stored or received bytes cannot be decoded to a value."""
+
+
+class ConfigError(PipeteerError):
+    """A backend URL, app reference or setting is invalid."""
+
+
+class StageError(PipeteerError):
+    """A stage failed while processing an item."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str | None = None,
+        id: str | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.stage = stage
+        self.id = id
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(message)
