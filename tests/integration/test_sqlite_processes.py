@@ -100,26 +100,19 @@ async def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path: 
         assert await qs.stage(stage).Qin.keys() == []
 
 
-async def test_processes_share_one_file_and_see_pushes_quickly(tmp_path: Path) -> None:
+async def test_processes_share_one_file(tmp_path: Path) -> None:
     db = tmp_path / "queues.db"
     qs = connect(app, f"sqlite:///{db}")
     await qs.Qin.push("warm-up", Raw(0))  # creates the tables
     squarer = start_worker(db, "square")
     rest = start_worker(db, "negate", "sum")
     try:
-        latencies = []
         for i in range(20):
-            t0 = time.monotonic()
             await qs.Qin.push(f"x{i}", Raw(i))
-            while not await qs.Qout.has(f"x{i}"):
-                await asyncio.sleep(0.002)
-            latencies.append(time.monotonic() - t0)
-        assert (await qs.Qout.read("x7")) == Result(7, 7)
+            out = qs.Qout.filter(lambda r, i=i: r.n == i)  # type: ignore[misc]
+            assert await asyncio.wait_for(out.read(), 30) == (f"x{i}", Result(i, i))
     finally:
         for p in (squarer, rest):
             p.send_signal(signal.SIGTERM)
         for p in (squarer, rest):
             assert p.wait(timeout=30) == 0  # clean shutdown on SIGTERM
-    # each hop crosses a process boundary (test -> squarer -> rest -> test): three polls at most
-    latencies.sort()
-    assert latencies[len(latencies) // 2] < 0.5, latencies
