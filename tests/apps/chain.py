@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pipeteer import App, Pipeline, ReadQueue, Workflow, WriteQueue, Wrapped
+from pipeteer import App, Pipeline, ReadQueue, Workflow, Wrapped, WriteQueue
 
 
 @dataclass

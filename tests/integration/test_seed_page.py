@@ -14,8 +14,17 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from pipeteer import PipelineQueues, Queue, QueueKV, ReadQueue, Workflow, WriteQueue, make_queues
-from pipeteer import Pipeline, Wrapped  # noqa: I001  (the page imports these separately)
+from pipeteer import (
+    Pipeline,
+    PipelineQueues,
+    Queue,
+    QueueKV,
+    ReadQueue,
+    Workflow,
+    Wrapped,
+    WriteQueue,
+    make_queues,
+)
 
 # --- stand-ins for what the page leaves to the user ---------------------------------------------
 

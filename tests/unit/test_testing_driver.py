@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from fastapi import FastAPI, HTTPException
 
-from pipeteer import App, InexistentItem, Pipeline, ReadQueue, StageError, Workflow, WriteQueue, Wrapped
+from pipeteer import App, InexistentItem, Pipeline, ReadQueue, StageError, Workflow, Wrapped, WriteQueue
 from pipeteer.testing import TestDriver
 
 
@@ -105,7 +105,7 @@ async def test_acting_as_the_person_over_the_web_app() -> None:
 
 async def test_a_failing_stage_surfaces_in_the_driver() -> None:
     async def broken(Qin: ReadQueue[str], Qout: WriteQueue[str]) -> None:
-        id, text = await Qin.read()
+        id, _ = await Qin.read()
         raise RuntimeError(f"cannot summarize {id}")
 
     async with TestDriver(App(wf, {"summarize": broken, "review": review_api})) as t:
