@@ -1,0 +1,22 @@
+"""The Kafka backend (`kafka://host:port`): topics keyed by item id, stages as exactly-once consumer-producers.
+
+See `pending` for the exactly-once reasoning and `engine` for the transaction loop.
+"""
+
+from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue, TopicNames, readers
+from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Retries, Topics, Transactions
+from pipeteer.queues.kafka.engine import CommitAborted, StageEngine
+
+__all__ = [
+    "CommitAborted",
+    "KafkaBackend",
+    "KafkaConnection",
+    "KafkaQueue",
+    "KafkaSettings",
+    "Retries",
+    "StageEngine",
+    "TopicNames",
+    "Topics",
+    "Transactions",
+    "readers",
+]

@@ -1,0 +1,316 @@
+"""`kafka://host:port`: every queue a topic keyed by item id, every stage a transactional consumer.
+
+A `KafkaQueue` is lazy: making one does no I/O. Pushing produces to its topic (an idempotent
+producer, acks=all, awaited until the broker has it). Reading it (`read`, `items`, `read(id)`,
+`pop`, or a stage's `move`) makes this process a consumer of it: a `StageEngine` joins the
+reading stage's consumer group and serves the pending items of the partitions it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipeteer.codec import codec_for
+from pipeteer.errors import QueueError
+from pipeteer.queues.base import BaseQueue
+from pipeteer.queues.kafka.config import KafkaSettings
+from pipeteer.queues.kafka.engine import StageEngine
+from pipeteer.spec import names
+
+log = logging.getLogger("pipeteer.kafka")
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+INPUT: tuple[str, ...] = ("input",)
+OUTPUT: tuple[str, ...] = ("output",)
+
+
+class TopicNames:
+    """Every Kafka name of one workflow, derived by `pipeteer.spec.names` (never invented here)."""
+
+    def __init__(self, workflow: str, prefix: str) -> None:
+        self.workflow, self.prefix = workflow, prefix
+
+    def queue(self, path: Sequence[str]) -> str:
+        return names.queue_topic(self.workflow, path, self.prefix)
+
+    def changelog(self, stage: Sequence[str]) -> str:
+        return names.changelog_topic(self.workflow, stage, self.prefix)
+
+    def dead_letters(self, stage: Sequence[str]) -> str:
+        return names.dead_letter_topic(self.workflow, stage, self.prefix)
+
+    def group(self, stage: Sequence[str]) -> str:
+        return names.consumer_group(self.workflow, stage, self.prefix)
+
+    def transactional_id(self, stage: Sequence[str], instance: str) -> str:
+        return names.transactional_id(self.workflow, stage, instance, self.prefix)
+
+
+def readers(workflow: Any) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Which stage reads each queue: the entry stage of a (sub-)workflow reads that workflow's queue.
+
+    Mirrors `make_queues`: the root's entry reads `("input",)`, a nested workflow's entry reads
+    the nested workflow's own queue, every other stage reads the queue named by its path.
+    """
+    out: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def visit(wf: Any, prefix: tuple[str, ...], own: tuple[str, ...]) -> None:
+        for name, stage in wf.pipelines.items():
+            path = (*prefix, name)
+            queue = own if name == wf.entry else path
+            if hasattr(stage, "pipelines") and hasattr(stage, "entry"):
+                visit(stage, path, queue)
+            else:
+                out[queue] = path
+
+    visit(workflow, (), INPUT)
+    return out
+
+
+class KafkaBackend:
+    """The Kafka backend of one workflow: makes its queues and owns their clients.
+
+    >>> b = KafkaBackend.from_url("kafka://localhost:9092?prefix=t", workflow_name="wf", env={})
+    >>> b.make_queue(int, ["input"]).topic
+    't.wf.input'
+    """
+
+    def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str) -> None:
+        self.url = url
+        self.settings = settings
+        self.workflow_name = workflow_name
+        self.names = TopicNames(workflow_name, settings.connection.prefix)
+        self.queues: dict[tuple[str, ...], KafkaQueue[Any]] = {}
+        self.engines: dict[tuple[str, ...], StageEngine] = {}
+        self._readers: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._created: set[str] = set()
+        self._admin: AdminClient | None = None
+        self._producer: Producer | None = None
+        self._poller: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._metrics: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, *, workflow_name: str, env: Mapping[str, str] | None = None) -> KafkaBackend:
+        return cls(url, KafkaSettings.from_url(url, env), workflow_name=workflow_name)
+
+    def __repr__(self) -> str:
+        return f"KafkaBackend({self.settings.connection!r}, workflow={self.workflow_name!r})"
+
+    # --- wiring hooks -------------------------------------------------------------------------
+
+    def bind_workflow(self, workflow: Any) -> None:
+        """Learn which stage reads which queue (consumer groups and side topics are named by stage)."""
+        self._readers = readers(workflow)
+
+    def use_metrics(self, metrics: Any) -> None:
+        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...)."""
+        self._metrics = metrics
+
+    def stage_metrics(self, stage: str) -> Any:
+        return None if self._metrics is None else self._metrics.stage(stage)
+
+    def reader_of(self, path: Sequence[str]) -> tuple[str, ...]:
+        return self._readers.get(tuple(path), tuple(path))
+
+    def make_queue(self, Type: Any, path: Sequence[str], /) -> KafkaQueue[Any]:
+        key = tuple(path)
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = KafkaQueue(self, Type, key)
+        return q
+
+    def ready(self) -> bool:
+        """Every queue this process consumes is assigned, restored and reachable."""
+        return all(e.ready() for e in self.engines.values())
+
+    def close(self) -> None:
+        """Commit and stop every stage engine, flush and stop the producer."""
+        for engine in list(self.engines.values()):
+            engine.close()
+        self.engines.clear()
+        self._closed.set()
+        if self._producer is not None:
+            self._producer.flush(10)
+        if self._poller is not None:
+            self._poller.join(5)
+
+    # --- topics -------------------------------------------------------------------------------
+
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient(self.settings.connection.client_config())
+        return self._admin
+
+    def known_topics(self) -> set[str]:
+        return {q.topic for q in self.queues.values()}
+
+    def ensure_topics_sync(self, topics: Iterable[str], *, extra_stage: Sequence[str] | None = None) -> None:
+        """Create missing topics (if `create_topics` is on): data topics, and a stage's changelog and dead letters."""
+        t = self.settings.topics
+        wanted: dict[str, dict[str, str]] = {name: {} for name in topics}
+        if extra_stage is not None:
+            wanted[self.names.changelog(extra_stage)] = {"cleanup.policy": "compact"}
+            wanted[self.names.dead_letters(extra_stage)] = {}
+        with self._lock:
+            missing = {k: v for k, v in wanted.items() if k not in self._created}
+        if not missing:
+            return
+        if t.create_missing:
+            futures = self.admin().create_topics(
+                [NewTopic(name, t.partitions, t.replication_factor, config=cfg) for name, cfg in missing.items()],
+                operation_timeout=30,
+                request_timeout=30,
+            )
+            for name, fut in futures.items():
+                try:
+                    fut.result()
+                except KafkaException as e:
+                    err = e.args[0]
+                    if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise QueueError(f"cannot create topic {name!r}: {err}") from e
+        with self._lock:
+            self._created.update(missing)
+
+    async def ensure_topics(self, topics: Iterable[str]) -> None:
+        topics = set(topics)
+        with self._lock:
+            if topics <= self._created:
+                return
+        await asyncio.to_thread(self.ensure_topics_sync, topics)
+
+    # --- producing outside a stage --------------------------------------------------------------
+
+    def producer(self) -> Producer:
+        """The idempotent producer for pushes (acks=all), with a thread serving its delivery reports."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = Producer(
+                    self.settings.connection.client_config(
+                        **{
+                            "enable.idempotence": True,
+                            "acks": "all",
+                            "partitioner": "murmur2_random",
+                            "linger.ms": 2,
+                        }
+                    )
+                )
+                self._poller = threading.Thread(target=self._poll, name="pipeteer-kafka-producer", daemon=True)
+                self._poller.start()
+            return self._producer
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            assert self._producer is not None
+            self._producer.poll(0.1)
+
+    async def produce(self, topic: str, key: str, value: bytes) -> None:
+        """Produce one record and wait until the broker acknowledged it (all in-sync replicas)."""
+        await self.ensure_topics([topic])
+        producer = self.producer()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            loop.call_soon_threadsafe(_settle, fut, err, topic, key)
+
+        while True:
+            try:
+                producer.produce(topic, value, key.encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                await asyncio.sleep(0.01)
+        await fut
+
+    def engine_for(self, queue: KafkaQueue[Any]) -> StageEngine:
+        engine = self.engines.get(queue.path)
+        if engine is None:
+            engine = self.engines[queue.path] = StageEngine(self, queue, self.reader_of(queue.path))
+        return engine
+
+
+def _settle(fut: asyncio.Future[None], err: KafkaError | None, topic: str, key: str) -> None:
+    if fut.done():
+        return
+    if err is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(QueueError(f"pushing item {key!r} to topic {topic!r} failed: {err}"))
+
+
+class KafkaQueue(BaseQueue[T]):
+    """A queue on a Kafka topic; reading it makes this process one instance of the reading stage."""
+
+    def __init__(self, backend: KafkaBackend, Type: Any, path: tuple[str, ...]) -> None:
+        super().__init__(Type, "/".join(path))
+        self.backend = backend
+        self.path = path
+        self.topic = backend.names.queue(path)
+        self.codec = codec_for(Type)
+
+    def describe(self) -> str:
+        return f"queue {self.name!r} (topic {self.topic})"
+
+    async def _engine(self) -> StageEngine:
+        engine = self.backend.engine_for(self)
+        await engine.start()
+        return engine
+
+    async def _push(self, id: str, value: T) -> None:
+        await self.backend.produce(self.topic, id, self.codec.encode(value))
+
+    async def _read_next(self) -> tuple[str, T]:
+        e = await (await self._engine()).next_item()
+        return e.id, e.value
+
+    async def _read(self, id: str) -> T:
+        return (await self._engine()).get(id).value  # type: ignore[no-any-return]
+
+    async def has(self, id: str) -> bool:
+        return (await self._engine()).has(id)
+
+    async def pop(self, id: str) -> None:
+        fut = (await self._engine()).finish(id, None, None)
+        if fut is not None:
+            await fut
+
+    async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
+        for e in (await self._engine()).snapshot():
+            yield e.id, e.value
+
+    async def wait_change(self) -> None:
+        await (await self._engine()).wait_change()
+
+    async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
+        """Finish `id` here and emit `value` to `dst`, in this stage's next transaction (with its offsets)."""
+        if not isinstance(dst, KafkaQueue) or dst.backend is not self.backend:
+            return await super().move(id, dst, value)
+        dst.check(id, value)
+        data = dst.codec.encode(value)
+        fut = (await self._engine()).finish(id, dst.topic, data)
+        if fut is not None:
+            await fut
+
+    def fail(self, error: BaseException) -> str | None:
+        """The stage failed on the item it last read: retry it with backoff, dead-letter it when out of attempts.
+
+        Returns the item's id (None if no item was in progress). Called by the runtime when an
+        automatic stage's coroutine raises.
+        """
+        engine = self.backend.engines.get(self.path)
+        return None if engine is None else engine.fail(error)
+
+    def __len__(self) -> int:
+        engine = self.backend.engines.get(self.path)
+        return 0 if engine is None else engine.pending_count()
+

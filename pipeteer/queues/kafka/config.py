@@ -1,0 +1,217 @@
+"""Configuration of the Kafka backend: where the cluster is, how stages commit, retry and dead-letter.
+
+Precedence, lowest first: library defaults < the backend URL's query < environment variables.
+Environment variables are read in one place, `from_url`:
+
+- `PIPETEER_KAFKA_<PROPERTY>`: any librdkafka client property, upper-cased with `_` for `.`
+  (`PIPETEER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `PIPETEER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512`,
+  `PIPETEER_KAFKA_SASL_USERNAME`, `PIPETEER_KAFKA_SASL_PASSWORD`, `PIPETEER_KAFKA_SSL_CA_LOCATION`, ...).
+- `PIPETEER_TOPIC_PREFIX`, `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`.
+- `PIPETEER_COMMIT_INTERVAL_MS`, `PIPETEER_COMMIT_RECORDS`, `PIPETEER_MAX_PENDING`,
+  `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS`.
+- `PIPETEER_INSTANCE`: this instance's stable name (its transactional ids derive from it, so a
+  restarted instance fences its own zombie at once). Defaults to `$HOSTNAME`-pid.
+
+The URL's query takes the same settings in lower case (`?prefix=acme&partitions=8&commit_records=100`)
+and client properties by their dotted names (`?security.protocol=SSL`). Secrets are masked in `repr`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pipeteer.errors import ConfigError
+from pipeteer.spec.names import DEFAULT_PREFIX
+
+_SECRET_WORDS = ("password", "secret", "token", "key.pem", "keystore", "private", "sasl.jaas", "oauthbearer.config")
+ENV_PREFIX = "PIPETEER_KAFKA_"
+
+# librdkafka properties the backend sets itself: a user value would break exactly-once.
+_RESERVED = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "transactional.id",
+        "enable.idempotence",
+        "isolation.level",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+    }
+)
+
+
+def is_secret(key: str) -> bool:
+    """Whether a client property holds a secret (its value is never printed)."""
+    k = key.lower()
+    return any(w in k for w in _SECRET_WORDS)
+
+
+def mask(properties: Mapping[str, str]) -> dict[str, str]:
+    """The properties with secret values replaced by `***`, for logs and reprs."""
+    return {k: ("***" if is_secret(k) else v) for k, v in properties.items()}
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where the cluster is and how to talk to it; secrets are masked in `repr`.
+
+    >>> KafkaConnection("b:9092", {"sasl.password": "hunter2"})
+    KafkaConnection(bootstrap_servers='b:9092', properties={'sasl.password': '***'}, prefix='pipeteer')
+    """
+
+    bootstrap_servers: str
+    properties: Mapping[str, str] = field(default_factory=dict)
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers:
+            raise ConfigError("Kafka backend: no bootstrap servers; write kafka://host:port")
+        bad = sorted(k for k in self.properties if k in _RESERVED)
+        if bad:
+            raise ConfigError(
+                f"Kafka client properties {bad} are set by pipeteer itself (exactly-once needs them): remove them"
+            )
+        object.__setattr__(self, "properties", MappingProxyType(dict(self.properties)))
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaConnection(bootstrap_servers={self.bootstrap_servers!r}, "
+            f"properties={mask(self.properties)!r}, prefix={self.prefix!r})"
+        )
+
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """The librdkafka configuration for one client: connection properties, then `overrides`."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **self.properties}
+        conf.update(overrides)
+        return conf
+
+
+@dataclass(frozen=True)
+class Topics:
+    """How missing topics are created (`pipeteer topics apply` is the production way)."""
+
+    partitions: int = 4
+    replication_factor: int = 1
+    create_missing: bool = True
+
+
+@dataclass(frozen=True)
+class Transactions:
+    """When a stage commits: every `interval` seconds or `records` finished items, whichever is first."""
+
+    interval: float = 0.1
+    records: int = 1000
+    timeout_ms: int = 10_000
+    max_pending: int = 10_000
+    """Consumption pauses while this many items are pending (and resumes at half)."""
+
+
+@dataclass(frozen=True)
+class Retries:
+    """A failing item is retried `attempts` times with exponential backoff, then dead-lettered."""
+
+    attempts: int = 3
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.backoff * (2 ** max(attempt - 1, 0)), self.backoff_max))
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Everything the Kafka backend is configured with."""
+
+    connection: KafkaConnection
+    topics: Topics = Topics()
+    transactions: Transactions = Transactions()
+    retries: Retries = Retries()
+    instance: str = ""
+
+    @classmethod
+    def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> KafkaSettings:
+        """Parse `kafka://host:port[,host2:port]?options`, then apply the environment (which wins).
+
+        >>> s = KafkaSettings.from_url("kafka://k1:9092,k2:9092?prefix=acme&partitions=8", env={})
+        >>> s.connection.bootstrap_servers, s.connection.prefix, s.topics.partitions
+        ('k1:9092,k2:9092', 'acme', 8)
+        """
+        env = os.environ if env is None else env
+        parts = urlsplit(url)
+        if parts.scheme != "kafka":
+            raise ConfigError(f"not a Kafka backend URL: {url!r} (write kafka://host:port)")
+        servers = unquote(parts.netloc)
+        options: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
+        props = {k: v for k, v in options.items() if "." in k}
+        opts = {k: v for k, v in options.items() if "." not in k}
+        for k, v in env.items():
+            if k.startswith(ENV_PREFIX) and len(k) > len(ENV_PREFIX):
+                props[k[len(ENV_PREFIX) :].lower().replace("_", ".")] = v
+        for key, var in _ENV_OPTIONS.items():
+            if var in env:
+                opts[key] = env[var]
+        unknown = sorted(set(opts) - set(_ENV_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"backend URL {url!r}: unknown option(s) {unknown}; known: {sorted(_ENV_OPTIONS)} "
+                "and librdkafka client properties by their dotted names"
+            )
+        servers = env.get("PIPETEER_KAFKA_BOOTSTRAP_SERVERS", servers)
+        props.pop("bootstrap.servers", None)
+        conn = KafkaConnection(servers, props, prefix=opts.get("prefix", DEFAULT_PREFIX))
+        topics = Topics(
+            partitions=_int(opts, "partitions", Topics.partitions),
+            replication_factor=_int(opts, "replication_factor", Topics.replication_factor),
+            create_missing=opts.get("create_topics", "true").lower() not in ("0", "false", "no"),
+        )
+        tx = Transactions(
+            interval=_int(opts, "commit_interval_ms", int(Transactions.interval * 1000)) / 1000,
+            records=_int(opts, "commit_records", Transactions.records),
+            timeout_ms=_int(opts, "transaction_timeout_ms", Transactions.timeout_ms),
+            max_pending=_int(opts, "max_pending", Transactions.max_pending),
+        )
+        retries = Retries(
+            attempts=_int(opts, "retries", Retries.attempts),
+            backoff=_int(opts, "retry_backoff_ms", int(Retries.backoff * 1000)) / 1000,
+            backoff_max=_int(opts, "retry_backoff_max_ms", int(Retries.backoff_max * 1000)) / 1000,
+        )
+        instance = opts.get("instance") or f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
+        return cls(conn, topics, tx, retries, instance)
+
+    def with_instance(self, instance: str) -> KafkaSettings:
+        return replace(self, instance=instance)
+
+
+_ENV_OPTIONS = {
+    "prefix": "PIPETEER_TOPIC_PREFIX",
+    "partitions": "PIPETEER_PARTITIONS",
+    "replication_factor": "PIPETEER_REPLICATION_FACTOR",
+    "create_topics": "PIPETEER_CREATE_TOPICS",
+    "commit_interval_ms": "PIPETEER_COMMIT_INTERVAL_MS",
+    "commit_records": "PIPETEER_COMMIT_RECORDS",
+    "transaction_timeout_ms": "PIPETEER_TRANSACTION_TIMEOUT_MS",
+    "max_pending": "PIPETEER_MAX_PENDING",
+    "retries": "PIPETEER_RETRIES",
+    "retry_backoff_ms": "PIPETEER_RETRY_BACKOFF_MS",
+    "retry_backoff_max_ms": "PIPETEER_RETRY_BACKOFF_MAX_MS",
+    "instance": "PIPETEER_INSTANCE",
+}
+
+
+def _int(opts: Mapping[str, str], key: str, default: int) -> int:
+    raw = opts.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"Kafka backend option {key}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"Kafka backend option {key}={raw!r} must not be negative")
+    return value

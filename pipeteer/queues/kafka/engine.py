@@ -1,0 +1,652 @@
+"""The consumer-producer machinery of one Kafka stage instance: exactly-once by transactions.
+
+One engine serves one consumed queue (a stage's input topic) in one process. A dedicated
+thread owns the confluent-kafka consumer and transactional producer, because the client is
+synchronous; the asyncio side (the stage's coroutine or web page) only touches the pending
+table, under a lock, and is woken once per consumed batch, never per record.
+
+The thread's loop: consume a batch -> decode into the pending table (undecodable records go
+straight to the dead-letter topic) -> produce the records of items finished meanwhile inside
+the open transaction -> every `Transactions.interval` seconds or `records` finished items,
+commit: the changelog writes and input offsets the pending table plans
+(`pending.PendingTable.plan_commit`), sent with the consumer's group metadata (EOS v2), so
+outputs, pending-table changes and offsets become visible together or not at all.
+
+Errors are handled as the client documents them: a retriable commit error retries the commit;
+an abortable one aborts the transaction and rewinds (the pending table is rebuilt from the
+changelog and the consumer seeks back to the committed offsets, so everything since the last
+commit is consumed and processed again); a fatal one (e.g. fenced by a newer instance with
+the same transactional id) also recreates the producer. On partition revocation the engine
+commits first, then forgets the partitions; on assignment it restores their pending items
+from the changelog before any new input of theirs is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from pipeteer.errors import DecodeError, InexistentItem, QueueError
+from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
+from pipeteer.queues.memory import Notifier
+
+if TYPE_CHECKING:
+    from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue
+
+log = logging.getLogger("pipeteer.kafka")
+
+BATCH = 500
+RESTORE_TIMEOUT = 120.0
+LAG_EVERY = 1.0
+
+
+class CommitAborted(QueueError):
+    """The transaction holding this completion was aborted; the item is pending again (retry)."""
+
+
+class StageEngine:
+    """Consumes one queue's topic for one stage instance, with a pending table and transactions."""
+
+    def __init__(self, backend: KafkaBackend, queue: KafkaQueue[Any], stage: tuple[str, ...]) -> None:
+        names = backend.names
+        self.backend = backend
+        self.queue = queue
+        self.stage = stage
+        self.stage_name = "/".join(stage)
+        self.topic = queue.topic
+        self.changelog = names.changelog(stage)
+        self.dead_letters = names.dead_letters(stage)
+        self.group = names.group(stage)
+        self.transactional_id = names.transactional_id(stage, backend.settings.instance)
+        self.tx = backend.settings.transactions
+        self.retries = backend.settings.retries
+        self.lock = threading.Lock()
+        self.table = PendingTable(self.changelog)
+        self.notifier = Notifier()
+        self._waiters: list[tuple[asyncio.Future[None], int]] = []
+        self._committing: list[tuple[asyncio.Future[None], int]] = []
+        self._dropped_streamed: set[str] = set()
+        self._current: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._restorer: Any = None
+        self._produced_in_txn = False
+        self._ingested = 0
+        self._last_commit = time.monotonic()
+        self._last_lag = 0.0
+        self._paused = False
+        self._assigned: set[int] = set()
+        self._ever_assigned = False
+        self._restoring = False
+        self._broker_down_since: float | None = None
+        self.metrics: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the thread (once) and wait until the producer and consumer are set up."""
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self.metrics = self.backend.stage_metrics(self.stage_name)
+            if self.metrics is not None:
+                self.metrics.oldest_pending.set_function(self._oldest_age)
+            self._thread = threading.Thread(target=self._run, name=f"pipeteer-kafka:{self.stage_name}", daemon=True)
+            self._thread.start()
+        if not self._started.is_set():
+            await asyncio.to_thread(self._started.wait)
+        if self._start_error is not None:
+            raise self._start_error
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is finished, leave the group, stop the thread."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def ready(self) -> bool:
+        """Assigned (the group was joined), restored, and the broker reachable."""
+        return (
+            self._started.is_set()
+            and self._start_error is None
+            and self._ever_assigned
+            and not self._restoring
+            and self._broker_down_since is None
+        )
+
+    # --- the asyncio side ---------------------------------------------------------------------
+
+    async def next_item(self) -> Entry:
+        """The oldest pending item not waiting for a retry; waits for one (woken by the thread)."""
+        while True:
+            now = time.monotonic()
+            with self.lock:
+                e = self.table.first_ready(now)
+                if e is not None:
+                    e.streamed = True
+                    self._current = e.id
+                    return e
+                retry_at = self.table.next_retry_at()
+            fut = self.notifier.waiter()
+            try:
+                await asyncio.wait_for(fut, None if retry_at is None else max(retry_at - now, 0.001))
+            except TimeoutError:
+                pass
+
+    def get(self, id: str) -> Entry:
+        with self.lock:
+            e = self.table.entries.get(id)
+        if e is None:
+            raise InexistentItem(id, self.queue.describe())
+        return e
+
+    def has(self, id: str) -> bool:
+        with self.lock:
+            return id in self.table.entries
+
+    def snapshot(self) -> list[Entry]:
+        with self.lock:
+            return list(self.table.entries.values())
+
+    def pending_count(self) -> int:
+        return len(self.table)
+
+    async def wait_change(self, timeout: float = 1.0) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.notifier.waiter(), timeout)
+
+    def finish(self, id: str, topic: str | None, data: bytes | None) -> asyncio.Future[None] | None:
+        """Finish `id`, emitting `data` to `topic` (None: no output) in the next transaction.
+
+        Returns a future that resolves when that transaction commits, for items completed by
+        id (a web page answering a person must not say "done" before it is durable); None for
+        items a stage loop got from `read()` (their durability is the stage's next commit, and
+        a crash before it simply processes them again).
+        """
+        with self.lock:
+            e = self.table.entries.get(id)
+            if e is None:
+                if id in self._dropped_streamed:
+                    # Revoked (or rewound) while the stage worked on it: its new owner processes it.
+                    self._dropped_streamed.discard(id)
+                    return None
+                raise InexistentItem(id, self.queue.describe())
+            records = () if topic is None else (Record(topic, id, data, source=e.partition),)
+            self.table.finish(id, records)
+            if self._current == id:
+                self._current = None
+            if e.streamed:
+                return None
+            assert self._loop is not None
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append((fut, e.partition))
+            return fut
+
+    def fail(self, error: BaseException) -> str | None:
+        """The stage failed on the item it last read: retry it later, or dead-letter it when out of attempts."""
+        with self.lock:
+            id = self._current
+            e = None if id is None else self.table.entries.get(id)
+            if e is None:
+                return None
+            e.attempts += 1
+            if e.attempts <= self.retries.attempts:
+                e.not_before = time.monotonic() + self.retries.delay(e.attempts)
+                return id
+            record = self.dead_letter(e.id, e.raw, error, e.partition, e.offset, e.attempts)
+            self.table.finish(e.id, (record,))
+            self._current = None
+        if self.metrics is not None:
+            self.metrics.dead_letters.inc()
+        log.error("stage %r: item %r dead-lettered after %d attempts: %r", self.stage_name, id, e.attempts, error)
+        return id
+
+    def dead_letter(
+        self, id: str, raw: bytes | None, error: BaseException, partition: int, offset: int, attempts: int
+    ) -> Record:
+        """The dead-letter record of an input record: its bytes, with headers naming what failed and where."""
+        headers = (
+            ("pipeteer.error.class", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+            ("pipeteer.error.message", str(error).encode(errors="replace")),
+            ("pipeteer.error.stacktrace", "".join(traceback.format_exception(error)).encode(errors="replace")),
+            ("pipeteer.stage", self.stage_name.encode()),
+            ("pipeteer.source.topic", self.topic.encode()),
+            ("pipeteer.source.partition", str(partition).encode()),
+            ("pipeteer.source.offset", str(offset).encode()),
+            ("pipeteer.attempts", str(attempts).encode()),
+            ("pipeteer.failed_at", repr(time.time()).encode()),
+        )
+        return Record(self.dead_letters, id, raw, headers=headers, source=partition)
+
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.notifier.notify)
+
+    def _settle(self, waiters: list[tuple[asyncio.Future[None], int]], error: BaseException | None) -> None:
+        loop = self._loop
+        if not waiters or loop is None or loop.is_closed():
+            return
+
+        def settle() -> None:
+            for fut, _ in waiters:
+                if fut.done():
+                    continue
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle)
+
+    def _oldest_age(self) -> float:
+        return self.table.oldest_age()
+
+    # --- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self.backend.ensure_topics_sync(self.backend.known_topics() | {self.topic}, extra_stage=self.stage)
+            self._producer = self._make_producer()
+            self._restorer = Consumer(
+                self.backend.settings.connection.client_config(
+                    **{
+                        "group.id": f"{self.group}.restore",
+                        "enable.auto.commit": False,
+                        "isolation.level": "read_committed",
+                        "enable.partition.eof": True,
+                        "auto.offset.reset": "earliest",
+                    }
+                )
+            )
+            self._consumer = Consumer(
+                self.backend.settings.connection.client_config(
+                    **{
+                        "group.id": self.group,
+                        "enable.auto.commit": False,
+                        "enable.auto.offset.store": False,
+                        "isolation.level": "read_committed",
+                        "auto.offset.reset": "earliest",
+                        "error_cb": self._on_client_error,
+                    }
+                )
+            )
+            self._consumer.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            self._producer.begin_transaction()
+        except BaseException as e:
+            log.exception("stage %r: cannot start on %s", self.stage_name, self.topic)
+            self._start_error = e
+            self._started.set()
+            return
+        self._started.set()
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except KafkaException as e:
+                self._on_transaction_error(e)
+            except Exception:
+                log.exception("stage %r: unexpected error in the Kafka loop; rewinding", self.stage_name)
+                self._recover(fatal=False, error=None)
+        self._shutdown()
+
+    def _make_producer(self) -> Any:
+        producer = Producer(
+            self.backend.settings.connection.client_config(
+                **{
+                    "transactional.id": self.transactional_id,
+                    "transaction.timeout.ms": self.tx.timeout_ms,
+                    "partitioner": "murmur2_random",
+                    "linger.ms": 5,
+                    "queue.buffering.max.messages": 1_000_000,
+                    "error_cb": self._on_client_error,
+                }
+            )
+        )
+        # Fences any earlier producer with this transactional id and aborts its open transaction.
+        producer.init_transactions(self.tx.timeout_ms / 1000 + 30)
+        return producer
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            if self._broker_down_since is None:
+                self._broker_down_since = time.monotonic()
+            log.warning("stage %r: all brokers down: %s", self.stage_name, err)
+        else:
+            log.warning("stage %r: Kafka client error: %s", self.stage_name, err)
+
+    def _step(self) -> None:
+        self._flow_control()
+        timeout = min(self.tx.interval, 0.1)
+        msgs = self._consumer.consume(BATCH, timeout)
+        if msgs:
+            self._broker_down_since = None
+            self._ingest(msgs)
+        with self.lock:
+            records = self.table.take_outputs()
+        self._produce(records)
+        now = time.monotonic()
+        finished = self.table._finished
+        due = finished >= self.tx.records or (
+            now - self._last_commit >= self.tx.interval and (finished or self._ingested or self._produced_in_txn)
+        )
+        if due:
+            self._commit()
+        if now - self._last_lag >= LAG_EVERY:
+            self._last_lag = now
+            self._report_lag()
+
+    def _flow_control(self) -> None:
+        n = len(self.table)
+        if not self._paused and n >= self.tx.max_pending:
+            self._consumer.pause(self._consumer.assignment())
+            self._paused = True
+        elif self._paused and n < self.tx.max_pending // 2:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False
+
+    def _ingest(self, msgs: list[Message]) -> None:
+        now = time.time()
+        codec = self.queue.codec
+        decoded: list[tuple[Entry | None, Message, BaseException | None]] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("stage %r: consume error: %s", self.stage_name, err)
+                continue
+            p, o = m.partition(), m.offset()
+            key, raw = m.key(), m.value()
+            try:
+                if key is None:
+                    raise DecodeError(f"record {self.topic}/{p}/{o} has no key (pipeteer keys records by item id)")
+                id = key.decode()
+                if raw is None:
+                    raise DecodeError(f"record {self.topic}/{p}/{o} (item {id!r}) has no value")
+                value = codec.decode(raw, source=f"{self.topic}/{p}/{o}")
+            except (DecodeError, UnicodeDecodeError) as e:
+                decoded.append((None, m, e))
+                continue
+            decoded.append((Entry(id, value, raw, p, o, now), m, None))
+        dead = 0
+        with self.lock:
+            for entry, m, error in decoded:
+                if entry is not None:
+                    if entry.partition in self._assigned:
+                        self.table.add(entry)
+                    continue
+                assert error is not None
+                key = m.key()
+                id = key.decode(errors="replace") if key is not None else ""
+                record = self.dead_letter(id, m.value(), error, m.partition(), m.offset(), 0)
+                self.table.consumed_done(m.partition(), m.offset(), (record,))
+                dead += 1
+            self._ingested += len(decoded)
+        if dead and self.metrics is not None:
+            self.metrics.dead_letters.inc(dead)
+        if len(decoded) > dead:
+            self._wake()
+
+    def _produce(self, records: list[Record]) -> None:
+        if not records:
+            return
+        produce = self._producer.produce
+        for r in records:
+            key = r.key.encode()
+            while True:
+                try:
+                    if r.partition is None:
+                        if r.headers:
+                            produce(r.topic, r.value, key, headers=list(r.headers))
+                        else:
+                            produce(r.topic, r.value, key)
+                    elif r.headers:
+                        produce(r.topic, r.value, key, r.partition, headers=list(r.headers))
+                    else:
+                        produce(r.topic, r.value, key, r.partition)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        self._producer.poll(0)
+        self._produced_in_txn = True
+
+    def _commit(self) -> None:
+        """Commit the open transaction: outputs, changelog writes and input offsets, atomically."""
+        with self.lock:
+            plan = self.table.plan_commit()
+            self._committing, self._waiters = self._waiters, []
+        self._produce(plan.records)
+        if plan.offsets:
+            tps = [TopicPartition(self.topic, p, o) for p, o in plan.offsets.items()]
+            self._producer.send_offsets_to_transaction(tps, self._consumer.consumer_group_metadata(), 30)
+        if self._produced_in_txn or plan.offsets:
+            started = time.monotonic()
+            self._commit_transaction()
+            if self.metrics is not None:
+                self.metrics.commit.observe(time.monotonic() - started)
+            self._producer.begin_transaction()
+        self._produced_in_txn = False
+        self._ingested = 0
+        self._last_commit = time.monotonic()
+        self._broker_down_since = None
+        waiters, self._committing = self._committing, []
+        self._settle(waiters, None)
+
+    def _commit_transaction(self) -> None:
+        for attempt in range(10):
+            try:
+                self._producer.commit_transaction(30)
+                return
+            except KafkaException as e:
+                err = e.args[0]
+                if err.retriable() and not err.txn_requires_abort() and not err.fatal() and attempt < 9:
+                    log.warning("stage %r: commit retriable error, retrying: %s", self.stage_name, err)
+                    continue
+                raise
+
+    def _on_transaction_error(self, e: KafkaException) -> None:
+        err = e.args[0] if e.args else None
+        fatal = isinstance(err, KafkaError) and err.fatal()
+        log.warning(
+            "stage %r: transaction failed (%s); %s", self.stage_name, err, "recreating the producer" if fatal else "aborting"
+        )
+        self._recover(fatal=fatal, error=e)
+
+    def _abort(self, fatal: bool) -> None:
+        if not fatal:
+            try:
+                self._producer.abort_transaction(30)
+                return
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                log.warning("stage %r: abort failed (%s); recreating the producer", self.stage_name, err)
+        with contextlib.suppress(Exception):
+            self._producer.flush(0)
+        self._producer = self._make_producer()
+
+    def _recover(self, *, fatal: bool, error: BaseException | None) -> None:
+        """Abort (or recreate the producer), then rewind: restore from the changelog, seek to committed offsets."""
+        self._abort(fatal)
+        self._reset_state(CommitAborted(f"{self.queue.describe()}: transaction aborted ({error}); try again"))
+        assignment = [tp.partition for tp in self._consumer.assignment()]
+        self._restore(assignment)
+        if assignment:
+            committed = self._consumer.committed([TopicPartition(self.topic, p) for p in assignment], 30)
+            for tp in committed:
+                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                try:
+                    self._consumer.seek(TopicPartition(self.topic, tp.partition, offset))
+                except KafkaException as e:
+                    log.warning("stage %r: seek %s/%d failed: %s", self.stage_name, self.topic, tp.partition, e)
+        self._producer.begin_transaction()
+        self._produced_in_txn = False
+        self._ingested = 0
+        self._last_commit = time.monotonic()
+
+    def _reset_state(self, error: BaseException) -> None:
+        with self.lock:
+            dropped = self.table.clear()
+            self._dropped_streamed.update(e.id for e in dropped if e.streamed)
+            waiters = self._committing + self._waiters
+            self._committing, self._waiters = [], []
+        self._settle(waiters, error)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        ps = [tp.partition for tp in partitions]
+        log.info("stage %r: assigned %s partitions %s", self.stage_name, self.topic, ps)
+        self._paused = False
+        try:
+            self._restore(ps)
+        except Exception:
+            log.exception("stage %r: restoring the pending table failed", self.stage_name)
+            raise
+        self._ever_assigned = True
+        if self.metrics is not None:
+            self.metrics.rebalances.inc()
+        self._wake()
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Read the changelog partitions to their end (read_committed) into the pending table."""
+        self._restoring = True
+        try:
+            restored = self._read_changelog(partitions)
+            with self.lock:
+                for p in partitions:
+                    self.table.assign(p, restored.get(p, {}).values())
+                self._assigned.update(partitions)
+        finally:
+            self._restoring = False
+
+    def _read_changelog(self, partitions: list[int]) -> dict[int, dict[str, Entry]]:
+        out: dict[int, dict[str, Entry]] = {p: {} for p in partitions}
+        ends: dict[int, int] = {}
+        for p in partitions:
+            low, high = self._restorer.get_watermark_offsets(TopicPartition(self.changelog, p), 30, False)
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return out
+        self._restorer.assign([TopicPartition(self.changelog, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + RESTORE_TIMEOUT
+        codec = self.queue.codec
+        try:
+            while ends:
+                if time.monotonic() > deadline:
+                    raise QueueError(
+                        f"stage {self.stage_name!r}: restoring {self.changelog} partitions {sorted(ends)} "
+                        f"took over {RESTORE_TIMEOUT:.0f}s; is the broker reachable?"
+                    )
+                for m in self._restorer.consume(BATCH, 0.5):
+                    p = m.partition()
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            ends.pop(p, None)
+                        continue
+                    if p not in ends:
+                        continue
+                    id = m.key().decode()
+                    raw = m.value()
+                    if raw is None:
+                        out[p].pop(id, None)
+                    else:
+                        headers = dict(m.headers() or ())
+                        offset = int(headers.get("pipeteer.offset", b"-1"))
+                        consumed_at = float(headers.get("pipeteer.consumed_at", b"0") or 0) or time.time()
+                        try:
+                            value = codec.decode(raw, source=f"{self.changelog}/{p}/{m.offset()}")
+                        except DecodeError:
+                            log.exception("stage %r: pending item %r in the changelog is undecodable", self.stage_name, id)
+                            continue
+                        out[p].pop(id, None)
+                        out[p][id] = Entry(id, value, raw, p, offset, consumed_at)
+                    if m.offset() + 1 >= ends.get(p, 0):
+                        ends.pop(p, None)
+        finally:
+            self._restorer.unassign()
+        return out
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        ps = [tp.partition for tp in partitions]
+        log.info("stage %r: revoked %s partitions %s", self.stage_name, self.topic, ps)
+        try:
+            self._commit()
+        except KafkaException as e:
+            log.warning("stage %r: commit on revocation failed (%s); aborting", self.stage_name, e)
+            err = e.args[0] if e.args else None
+            self._abort(isinstance(err, KafkaError) and err.fatal())
+            self._producer.begin_transaction()
+            self._produced_in_txn = False
+            self._reset_state(CommitAborted(f"{self.queue.describe()}: partitions revoked before the commit; try again"))
+            return
+        self._forget(ps)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.warning("stage %r: lost partitions %s", self.stage_name, [tp.partition for tp in partitions])
+        self._abort(False)
+        self._producer.begin_transaction()
+        self._produced_in_txn = False
+        self._reset_state(CommitAborted(f"{self.queue.describe()}: partitions lost; try again"))
+
+    def _forget(self, ps: list[int]) -> None:
+        with self.lock:
+            dropped = self.table.drop(ps)
+            self._dropped_streamed.update(e.id for e in dropped if e.streamed)
+            keep = [(f, p) for f, p in self._waiters if p not in ps]
+            lost = [(f, p) for f, p in self._waiters if p in ps]
+            self._waiters = keep
+            self._assigned.difference_update(ps)
+        self._settle(lost, CommitAborted(f"{self.queue.describe()}: partition moved to another instance; try again"))
+
+    def _report_lag(self) -> None:
+        if self.metrics is None:
+            return
+        tps = self._consumer.assignment()
+        if not tps:
+            return
+        with contextlib.suppress(KafkaException):
+            for tp in self._consumer.position(tps):
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    self.metrics.lag(tp.partition).set(max(high - tp.offset, 0))
+
+    def _shutdown(self) -> None:
+        try:
+            self._commit()
+        except KafkaException as e:
+            log.warning("stage %r: final commit failed: %s", self.stage_name, e)
+            with contextlib.suppress(Exception):
+                self._producer.abort_transaction(10)
+        for close in (self._consumer.close, self._restorer.close):
+            try:
+                close()
+            except Exception as e:  # closing must go on whatever the broker says
+                log.warning("stage %r: close: %s", self.stage_name, e)
+        with contextlib.suppress(Exception):
+            self._producer.flush(5)
+
+
+Callback = Callable[[], None]

@@ -1,0 +1,228 @@
+"""The pending table of a Kafka stage: items consumed but not finished, and what each commit must write.
+
+Why a table and not just offsets: items may finish out of order (a person validates item 7
+before item 3), so "committed offset = N" cannot say which items below N are done. The table
+keeps every consumed, unfinished item; a compacted changelog topic, co-partitioned with the
+input, makes it durable. At each commit the stage writes, in ONE transaction:
+
+1. the finished items' next states (and dead letters);
+2. to the changelog, each item still pending that lies *below* the offset being committed and
+   is not there yet, and a tombstone for each finished item that was there;
+3. the input offsets.
+
+Which offset is committed for a partition: everything consumed, except the trailing run of
+items that are pending and not in the changelog. Those are left uncommitted rather than
+written: after a crash they are simply consumed again. An automatic stage that keeps up
+therefore writes nothing to its changelog (its pending items are always that trailing run),
+and a human stage writes each waiting item once, when something after it finishes.
+
+After a crash, the table is the changelog (every pending item below the committed offset)
+plus the input read again from the committed offset (every item above it): no item is lost,
+and since each finished item's output was committed with an offset above it, none is re-emitted.
+
+This module is pure (no I/O, no locks); the stage engine calls it under its lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One pending item."""
+
+    id: str
+    value: Any
+    raw: bytes
+    partition: int
+    offset: int
+    consumed_at: float
+    logged: bool = False
+    """The changelog holds a live record for this id (so finishing it needs a tombstone)."""
+    dirty: bool = True
+    """The changelog does not hold the current value yet."""
+    streamed: bool = False
+    """Handed out by `read()` (a stage loop), as opposed to completed by id (a web page)."""
+    attempts: int = 0
+    not_before: float = 0.0
+    mark: Mark | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Mark:
+    """A consumed input offset, and the item it still holds (None once finished or replaced)."""
+
+    offset: int
+    entry: Entry | None
+
+
+@dataclass(slots=True, frozen=True)
+class Record:
+    """A record to produce in the current transaction."""
+
+    topic: str
+    key: str
+    value: bytes | None
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    source: int | None = None
+    """The input partition of the item this record finishes (dropped with that partition)."""
+
+
+@dataclass(slots=True)
+class CommitPlan:
+    """What one transaction commit writes: records (outputs, changelog) and the input offsets."""
+
+    records: list[Record] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)
+    finished: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.offsets)
+
+
+class PendingTable:
+    """Consumed-but-unfinished items of the partitions one stage instance owns, oldest first."""
+
+    def __init__(self, changelog_topic: str) -> None:
+        self.changelog_topic = changelog_topic
+        self.entries: dict[str, Entry] = {}
+        self._marks: dict[int, deque[Mark]] = {}
+        self._position: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+        self._outputs: list[Record] = []
+        self._finished = 0
+
+    # --- the consuming side -------------------------------------------------------------------
+
+    def assign(self, partition: int, restored: Iterable[Entry]) -> None:
+        """Take a partition, with its pending items restored from the changelog (already logged)."""
+        self._marks[partition] = deque()
+        self._position.pop(partition, None)
+        self._committed.pop(partition, None)
+        for e in restored:
+            e.logged, e.dirty, e.mark = True, False, None
+            self.entries[e.id] = e
+
+    def drop(self, partitions: Iterable[int]) -> list[Entry]:
+        """Forget partitions (revoked, or reset after an aborted transaction); returns the dropped items."""
+        ps = set(partitions)
+        dropped = [e for e in self.entries.values() if e.partition in ps]
+        for e in dropped:
+            del self.entries[e.id]
+        for p in ps:
+            self._marks.pop(p, None)
+            self._position.pop(p, None)
+            self._committed.pop(p, None)
+        # Outputs of items finished since the last commit belong to the partition's next owner now.
+        self._outputs = [r for r in self._outputs if r.source not in ps]
+        return dropped
+
+    def clear(self) -> list[Entry]:
+        """Forget everything (after an aborted transaction); returns the dropped items."""
+        dropped = self.drop(list(self._marks) + [e.partition for e in self.entries.values()])
+        self._outputs = []
+        self._finished = 0
+        return dropped
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._marks)
+
+    def add(self, entry: Entry) -> None:
+        """A consumed item. A newer record for a pending id replaces it (queues are keyed by id)."""
+        old = self.entries.pop(entry.id, None)
+        if old is not None:
+            if old.mark is not None:
+                old.mark.entry = None
+            entry.logged = old.logged
+        entry.mark = Mark(entry.offset, entry)
+        self._marks.setdefault(entry.partition, deque()).append(entry.mark)
+        self._position[entry.partition] = entry.offset + 1
+        self.entries[entry.id] = entry
+
+    def consumed_done(self, partition: int, offset: int, records: Iterable[Record] = ()) -> None:
+        """A consumed record that is finished at once (undecodable: its dead letter is in `records`)."""
+        self._marks.setdefault(partition, deque()).append(Mark(offset, None))
+        self._position[partition] = offset + 1
+        self._outputs.extend(records)
+        self._finished += 1
+
+    # --- the stage side -----------------------------------------------------------------------
+
+    def first_ready(self, now: float) -> Entry | None:
+        """The oldest item not waiting for a retry."""
+        for e in self.entries.values():
+            if e.not_before <= now:
+                return e
+        return None
+
+    def next_retry_at(self) -> float | None:
+        waiting = [e.not_before for e in self.entries.values()]
+        return min(waiting) if waiting else None
+
+    def finish(self, id: str, records: Iterable[Record]) -> Entry | None:
+        """The item is done; `records` (its next state, or its dead letter) go in the next commit."""
+        e = self.entries.pop(id, None)
+        if e is None:
+            return None
+        if e.mark is not None:
+            e.mark.entry = None
+        if e.logged:
+            self._outputs.append(Record(self.changelog_topic, e.id, None, e.partition, source=e.partition))
+        self._outputs.extend(records)
+        self._finished += 1
+        return e
+
+    def take_outputs(self) -> list[Record]:
+        """Records finished so far, to produce ahead of the commit (inside the open transaction)."""
+        out, self._outputs = self._outputs, []
+        return out
+
+    def plan_commit(self) -> CommitPlan:
+        """Everything the next commit writes; the table then counts it as written."""
+        plan = CommitPlan(records=self.take_outputs(), finished=self._finished)
+        self._finished = 0
+        for p, marks in self._marks.items():
+            i = len(marks)
+            while i > 0:
+                e = marks[i - 1].entry
+                if e is None or not e.dirty:
+                    break
+                i -= 1
+            commit = marks[i].offset if i < len(marks) else self._position.get(p)
+            for _ in range(i):
+                e = marks.popleft().entry
+                if e is not None:
+                    e.mark = None
+                    if e.dirty:
+                        plan.records.append(
+                            Record(self.changelog_topic, e.id, e.raw, p, _changelog_headers(e), source=p)
+                        )
+                        e.logged, e.dirty = True, False
+            if commit is not None and commit > self._committed.get(p, -1):
+                plan.offsets[p] = commit
+                self._committed[p] = commit
+        return plan
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(list(self.entries.values()))
+
+    def oldest_age(self, now: float | None = None) -> float:
+        for e in self.entries.values():
+            return max(0.0, (time.time() if now is None else now) - e.consumed_at)
+        return 0.0
+
+
+def _changelog_headers(e: Entry) -> tuple[tuple[str, bytes], ...]:
+    return (("pipeteer.offset", str(e.offset).encode()), ("pipeteer.consumed_at", repr(e.consumed_at).encode()))
