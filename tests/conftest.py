@@ -32,3 +32,27 @@ def make_queue(backend_url: str) -> QueueFactory:
 
     backend = backend_from_url(backend_url, workflow_name="test")
     return lambda Type, name: backend.make_queue(Type, [name])
+
+
+# --- Kafka (see tests/kafka_broker.py for where the broker comes from) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a Kafka-protocol broker for the whole session (started here if need be)."""
+    from tests.kafka_broker import kafka_broker
+
+    with kafka_broker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def kafka_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A topic prefix (hence consumer groups and transactional ids) of this test only; its topics are deleted after."""
+    import uuid
+
+    from tests.kafka_broker import delete_topics
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    delete_topics(kafka_bootstrap, prefix)

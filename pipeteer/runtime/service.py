@@ -55,6 +55,9 @@ class StageService:
         self.progress = StageProgress(self.metrics)
         self.restart = restart
         self.queues: WorkflowQueues = connect(app, backend, hooks=[self.progress])
+        use_metrics = getattr(self.queues.backend, "use_metrics", None)
+        if use_metrics is not None:  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
+            use_metrics(self.metrics)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
@@ -109,8 +112,12 @@ class StageService:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
                 self.progress.of(stage).failed.inc()
+                q = self.queues.stage(stage).Qin
+                fail = getattr(getattr(q, "queue", q), "fail", None)
+                if fail is not None:  # Kafka: retry the item with backoff, then dead-letter it
+                    fail(e)
                 log.exception("stage %r failed; restarting in %.1fs", stage, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.restart.maximum)

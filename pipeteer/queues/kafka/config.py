@@ -10,7 +10,11 @@ Environment variables are read in one place, `from_url`:
 - `PIPETEER_COMMIT_INTERVAL_MS`, `PIPETEER_COMMIT_RECORDS`, `PIPETEER_MAX_PENDING`,
   `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS`.
 - `PIPETEER_INSTANCE`: this instance's stable name (its transactional ids derive from it, so a
-  restarted instance fences its own zombie at once). Defaults to `$HOSTNAME`-pid.
+  restarted instance fences its own zombie at once, and it joins consumer groups as a static
+  member, so a restart takes its partitions back without a rebalance). Defaults to `$HOSTNAME`-pid.
+- `PIPETEER_STATIC_MEMBERSHIP=false`: join as a dynamic member even with a named instance (for
+  instances that come and go: a static member that stops keeps its partitions until its session
+  times out).
 
 The URL's query takes the same settings in lower case (`?prefix=acme&partitions=8&commit_records=100`)
 and client properties by their dotted names (`?security.protocol=SSL`). Secrets are masked in `repr`.
@@ -133,6 +137,9 @@ class KafkaSettings:
     transactions: Transactions = Transactions()
     retries: Retries = Retries()
     instance: str = ""
+    static_membership: bool = False
+    """Join consumer groups as a static member named by `instance` (KIP-345): a restarted instance
+    takes its partitions back at once, with no rebalance. On by default when the instance is named."""
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> KafkaSettings:
@@ -181,8 +188,10 @@ class KafkaSettings:
             backoff=_int(opts, "retry_backoff_ms", int(Retries.backoff * 1000)) / 1000,
             backoff_max=_int(opts, "retry_backoff_max_ms", int(Retries.backoff_max * 1000)) / 1000,
         )
+        named = bool(opts.get("instance"))
         instance = opts.get("instance") or f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
-        return cls(conn, topics, tx, retries, instance)
+        static = opts.get("static_membership", "true" if named else "false").lower() not in ("0", "false", "no")
+        return cls(conn, topics, tx, retries, instance, static)
 
     def with_instance(self, instance: str) -> KafkaSettings:
         return replace(self, instance=instance)
@@ -201,6 +210,7 @@ _ENV_OPTIONS = {
     "retry_backoff_ms": "PIPETEER_RETRY_BACKOFF_MS",
     "retry_backoff_max_ms": "PIPETEER_RETRY_BACKOFF_MAX_MS",
     "instance": "PIPETEER_INSTANCE",
+    "static_membership": "PIPETEER_STATIC_MEMBERSHIP",
 }
 
 

@@ -281,8 +281,10 @@ class StageEngine:
                     }
                 )
             )
+            member = {"group.instance.id": self.backend.settings.instance} if self.backend.settings.static_membership else {}
             self._consumer = Consumer(
                 self.backend.settings.connection.client_config(
+                    **member,
                     **{
                         "group.id": self.group,
                         "enable.auto.commit": False,

@@ -1,0 +1,148 @@
+"""Real stage processes (`python -m pipeteer run ...`) and read_committed views of topics, for the Kafka tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from tests.kafka_broker import free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+
+TEST_CLIENT_PROPS = "session.timeout.ms=6000&heartbeat.interval.ms=500"
+"""Kafka's default session timeout (45 s) would make every kill -9 stall its partitions that long."""
+
+
+def backend_url(bootstrap: str, prefix: str, **options: Any) -> str:
+    query = "&".join([f"prefix={prefix}", TEST_CLIENT_PROPS, *(f"{k}={v}" for k, v in options.items())])
+    return f"kafka://{bootstrap}?{query}"
+
+
+@dataclass
+class StageProcess:
+    """One `pipeteer run APP --stage NAME` instance; killed with SIGKILL by its pid, or stopped with SIGTERM."""
+
+    app: str
+    stage: str
+    url: str
+    instance: str
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> StageProcess:
+        self.port = free_port()
+        self.starts += 1
+        env = {**os.environ, "PIPETEER_INSTANCE": self.instance, **self.env}
+        log = open(self.log_dir / f"{self.instance}.{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeteer", "run", self.app, "--backend", self.url,
+             "--stage", self.stage, "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.instance} exited: see {self.log_dir}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base + "/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.instance} not ready after {timeout}s")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
+    """Every record of `topic` a read_committed consumer sees, from the beginning to the current end."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        parts = sorted(meta.partitions)
+        ends = {}
+        for p in parts:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), 10, False)
+            if high > low:
+                ends[p] = high
+        out: list[Any] = []
+        if not ends:
+            return out
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        ends.pop(m.partition(), None)
+                    continue
+                out.append(m)
+                if m.offset() + 1 >= ends.get(m.partition(), 0):
+                    ends.pop(m.partition(), None)
+        if ends:
+            raise TimeoutError(f"reading {topic}: partitions {sorted(ends)} did not reach their end")
+        return out
+    finally:
+        c.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "isolation.level": "read_committed"})
+    try:
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), 10, False)[1] for p in parts}
+    finally:
+        c.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_committed"})
+    try:
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        return {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in parts], 10)}
+    finally:
+        c.close()
