@@ -257,6 +257,16 @@ class Workflow(Stage, Generic[A, B]):
                     out.append(Route(name, tp, target))
         return out
 
+    def state_types(self) -> list[type]:
+        """Every type stored in a queue of this workflow (stage inputs, nested ones too, and the output)."""
+        seen: dict[Any, None] = {self.Tin: None}
+        for _, stage in self.walk():
+            seen.setdefault(stage.Tin, None)
+            if isinstance(stage, Workflow):
+                seen.setdefault(stage.Tout, None)
+        seen.setdefault(self.Tout, None)
+        return list(seen)
+
     def walk(self, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Stage]]:
         """Every stage, depth first, with its path of names (nested workflows included)."""
         for name, stage in self.pipelines.items():
