@@ -48,7 +48,8 @@ class InvalidCorners(ValueError):
 
 
 def _decode(img: bytes) -> np.ndarray:
-    arr = cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_COLOR)
+    # OpenCV asserts (cv2.error) on an empty buffer instead of returning None.
+    arr = cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_COLOR) if img else None
     if arr is None:
         raise ValueError(
             f"cannot decode the image ({len(img)} bytes): expected PNG or JPEG bytes"
@@ -205,7 +206,7 @@ def _contrast_and_support(gray: np.ndarray, edges: np.ndarray, quad: np.ndarray)
             normal = -normal  # point inwards
         for t in np.linspace(0.1, 0.9, n):
             p = a + t * (b - a)
-            xi, yi = int(round(p[0])), int(round(p[1]))
+            xi, yi = round(float(p[0])), round(float(p[1]))
             if 0 <= xi < w and 0 <= yi < h:
                 total += 1
                 on_edge += int(edges[yi, xi] > 0)

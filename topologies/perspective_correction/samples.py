@@ -117,6 +117,7 @@ def _render_page(rng: np.random.Generator) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, hard: bool, kind: str) -> np.ndarray:
+    """The surface the page lies on (float BGR): textured and dark, or light for hard samples."""
     w, h = IMAGE_SIZE
     if hard:
         # A surface nearly as light as the paper: the page's outline is lost in the noise.
@@ -124,8 +125,8 @@ def _background(rng: np.random.Generator, hard: bool, kind: str) -> np.ndarray:
     else:
         # A dark or saturated desk / wood / cloth colour.
         base = rng.integers(25, 130, size=3).astype(np.float32)
-    grain = rng.normal(0.0, 1.0, size=(h // 8, w // 8)).astype(np.float32)
-    grain = cv2.resize(grain, (w, h), interpolation=cv2.INTER_CUBIC)
+    coarse = rng.normal(0.0, 1.0, size=(h // 8, w // 8)).astype(np.float32)
+    grain = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     fine = rng.normal(0.0, 1.0, size=(h, w)).astype(np.float32)
     texture = (6.0 if hard else 14.0) * grain + (4.0 if hard else 6.0) * fine
     bg = base[None, None, :] + texture[:, :, None]
@@ -246,7 +247,7 @@ def make_samples(n: int, *, seed: int = 0, hard_ratio: float = 0.25) -> list[Sam
 
 
 def _gray(png: bytes, size: tuple[int, int]) -> np.ndarray:
-    arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) if png else None
     if arr is None:
         raise ValueError("similarity: the bytes are not a PNG/JPEG image that OpenCV can decode")
     small = cv2.resize(arr, size, interpolation=cv2.INTER_AREA).astype(np.float64)
