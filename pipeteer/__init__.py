@@ -40,10 +40,10 @@ __all__ = [
     "SpecError",
     "StageError",
     "ValueTypeError",
-    "WorkflowQueues",
-    "WriteQueue",
-    "Wrapped",
     "Workflow",
+    "WorkflowQueues",
+    "Wrapped",
+    "WriteQueue",
     "connect",
     "make_queues",
 ]
