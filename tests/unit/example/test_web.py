@@ -1,4 +1,4 @@
-"""The example's two web stages, in process: the real workflow on memory queues (pipeteer's
+"""The example's two web stages, in process: the example app on memory queues (pipeteer's
 TestDriver), the pages called through httpx's ASGI transport."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import httpx
 import pytest
 
 from pipeteer.testing import TestDriver
-from tests.unit.example.seed_app import AutoCorrected, Input, ManualInput, app
+from topologies.perspective_correction import app
 from topologies.perspective_correction.imaging import image_size
 from topologies.perspective_correction.samples import make_sample, similarity
+from topologies.perspective_correction.states import AutoCorrected, Input, ManualInput
 
-# Samples 0-3 are easy (automatic correction succeeds), 100-101 hard (they go to a person).
+# Samples 0-3 are easy (automatic correction succeeds); hard 100 and 102 go to a person.
 EASY = [make_sample(seed) for seed in range(4)]
 HARD = [make_sample(seed, hard=True) for seed in (100, 102)]
 assert all(s.kind != "decoy" for s in HARD)  # these two must be refused by the automatic stage
