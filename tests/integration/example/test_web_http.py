@@ -80,7 +80,8 @@ async def test_a_person_completes_the_workflow_over_http(running: Running) -> No
     assert sources == [f"/validation/tasks/{id}/image" for id in to_validate]
     assert all(not samples[id].hard or samples[id].kind == "decoy" for id in to_validate)
 
-    approved, rejected = set(), set()
+    approved: set[str] = set()
+    rejected: set[str] = set()
     for id, src in zip(to_validate, sources, strict=True):
         image = await http.get(src)
         assert image.status_code == 200 and image.headers["content-type"] == "image/png"

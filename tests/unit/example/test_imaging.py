@@ -32,6 +32,12 @@ GOOD = 0.7
 WRONG = 0.4
 
 
+def _bgr(png: bytes) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert arr is not None
+    return arr
+
+
 @pytest.fixture(scope="module")
 def easy() -> list[Sample]:
     return [make_sample(seed) for seed in range(20)]
@@ -99,7 +105,7 @@ def test_automatic_correction_is_deterministic(easy: list[Sample]) -> None:
 
 def test_jpeg_input_is_accepted(easy: list[Sample]) -> None:
     s = easy[1]
-    photo = cv2.imdecode(np.frombuffer(s.img, np.uint8), cv2.IMREAD_COLOR)
+    photo = _bgr(s.img)
     ok, jpeg = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
     out = correct_perspective(jpeg.tobytes())
@@ -114,7 +120,7 @@ def test_an_empty_photo_has_no_page() -> None:
 def test_page_cut_by_the_frame_is_refused(easy: list[Sample]) -> None:
     # Crop the photo so that one corner of the page falls outside it.
     s = easy[2]
-    photo = cv2.imdecode(np.frombuffer(s.img, np.uint8), cv2.IMREAD_COLOR)
+    photo = _bgr(s.img)
     x_cut = int(max(x for x, _ in s.corners)) - 40
     ok, cropped = cv2.imencode(".png", photo[:, :x_cut])
     assert ok
@@ -170,7 +176,7 @@ def test_order_corners() -> None:
 def test_bad_corners_are_rejected(corners: list[tuple[float, ...]], message: str) -> None:
     img = make_sample(0).img
     with pytest.raises(InvalidCorners, match=message) as info:
-        warp_with_corners(img, corners)  # type: ignore[arg-type]
+        warp_with_corners(img, corners)
     assert isinstance(info.value, ValueError)
 
 
@@ -212,7 +218,7 @@ def test_similarity_separates_right_from_wrong(easy: list[Sample]) -> None:
     # The right region upside down, and an off-target crop, are wrong too.
     s = easy[0]
     correct = warp_with_corners(s.img, s.corners)
-    flipped = cv2.imdecode(np.frombuffer(correct, np.uint8), cv2.IMREAD_COLOR)[::-1, ::-1]
+    flipped = _bgr(correct)[::-1, ::-1]
     ok, flipped_png = cv2.imencode(".png", np.ascontiguousarray(flipped))
     assert ok
     off = warp_with_corners(s.img, [(5, 5), (300, 5), (300, 470), (5, 470)])
