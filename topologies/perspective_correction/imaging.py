@@ -206,10 +206,15 @@ def _contrast_and_support(gray: np.ndarray, edges: np.ndarray, quad: np.ndarray)
             normal = -normal  # point inwards
         for t in np.linspace(0.1, 0.9, n):
             p = a + t * (b - a)
-            xi, yi = round(float(p[0])), round(float(p[1]))
-            if 0 <= xi < w and 0 <= yi < h:
-                total += 1
-                on_edge += int(edges[yi, xi] > 0)
+            # An outline found from the bright region can sit a pixel or two off the edge line:
+            # look for an edge within 2 px across the side.
+            total += 1
+            for k in (0, -1, 1, -2, 2):
+                q = p + k * normal
+                xi, yi = round(float(q[0])), round(float(q[1]))
+                if 0 <= xi < w and 0 <= yi < h and edges[yi, xi] > 0:
+                    on_edge += 1
+                    break
             pin, pout = p + 6 * normal, p - 6 * normal
             if all(0 <= q[0] < w and 0 <= q[1] < h for q in (pin, pout)):
                 inside = float(gray[int(pin[1]), int(pin[0])])
