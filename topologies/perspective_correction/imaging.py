@@ -149,7 +149,7 @@ def warp_with_corners(img: bytes, corners: Sequence[Sequence[float]]) -> bytes:
 
     >>> from topologies.perspective_correction.samples import make_sample
     >>> s = make_sample(0)
-    >>> image_size(warp_with_corners(s.img, [(0, 0), (99, 0), (99, 199), (0, 199)]))
+    >>> image_size(warp_with_corners(s.img, [(0, 0), (100, 0), (100, 200), (0, 200)]))
     (100, 200)
     """
     arr = _decode(img)

@@ -14,8 +14,8 @@ get 404 (already done) or 409 (being completed right now by another request of t
 The apps are mounted under a prefix by the stage service (`/validation/`, `/manual-correct/`);
 the pages build their links from the request's `root_path`, so they work at any prefix.
 
-    >>> from pipeteer import connect
-    >>> # app = validation_api(**queues['validation']['internal'])
+    queues = pipeteer.connect(app, "sqlite:///queues.db")
+    api = validation_api(**queues["validation"]["internal"])    # what `pipeteer run` does
 """
 
 from __future__ import annotations
