@@ -1,5 +1,6 @@
 """The example end to end over real HTTP: the stage service (all three stages) behind uvicorn on a
-free 127.0.0.1 port, a person played by an httpx client working the two web pages."""
+free 127.0.0.1 port, a person played by an httpx client working the two web pages; on the memory
+backend and on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,12 +31,13 @@ class Running:
     queues: WorkflowQueues
 
 
-@pytest.fixture
-async def running() -> AsyncIterator[Running]:
+@pytest.fixture(params=["memory", "sqlite"])
+async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'queues.db'}"
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    service = StageService(app, "memory://")
+    service = StageService(app, url)
     server = uvicorn.Server(
         uvicorn.Config(service.asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
