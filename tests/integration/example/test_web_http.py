@@ -34,28 +34,27 @@ class Running:
 @pytest.fixture(params=["memory", "sqlite"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
     url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'queues.db'}"
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     service = StageService(app, url)
-    server = uvicorn.Server(
-        uvicorn.Config(service.asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    service.start()
-    # uvicorn serves on the socket we bound: no window in which another process takes the port.
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            deadline = time.monotonic() + 20
-            while not server.started:
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                await asyncio.sleep(0.01)
-            yield Running(http, service.queues)
-    finally:
-        server.should_exit = True
-        await serving
-        await service.stop()
-        sock.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(service.asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
+        service.start()
+        # uvicorn serves on the socket we bound: no window in which another process takes the port.
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                deadline = time.monotonic() + 20
+                while not server.started:
+                    assert time.monotonic() < deadline, "uvicorn did not start"
+                    await asyncio.sleep(0.01)
+                yield Running(http, service.queues)
+        finally:
+            server.should_exit = True
+            await serving
+            await service.stop()
 
 
 async def _wait_for_tasks(http: httpx.AsyncClient, n: int) -> None:
