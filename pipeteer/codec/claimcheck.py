@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pipeteer.codec.codec import MAGIC, codec_for, describe_bytes
+from pipeteer.codec.codec import MAGIC, Codec, codec_for, describe_bytes
 from pipeteer.codec.framing import ValueCodec
 from pipeteer.codec.schema import Schema
 from pipeteer.errors import ConfigError, DecodeError
@@ -49,7 +49,7 @@ class BlobRef:
     schema: str
 
 
-REF_CODEC = codec_for(BlobRef, namespace="pipeteer")
+REF_CODEC: Codec[BlobRef] = codec_for(BlobRef, namespace="pipeteer")
 _REF_HEADER = MAGIC + REF_CODEC.fingerprint
 
 

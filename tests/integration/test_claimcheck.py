@@ -11,7 +11,13 @@ import pytest
 
 from pipeteer import DecodeError
 from pipeteer.codec import codec_for
-from pipeteer.codec.claimcheck import REF_CODEC, ClaimCheckCodec, LocalBlobStore, S3BlobStore, blob_store_from_url
+from pipeteer.codec.claimcheck import (
+    REF_CODEC,
+    ClaimCheckCodec,
+    LocalBlobStore,
+    S3BlobStore,
+    blob_store_from_url,
+)
 
 
 @dataclass
