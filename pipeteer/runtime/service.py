@@ -60,6 +60,7 @@ class StageService:
         if use_metrics is not None:  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
             use_metrics(self.metrics)
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.opening: list[Any] = []
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
             q = self.queues.stage(s).Qin
@@ -125,6 +126,10 @@ class StageService:
 
     def start(self) -> None:
         for s in self.stages:
+            q = self.queues.stage(s).Qin
+            open_queue = getattr(getattr(q, "queue", q), "open", None)
+            if open_queue is not None:  # Kafka: join the group and restore pending items before any request
+                self.opening.append(open_queue())
             if not self.app.is_web(s):
                 self.tasks[s] = asyncio.create_task(self._supervise(s), name=f"stage:{s}")
 

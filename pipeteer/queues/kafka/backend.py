@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeteer.codec import codec_for
+from pipeteer.codec import make_codec
 from pipeteer.errors import QueueError
 from pipeteer.queues.base import BaseQueue
 from pipeteer.queues.kafka.config import KafkaSettings
@@ -256,7 +256,10 @@ class KafkaQueue(BaseQueue[T]):
         self.backend = backend
         self.path = path
         self.topic = backend.names.queue(path)
-        self.codec = codec_for(Type)
+        settings = backend.settings
+        self.codec = make_codec(
+            Type, registry=settings.schema_registry, schema_dir=settings.schema_dir, subject=f"{self.topic}-value"
+        )
 
     def describe(self) -> str:
         return f"queue {self.name!r} (topic {self.topic})"
@@ -265,6 +268,10 @@ class KafkaQueue(BaseQueue[T]):
         engine = self.backend.engine_for(self)
         await engine.start()
         return engine
+
+    def open(self) -> asyncio.Future[None]:
+        """Start consuming now (a service does, so a web stage is restored and ready before its first request)."""
+        return asyncio.ensure_future(self.backend.engine_for(self).start())
 
     async def _push(self, id: str, value: T) -> None:
         await self.backend.produce(self.topic, id, self.codec.encode(value))

@@ -6,7 +6,8 @@ Environment variables are read in one place, `from_url`:
 - `PIPETEER_KAFKA_<PROPERTY>`: any librdkafka client property, upper-cased with `_` for `.`
   (`PIPETEER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `PIPETEER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512`,
   `PIPETEER_KAFKA_SASL_USERNAME`, `PIPETEER_KAFKA_SASL_PASSWORD`, `PIPETEER_KAFKA_SSL_CA_LOCATION`, ...).
-- `PIPETEER_TOPIC_PREFIX`, `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`.
+- `PIPETEER_TOPIC_PREFIX`, `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
+- `PIPETEER_SCHEMA_REGISTRY` (Confluent wire format), `PIPETEER_SCHEMA_DIR` (older `.avsc` versions).
 - `PIPETEER_COMMIT_INTERVAL_MS`, `PIPETEER_COMMIT_RECORDS`, `PIPETEER_MAX_PENDING`,
   `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS`.
 - `PIPETEER_INSTANCE`: this instance's stable name (its transactional ids derive from it, so a
@@ -137,6 +138,10 @@ class KafkaSettings:
     transactions: Transactions = Transactions()
     retries: Retries = Retries()
     instance: str = ""
+    schema_registry: str | None = None
+    """A schema registry URL: records use the Confluent wire format (else Avro single-object encoding)."""
+    schema_dir: str | None = None
+    """Where `.avsc` files of older schema versions live, so their records still decode."""
     static_membership: bool = False
     """Join consumer groups as a static member named by `instance` (KIP-345): a restarted instance
     takes its partitions back at once, with no rebalance. On by default when the instance is named."""
@@ -191,7 +196,16 @@ class KafkaSettings:
         named = bool(opts.get("instance"))
         instance = opts.get("instance") or f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
         static = opts.get("static_membership", "true" if named else "false").lower() not in ("0", "false", "no")
-        return cls(conn, topics, tx, retries, instance, static)
+        return cls(
+            conn,
+            topics,
+            tx,
+            retries,
+            instance,
+            schema_registry=opts.get("schema_registry") or None,
+            schema_dir=opts.get("schema_dir") or None,
+            static_membership=static,
+        )
 
     def with_instance(self, instance: str) -> KafkaSettings:
         return replace(self, instance=instance)
@@ -211,6 +225,8 @@ _ENV_OPTIONS = {
     "retry_backoff_max_ms": "PIPETEER_RETRY_BACKOFF_MAX_MS",
     "instance": "PIPETEER_INSTANCE",
     "static_membership": "PIPETEER_STATIC_MEMBERSHIP",
+    "schema_registry": "PIPETEER_SCHEMA_REGISTRY",
+    "schema_dir": "PIPETEER_SCHEMA_DIR",
 }
 
 

@@ -42,6 +42,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from pipeteer.codec import kafka_source
 from pipeteer.errors import DecodeError, InexistentItem, QueueError
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
 from pipeteer.queues.memory import Notifier
@@ -388,7 +389,7 @@ class StageEngine:
                 id = key.decode()
                 if raw is None:
                     raise DecodeError(f"record {self.topic}/{p}/{o} (item {id!r}) has no value")
-                value = codec.decode(raw, source=f"{self.topic}/{p}/{o}")
+                value = codec.decode(raw, source=kafka_source(self.topic, p, o))
             except (DecodeError, UnicodeDecodeError) as e:
                 decoded.append((None, m, e))
                 continue
@@ -579,7 +580,7 @@ class StageEngine:
                         offset = int(headers.get("pipeteer.offset", b"-1"))
                         consumed_at = float(headers.get("pipeteer.consumed_at", b"0") or 0) or time.time()
                         try:
-                            value = codec.decode(raw, source=f"{self.changelog}/{p}/{m.offset()}")
+                            value = codec.decode(raw, source=kafka_source(self.changelog, p, m.offset()))
                         except DecodeError:
                             log.exception("stage %r: pending item %r in the changelog is undecodable", self.stage_name, id)
                             continue
