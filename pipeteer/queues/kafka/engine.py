@@ -82,7 +82,9 @@ class StageEngine:
         self.notifier = Notifier()
         self._waiters: list[tuple[asyncio.Future[None], int]] = []
         self._committing: list[tuple[asyncio.Future[None], int]] = []
-        self._dropped_streamed: set[str] = set()
+        # Items a stage loop was working on when their partition went away: the loop may still read
+        # and move them; the move is then dropped (the partition's new owner processes them).
+        self._dropped_streamed: dict[str, Entry] = {}
         self._current: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -156,14 +158,14 @@ class StageEngine:
 
     def get(self, id: str) -> Entry:
         with self.lock:
-            e = self.table.entries.get(id)
+            e = self.table.entries.get(id) or self._dropped_streamed.get(id)
         if e is None:
             raise InexistentItem(id, self.queue.describe())
         return e
 
     def has(self, id: str) -> bool:
         with self.lock:
-            return id in self.table.entries
+            return id in self.table.entries or id in self._dropped_streamed
 
     def snapshot(self) -> list[Entry]:
         with self.lock:
@@ -187,9 +189,7 @@ class StageEngine:
         with self.lock:
             e = self.table.entries.get(id)
             if e is None:
-                if id in self._dropped_streamed:
-                    # Revoked (or rewound) while the stage worked on it: its new owner processes it.
-                    self._dropped_streamed.discard(id)
+                if self._dropped_streamed.pop(id, None) is not None:
                     return None
                 raise InexistentItem(id, self.queue.describe())
             records = () if topic is None else (Record(topic, id, data, source=e.partition),)
@@ -512,7 +512,7 @@ class StageEngine:
     def _reset_state(self, error: BaseException) -> None:
         with self.lock:
             dropped = self.table.clear()
-            self._dropped_streamed.update(e.id for e in dropped if e.streamed)
+            self._remember_dropped(dropped)
             waiters = self._committing + self._waiters
             self._committing, self._waiters = [], []
         self._settle(waiters, error)
@@ -617,12 +617,17 @@ class StageEngine:
     def _forget(self, ps: list[int]) -> None:
         with self.lock:
             dropped = self.table.drop(ps)
-            self._dropped_streamed.update(e.id for e in dropped if e.streamed)
+            self._remember_dropped(dropped)
             keep = [(f, p) for f, p in self._waiters if p not in ps]
             lost = [(f, p) for f, p in self._waiters if p in ps]
             self._waiters = keep
             self._assigned.difference_update(ps)
         self._settle(lost, CommitAborted(f"{self.queue.describe()}: partition moved to another instance; try again"))
+
+    def _remember_dropped(self, dropped: list[Entry]) -> None:
+        if len(self._dropped_streamed) > 10_000:
+            self._dropped_streamed.clear()
+        self._dropped_streamed.update((e.id, e) for e in dropped if e.streamed)
 
     def _report_lag(self) -> None:
         if self.metrics is None:

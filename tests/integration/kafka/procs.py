@@ -146,3 +146,38 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         return {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in parts], 10)}
     finally:
         c.close()
+
+
+def unconsumed(bootstrap: str, group: str, topic: str) -> int:
+    """Data records of `topic` at or after `group`'s committed offsets (read_committed).
+
+    Zero means the group has committed everything; comparing offsets with the end offsets would
+    not do, since a transactional writer leaves a commit marker after its last record.
+    """
+    committed = committed_offsets(bootstrap, group, topic)
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        ends = {p: e for p, e in end_offsets(bootstrap, topic).items() if e > max(committed.get(p, 0), 0)}
+        if not ends:
+            return 0
+        c.assign([TopicPartition(topic, p, max(committed.get(p, 0), 0)) for p in ends])
+        count = 0
+        deadline = time.monotonic() + 30
+        while ends and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        ends.pop(m.partition(), None)
+                    continue
+                count += 1
+        return count
+    finally:
+        c.close()

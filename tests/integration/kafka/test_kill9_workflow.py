@@ -1,0 +1,103 @@
+"""The three-stage chain workflow on Kafka: 20,000 items, 2 instances per stage, each stage's instances
+killed with SIGKILL twice, and an extra instance per stage added then removed during the run
+(partition rebalances). Every input must give exactly one output, with the right state.
+
+`PIPETEER_TEST_CHAIN_ITEMS` shrinks the run (default 20000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeteer.codec import codec_for
+from pipeteer.queues.kafka import KafkaBackend
+from pipeteer.spec import names
+from tests.apps.chain import Raw, Result, workflow
+from tests.integration.kafka.procs import StageProcess, backend_url, read_topic, unconsumed
+
+pytestmark = pytest.mark.slow
+
+N = int(os.environ.get("PIPETEER_TEST_CHAIN_ITEMS", "20000"))
+STAGES = ("square", "negate", "sum")
+APP = "tests.apps.chain:app"
+
+
+async def push_raw(url: str, n: int, seconds: float) -> None:
+    """Push the inputs spread over `seconds`, so every stage is busy while the kills happen."""
+    backend = KafkaBackend.from_url(url, workflow_name=workflow.name, env={})
+    q = backend.make_queue(Raw, ["input"])
+    step = 500
+    try:
+        started = time.monotonic()
+        for k, start in enumerate(range(0, n, step)):
+            await asyncio.gather(*(q.push(f"n{i}", Raw(i)) for i in range(start, min(start + step, n))))
+            await asyncio.sleep(max(0.0, started + seconds * (k + 1) * step / n - time.monotonic()))
+    finally:
+        backend.close()
+
+
+def test_chain_workflow_survives_kills_and_rebalances(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path) -> None:
+    url = backend_url(kafka_bootstrap, kafka_prefix, commit_records=200)
+    slow = {"CHAIN_SLOW_SECONDS": "0.0003"}
+    procs = {
+        (s, i): StageProcess(APP, s, url, f"{s}-{i}", tmp_path, env=slow) for s in STAGES for i in (1, 2)
+    }
+    extra = {
+        s: StageProcess(APP, s, url, f"{s}-extra", tmp_path, env={**slow, "PIPETEER_STATIC_MEMBERSHIP": "false"})
+        for s in STAGES
+    }
+    for p in procs.values():
+        p.start()
+    for p in procs.values():
+        p.wait_ready()
+    pusher = threading.Thread(target=asyncio.run, args=(push_raw(url, N, 10.0),))
+    pusher.start()
+    # (seconds after start, action): two kills per stage (one per instance), one extra instance per stage
+    plan: list[tuple[float, str, str, int]] = []
+    for k, s in enumerate(STAGES):
+        plan += [
+            (1.0 + k * 0.7, "kill", s, 1),
+            (2.5 + k * 0.6, "add", s, 0),
+            (5.0 + k * 0.7, "kill", s, 2),
+            (7.5 + k * 0.5, "remove", s, 0),
+        ]
+    plan.sort()
+    started = time.monotonic()
+    try:
+        for at, action, s, i in plan:
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            if action == "kill":
+                procs[(s, i)].kill9()
+                procs[(s, i)].start()
+            elif action == "add":
+                extra[s].start()
+            else:
+                extra[s].stop()
+        pusher.join(120)
+        out_topic = names.queue_topic(workflow.name, ["output"], kafka_prefix)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len({m.key() for m in read_topic(kafka_bootstrap, out_topic)}) < N:
+            time.sleep(1.0)
+        assert all(p.starts == (2 if i == 1 or i == 2 else 1) for (s, i), p in procs.items())
+        outputs = read_topic(kafka_bootstrap, out_topic)
+        keys = [m.key().decode() for m in outputs]
+        assert len(set(keys)) == N, f"{N - len(set(keys))} of {N} items lost"
+        assert len(keys) == N, f"{len(keys) - N} duplicate outputs"
+        codec = codec_for(Result)
+        assert all(codec.decode(m.value()) == Result(int(m.key()[1:]), int(m.key()[1:])) for m in outputs)
+        for stage, queue in (("square", "input"), ("negate", "negate"), ("sum", "sum")):
+            topic = names.queue_topic(workflow.name, [queue], kafka_prefix)
+            group = names.consumer_group(workflow.name, [stage], kafka_prefix)
+            deadline = time.monotonic() + 10
+            while unconsumed(kafka_bootstrap, group, topic) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert unconsumed(kafka_bootstrap, group, topic) == 0, f"stage {stage} left input uncommitted"
+    finally:
+        for p in [*procs.values(), *extra.values()]:
+            p.stop()
