@@ -93,7 +93,7 @@ def start_noida(data_dir: Path) -> Broker:
     """Start the noida-db Kafka broker on a free loopback port; stop it by its pid."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = open(data_dir / "broker.log", "wb")  # noqa: SIM115 (closed by stop)
+    log = open(data_dir / "broker.log", "wb")
     proc = subprocess.Popen(
         [str(noida_binary()), "start", "--data-dir", str(data_dir / "data"), "--only", "kafka", "--kafka-port", str(port)],
         stdout=log,

@@ -112,7 +112,8 @@ def read_dead_letters(settings: Any, topic: str, *, start: dict[int, int] | None
         c.assign([TopicPartition(topic, p, (start or {}).get(p, OFFSET_BEGINNING)) for p in ends])
         deadline = time.monotonic() + 60
         while ends and time.monotonic() < deadline:
-            for m in c.consume(500, 0.5):
+            batch: list[Any] = c.consume(500, 0.5)
+            for m in batch:
                 if m.error() is not None:
                     if m.error().code() == KafkaError._PARTITION_EOF:
                         ends.pop(m.partition(), None)

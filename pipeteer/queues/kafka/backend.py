@@ -139,6 +139,8 @@ class KafkaBackend:
         for engine in list(self.engines.values()):
             engine.close()
         self.engines.clear()
+        for q in self.queues.values():
+            q._started = None
         self._closed.set()
         if self._producer is not None:
             self._producer.flush(10)
@@ -256,6 +258,7 @@ class KafkaQueue(BaseQueue[T]):
         self.backend = backend
         self.path = path
         self.topic = backend.names.queue(path)
+        self._started: StageEngine | None = None
         settings = backend.settings
         self.codec = make_codec(
             Type, registry=settings.schema_registry, schema_dir=settings.schema_dir, subject=f"{self.topic}-value"
@@ -265,8 +268,11 @@ class KafkaQueue(BaseQueue[T]):
         return f"queue {self.name!r} (topic {self.topic})"
 
     async def _engine(self) -> StageEngine:
-        engine = self.backend.engine_for(self)
-        await engine.start()
+        engine = self._started
+        if engine is None:
+            engine = self.backend.engine_for(self)
+            await engine.start()
+            self._started = engine
         return engine
 
     def open(self) -> asyncio.Future[None]:
@@ -281,7 +287,8 @@ class KafkaQueue(BaseQueue[T]):
         return e.id, e.value
 
     async def _read(self, id: str) -> T:
-        return (await self._engine()).get(id).value  # type: ignore[no-any-return]
+        value: T = (await self._engine()).get(id).value
+        return value
 
     async def has(self, id: str) -> bool:
         return (await self._engine()).has(id)
@@ -302,8 +309,9 @@ class KafkaQueue(BaseQueue[T]):
         """Finish `id` here and emit `value` to `dst`, in this stage's next transaction (with its offsets)."""
         if not isinstance(dst, KafkaQueue) or dst.backend is not self.backend:
             return await super().move(id, dst, value)
-        dst.check(id, value)
-        data = dst.codec.encode(value)
+        if not isinstance(id, str) or not id:
+            dst.check(id, value)  # raises, naming the queue
+        data = dst.codec.encode(value)  # the codec checks the value's type (ValueTypeError), once
         fut = (await self._engine()).finish(id, dst.topic, data)
         if fut is not None:
             await fut

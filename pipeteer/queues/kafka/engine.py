@@ -37,7 +37,6 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Message,
     Producer,
     TopicPartition,
 )
@@ -55,6 +54,7 @@ log = logging.getLogger("pipeteer.kafka")
 BATCH = 500
 RESTORE_TIMEOUT = 120.0
 LAG_EVERY = 1.0
+SLOW_COMMIT = 2.0
 
 
 class CommitAborted(QueueError):
@@ -104,6 +104,8 @@ class StageEngine:
         self._restoring = False
         self._broker_down_since: float | None = None
         self.metrics: Any = None
+        self.committed_items = 0
+        """Items finished (emitted, dead-lettered or popped) and committed by this engine so far."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -270,7 +272,6 @@ class StageEngine:
     def _run(self) -> None:
         try:
             self.backend.ensure_topics_sync(self.backend.known_topics() | {self.topic}, extra_stage=self.stage)
-            self._producer = self._make_producer()
             self._restorer = Consumer(
                 self.backend.settings.connection.client_config(
                     **{
@@ -299,6 +300,9 @@ class StageEngine:
             self._consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
+            # The group join proceeds in the client's background threads meanwhile; partitions are
+            # only restored (in `_on_assign`, called from `consume`) after the zombie is fenced.
+            self._producer = self._make_producer()
             self._producer.begin_transaction()
         except BaseException as e:
             log.exception("stage %r: cannot start on %s", self.stage_name, self.topic)
@@ -371,10 +375,10 @@ class StageEngine:
             self._consumer.resume(self._consumer.assignment())
             self._paused = False
 
-    def _ingest(self, msgs: list[Message]) -> None:
+    def _ingest(self, msgs: list[Any]) -> None:
         now = time.time()
         codec = self.queue.codec
-        decoded: list[tuple[Entry | None, Message, BaseException | None]] = []
+        decoded: list[tuple[Entry | None, Any, BaseException | None]] = []
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -444,13 +448,20 @@ class StageEngine:
         self._produce(plan.records)
         if plan.offsets:
             tps = [TopicPartition(self.topic, p, o) for p, o in plan.offsets.items()]
+            started = time.monotonic()
             self._producer.send_offsets_to_transaction(tps, self._consumer.consumer_group_metadata(), 30)
+            if time.monotonic() - started > SLOW_COMMIT:
+                log.warning("stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started)
         if self._produced_in_txn or plan.offsets:
             started = time.monotonic()
             self._commit_transaction()
+            took = time.monotonic() - started
             if self.metrics is not None:
-                self.metrics.commit.observe(time.monotonic() - started)
+                self.metrics.commit.observe(took)
+            if took > SLOW_COMMIT:
+                log.warning("stage %r: transaction commit took %.1fs", self.stage_name, took)
             self._producer.begin_transaction()
+        self.committed_items += plan.finished
         self._produced_in_txn = False
         self._ingested = 0
         self._last_commit = time.monotonic()
@@ -562,7 +573,8 @@ class StageEngine:
                         f"stage {self.stage_name!r}: restoring {self.changelog} partitions {sorted(ends)} "
                         f"took over {RESTORE_TIMEOUT:.0f}s; is the broker reachable?"
                     )
-                for m in self._restorer.consume(BATCH, 0.5):
+                batch: list[Any] = self._restorer.consume(BATCH, 0.5)
+                for m in batch:
                     p = m.partition()
                     err = m.error()
                     if err is not None:

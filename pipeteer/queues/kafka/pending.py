@@ -26,7 +26,7 @@ This module is pure (no I/O, no locks); the stage engine calls it under its lock
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +91,9 @@ class PendingTable:
 
     def __init__(self, changelog_topic: str) -> None:
         self.changelog_topic = changelog_topic
-        self.entries: dict[str, Entry] = {}
+        # An OrderedDict, not a dict: finding the oldest item after many removals from the front is
+        # O(1) on its linked list, while a dict would step over every removed slot.
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
         self._marks: dict[int, deque[Mark]] = {}
         self._position: dict[int, int] = {}
         self._committed: dict[int, int] = {}

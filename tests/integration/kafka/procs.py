@@ -46,7 +46,7 @@ class StageProcess:
         self.port = free_port()
         self.starts += 1
         env = {**os.environ, "PIPETEER_INSTANCE": self.instance, **self.env}
-        log = open(self.log_dir / f"{self.instance}.{self.starts}.log", "wb")  # noqa: SIM115
+        log = open(self.log_dir / f"{self.instance}.{self.starts}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeteer", "run", self.app, "--backend", self.url,
              "--stage", self.stage, "--port", str(self.port)],
@@ -181,3 +181,24 @@ def unconsumed(bootstrap: str, group: str, topic: str) -> int:
         return count
     finally:
         c.close()
+
+
+def wait_stable(bootstrap: str, group: str, members: int, timeout: float = 60) -> None:
+    """Until `group` is Stable with `members` members (each with an assignment).
+
+    The local test broker (noida-db) does not expire a killed member that is replaced while
+    its group is rebalancing, so the tests let a rebalance finish before the next kill -9.
+    """
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    state: Any = None
+    while time.monotonic() < deadline:
+        d = admin.describe_consumer_groups([group])[group].result()
+        state = (d.state, len(d.members))
+        if d.state == ConsumerGroupState.STABLE and len(d.members) == members:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"consumer group {group} not stable with {members} members after {timeout}s: {state}")

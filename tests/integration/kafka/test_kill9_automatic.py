@@ -16,7 +16,13 @@ import pytest
 from pipeteer.queues.kafka import KafkaBackend
 from pipeteer.spec import names
 from tests.integration.kafka.apps import Item, copy_workflow
-from tests.integration.kafka.procs import StageProcess, backend_url, committed_offsets, end_offsets, read_topic
+from tests.integration.kafka.procs import (
+    StageProcess,
+    backend_url,
+    committed_offsets,
+    end_offsets,
+    read_topic,
+)
 
 pytestmark = pytest.mark.slow
 

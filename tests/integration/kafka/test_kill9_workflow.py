@@ -19,7 +19,7 @@ from pipeteer.codec import codec_for
 from pipeteer.queues.kafka import KafkaBackend
 from pipeteer.spec import names
 from tests.apps.chain import Raw, Result, workflow
-from tests.integration.kafka.procs import StageProcess, backend_url, read_topic, unconsumed
+from tests.integration.kafka.procs import StageProcess, backend_url, read_topic, unconsumed, wait_stable
 
 pytestmark = pytest.mark.slow
 
@@ -52,12 +52,7 @@ def test_chain_workflow_survives_kills_and_rebalances(kafka_bootstrap: str, kafk
         s: StageProcess(APP, s, url, f"{s}-extra", tmp_path, env={**slow, "PIPETEER_STATIC_MEMBERSHIP": "false"})
         for s in STAGES
     }
-    for p in procs.values():
-        p.start()
-    for p in procs.values():
-        p.wait_ready()
     pusher = threading.Thread(target=asyncio.run, args=(push_raw(url, N, 10.0),))
-    pusher.start()
     # (seconds after start, action): two kills per stage (one per instance), one extra instance per stage
     plan: list[tuple[float, str, str, int]] = []
     for k, s in enumerate(STAGES):
@@ -68,18 +63,29 @@ def test_chain_workflow_survives_kills_and_rebalances(kafka_bootstrap: str, kafk
             (7.5 + k * 0.5, "remove", s, 0),
         ]
     plan.sort()
-    started = time.monotonic()
+    members = dict.fromkeys(STAGES, 2)
     try:
+        for p in procs.values():
+            p.start()
+        for p in procs.values():
+            p.wait_ready()
+        pusher.start()
+        started = time.monotonic()
         for at, action, s, i in plan:
             time.sleep(max(0.0, started + at - time.monotonic()))
+            group = names.consumer_group(workflow.name, [s], kafka_prefix)
+            wait_stable(kafka_bootstrap, group, members[s])  # see wait_stable: a broker quirk, not the product's
             if action == "kill":
                 procs[(s, i)].kill9()
                 procs[(s, i)].start()
             elif action == "add":
                 extra[s].start()
+                members[s] += 1
             else:
                 extra[s].stop()
+                members[s] -= 1
         pusher.join(120)
+        assert not pusher.is_alive()
         out_topic = names.queue_topic(workflow.name, ["output"], kafka_prefix)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len({m.key() for m in read_topic(kafka_bootstrap, out_topic)}) < N:
