@@ -1,0 +1,71 @@
+"""Kafka backend settings from URL and environment; secrets never printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeteer.errors import ConfigError
+from pipeteer.queues.kafka.backend import KafkaBackend, readers
+from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings
+
+
+def test_url_then_environment_precedence() -> None:
+    s = KafkaSettings.from_url(
+        "kafka://k1:9092,k2:9092?prefix=acme&partitions=8&commit_records=50&security.protocol=SSL",
+        env={"PIPETEER_COMMIT_RECORDS": "70", "PIPETEER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
+    )
+    assert s.connection.bootstrap_servers == "k1:9092,k2:9092"
+    assert s.connection.prefix == "acme"
+    assert s.topics.partitions == 8
+    assert s.transactions.records == 70  # the environment wins
+    assert s.connection.properties == {"security.protocol": "SSL", "sasl.mechanism": "SCRAM-SHA-512"}
+
+
+def test_secrets_are_masked_in_repr() -> None:
+    s = KafkaSettings.from_url(
+        "kafka://b:9093?security.protocol=SASL_SSL",
+        env={"PIPETEER_KAFKA_SASL_USERNAME": "app", "PIPETEER_KAFKA_SASL_PASSWORD": "hunter2",
+             "PIPETEER_KAFKA_SSL_KEY_PASSWORD": "s3cret"},
+    )
+    text = repr(s) + repr(s.connection) + repr(KafkaBackend("kafka://b:9093", s, workflow_name="wf"))
+    assert "hunter2" not in text and "s3cret" not in text
+    assert "'sasl.username': 'app'" in text and "'sasl.password': '***'" in text
+    assert s.connection.client_config()["sasl.password"] == "hunter2"  # still passed to the client
+
+
+def test_named_instance_joins_as_static_member() -> None:
+    assert KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_INSTANCE": "pod-0"}).static_membership
+    assert not KafkaSettings.from_url("kafka://b:1", env={}).static_membership
+    s = KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_INSTANCE": "x", "PIPETEER_STATIC_MEMBERSHIP": "false"})
+    assert s.instance == "x" and not s.static_membership
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "fragment"),
+    [
+        ("kafka://b:1?bogus=1", {}, "unknown option"),
+        ("kafka://b:1?partitions=many", {}, "not an integer"),
+        ("kafka://b:1?transactional.id=x", {}, "set by pipeteer"),
+        ("kafka://?prefix=x", {}, "no bootstrap servers"),
+        ("sqlite:///x.db", {}, "not a Kafka backend URL"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(url: str, env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        KafkaSettings.from_url(url, env=env)
+
+
+def test_reserved_properties_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"isolation\.level"):
+        KafkaConnection("b:1", {"isolation.level": "read_uncommitted"})
+
+
+def test_entry_stage_reads_the_input_queue() -> None:
+    from tests.apps.chain import workflow
+
+    assert readers(workflow) == {("input",): ("square",), ("negate",): ("negate",), ("sum",): ("sum",)}
+    b = KafkaBackend.from_url("kafka://b:1?prefix=p", workflow_name=workflow.name, env={})
+    b.bind_workflow(workflow)
+    assert b.reader_of(["input"]) == ("square",)
+    assert b.names.group(b.reader_of(["input"])) == "p.chain.stage.square"
+    assert b.make_queue(int, ["output"]).topic == "p.chain.output"
