@@ -69,6 +69,26 @@ async def race(base: str, id: str, times: int) -> list[int]:
     return sorted(r.status_code for r in rs)
 
 
+def check_service_endpoints(base: str) -> None:
+    """/healthz, /readyz (assigned and restored), and the Kafka metrics of the stage on /metrics."""
+    assert httpx.get(base + "/healthz").status_code == 200
+    assert httpx.get(base + "/readyz").status_code == 200
+    deadline = time.monotonic() + 10
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(base + "/metrics").text
+        if 'pipeteer_consumer_lag{partition="0",stage="answer"}' in text:
+            break
+        time.sleep(0.2)
+    for line in (
+        'pipeteer_rebalances_total{stage="answer"} 1.0',
+        f'pipeteer_pending_items{{stage="answer"}} {float(N)}',
+        'pipeteer_consumer_lag{partition="0",stage="answer"}',
+        'pipeteer_oldest_pending_age_seconds{stage="answer"}',
+    ):
+        assert line in text, f"{line!r} not in /metrics"
+
+
 def test_manual_tasks_survive_kill9(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path) -> None:
     url = backend_url(kafka_bootstrap, kafka_prefix, commit_interval_ms=50)
     asyncio.run(push_tasks(url))
@@ -82,6 +102,8 @@ def test_manual_tasks_survive_kill9(kafka_bootstrap: str, kafka_prefix: str, tmp
         stage.wait_ready()
         for i, batch in enumerate(batches):
             assert wait_listing(stage.base, pending) == pending, f"pending table wrong before batch {i}"
+            if i == 0:
+                check_service_endpoints(stage.base)
             codes = asyncio.run(complete(stage.base, batch[:-1]))
             assert set(codes.values()) == {200}, f"batch {i}: {sorted(set(codes.values()))}"
             pending -= set(codes)
