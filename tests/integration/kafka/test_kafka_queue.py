@@ -1,0 +1,124 @@
+"""The queue contract on Kafka, in one process: what a stage and a script see of `KafkaQueue`s.
+
+Kafka is asynchronous between a push and the consumer that serves reads, so visibility is
+checked with `eventually`; order across partitions is not global, so listings compare as sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from pipeteer import InexistentItem, ValueTypeError
+from pipeteer.queues.kafka import KafkaBackend
+from tests.integration.kafka.procs import backend_url
+from tests.integration.test_queue_contract import State, a_state
+
+T = TypeVar("T")
+
+
+async def eventually(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 20) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await get()
+        if ok(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def backend(kafka_bootstrap: str, kafka_prefix: str) -> AsyncIterator[KafkaBackend]:
+    b = KafkaBackend.from_url(backend_url(kafka_bootstrap, kafka_prefix), workflow_name="contract", env={})
+    yield b
+    await asyncio.to_thread(b.close)
+
+
+async def keys(q: Any) -> set[str]:
+    return set(await q.keys())
+
+
+async def test_push_read_pop(backend: KafkaBackend) -> None:
+    q = backend.make_queue(State, ["states"])
+    await q.push("a", a_state(1))
+    await q.push("b", a_state(2))
+    assert await asyncio.wait_for(q.read(), 30) in [("a", a_state(1)), ("b", a_state(2))]
+    assert await eventually(lambda: keys(q), lambda k: k == {"a", "b"}) == {"a", "b"}
+    assert await q.read("a") == a_state(1)
+    await q.pop("a")
+    assert await keys(q) == {"b"}
+    with pytest.raises(InexistentItem, match="'a'"):
+        await q.read("a")
+    with pytest.raises(InexistentItem):
+        await q.pop("a")
+    assert [x async for x in q.items()] == [("b", a_state(2))]
+
+
+async def test_read_waits_for_a_push(backend: KafkaBackend) -> None:
+    q = backend.make_queue(int, ["wait"])
+    reader = asyncio.create_task(q.read())
+    await asyncio.sleep(0.5)
+    assert not reader.done()
+    await q.push("k", 5)
+    assert await asyncio.wait_for(reader, 20) == ("k", 5)
+
+
+async def test_push_same_id_replaces_and_wrong_types_are_refused(backend: KafkaBackend) -> None:
+    q = backend.make_queue(str, ["s"])
+    await q.push("x", "one")
+    await eventually(lambda: keys(q), lambda k: k == {"x"})
+    await q.push("x", "three")
+    assert await eventually(lambda: q.items(), lambda i: i == [("x", "three")]) == [("x", "three")]
+    with pytest.raises(ValueTypeError, match="'bad'"):
+        await q.push("bad", 3)  # type: ignore[arg-type]
+
+
+async def test_move_is_atomic_and_exactly_once(backend: KafkaBackend) -> None:
+    src = backend.make_queue(int, ["src"])
+    dst = backend.make_queue(str, ["dst"])
+    for i in range(5):
+        await src.push(str(i), i)
+    await eventually(lambda: keys(src), lambda k: len(k) == 5)
+    await src.move("1", dst, "one")  # completed by id: returns once committed
+    assert await keys(src) == {"0", "2", "3", "4"}
+    assert await eventually(lambda: dst.items(), lambda i: i == [("1", "one")]) == [("1", "one")]
+    with pytest.raises(InexistentItem):
+        await src.move("1", dst, "again")
+    with pytest.raises(ValueTypeError):
+        await src.move("2", dst, 2)  # type: ignore[arg-type]
+    assert await keys(src) == {"0", "2", "3", "4"}  # nothing half-moved
+    # five concurrent completions of one item: one moves it, the others find it gone
+    results = await asyncio.gather(*(src.move("3", dst, f"c{k}") for k in range(5)), return_exceptions=True)
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, InexistentItem) for r in results if r is not None)
+    assert await eventually(lambda: keys(dst), lambda k: k == {"1", "3"}) == {"1", "3"}
+
+
+async def test_pending_items_survive_a_restart(kafka_bootstrap: str, kafka_prefix: str) -> None:
+    """Items completed out of order: the next instance restores the rest from the changelog and the input."""
+    url = backend_url(kafka_bootstrap, kafka_prefix, instance="one")
+    first = KafkaBackend.from_url(url, workflow_name="contract", env={})
+    q = first.make_queue(int, ["tasks"])
+    out = first.make_queue(int, ["done"])
+    for i in range(20):
+        await q.push(f"t{i}", i)
+    await eventually(lambda: keys(q), lambda k: len(k) == 20)
+    for i in (15, 3, 9):
+        await q.move(f"t{i}", out, i * 10)
+    await asyncio.to_thread(first.close)
+    second = KafkaBackend.from_url(url, workflow_name="contract", env={})
+    try:
+        q2 = second.make_queue(int, ["tasks"])
+        expected = {f"t{i}" for i in range(20)} - {"t15", "t3", "t9"}
+        assert await eventually(lambda: keys(q2), lambda k: k == expected) == expected
+        out2 = second.make_queue(int, ["done"])
+        assert sorted(await eventually(lambda: out2.items(), lambda i: len(i) == 3)) == [
+            ("t15", 150),
+            ("t3", 30),
+            ("t9", 90),
+        ]
+    finally:
+        await asyncio.to_thread(second.close)
