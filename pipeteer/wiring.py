@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
-from pipeteer.errors import InexistentItem, RoutingError, SpecError, ValueTypeError
+from pipeteer.errors import RoutingError, SpecError, ValueTypeError
 from pipeteer.queues.base import BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
 from pipeteer.types import conforms, type_name, value_type_name
@@ -71,7 +71,7 @@ class WorkflowQueues(dict[str, Any]):
             if not isinstance(node, WorkflowQueues) or part not in node:
                 raise KeyError(f"no stage {'/'.join(parts[: i + 1])!r} in workflow {self.workflow.name!r}")
             node = node[part]
-        return node  # type: ignore[no-any-return]
+        return node
 
 
 class _RecentIds:

@@ -85,7 +85,7 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
         return SqliteBackend(url, path)
     if parts.scheme == "kafka":
         try:
-            from pipeteer.queues.kafka import KafkaBackend  # type: ignore[attr-defined]
+            from pipeteer.queues.kafka import KafkaBackend
         except ImportError as e:
             raise ConfigError(
                 f"backend URL {url!r} needs the Kafka extra: pip install 'pipeteer[kafka]' ({e})"

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pipeteer.codec import codec_for
 from pipeteer.errors import ConfigError, InexistentItem
@@ -37,7 +37,7 @@ _PAGE = 256
 class SqliteStore:
     """One SQLite file, with a connection per process and thread (connections must not cross a fork)."""
 
-    _stores: dict[str, SqliteStore] = {}
+    _stores: ClassVar[dict[str, SqliteStore]] = {}
     _lock = threading.Lock()
 
     def __init__(self, path: str) -> None:
