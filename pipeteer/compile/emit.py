@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeteer.compile import dashboard as dashboard_mod
 from pipeteer.compile import describe, manifests
 from pipeteer.compile.config import TopologyConfig
+from pipeteer.compile.dashboard import dashboard as build_dashboard
 from pipeteer.compile.topology import AppLike, Topology, build_topology
 
 JSON_INDENT = 2
@@ -38,7 +38,7 @@ def render(topology: Topology) -> dict[str, str]:
         "topics.yaml": manifests.dump_yaml(manifests.topics_document(topology)),
         "strimzi/kafkatopics.yaml": manifests.dump_yaml_documents(manifests.strimzi_topics(topology)),
         "helm/values.yaml": manifests.dump_yaml(manifests.helm_values(topology)),
-        "grafana/dashboard.json": dump_json(dashboard_mod.dashboard(topology)),
+        "grafana/dashboard.json": dump_json(build_dashboard(topology)),
         "compose/prometheus.yml": manifests.dump_yaml(manifests.prometheus_config(topology)),
         "topology.json": dump_json(topology.to_dict()),
         "topology.mmd": describe.mermaid(topology),
