@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -134,14 +135,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             [_noida_db(), "start", "--data-dir", str(data / "data"), "--only", "kafka", "--kafka-port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the launcher script starts the broker as a child
         )
     try:
         _wait_for_kafka(f"127.0.0.1:{port}", proc, log)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the broker and its children (the group we created for it), then reap the launcher."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
         try:
-            proc.wait(timeout=20)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            # the launcher may exit before its child: give the group a moment, then make sure
+            time.sleep(0.2)
+            os.killpg(proc.pid, 0)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            continue
+        except ProcessLookupError:
+            break
