@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,13 +134,24 @@ class StageService:
                 await result
 
     async def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
-        """Run until SIGINT/SIGTERM (uvicorn installs the handlers), then stop every stage."""
+        """Run until SIGINT or SIGTERM, then stop every stage and return (exit status 0)."""
         import uvicorn
 
-        config = uvicorn.Config(self.asgi, host=host, port=port, log_level="info", lifespan="off")
-        server = uvicorn.Server(config)
+        class Server(uvicorn.Server):
+            # uvicorn re-raises the signal after shutting down, which would end the process with
+            # status 143 before the stages are stopped: the service handles the signals itself.
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        server = Server(uvicorn.Config(self.asgi, host=host, port=port, log_level="info", lifespan="off"))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         self.start()
         try:
             await server.serve()
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             await self.stop()

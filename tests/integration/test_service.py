@@ -36,7 +36,7 @@ async def test_run_serves_web_stages_metrics_and_health(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeteer", "run", "tests.apps.review:app", "--backend", url, "--port", str(port)],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -64,7 +64,8 @@ async def test_run_serves_web_stages_metrics_and_health(tmp_path: Path) -> None:
         assert 'pipeteer_processing_seconds_count{stage="summarize"} 3.0' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()
 
 
 def test_run_rejects_unknown_stage_and_bad_backend() -> None:

@@ -103,7 +103,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path: 
 async def test_processes_share_one_file(tmp_path: Path) -> None:
     db = tmp_path / "queues.db"
     qs = connect(app, f"sqlite:///{db}")
-    await qs.Qin.push("warm-up", Raw(0))  # creates the tables
+    await qs.Qin.push("warm-up", Raw(-1))  # creates the tables
     squarer = start_worker(db, "square")
     rest = start_worker(db, "negate", "sum")
     try:
