@@ -121,3 +121,9 @@ def test_compose_stack_matches_the_topology() -> None:
     assert targets == [f"{compose_service_name(s)}:{s.port}" for s in TOPO.stages]
     assert any("out/compiled/grafana/dashboard.json" in v for v in services["grafana"]["volumes"])
     assert re.fullmatch(r"[a-z0-9-]+", stack["name"])
+
+
+def test_dashboard_metric_families_are_the_runtime_contract() -> None:
+    from pipeteer.runtime.metrics import METRIC_NAMES
+
+    assert set(METRICS) == set(METRIC_NAMES)
