@@ -320,4 +320,4 @@ def compose(topology: Topology, compiled_dir: str) -> dict[str, Any]:
         "ports": ["3000:3000"],
         "depends_on": ["prometheus"],
     }
-    return {"name": names.k8s_name("pipeteer", topology.workflow), "services": services}
+    return {"services": services}
