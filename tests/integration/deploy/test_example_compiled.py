@@ -47,10 +47,11 @@ def test_committed_output_matches_a_fresh_compile(tmp_path: Path) -> None:
 
 
 def test_example_stack_passes_compose_config(docker_compose: Path) -> None:
+    app = _example_app()
     if not (REPO / COMPOSE).exists():
         pytest.fail(f"{COMPOSE} is missing: regenerate it (see this module's docstring)")
     config = compose_config(docker_compose, REPO / COMPOSE)
-    topology = build_topology(_example_app(), app_ref=EXAMPLE)  # type: ignore[arg-type]
+    topology = build_topology(app, app_ref=EXAMPLE)  # type: ignore[arg-type]
     assert [s.name for s in topology.stages] == ["auto-correct", "validation", "manual-correct"]
     assert [s.web for s in topology.stages] == [False, True, True]
     check_stack(config, topology, REPO)
