@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeteer.compile.config import TopologyConfig
+from pipeteer.compile.manifests import STRIMZI_CLUSTER
 from pipeteer.compile.topology import TopicSpec, Topology, build_topology
 from pipeteer.errors import ConfigError
 
@@ -58,10 +59,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from pipeteer.compile.emit import compile_to, render
 
     if args.check:
-        return _check(args, render(_topology(args)))
+        return _check(args, render(_topology(args), strimzi_cluster=args.strimzi_cluster))
     from pipeteer.runtime.app import require_app
 
-    written = compile_to(require_app(args.app), args.output, _config(args), app_ref=args.app, compose_file=args.compose)
+    written = compile_to(
+        require_app(args.app),
+        args.output,
+        _config(args),
+        app_ref=args.app,
+        compose_file=args.compose,
+        strimzi_cluster=args.strimzi_cluster,
+    )
     for path in written:
         print(path)
     return 0
@@ -163,6 +171,9 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--compose", metavar="FILE", help="also write a docker-compose stack to FILE")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if DIR is out of date")
+    p.add_argument(
+        "--strimzi-cluster", default=STRIMZI_CLUSTER, metavar="NAME", help="Strimzi Kafka resource of the KafkaTopics"
+    )
     add_config_arguments(p)
     p.set_defaults(func=cmd_compile)
 

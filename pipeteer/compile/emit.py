@@ -32,11 +32,13 @@ def dump_json(data: Any) -> str:
     return json.dumps(data, indent=JSON_INDENT, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def render(topology: Topology) -> dict[str, str]:
+def render(topology: Topology, *, strimzi_cluster: str = manifests.STRIMZI_CLUSTER) -> dict[str, str]:
     """Every generated text file of a topology, by path relative to the output directory."""
     files = {
-        "topics.yaml": manifests.dump_yaml(manifests.topics_document(topology)),
-        "strimzi/kafkatopics.yaml": manifests.dump_yaml_documents(manifests.strimzi_topics(topology)),
+        "topics.yaml": manifests.dump_yaml(manifests.topics_document(topology), manifests.TOPICS_HEADER),
+        "strimzi/kafkatopics.yaml": manifests.dump_yaml_documents(
+            manifests.strimzi_topics(topology, strimzi_cluster)
+        ),
         "helm/values.yaml": manifests.dump_yaml(manifests.helm_values(topology)),
         "grafana/dashboard.json": dump_json(build_dashboard(topology)),
         "compose/prometheus.yml": manifests.dump_yaml(manifests.prometheus_config(topology)),
@@ -73,16 +75,18 @@ def compile_to(
     *,
     app_ref: str | None = None,
     compose_file: str | os.PathLike[str] | None = None,
+    strimzi_cluster: str = manifests.STRIMZI_CLUSTER,
 ) -> list[Path]:
     """Compile `app` and write every artifact under `outdir`; returns the files, sorted.
 
     With `compose_file`, also writes a docker-compose stack there that mounts files from
-    `outdir` by a path relative to the compose file's directory.
+    `outdir` by a path relative to the compose file's directory. `strimzi_cluster` names
+    the Strimzi `Kafka` resource the KafkaTopics belong to.
     """
     out = Path(outdir)
     topology = build_topology(app, config, app_ref=app_ref)
     written = []
-    for rel, text in sorted(render(topology).items()):
+    for rel, text in sorted(render(topology, strimzi_cluster=strimzi_cluster).items()):
         _write(out / rel, text)
         written.append(out / rel)
     written += export_schemas(app, out / "schemas")
