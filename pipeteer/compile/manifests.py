@@ -36,18 +36,36 @@ _RESOURCES = {
 }
 
 
-def dump_yaml(data: Any, header: str = GENERATED) -> str:
-    """Deterministic YAML (sorted keys, block style, no line wrapping)."""
+def _dumper() -> Any:
     import yaml
 
-    return header + yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=10_000, allow_unicode=True)
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # shared sub-objects are written out, not as &anchors (readable, diff-stable)
+
+    return Dumper
+
+
+def dump_yaml(data: Any, header: str = GENERATED) -> str:
+    """Deterministic YAML (sorted keys, block style, no line wrapping, no anchors)."""
+    import yaml
+
+    return header + yaml.dump(
+        data, Dumper=_dumper(), sort_keys=True, default_flow_style=False, width=10_000, allow_unicode=True
+    )
 
 
 def dump_yaml_documents(docs: Sequence[Any], header: str = GENERATED) -> str:
     import yaml
 
-    return header + yaml.safe_dump_all(
-        docs, sort_keys=True, default_flow_style=False, width=10_000, allow_unicode=True, explicit_start=True
+    return header + yaml.dump_all(
+        docs,
+        Dumper=_dumper(),
+        sort_keys=True,
+        default_flow_style=False,
+        width=10_000,
+        allow_unicode=True,
+        explicit_start=True,
     )
 
 
