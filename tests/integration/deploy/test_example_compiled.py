@@ -55,3 +55,13 @@ def test_example_stack_passes_compose_config(docker_compose: Path) -> None:
     assert [s.name for s in topology.stages] == ["auto-correct", "validation", "manual-correct"]
     assert [s.web for s in topology.stages] == [False, True, True]
     check_stack(config, topology, REPO)
+
+
+def test_example_values_render_valid_manifests(helm: Path) -> None:
+    from tests.integration.deploy.test_helm import ALL_FEATURES, by_kind, render, validate_all
+
+    _example_app()
+    docs = render(helm, REPO / COMPILED / "helm" / "values.yaml", ALL_FEATURES)
+    validate_all(docs)
+    stages = sorted(d["metadata"]["labels"]["pipeteer.io/stage"] for d in by_kind(docs, "Deployment"))
+    assert stages == ["auto-correct", "manual-correct", "validation"]
