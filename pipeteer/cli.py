@@ -7,8 +7,11 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pipeteer.errors import PipeteerError
+from pipeteer.runtime.app import App, load_app
+from pipeteer.spec import Workflow
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -26,6 +29,23 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workflow(ref: str) -> Workflow[Any, Any]:
+    obj = load_app(ref)
+    return obj.workflow if isinstance(obj, App) else obj
+
+
+def _schemas_export(args: argparse.Namespace) -> int:
+    from pipeteer.codec.commands import export_command
+
+    return export_command(_workflow(args.app).state_types(), args.output)
+
+
+def _schemas_check(args: argparse.Namespace) -> int:
+    from pipeteer.codec.commands import check_command
+
+    return check_command(_workflow(args.app).state_types(), args.against, args.mode)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeteer", description="Queue-based workflows that include people.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -40,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8000, help="port for web stages and /metrics (default 8000)")
     run.set_defaults(func=_run)
+
+    schemas = sub.add_parser("schemas", help="Avro schemas of the workflow's states").add_subparsers(
+        dest="schemas_command", required=True, metavar="ACTION"
+    )
+    export = schemas.add_parser("export", help="write one .avsc per state")
+    export.add_argument("app", help="the app or workflow, as module:attribute")
+    export.add_argument("-o", "--output", default="schemas", help="directory to write to (default: schemas/)")
+    export.set_defaults(func=_schemas_export)
+    check = schemas.add_parser("check", help="check the states against committed .avsc files; exit 1 on a break")
+    check.add_argument("app", help="the app or workflow, as module:attribute")
+    check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
+    check.add_argument("--mode", choices=["backward", "forward", "full"], default="backward")
+    check.set_defaults(func=_schemas_check)
     return parser
 
 

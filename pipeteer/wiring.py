@@ -158,6 +158,9 @@ class StageInput(ReadQueue[Any]):
         async for id, v in self.queue.items():
             yield id, self._f(v)
 
+    def _iter_keys(self) -> AsyncIterator[str]:
+        return self.queue.keys().__aiter__()
+
     async def wait_change(self) -> None:
         await getattr(self.queue, "wait_change")()  # noqa: B009
 

@@ -1,0 +1,59 @@
+"""Avro codec layer: schemas from Python types, one encoding for every backend, schema files.
+
+>>> from dataclasses import dataclass
+>>> from pipeteer.codec import codec_for, schema_for
+>>> @dataclass
+... class Input:
+...     img: bytes
+>>> schema_for(Input, namespace="demo")["name"]
+'Input'
+>>> codec = codec_for(Input)
+>>> codec.decode(codec.encode(Input(b"png")))
+Input(img=b'png')
+
+Modules: `model` (types → node tree, all type errors), `schema` (node tree → schema
+JSON, fingerprints), `convert` (fast value converters), `codec` (single-object
+framing), `registry` (Confluent wire format), `files` (`.avsc` export/load, writer
+schema store), `compat` (compatibility checks), `commands` (CLI entry points).
+"""
+
+from pipeteer.codec.codec import MAGIC, Codec, WriterSchema, codec_for
+from pipeteer.codec.compat import Incompatibility, Mode, compare
+from pipeteer.codec.files import (
+    SchemaStore,
+    check_schemas,
+    export_schemas,
+    load_schema,
+    missing_schema_files,
+    schema_file_name,
+)
+from pipeteer.codec.framing import ValueCodec, kafka_source, make_codec, table_source
+from pipeteer.codec.model import AvroDecimal
+from pipeteer.codec.schema import Schema, canonical_form, dumps, fingerprint, full_name, schema_for
+
+__all__ = [
+    "MAGIC",
+    "AvroDecimal",
+    "Codec",
+    "Incompatibility",
+    "Mode",
+    "Schema",
+    "SchemaStore",
+    "ValueCodec",
+    "WriterSchema",
+    "canonical_form",
+    "check_schemas",
+    "codec_for",
+    "compare",
+    "dumps",
+    "export_schemas",
+    "fingerprint",
+    "full_name",
+    "kafka_source",
+    "load_schema",
+    "make_codec",
+    "missing_schema_files",
+    "schema_file_name",
+    "schema_for",
+    "table_source",
+]

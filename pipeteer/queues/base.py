@@ -78,11 +78,12 @@ class ReadQueue(ABC, Generic[T_co]):
         return Listing(self._iter_items)
 
     def keys(self) -> Listing[str]:
-        async def gen() -> AsyncIterator[str]:
-            async for id, _ in self._iter_items():
-                yield id
+        return Listing(self._iter_keys)
 
-        return Listing(gen)
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        """Backends that can list ids without decoding values override this."""
+        async for id, _ in self._iter_items():
+            yield id
 
     def values(self) -> Listing[T_co]:
         async def gen() -> AsyncIterator[T_co]:
@@ -184,6 +185,9 @@ class MappedQueue(ReadQueue[U]):
     async def _iter_items(self) -> AsyncIterator[tuple[str, U]]:
         async for id, v in self.inner.items():
             yield id, self.f(v)
+
+    def _iter_keys(self) -> AsyncIterator[str]:
+        return self.inner.keys().__aiter__()
 
     def describe(self) -> str:
         return self.inner.describe()

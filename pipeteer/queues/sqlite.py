@@ -162,15 +162,23 @@ class SqliteQueue(BaseQueue[T]):
             raise InexistentItem(id, self.describe())
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
+        async for id, data in self._pages("value"):
+            yield id, self._decode(id, data)
+
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        async for id, _ in self._pages("NULL"):
+            yield id
+
+    async def _pages(self, column: str) -> AsyncIterator[tuple[str, Any]]:
         # Keyset pages: a long listing never holds the table's read snapshot open for long.
         last = -1
         while True:
             rows = self._conn().execute(
-                f'SELECT seq, id, value FROM "{self.table}" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}', (last,)
+                f'SELECT seq, id, {column} FROM "{self.table}" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}', (last,)
             ).fetchall()
             for seq, id, data in rows:
                 last = seq
-                yield id, self._decode(id, data)
+                yield id, data
             if len(rows) < _PAGE:
                 return
 

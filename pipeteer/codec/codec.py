@@ -1,0 +1,242 @@
+"""`Codec[T]`: Python values of one type ↔ Avro bytes, the same bytes on every backend.
+
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Input:
+...     img: bytes
+>>> codec = codec_for(Input, namespace="demo")
+>>> data = codec.encode(Input(b"png"))
+>>> data[:2] == b"\\xc3\\x01" and data[2:10] == codec.fingerprint
+True
+>>> codec.decode(data)
+Input(img=b'png')
+
+`encode` frames the body with Avro single-object encoding (C3 01, then the 8-byte
+little-endian CRC-64-AVRO fingerprint of the schema's canonical form). `decode` reads
+records written with the current schema, or with any older schema registered through
+`add_writer_schema` (Avro schema resolution turns them into the current type).
+Other framings (Confluent wire format, see `registry`) reuse `encode_body` / `decode_body`.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from pipeteer.codec.check import mismatch
+from pipeteer.codec.convert import Converters
+from pipeteer.codec.model import derive
+from pipeteer.codec.nodes import Node
+from pipeteer.codec.schema import Schema, canonical_form, fingerprint, full_name, node_schema
+from pipeteer.errors import DecodeError, SchemaError, ValueTypeError
+from pipeteer.types import type_name
+
+T = TypeVar("T")
+
+MAGIC = b"\xc3\x01"
+"""The two bytes that start an Avro single-object encoded record."""
+
+HEADER_SIZE = len(MAGIC) + 8
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    """A schema records may have been written with, parsed once for fastavro."""
+
+    schema: Schema
+    fingerprint: bytes
+    parsed: Any
+
+    @classmethod
+    def of(cls, schema: Schema) -> WriterSchema:
+        return cls(schema, fingerprint(schema), parse_schema(schema))
+
+    @property
+    def name(self) -> str:
+        return full_name(self.schema) or canonical_form(self.schema)
+
+
+def describe_bytes(data: bytes, limit: int = 12) -> str:
+    """`N bytes starting c3 01 ab ...` — what a DecodeError says it found."""
+    head = data[:limit].hex(" ")
+    more = " ..." if len(data) > limit else ""
+    return f"{len(data)} bytes ({head}{more})" if data else "0 bytes"
+
+
+class Codec(Generic[T]):
+    """Avro encoder/decoder for one Python type; get one with `codec_for(tp)` (cached)."""
+
+    def __init__(self, tp: Any, *, namespace: str | None = None) -> None:
+        node = derive(tp, namespace)
+        self.tp = tp
+        self.namespace = namespace
+        self.node: Node = node
+        self.schema: Schema = node_schema(node)
+        self.name: str = full_name(self.schema) or type_name(tp)
+        self.fingerprint: bytes = fingerprint(self.schema)
+        self.current = WriterSchema(self.schema, self.fingerprint, parse_schema(self.schema))
+        self._parsed = self.current.parsed
+        converters = Converters()
+        self._to_avro = converters.encoder(node)
+        self._from_avro = converters.decoder(node)
+        self._header = MAGIC + self.fingerprint
+        self._writers: dict[bytes, WriterSchema] = {self.fingerprint: self.current}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Codec({type_name(self.tp)}: {self.describe()})"
+
+    def describe(self) -> str:
+        """`ns.Name (fingerprint 0123456789abcdef)`, as error messages name the schema."""
+        return f"{self.name} (fingerprint {self.fingerprint.hex()})"
+
+    # ------------------------------------------------------------------------------------------ encode
+
+    def encode(self, value: T) -> bytes:
+        """The single-object encoding of `value`; `ValueTypeError` if it is not a `T`."""
+        buf = io.BytesIO()
+        buf.write(self._header)
+        self._write(buf, value)
+        return buf.getvalue()
+
+    def encode_body(self, value: T) -> bytes:
+        """The schemaless Avro body of `value` (no framing)."""
+        buf = io.BytesIO()
+        self._write(buf, value)
+        return buf.getvalue()
+
+    def _write(self, buf: io.BytesIO, value: Any) -> None:
+        try:
+            schemaless_writer(buf, self._parsed, self._to_avro(value))
+        except Exception as exc:
+            raise self.type_error(value, exc) from exc
+
+    def type_error(self, value: Any, exc: BaseException | None = None) -> ValueTypeError:
+        """The error for a value that cannot be encoded: where, what was expected, what was found."""
+        problem = mismatch(self.node, value)
+        if problem is None:  # the types fit; fastavro refused the value itself
+            problem = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown problem"
+        return ValueTypeError(f"cannot encode a value as {type_name(self.tp)} ({self.name}): {problem}")
+
+    # ------------------------------------------------------------------------------------------ decode
+
+    def decode(self, data: bytes, *, source: str = "") -> T:
+        """The value in single-object encoded `data`; `DecodeError` naming `source` if it is not one."""
+        if data.__class__ is not bytes:
+            data = bytes(data)
+        if not data.startswith(MAGIC) or len(data) < HEADER_SIZE:
+            raise self.decode_error(
+                source, f"{describe_bytes(data)}, not single-object encoding{_hint(data)}"
+            )
+        writer = self._writers.get(data[2:HEADER_SIZE])
+        if writer is None:
+            raise self.decode_error(
+                source,
+                f"the writer schema fingerprint {data[2:HEADER_SIZE].hex()}, which is neither the current schema "
+                f"nor a registered older one (known: {', '.join(fp.hex() for fp in self._writers)}); "
+                "add the writer's .avsc to the schema directory",
+            )
+        return self.decode_body(data, writer=writer, offset=HEADER_SIZE, source=source)
+
+    def decode_body(
+        self, data: bytes, *, writer: WriterSchema | None = None, offset: int = 0, source: str = ""
+    ) -> T:
+        """Decode the schemaless body at `data[offset:]`, written with `writer` (default: current)."""
+        writer = writer or self.current
+        fo = io.BytesIO(data)
+        fo.seek(offset)
+        try:
+            if writer is self.current:
+                datum = schemaless_reader(fo, self._parsed, None, return_named_type=True)
+            else:
+                datum = schemaless_reader(fo, writer.parsed, self._parsed, return_named_type=True)
+        except Exception as exc:
+            raise self.decode_error(
+                source,
+                f"a body that does not decode with writer schema {writer.name} "
+                f"(fingerprint {writer.fingerprint.hex()}): {_exc_text(exc)}",
+            ) from exc
+        if fo.tell() != len(data):
+            raise self.decode_error(
+                source, f"{len(data) - fo.tell()} bytes left over after the record (corrupt or wrong schema)"
+            )
+        if self._from_avro is None:
+            return datum  # type: ignore[return-value]  # fastavro's value is the value (primitives)
+        try:
+            return self._from_avro(datum)
+        except Exception as exc:  # e.g. an enum symbol the Python class no longer has
+            raise self.decode_error(
+                source, f"a record that does not fit {type_name(self.tp)}: {exc!r}"
+            ) from exc
+
+    def decode_error(self, source: str, found: str) -> DecodeError:
+        """A `DecodeError` naming the source, the expected schema and what was found."""
+        where = source or "a record"
+        return DecodeError(f"cannot decode {where}: expected {self.describe()}, found {found}")
+
+    # ------------------------------------------------------------------------------------------ evolution
+
+    def add_writer_schema(self, schema: Schema) -> bytes:
+        """Accept records written with an older (or other) `schema`; returns its fingerprint.
+
+        Raises `SchemaError` if records written with `schema` cannot be read as the current
+        type under Avro's resolution rules (for example a new field without a default).
+        """
+        writer = WriterSchema.of(schema)
+        if writer.fingerprint in self._writers:
+            return writer.fingerprint
+        from pipeteer.codec.compat import reader_problems  # avro is imported only when evolution is used
+
+        problems = reader_problems(reader=self.schema, writer=schema)
+        if problems:
+            listed = "; ".join(problems)
+            raise SchemaError(
+                f"records written with {writer.name} (fingerprint {writer.fingerprint.hex()}) cannot be read "
+                f"as {self.describe()}: {listed}"
+            )
+        with self._lock:  # copy-on-write so decoders running in other threads see a whole dict
+            writers = dict(self._writers)
+            writers[writer.fingerprint] = writer
+            self._writers = writers
+        return writer.fingerprint
+
+    @property
+    def writer_schemas(self) -> dict[bytes, Schema]:
+        """Every schema `decode` accepts, by fingerprint (the current one included)."""
+        return {fp: w.schema for fp, w in self._writers.items()}
+
+    def writer(self, fp: bytes) -> WriterSchema | None:
+        return self._writers.get(fp)
+
+
+def _exc_text(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the body ends before the record does (truncated, or written with another schema)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _hint(data: bytes) -> str:
+    if len(data) >= 5 and data[0] == 0:
+        schema_id = int.from_bytes(data[1:5], "big")
+        return f" (it looks like Confluent wire format with schema id {schema_id}: configure the schema registry URL)"
+    return ""
+
+
+_CACHE: dict[tuple[Any, str | None], Codec[Any]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def codec_for(tp: type[T] | Any, *, namespace: str | None = None) -> Codec[T]:
+    """The (cached) codec of `tp`. Raises `SchemaError` when `tp` has no Avro schema."""
+    key = (tp, namespace)
+    codec = _CACHE.get(key)
+    if codec is None:
+        with _CACHE_LOCK:
+            codec = _CACHE.get(key)
+            if codec is None:
+                codec = _CACHE[key] = Codec(tp, namespace=namespace)
+    return codec
