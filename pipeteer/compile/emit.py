@@ -61,7 +61,7 @@ def _write(path: Path, text: str) -> None:
 def export_schemas(app: AppLike, outdir: Path) -> list[Path]:
     """Avro schema files of the workflow's state types, via `pipeteer.codec` when it is available."""
     try:
-        from pipeteer.codec import export_schemas as codec_export  # type: ignore[attr-defined,unused-ignore]
+        from pipeteer.codec import export_schemas as codec_export
     except ImportError:
         return []  # the codec layer is not installed in this build; schemas are written by `pipeteer schemas`
     written = codec_export(app.workflow.state_types(), outdir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,3 +74,6 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     # every metric family the dashboard knows is really exported, and the stage label matches the topology
     assert {f + ("_count" if k == "histogram" else "") for f, k in METRICS.items()} <= exported
     assert set(topo.stage_names()) <= seen_stages
+    # the committed dashboard of the example too
+    committed = json.loads((REPO / "topologies" / "perspective_correction" / "compiled" / "grafana" / "dashboard.json").read_text())
+    assert metric_names(committed) and metric_names(committed) <= exported
