@@ -35,7 +35,9 @@ class Action:
     partitions: int | None = None
     current_partitions: int | None = None
     replication_factor: int | None = None
-    config: Mapping[str, str] = field(default_factory=dict)  # create/recreate: full config; alter: wanted values
+    config: Mapping[str, str] = field(
+        default_factory=dict
+    )  # create/recreate: full config; alter: wanted values
     current_config: Mapping[str, str | None] = field(default_factory=dict)  # alter: values on the cluster
     refused: str | None = None
     flag: str | None = None
@@ -115,7 +117,10 @@ def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -
     if not partitions:
         return {}
     futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
-    return {(tp.topic, tp.partition): _result(f, f"offsets of {tp.topic}", timeout).offset for tp, f in futures.items()}
+    return {
+        (tp.topic, tp.partition): _result(f, f"offsets of {tp.topic}", timeout).offset
+        for tp, f in futures.items()
+    }
 
 
 def pending_counts(
@@ -214,7 +219,9 @@ def plan_topics(
                     current,
                     t.replication_factor,
                     dict(t.config),
-                    refused=None if allow_delete else "Kafka cannot reduce partitions; only deleting and recreating the topic can, which loses its records",
+                    refused=None
+                    if allow_delete
+                    else "Kafka cannot reduce partitions; only deleting and recreating the topic can, which loses its records",
                     flag=DELETE_FLAG,
                 )
             )
@@ -226,7 +233,9 @@ def plan_topics(
         diff = {k: v for k, v in sorted(t.config.items()) if have.get(k) != v}
         if diff:
             changed = True
-            alters.append(Action("alter-config", t.name, config=diff, current_config={k: have.get(k) for k in diff}))
+            alters.append(
+                Action("alter-config", t.name, config=diff, current_config={k: have.get(k) for k in diff})
+            )
         replicas = {len(p.replicas) for p in cluster[t.name].partitions.values()}
         if replicas and replicas != {t.replication_factor}:
             warnings.append(
@@ -264,7 +273,9 @@ def _check_repartition(
     keyed = [a for a in grows if kinds.get(a.topic) in KEYED_KINDS]
     if allow or not keyed:
         return grows
-    pending = {stage: n for stage, n in pending_counts(admin, topics, cluster_partitions, timeout).items() if n}
+    pending = {
+        stage: n for stage, n in pending_counts(admin, topics, cluster_partitions, timeout).items() if n
+    }
     if not pending:
         return grows
     busy = ", ".join(f"{stage} ({n})" for stage, n in sorted(pending.items()))
@@ -314,7 +325,10 @@ def apply_topics(
         done += by_kind.get("delete", [])
     creates = by_kind.get("create", []) + by_kind.get("recreate", [])
     if creates:
-        new = [NewTopic(a.topic, a.partitions or 1, a.replication_factor or 1, config=dict(a.config)) for a in creates]
+        new = [
+            NewTopic(a.topic, a.partitions or 1, a.replication_factor or 1, config=dict(a.config))
+            for a in creates
+        ]
         for name, f in admin.create_topics(new, operation_timeout=timeout).items():
             _result(f, f"create topic {name}", timeout)
         done += creates
@@ -325,7 +339,8 @@ def apply_topics(
                 ResourceType.TOPIC,
                 a.topic,
                 incremental_configs=[
-                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sorted(a.config.items())
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in sorted(a.config.items())
                 ],
             )
             for a in alters

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from pipeteer.errors import ConfigError
 
 def _config(args: argparse.Namespace) -> TopologyConfig:
     return TopologyConfig.load(
-        getattr(args, "config", None), profile=getattr(args, "profile", None), sets=getattr(args, "set", None) or ()
+        getattr(args, "config", None),
+        profile=getattr(args, "profile", None),
+        sets=getattr(args, "set", None) or (),
     )
 
 
@@ -34,7 +37,9 @@ def _topology(args: argparse.Namespace) -> Topology:
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
     """--config FILE, --profile NAME, --set KEY=VALUE (see pipeteer.compile.config for the precedence)."""
-    p.add_argument("--config", metavar="FILE", help="topology config (YAML): workflow, topics, stages, profiles")
+    p.add_argument(
+        "--config", metavar="FILE", help="topology config (YAML): workflow, topics, stages, profiles"
+    )
     p.add_argument("--profile", metavar="NAME", help="apply this profile from the config file's 'profiles:'")
     p.add_argument(
         "--set",
@@ -56,32 +61,45 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """`pipeteer compile APP -o DIR [--compose FILE] [--check]`: write (or check) every artifact."""
-    from pipeteer.compile.emit import compile_to, render
-
-    if args.check:
-        return _check(args, render(_topology(args), strimzi_cluster=args.strimzi_cluster))
+    from pipeteer.compile.emit import compile_to
     from pipeteer.runtime.app import require_app
 
-    written = compile_to(
-        require_app(args.app),
-        args.output,
-        _config(args),
-        app_ref=args.app,
-        compose_file=args.compose,
-        strimzi_cluster=args.strimzi_cluster,
-    )
-    for path in written:
-        print(path)
-    return 0
-
-
-def _check(args: argparse.Namespace, files: Mapping[str, str]) -> int:
-    out = Path(args.output)
-    drift = [rel for rel, text in sorted(files.items()) if not (out / rel).exists() or (out / rel).read_text() != text]
-    for rel in drift:
-        print(f"out of date: {out / rel}", file=sys.stderr)
+    app = require_app(args.app)
+    if not args.check:
+        for path in compile_to(
+            app,
+            args.output,
+            _config(args),
+            app_ref=args.app,
+            compose_file=args.compose,
+            strimzi_cluster=args.strimzi_cluster,
+        ):
+            print(path)
+        return 0
+    # --check: compile into a scratch copy laid out like the real one, then compare file by file
+    with tempfile.TemporaryDirectory() as tmp:
+        out, scratch = Path(args.output), Path(tmp) / "out"
+        compose = Path(tmp) / "compose" / Path(args.compose).name if args.compose else None
+        if compose is not None:
+            # keep the compiled directory's path relative to the compose file as it is for real
+            rel = os.path.relpath(out.resolve(), Path(args.compose).resolve().parent)
+            scratch = (compose.parent / rel).resolve()
+        fresh = compile_to(
+            app,
+            scratch,
+            _config(args),
+            app_ref=args.app,
+            compose_file=compose,
+            strimzi_cluster=args.strimzi_cluster,
+        )
+        pairs = [(p, out / p.relative_to(scratch)) for p in fresh if p != compose]
+        if compose is not None and args.compose:
+            pairs.append((compose, Path(args.compose)))
+        drift = [real for new, real in pairs if not real.exists() or real.read_bytes() != new.read_bytes()]
+    for real in drift:
+        print(f"out of date: {real}", file=sys.stderr)
     if drift:
-        print(f"regenerate with: pipeteer compile {args.app} -o {out}", file=sys.stderr)
+        print(f"regenerate with: pipeteer compile {args.app} -o {args.output}", file=sys.stderr)
         return 1
     return 0
 
@@ -172,7 +190,10 @@ def register(sub: Any) -> None:
     p.add_argument("--compose", metavar="FILE", help="also write a docker-compose stack to FILE")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if DIR is out of date")
     p.add_argument(
-        "--strimzi-cluster", default=STRIMZI_CLUSTER, metavar="NAME", help="Strimzi Kafka resource of the KafkaTopics"
+        "--strimzi-cluster",
+        default=STRIMZI_CLUSTER,
+        metavar="NAME",
+        help="Strimzi Kafka resource of the KafkaTopics",
     )
     add_config_arguments(p)
     p.set_defaults(func=cmd_compile)
@@ -185,9 +206,15 @@ def register(sub: Any) -> None:
     ):
         t = tsub.add_parser(name, help=text)
         t.add_argument("app", help=app_help)
-        t.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap (default: from $PIPETEER_BACKEND)")
-        t.add_argument("--topics", metavar="FILE", help="use this compiled topics.yaml instead of compiling APP")
-        t.add_argument("--allow-delete", action="store_true", help="allow deleting/recreating topics (loses records)")
+        t.add_argument(
+            "--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap (default: from $PIPETEER_BACKEND)"
+        )
+        t.add_argument(
+            "--topics", metavar="FILE", help="use this compiled topics.yaml instead of compiling APP"
+        )
+        t.add_argument(
+            "--allow-delete", action="store_true", help="allow deleting/recreating topics (loses records)"
+        )
         t.add_argument(
             "--allow-repartition",
             action="store_true",

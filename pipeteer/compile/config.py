@@ -92,7 +92,9 @@ def _normalise(key: str, value: Any, where: str) -> int | str:
         raise ConfigError(f"{where}: unknown topic setting {key!r} (known: {', '.join(TOPIC_KEYS)})")
     if key == "cleanup.policy":
         if str(value) not in _CLEANUP:
-            raise ConfigError(f"{where}: cleanup.policy {value!r} must be one of {', '.join(sorted(_CLEANUP))}")
+            raise ConfigError(
+                f"{where}: cleanup.policy {value!r} must be one of {', '.join(sorted(_CLEANUP))}"
+            )
         return str(value)
     try:
         number = int(str(value))
@@ -132,7 +134,12 @@ class TopologyConfig:
 
     @classmethod
     def from_mapping(
-        cls, raw: Mapping[str, Any] | None, *, profile: str | None = None, sets: Sequence[str] = (), source: str = "config"
+        cls,
+        raw: Mapping[str, Any] | None,
+        *,
+        profile: str | None = None,
+        sets: Sequence[str] = (),
+        source: str = "config",
     ) -> TopologyConfig:
         """Build from a parsed config file, a profile name and `KEY=VALUE` strings."""
         raw = dict(raw or {})
@@ -174,7 +181,9 @@ class TopologyConfig:
         )
 
     @classmethod
-    def load(cls, path: str | Path | None, *, profile: str | None = None, sets: Sequence[str] = ()) -> TopologyConfig:
+    def load(
+        cls, path: str | Path | None, *, profile: str | None = None, sets: Sequence[str] = ()
+    ) -> TopologyConfig:
         """Read a topology config file (or none), then apply a profile and `--set` items."""
         import yaml
 
@@ -226,7 +235,9 @@ def _stage_settings(raw: Any, where: str) -> StageSettings:
         raise ConfigError(f"{where} must be a mapping (replicas, resources)")
     unknown = set(raw) - {"replicas", "resources"}
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))} (known: replicas, resources)")
+        raise ConfigError(
+            f"{where}: unknown setting(s) {', '.join(sorted(unknown))} (known: replicas, resources)"
+        )
     replicas = raw.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
         raise ConfigError(f"{where}: replicas must be a non-negative integer, got {replicas!r}")

@@ -37,7 +37,9 @@ def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
     return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref, "range": True}
 
 
-def _panel(pid: int, title: str, x: int, y: int, w: int, unit: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
+def _panel(
+    pid: int, title: str, x: int, y: int, w: int, unit: str, targets: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "id": pid,
         "type": "timeseries",
@@ -68,7 +70,9 @@ def _stage_panels(s: StageSpec, first_id: int, y: int) -> list[dict[str, Any]]:
             "short",
             [
                 _target(f"sum(pipeteer_consumer_lag{{{sel}}})", "total", "A"),
-                _target(f"max by (partition) (pipeteer_consumer_lag{{{sel}}})", "partition {{partition}}", "B"),
+                _target(
+                    f"max by (partition) (pipeteer_consumer_lag{{{sel}}})", "partition {{partition}}", "B"
+                ),
             ],
         ),
         (

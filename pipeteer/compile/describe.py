@@ -32,7 +32,8 @@ def describe_text(topology: Topology) -> str:
             f"    dead letters      {s.dead_letter_topic}",
             f"    consumer group    {s.consumer_group}",
             f"    transactional ids {s.transactional_id_prefix}<instance>",
-            f"    service           {s.k8s_name}:{s.port}" + (f" (web app under /{s.name}/)" if s.web else ""),
+            f"    service           {s.k8s_name}:{s.port}"
+            + (f" (web app under /{s.name}/)" if s.web else ""),
         ]
         if s.routes:
             lines.append("    routes")

@@ -93,6 +93,11 @@ def compile_to(
     if compose_file is not None:
         target = Path(compose_file)
         rel_dir = os.path.relpath(out.resolve(), target.resolve().parent).replace(os.sep, "/")
-        _write(target, manifests.dump_yaml(manifests.compose(topology, rel_dir), manifests.compose_header(topology, rel_dir)))
+        _write(
+            target,
+            manifests.dump_yaml(
+                manifests.compose(topology, rel_dir), manifests.compose_header(topology, rel_dir)
+            ),
+        )
         written.append(target)
     return sorted(written)

@@ -134,7 +134,19 @@ def stage_command(topology: Topology, stage: StageSpec, backend: str) -> list[st
     """The container command of one stage service."""
     if not topology.app:
         raise ConfigError("the topology has no app reference: compile with the app as module:attribute")
-    return ["pipeteer", "run", topology.app, "--backend", backend, "--stage", stage.name, "--host", "0.0.0.0", "--port", str(stage.port)]
+    return [
+        "pipeteer",
+        "run",
+        topology.app,
+        "--backend",
+        backend,
+        "--stage",
+        stage.name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(stage.port),
+    ]
 
 
 def helm_values(topology: Topology) -> dict[str, Any]:
@@ -160,8 +172,18 @@ def helm_values(topology: Topology) -> dict[str, Any]:
             "inputTopic": s.input_topic,
             "consumerGroup": s.consumer_group,
             "probes": {
-                "liveness": {"path": "/healthz", "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 3},
-                "readiness": {"path": "/readyz", "initialDelaySeconds": 5, "periodSeconds": 5, "failureThreshold": 3},
+                "liveness": {
+                    "path": "/healthz",
+                    "initialDelaySeconds": 10,
+                    "periodSeconds": 10,
+                    "failureThreshold": 3,
+                },
+                "readiness": {
+                    "path": "/readyz",
+                    "initialDelaySeconds": 5,
+                    "periodSeconds": 5,
+                    "failureThreshold": 3,
+                },
             },
             "resources": resources,
         }

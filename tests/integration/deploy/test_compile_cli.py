@@ -70,7 +70,21 @@ def test_compile_with_a_config_and_profile(tmp_path: Path) -> None:
         "profiles: {local: {replication.factor: 1, min.insync.replicas: 1}}\n"
     )
     out = tmp_path / "out"
-    assert run("compile", APP_REF, "-o", str(out), "--config", str(config), "--profile", "local", "--set", "max.message.bytes=2097152") == 0
+    assert (
+        run(
+            "compile",
+            APP_REF,
+            "-o",
+            str(out),
+            "--config",
+            str(config),
+            "--profile",
+            "local",
+            "--set",
+            "max.message.bytes=2097152",
+        )
+        == 0
+    )
     import yaml
 
     topics = {t["short"]: t for t in yaml.safe_load((out / "topics.yaml").read_text())["topics"]}
@@ -79,7 +93,10 @@ def test_compile_with_a_config_and_profile(tmp_path: Path) -> None:
     assert {t["replication.factor"] for t in topics.values()} == {1}
     assert {t["config"]["max.message.bytes"] for t in topics.values()} == {"2097152"}
     values = yaml.safe_load((out / "helm" / "values.yaml").read_text())
-    assert values["stages"]["auto-correct"]["replicas"] == 3 and values["stages"]["auto-correct"]["maxReplicas"] == 4
+    assert (
+        values["stages"]["auto-correct"]["replicas"] == 3
+        and values["stages"]["auto-correct"]["maxReplicas"] == 4
+    )
 
 
 def test_schemas_are_exported_with_the_codec(tmp_path: Path) -> None:

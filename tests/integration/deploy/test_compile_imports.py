@@ -16,5 +16,7 @@ def test_importing_the_compile_layer_loads_no_heavy_module() -> None:
         "import pipeteer.compile, pipeteer.compile.admin, pipeteer.compile.commands, pipeteer.compile.emit\n"
         f"print(','.join(m for m in {FORBIDDEN!r} if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "", f"imported at module level: {out.stdout.strip()}"

@@ -51,9 +51,12 @@ def check_stack(config: dict[str, Any], topology: Topology, root: Path) -> None:
     for volume in mounts:
         source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
         assert (root / source).exists() or Path(source).exists(), f"mounted file {source} does not exist"
-    scrape = yaml.safe_load(next(
-        Path(v["source"] if isinstance(v, dict) else v.split(":")[0]) for v in services["prometheus"]["volumes"]
-    ).read_text())
+    scrape = yaml.safe_load(
+        next(
+            Path(v["source"] if isinstance(v, dict) else v.split(":")[0])
+            for v in services["prometheus"]["volumes"]
+        ).read_text()
+    )
     targets = [c["targets"][0] for c in scrape["scrape_configs"][0]["static_configs"]]
     assert targets == [f"{compose_service_name(s)}:{s.port}" for s in topology.stages]
 

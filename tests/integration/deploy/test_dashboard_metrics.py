@@ -55,7 +55,18 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     port = free_port()
     stages = [arg for s in topo.stages for arg in ("--stage", s.name)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeteer", "run", APP_REF, "--backend", backend, *stages, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "pipeteer",
+            "run",
+            APP_REF,
+            "--backend",
+            backend,
+            *stages,
+            "--port",
+            str(port),
+        ],
         cwd=REPO,
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
@@ -75,5 +86,9 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     assert {f + ("_count" if k == "histogram" else "") for f, k in METRICS.items()} <= exported
     assert set(topo.stage_names()) <= seen_stages
     # the committed dashboard of the example too
-    committed = json.loads((REPO / "topologies" / "perspective_correction" / "compiled" / "grafana" / "dashboard.json").read_text())
+    committed = json.loads(
+        (
+            REPO / "topologies" / "perspective_correction" / "compiled" / "grafana" / "dashboard.json"
+        ).read_text()
+    )
     assert metric_names(committed) and metric_names(committed) <= exported

@@ -28,7 +28,9 @@ def test_base_image_is_slim_and_pinned() -> None:
     name, _, tag = image.partition(":")
     assert name == "python" and "slim" in tag and tag != "latest" and re.match(r"\d+\.\d+\.\d+-", tag)
     froms = [v for k, v in instructions() if k == "FROM"]
-    assert len(froms) == 2 and all(f.startswith("${PYTHON_IMAGE}") for f in froms)  # build stage + runtime stage
+    assert len(froms) == 2 and all(
+        f.startswith("${PYTHON_IMAGE}") for f in froms
+    )  # build stage + runtime stage
 
 
 def test_runs_as_a_non_root_uid_of_10000_or_more() -> None:
@@ -48,5 +50,7 @@ def test_installs_the_project_with_the_kafka_extra() -> None:
     assert "kafka" in extras
     copies = [v for k, v in instructions() if k == "COPY"]
     assert any("--from=build" in c for c in copies)  # the runtime stage gets only the built venv
-    assert any(c.split()[0] == "pipeteer" for c in copies) and any(c.split()[0] == "topologies" for c in copies)
+    assert any(c.split()[0] == "pipeteer" for c in copies) and any(
+        c.split()[0] == "topologies" for c in copies
+    )
     assert "8000" in [v for k, v in instructions() if k == "EXPOSE"]

@@ -50,7 +50,9 @@ def helm_run(helm: Path, *args: str, check: bool = True) -> subprocess.Completed
 
 
 def render(helm: Path, values: Path, extra: Sequence[str]) -> list[dict[str, Any]]:
-    out = helm_run(helm, "template", "demo", str(CHART), "--namespace", "work", "-f", str(values), *extra).stdout
+    out = helm_run(
+        helm, "template", "demo", str(CHART), "--namespace", "work", "-f", str(values), *extra
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -67,7 +69,9 @@ def validate_all(docs: list[dict[str, Any]]) -> None:
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as e:
-            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} is invalid for Kubernetes {K8S_VERSION}: {e.message} at {list(e.path)}")
+            pytest.fail(
+                f"{doc['kind']}/{doc['metadata']['name']} is invalid for Kubernetes {K8S_VERSION}: {e.message} at {list(e.path)}"
+            )
 
 
 def test_lint_defaults_and_compiled_values(helm: Path, values: Path) -> None:
@@ -88,7 +92,9 @@ def test_rendered_manifests_are_valid_kubernetes_133(helm: Path, values: Path, e
     docs = render(helm, values, extra)
     validate_all(docs)
     deployments = by_kind(docs, "Deployment")
-    assert sorted(d["metadata"]["labels"]["pipeteer.io/stage"] for d in deployments) == sorted(TOPO.stage_names())
+    assert sorted(d["metadata"]["labels"]["pipeteer.io/stage"] for d in deployments) == sorted(
+        TOPO.stage_names()
+    )
 
 
 def test_deployments_are_restricted_and_run_their_stage(helm: Path, values: Path) -> None:
@@ -153,7 +159,10 @@ def test_services_ingress_monitoring_and_autoscaling(helm: Path, values: Path) -
         trigger = so["spec"]["triggers"][0]
         stage = next(s for s in TOPO.stages if so["metadata"]["name"].endswith(s.k8s_name))
         assert trigger["type"] == "kafka"
-        assert (trigger["metadata"]["topic"], trigger["metadata"]["consumerGroup"]) == (stage.input_topic, stage.consumer_group)
+        assert (trigger["metadata"]["topic"], trigger["metadata"]["consumerGroup"]) == (
+            stage.input_topic,
+            stage.consumer_group,
+        )
         assert so["spec"]["maxReplicaCount"] == TOPO.partitions
 
 

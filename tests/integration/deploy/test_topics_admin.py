@@ -151,9 +151,13 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_commands_plan_and_apply(kafka_bootstrap: str, prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_plan_and_apply(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "topology.yaml"
-    config.write_text(f"prefix: {prefix}\nprofiles:\n  local: {{replication.factor: 1, min.insync.replicas: 1, partitions: 2}}\n")
+    config.write_text(
+        f"prefix: {prefix}\nprofiles:\n  local: {{replication.factor: 1, min.insync.replicas: 1, partitions: 2}}\n"
+    )
     common = ["--bootstrap", kafka_bootstrap, "--config", str(config), "--profile", "local"]
     args = _parse("topics", "plan", APP_REF, *common)
     assert args.func(args) == 0
@@ -164,7 +168,9 @@ def test_commands_plan_and_apply(kafka_bootstrap: str, prefix: str, tmp_path: Pa
     # a compiled topics.yaml works in place of the app
     outdir = tmp_path / "compiled"
     compile_to(app, outdir, TopologyConfig.load(config, profile="local"), app_ref=APP_REF)
-    args = _parse("topics", "plan", APP_REF, "--bootstrap", kafka_bootstrap, "--topics", str(outdir / "topics.yaml"))
+    args = _parse(
+        "topics", "plan", APP_REF, "--bootstrap", kafka_bootstrap, "--topics", str(outdir / "topics.yaml")
+    )
     assert args.func(args) == 0
     assert "nothing to do" in capsys.readouterr().out
     # a refused change: exit code 1, nothing applied

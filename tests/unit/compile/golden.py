@@ -24,11 +24,17 @@ def check_golden(directory: Path, files: Mapping[str, str], *, exclusive: bool =
             continue
         old = path.read_text()
         if old != text:
-            diff = difflib.unified_diff(old.splitlines(), text.splitlines(), f"{path} (committed)", "regenerated", lineterm="")
+            diff = difflib.unified_diff(
+                old.splitlines(), text.splitlines(), f"{path} (committed)", "regenerated", lineterm=""
+            )
             problems.append("\n".join(list(diff)[:80]))
     if exclusive and directory.exists():
         extra = sorted(
-            str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file() and str(p.relative_to(directory)) not in files
+            str(p.relative_to(directory))
+            for p in directory.rglob("*")
+            if p.is_file() and str(p.relative_to(directory)) not in files
         )
         problems += [f"stale golden file {directory / rel} (no longer generated)" for rel in extra]
-    assert not problems, "generated output drifted (rerun with PIPETEER_REGENERATE=1 if intended):\n" + "\n".join(problems)
+    assert not problems, (
+        "generated output drifted (rerun with PIPETEER_REGENERATE=1 if intended):\n" + "\n".join(problems)
+    )

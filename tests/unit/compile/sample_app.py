@@ -53,7 +53,9 @@ workflow: Workflow[Input, Output] = Workflow(
     Output,
     pipelines={
         "auto-correct": Wrapped(Input, Pipeline(bytes, bytes | None), pre=lambda i: i.img, post=post_auto),
-        "validation": Wrapped(AutoCorrected, Pipeline(bytes, bool), pre=lambda i: i.corrected, post=post_validate),
+        "validation": Wrapped(
+            AutoCorrected, Pipeline(bytes, bool), pre=lambda i: i.corrected, post=post_validate
+        ),
         "manual-correct": Wrapped(ManualInput, Pipeline(bytes, bytes), pre=lambda i: i.img, post=post_manual),
     },
     name="sample-correction",

@@ -40,11 +40,18 @@ def test_each_layer_overrides_the_previous_one() -> None:
 
 
 def test_per_topic_partitions_only_for_dead_letters() -> None:
-    config = TopologyConfig.from_mapping({"topics": {SHORT: {"partitions": 3}, "stage.x.dlq": {"partitions": 2}}})
+    config = TopologyConfig.from_mapping(
+        {"topics": {SHORT: {"partitions": 3}, "stage.x.dlq": {"partitions": 2}}}
+    )
     with pytest.raises(ConfigError, match="share one partition count"):
         config.resolve("data", TOPIC, SHORT)
     assert config.resolve("dead-letter", "pipeteer.wf.stage.x.dlq", "stage.x.dlq")["partitions"] == 2
-    assert TopologyConfig.from_mapping({"workflow": {"partitions": 12}}).resolve("changelog", TOPIC, SHORT)["partitions"] == 12
+    assert (
+        TopologyConfig.from_mapping({"workflow": {"partitions": 12}}).resolve("changelog", TOPIC, SHORT)[
+            "partitions"
+        ]
+        == 12
+    )
 
 
 @pytest.mark.parametrize(

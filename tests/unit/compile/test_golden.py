@@ -14,7 +14,9 @@ GOLDEN = Path(__file__).parent / "golden" / "sample"
 def test_describe_and_mermaid_are_stable() -> None:
     topo = build_topology(app, app_ref=APP_REF)
     assert describe_text(topo) == describe_text(build_topology(app, app_ref=APP_REF))
-    check_golden(GOLDEN.parent, {"sample.txt": describe_text(topo), "sample.mmd": mermaid(topo)}, exclusive=False)
+    check_golden(
+        GOLDEN.parent, {"sample.txt": describe_text(topo), "sample.mmd": mermaid(topo)}, exclusive=False
+    )
 
 
 def test_compiled_files_match_golden() -> None:

@@ -39,7 +39,11 @@ def test_strimzi_topics_mirror_topics_yaml() -> None:
         assert doc["metadata"]["name"] == names.k8s_name(t.name)
         assert doc["metadata"]["labels"]["strimzi.io/cluster"] == "main"
         spec = doc["spec"]
-        assert (spec["topicName"], spec["partitions"], spec["replicas"]) == (t.name, t.partitions, t.replication_factor)
+        assert (spec["topicName"], spec["partitions"], spec["replicas"]) == (
+            t.name,
+            t.partitions,
+            t.replication_factor,
+        )
         assert {k: str(v) for k, v in spec["config"].items()} == dict(t.config)
 
 
@@ -59,9 +63,13 @@ def test_helm_values_one_entry_per_stage() -> None:
 
 
 def test_replicas_are_bounded_by_partitions() -> None:
-    ok = build_topology(app, TopologyConfig.from_mapping({"stages": {"auto-correct": {"replicas": 6}}}), app_ref="m:a")
+    ok = build_topology(
+        app, TopologyConfig.from_mapping({"stages": {"auto-correct": {"replicas": 6}}}), app_ref="m:a"
+    )
     assert helm_values(ok)["stages"]["auto-correct"]["replicas"] == 6
-    too_many = build_topology(app, TopologyConfig.from_mapping({"stages": {"auto-correct": {"replicas": 7}}}), app_ref="m:a")
+    too_many = build_topology(
+        app, TopologyConfig.from_mapping({"stages": {"auto-correct": {"replicas": 7}}}), app_ref="m:a"
+    )
     with pytest.raises(ConfigError, match="replicas 7 exceeds the 6 partitions"):
         helm_values(too_many)
 
@@ -85,7 +93,9 @@ def test_dashboard_rows_panels_and_datasource() -> None:
             for t in p["targets"]:
                 assert f'stage="{s.name}"' in t["expr"]
     quantiles = [t["expr"] for p in panels if p["title"].endswith("Commit latency") for t in p["targets"]]
-    assert any("histogram_quantile(0.5," in q for q in quantiles) and any("histogram_quantile(0.99," in q for q in quantiles)
+    assert any("histogram_quantile(0.5," in q for q in quantiles) and any(
+        "histogram_quantile(0.99," in q for q in quantiles
+    )
     # only names the runtime's metric families expose as samples
     exposed = set()
     for family, kind in METRICS.items():
@@ -101,7 +111,9 @@ def test_compose_stack_matches_the_topology() -> None:
     services = stack["services"]
     stage_services = {compose_service_name(s): s for s in TOPO.stages}
     assert set(services) == {"kafka", "topics", "prometheus", "grafana", *stage_services}
-    assert services["kafka"]["image"].startswith("apache/kafka:") and not services["kafka"]["image"].endswith(":latest")
+    assert services["kafka"]["image"].startswith("apache/kafka:") and not services["kafka"]["image"].endswith(
+        ":latest"
+    )
     assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
     host_ports = []
     for name, s in stage_services.items():

@@ -50,7 +50,9 @@ def test_routes_follow_the_workflow_graph() -> None:
         expected.add((r.source, r.type.__name__, OUTPUT_TARGET if r.target == OUTPUT_TARGET else r.target))
     assert {(r.source, r.state, r.target) for r in topo.routes} == expected
     for r in topo.routes:
-        assert r.topic == (topo.output_topic if r.target == OUTPUT_TARGET else topo.stage(r.target).input_topic)
+        assert r.topic == (
+            topo.output_topic if r.target == OUTPUT_TARGET else topo.stage(r.target).input_topic
+        )
 
 
 def test_topology_is_immutable_and_deterministic() -> None:
@@ -62,7 +64,11 @@ def test_topology_is_immutable_and_deterministic() -> None:
 
 def test_config_reaches_every_topic() -> None:
     config = TopologyConfig.from_mapping(
-        {"prefix": "acme", "workflow": {"partitions": 12}, "topics": {"stage.validation.dlq": {"partitions": 2}}}
+        {
+            "prefix": "acme",
+            "workflow": {"partitions": 12},
+            "topics": {"stage.validation.dlq": {"partitions": 2}},
+        }
     )
     topo = build_topology(app, config, app_ref=APP_REF)
     assert topo.partitions == 12
@@ -134,7 +140,10 @@ def test_nested_workflow_stages_and_routes() -> None:
     outer = Workflow(
         Raw,
         Done,
-        pipelines={"triage": Wrapped(Raw, Pipeline(str, bool), pre=lambda r: r.text, post=_triage), "review": review},
+        pipelines={
+            "triage": Wrapped(Raw, Pipeline(str, bool), pre=lambda r: r.text, post=_triage),
+            "review": review,
+        },
         name="nested",
     )
     nested_app = App(outer, {"triage": _auto, "review/first": _web, "review/second": _web})
