@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
     check.add_argument("--mode", choices=["backward", "forward", "full"], default="backward")
     check.set_defaults(func=_schemas_check)
+
+    from pipeteer.compile.commands import register as register_compile
+
+    register_compile(sub)
     return parser
 
 
