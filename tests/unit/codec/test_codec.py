@@ -12,7 +12,7 @@ import avro.schema
 import fastavro
 import pytest
 
-from pipeteer.codec import MAGIC, Codec, codec_for, dumps, fingerprint
+from pipeteer.codec import MAGIC, Codec, canonical_form, codec_for, dumps, fingerprint
 from pipeteer.errors import DecodeError, ValueTypeError
 from tests.unit.codec import sample_types as st
 
@@ -100,6 +100,18 @@ def test_single_object_framing_and_fingerprint() -> None:
     # the body is plain schemaless Avro
     body = fastavro.schemaless_reader(io.BytesIO(data[10:]), fastavro.parse_schema(codec.schema), None)
     assert body == {"img": b"png", "name": "a"}
+
+
+def test_fingerprints_follow_the_spec() -> None:
+    # Parsing Canonical Form writes logical-type primitives in their simple form ("long"), as
+    # Java's SchemaNormalization does; fastavro agrees, the Python `avro` package does not
+    # (it keeps {"type": "long"}), so schemas with logical types are compared with the spec here.
+    codec = codec_for(st.Review)
+    form = canonical_form(codec.schema)
+    assert '{"name":"when","type":["null","long"]}' in form
+    assert '{"name":"price","type":"bytes"}' in form and "logicalType" not in form and "doc" not in form
+    assert codec.fingerprint == avro.schema._crc_64_fingerprint(form.encode())
+    assert codec.fingerprint == fingerprint(codec.schema)
 
 
 def test_decoded_objects_are_real_instances() -> None:
