@@ -1,7 +1,6 @@
 """`Codec[T]`: Python values of one type ↔ Avro bytes, the same bytes on every backend.
 
 >>> from dataclasses import dataclass
-from functools import partial
 >>> @dataclass
 ... class Input:
 ...     img: bytes
