@@ -15,7 +15,7 @@ def test_codec_import_is_light() -> None:
         "import json, sys\n"
         "import pipeteer.codec\n"
         "from pipeteer.codec import codec_for, schema_for\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in %r)))\n" % (FORBIDDEN,)
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
