@@ -23,12 +23,12 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from fastavro import schemaless_reader, schemaless_writer  # noqa: E402
+from fastavro import schemaless_reader, schemaless_writer
 
-from pipeteer.codec import codec_for  # noqa: E402
+from pipeteer.codec import codec_for
 
 try:  # the example topology's states, once it exists
-    from topologies.perspective_correction.states import (  # type: ignore[import-not-found]  # noqa: E402
+    from topologies.perspective_correction.states import (  # type: ignore[import-not-found]
         AutoCorrected,
         Input,
         ManualInput,
@@ -94,7 +94,9 @@ def cases() -> list[tuple[str, Any]]:
         ("Output small", Output(SMALL, SMALL[::-1])),
         (
             "Review small (nested)",
-            Review("item-42", 0.93, Verdict.OK, Reviewer("ana", "ana@example.org"), 2, ["a", "b"], {"k": "v"}),
+            Review(
+                "item-42", 0.93, Verdict.OK, Reviewer("ana", "ana@example.org"), 2, ["a", "b"], {"k": "v"}
+            ),
         ),
     ]
 
@@ -128,7 +130,9 @@ def rate(fn: Callable[[], None], seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.2, help="CPU time per measurement")
-    parser.add_argument("--repeat", type=int, default=10, help="measurements per side, interleaved (best is kept)")
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="measurements per side, interleaved (best is kept)"
+    )
     args = parser.parse_args()
 
     rows = []

@@ -54,10 +54,12 @@ class WriterSchema:
 
     @classmethod
     def of(cls, schema: Schema) -> WriterSchema:
+        """Fingerprint and parse `schema`."""
         return cls(schema, fingerprint(schema), parse_schema(schema))
 
     @property
     def name(self) -> str:
+        """The schema's full name (its canonical form for unnamed schemas)."""
         return full_name(self.schema) or canonical_form(self.schema)
 
 
@@ -270,6 +272,7 @@ class Codec(Generic[T]):
         return {fp: w.schema for fp, w in self._writers.items()}
 
     def writer(self, fp: bytes) -> WriterSchema | None:
+        """The registered writer schema with fingerprint `fp`, if any."""
         return self._writers.get(fp)
 
 
