@@ -128,11 +128,12 @@ def test_export_command_reports_schema_errors(tmp_path: Path) -> None:
 
 
 def test_check_command_exit_codes_and_report(tmp_path: Path) -> None:
-    export_schemas([st.Image, st.Corrected], tmp_path)
+    export_schemas([st.Image, st.Corrected, st.Linked], tmp_path)
     out = io.StringIO()
     assert check_command(STATES, tmp_path, "full", out=out) == 0
     text = out.getvalue()
     assert f"note: no {NS}.Review.avsc in {tmp_path} (a new state" in text
+    assert f"note: {NS}.Linked.avsc in {tmp_path} is no state's schema any more" in text
     assert f"ok: 2 schema(s) full compatible with {tmp_path}" in text
 
     old = schema_for(st.Corrected)
