@@ -1,0 +1,118 @@
+"""Items/s through a three-stage automatic workflow on SQLite, beside a hand-written sqlite3 loop.
+
+    python bench/bench_sqlite.py [--items 5000]
+
+Both variants run in their own subprocess (so peak RSS is their own), on a fresh file in
+WAL mode with synchronous=NORMAL, one transaction per item per stage. The baseline does
+the same work by hand: select the oldest row, decode it (json), compute, then delete it
+from one table and insert the next state into the next, in one transaction. Target:
+pipeteer at least 0.5x the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def run_pipeteer(db: str, n: int) -> float:
+    from pipeteer import connect
+    from tests.apps.chain import Raw, app
+
+    async def main() -> float:
+        qs = connect(app, f"sqlite:///{db}")
+        for i in range(n):
+            await qs.Qin.push(f"item-{i}", Raw(i))
+        out = qs.Qout.queue if hasattr(qs.Qout, "queue") else qs.Qout
+        t0 = time.perf_counter()
+        tasks = [asyncio.create_task(app.artifact(qs, s)) for s in app.stages()]
+        while len(out) < n:  # type: ignore[arg-type]
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - t0
+        for t in tasks:
+            t.cancel()
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def run_baseline(db: str, n: int) -> float:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    tables = ["input", "negate", "sum", "output"]
+    for t in tables:
+        conn.execute(f'CREATE TABLE "{t}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, value BLOB)')
+    for i in range(n):
+        conn.execute('INSERT INTO "input" (id, value) VALUES (?, ?)', (f"item-{i}", json.dumps({"n": i})))
+
+    def step(src: str, dst: str, f: object) -> bool:
+        row = conn.execute(f'SELECT id, value FROM "{src}" ORDER BY seq LIMIT 1').fetchone()
+        if row is None:
+            return False
+        value = f(json.loads(row[1]))  # type: ignore[operator]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(f'DELETE FROM "{src}" WHERE id = ?', (row[0],))
+        conn.execute(f'INSERT INTO "{dst}" (id, value) VALUES (?, ?)', (row[0], json.dumps(value)))
+        conn.execute("COMMIT")
+        return True
+
+    t0 = time.perf_counter()
+    stages = [
+        ("input", "negate", lambda v: {"n": v["n"], "sq": v["n"] * v["n"]}),
+        ("negate", "sum", lambda v: {**v, "neg": -v["sq"]}),
+        ("sum", "output", lambda v: {"n": v["n"], "total": v["n"] + v["sq"] + v["neg"]}),
+    ]
+    busy = True
+    while busy:  # round-robin, like three stages sharing one event loop
+        busy = False
+        for src, dst, f in stages:
+            busy = step(src, dst, f) or busy
+    return time.perf_counter() - t0
+
+
+def child(variant: str, n: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        db = os.path.join(d, "queues.db")
+        elapsed = (run_pipeteer if variant == "pipeteer" else run_baseline)(db, n)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"variant": variant, "seconds": elapsed, "items_per_s": n / elapsed, "peak_rss_mb": rss_mb}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument("--child", choices=["pipeteer", "baseline"])
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.items)
+        return
+    results = {}
+    for variant in ("baseline", "pipeteer"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", variant, "--items", str(args.items)],
+            check=True, capture_output=True, text=True, cwd=ROOT,
+        ).stdout
+        results[variant] = json.loads(out.strip().splitlines()[-1])
+    base = results["baseline"]["items_per_s"]
+    print(f"three automatic stages on SQLite, {args.items} items, one transaction per item per stage")
+    print(f"{'variant':<12}{'items/s':>12}{'peak RSS MB':>14}{'ratio':>8}")
+    for variant in ("baseline", "pipeteer"):
+        r = results[variant]
+        print(f"{variant:<12}{r['items_per_s']:>12.0f}{r['peak_rss_mb']:>14.1f}{r['items_per_s'] / base:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

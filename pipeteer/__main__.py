@@ -1,0 +1,5 @@
+import sys
+
+from pipeteer.cli import main
+
+sys.exit(main())

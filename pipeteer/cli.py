@@ -1,0 +1,98 @@
+"""`pipeteer …` commands: thin over the layers; every command takes an APP as `module:attribute`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pipeteer.errors import PipeteerError
+from pipeteer.runtime.app import App, load_app
+from pipeteer.spec import Workflow
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeteer.runtime.app import require_app
+    from pipeteer.runtime.service import StageService
+
+    app = require_app(args.app)
+    service = StageService(app, args.backend, stages=args.stage or None)
+    where = f"http://{args.host}:{args.port}"
+    kinds = ", ".join(f"{s} ({'web ' + where + '/' + s + '/' if app.is_web(s) else 'automatic'})" for s in service.stages)
+    print(f"pipeteer: running {app.name!r} on {service.queues.backend.url}: {kinds}", file=sys.stderr)
+    asyncio.run(service.serve(args.host, args.port))
+    return 0
+
+
+def _workflow(ref: str) -> Workflow[Any, Any]:
+    obj = load_app(ref)
+    return obj.workflow if isinstance(obj, App) else obj
+
+
+def _schemas_export(args: argparse.Namespace) -> int:
+    from pipeteer.codec.commands import export_command
+
+    return export_command(_workflow(args.app).state_types(), args.output)
+
+
+def _schemas_check(args: argparse.Namespace) -> int:
+    from pipeteer.codec.commands import check_command
+
+    return check_command(_workflow(args.app).state_types(), args.against, args.mode)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeteer", description="Queue-based workflows that include people.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run an app's stages as a service (web stages at /<stage>/)")
+    run.add_argument("app", help="the app, as module:attribute (e.g. topologies.perspective_correction:app)")
+    run.add_argument(
+        "--backend", default=None, help="memory://, sqlite:///path.db or kafka://host:port (default: $PIPETEER_BACKEND, else sqlite:///queues.db)"
+    )
+    run.add_argument("--stage", action="append", help="run only this stage (repeatable); default: all stages")
+    run.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8000, help="port for web stages and /metrics (default 8000)")
+    run.set_defaults(func=_run)
+
+    schemas = sub.add_parser("schemas", help="Avro schemas of the workflow's states").add_subparsers(
+        dest="schemas_command", required=True, metavar="ACTION"
+    )
+    export = schemas.add_parser("export", help="write one .avsc per state")
+    export.add_argument("app", help="the app or workflow, as module:attribute")
+    export.add_argument("-o", "--output", default="schemas", help="directory to write to (default: schemas/)")
+    export.set_defaults(func=_schemas_export)
+    check = schemas.add_parser("check", help="check the states against committed .avsc files; exit 1 on a break")
+    check.add_argument("app", help="the app or workflow, as module:attribute")
+    check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
+    check.add_argument("--mode", choices=["backward", "forward", "full"], default="backward")
+    check.set_defaults(func=_schemas_check)
+
+    from pipeteer.compile.commands import register as register_compile
+
+    register_compile(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    func: Command = args.func
+    try:
+        return func(args)
+    except PipeteerError as e:
+        print(f"pipeteer: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Backends named by URL: `memory://`, `sqlite:///path/queues.db` (the default), `kafka://host:port`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from pipeteer.errors import ConfigError
+from pipeteer.queues.base import BaseQueue
+
+DEFAULT_BACKEND = "sqlite:///queues.db"
+
+
+class Backend(Protocol):
+    """Makes the queues of one workflow."""
+
+    url: str
+
+    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class MemoryBackend:
+    """Queues in this process's memory; the same path gives the same queue."""
+
+    url: str = "memory://"
+    queues: dict[tuple[str, ...], BaseQueue[Any]] = field(default_factory=dict)
+
+    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
+        from pipeteer.queues.memory import MemoryQueue
+
+        key = tuple(path)
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = MemoryQueue(Type, "-".join(key))
+        return q
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SqliteBackend:
+    """One table per queue path (`'-'.join(path)`, as the project page names them) in one SQLite file."""
+
+    url: str
+    path: str
+
+    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
+        from pipeteer.queues.sqlite import SqliteQueue
+
+        return SqliteQueue(Type, path=self.path, table="-".join(path))
+
+    def close(self) -> None:
+        from pipeteer.queues.sqlite import SqliteStore
+
+        SqliteStore.at(self.path).close()
+
+
+def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, str] | None = None) -> Backend:
+    """The backend a URL names. None means `$PIPETEER_BACKEND`, else the SQLite default.
+
+    >>> backend_from_url("sqlite:///data/q.db", workflow_name="wf").path
+    'data/q.db'
+    >>> backend_from_url("sqlite:////var/lib/q.db", workflow_name="wf").path
+    '/var/lib/q.db'
+    """
+    env = os.environ if env is None else env
+    url = url or env.get("PIPETEER_BACKEND") or DEFAULT_BACKEND
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        return MemoryBackend(url)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db and sqlite:////abs/path.db, as SQLAlchemy spells them
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if parts.netloc or not path:
+            raise ConfigError(
+                f"backend URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+        return SqliteBackend(url, path)
+    if parts.scheme == "kafka":
+        try:
+            from pipeteer.queues.kafka import KafkaBackend
+        except ImportError as e:
+            raise ConfigError(
+                f"backend URL {url!r} needs the Kafka extra: pip install 'pipeteer[kafka]' ({e})"
+            ) from e
+        backend: Backend = KafkaBackend.from_url(url, workflow_name=workflow_name, env=env)
+        return backend
+    raise ConfigError(
+        f"unknown backend URL {url!r}: use memory://, sqlite:///path/queues.db or kafka://host:port "
+        f"(query options: {dict(parse_qsl(parts.query)) or 'none'})"
+    )

@@ -1,0 +1,251 @@
+"""The queue contract every backend implements, and the views built on it.
+
+A queue is a key-value store of pending items: `push(id, value)` stores an item,
+`read()` waits for the oldest one, `read(id)` fetches one, `pop(id)` removes it.
+Backends subclass `BaseQueue` and implement the underscored primitives; views
+(`map`, `filter`, `premap`, `prefilter`) wrap any queue.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Any, Generic, TypeVar, overload
+
+from pipeteer.errors import InexistentItem, ValueTypeError
+from pipeteer.types import conforms, type_name, value_type_name
+
+T = TypeVar("T")
+U = TypeVar("U")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Listing(Generic[T_co]):
+    """The result of `items()`, `keys()` and `values()`: iterate it with `async for`, or `await` it for a list.
+
+    >>> async def ids(q):
+    ...     return await q.keys()
+    """
+
+    def __init__(self, source: Callable[[], AsyncIterator[T_co]]) -> None:
+        self._source = source
+
+    def __aiter__(self) -> AsyncIterator[T_co]:
+        return self._source()
+
+    async def _collect(self) -> list[T_co]:
+        return [x async for x in self._source()]
+
+    def __await__(self) -> Generator[Any, None, list[T_co]]:
+        return self._collect().__await__()
+
+
+class ReadQueue(ABC, Generic[T_co]):
+    """The reading side: `read`, `pop`, `items`, `keys`, `values`, and the views `map` / `filter`."""
+
+    @overload
+    async def read(self) -> tuple[str, T_co]: ...
+    @overload
+    async def read(self, id: str) -> T_co: ...
+
+    async def read(self, id: str | None = None) -> Any:
+        """`read()` waits for the oldest pending item and returns `(id, value)`; `read(id)` returns that item's value."""
+        if id is None:
+            return await self._read_next()
+        return await self._read(id)
+
+    @abstractmethod
+    async def _read_next(self) -> tuple[str, T_co]: ...
+
+    @abstractmethod
+    async def _read(self, id: str) -> T_co: ...
+
+    @abstractmethod
+    async def pop(self, id: str) -> None:
+        """Remove the item; raises `InexistentItem` if it is not there."""
+
+    @abstractmethod
+    def _iter_items(self) -> AsyncIterator[tuple[str, T_co]]: ...
+
+    async def has(self, id: str) -> bool:
+        try:
+            await self._read(id)
+        except InexistentItem:
+            return False
+        return True
+
+    def items(self) -> Listing[tuple[str, T_co]]:
+        return Listing(self._iter_items)
+
+    def keys(self) -> Listing[str]:
+        return Listing(self._iter_keys)
+
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        """Backends that can list ids without decoding values override this."""
+        async for id, _ in self._iter_items():
+            yield id
+
+    def values(self) -> Listing[T_co]:
+        async def gen() -> AsyncIterator[T_co]:
+            async for _, v in self._iter_items():
+                yield v
+
+        return Listing(gen)
+
+    def map(self, f: Callable[[T_co], U]) -> ReadQueue[U]:
+        """A read-only view whose values are `f(value)`."""
+        return MappedQueue(self, f)
+
+    def filter(self, pred: Callable[[T_co], bool]) -> ReadQueue[T_co]:
+        """A read-only view of the items whose value satisfies `pred`."""
+        return FilteredQueue(self, pred)
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class WriteQueue(ABC, Generic[T]):
+    """The writing side: `push`, and the views `premap` / `prefilter`."""
+
+    @abstractmethod
+    async def push(self, id: str, value: T) -> None:
+        """Store `value` under `id` (replacing any pending item with the same id)."""
+
+    def premap(self, f: Callable[[U], T]) -> WriteQueue[U]:
+        """A view that pushes `f(value)`."""
+        return PremappedQueue(self, f)
+
+    def prefilter(self, pred: Callable[[T], bool]) -> WriteQueue[T]:
+        """A view that drops values not satisfying `pred`."""
+        return PrefilteredQueue(self, pred)
+
+
+class Queue(ReadQueue[T], WriteQueue[T]):
+    """Both sides: what `make_queue` returns."""
+
+
+class BaseQueue(Queue[T]):
+    """What backends subclass: a typed queue with a name, a type check on push, and an atomic `move`."""
+
+    def __init__(self, Type: Any, name: str) -> None:
+        self.Type = Type
+        self.name = name
+
+    def describe(self) -> str:
+        return f"{type(self).__name__} {self.name!r} of {type_name(self.Type)}"
+
+    def check(self, id: str, value: Any) -> None:
+        if not isinstance(id, str) or not id:
+            raise ValueTypeError(f"{self.describe()}: ids are non-empty strings, got {id!r}")
+        if not conforms(value, self.Type):
+            raise ValueTypeError(
+                f"{self.describe()}: item {id!r} is a {value_type_name(value)}, expected {type_name(self.Type)}"
+            )
+
+    async def push(self, id: str, value: T) -> None:
+        self.check(id, value)
+        await self._push(id, value)
+
+    @abstractmethod
+    async def _push(self, id: str, value: T) -> None: ...
+
+    async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
+        """Atomically remove `id` from this queue and push `value` under `id` to `dst`.
+
+        Raises `InexistentItem` (and changes nothing) if `id` is not here. Backends make
+        this one transaction when both queues live in the same store. Across stores the
+        push comes first and the pop second: a crash in between leaves the item in both,
+        and re-running the stage pushes the same id again, which replaces rather than
+        duplicates, since queues are keyed by id.
+        """
+        dst.check(id, value)
+        if not await self.has(id):
+            raise InexistentItem(id, self.describe())
+        await dst._push(id, value)
+        await self.pop(id)
+
+
+class MappedQueue(ReadQueue[U]):
+    def __init__(self, inner: ReadQueue[Any], f: Callable[[Any], U]) -> None:
+        self.inner, self.f = inner, f
+
+    async def _read_next(self) -> tuple[str, U]:
+        id, v = await self.inner.read()
+        return id, self.f(v)
+
+    async def _read(self, id: str) -> U:
+        return self.f(await self.inner.read(id))
+
+    async def pop(self, id: str) -> None:
+        await self.inner.pop(id)
+
+    async def has(self, id: str) -> bool:
+        return await self.inner.has(id)
+
+    async def _iter_items(self) -> AsyncIterator[tuple[str, U]]:
+        async for id, v in self.inner.items():
+            yield id, self.f(v)
+
+    def _iter_keys(self) -> AsyncIterator[str]:
+        return self.inner.keys().__aiter__()
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+
+class FilteredQueue(ReadQueue[T]):
+    def __init__(self, inner: ReadQueue[T], pred: Callable[[T], bool]) -> None:
+        self.inner, self.pred = inner, pred
+
+    async def _read_next(self) -> tuple[str, T]:
+        # Items that fail the predicate are skipped, not consumed: wait for a matching one.
+        while True:
+            async for id, v in self.inner.items():
+                if self.pred(v):
+                    return id, v
+            await _wait_change(self.inner)
+
+    async def _read(self, id: str) -> T:
+        v = await self.inner.read(id)
+        if not self.pred(v):
+            raise InexistentItem(id, f"filtered view of {self.inner.describe()}")
+        return v
+
+    async def pop(self, id: str) -> None:
+        await self._read(id)
+        await self.inner.pop(id)
+
+    async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
+        async for id, v in self.inner.items():
+            if self.pred(v):
+                yield id, v
+
+    def describe(self) -> str:
+        return f"filtered view of {self.inner.describe()}"
+
+
+async def _wait_change(q: ReadQueue[Any]) -> None:
+    waiter: Callable[[], Awaitable[None]] | None = getattr(q, "wait_change", None)
+    if waiter is None:
+        inner = getattr(q, "inner", None)
+        if inner is not None:
+            return await _wait_change(inner)
+        raise TypeError(f"{q.describe()} cannot be waited on")
+    await waiter()
+
+
+class PremappedQueue(WriteQueue[U]):
+    def __init__(self, inner: WriteQueue[Any], f: Callable[[U], Any]) -> None:
+        self.inner, self.f = inner, f
+
+    async def push(self, id: str, value: U) -> None:
+        await self.inner.push(id, self.f(value))
+
+
+class PrefilteredQueue(WriteQueue[T]):
+    def __init__(self, inner: WriteQueue[T], pred: Callable[[T], bool]) -> None:
+        self.inner, self.pred = inner, pred
+
+    async def push(self, id: str, value: T) -> None:
+        if self.pred(value):
+            await self.inner.push(id, value)

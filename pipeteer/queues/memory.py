@@ -1,0 +1,108 @@
+"""In-process queues: for tests, notebooks and `memory://`. Values are kept as objects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from pipeteer.errors import InexistentItem
+from pipeteer.queues.base import BaseQueue
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Notifier:
+    """Wakes the readers waiting on one queue. Safe across event loops in one process."""
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def waiter(self) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return fut
+
+    def notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                loop = fut.get_loop()
+                try:
+                    running = asyncio.get_running_loop()
+                except RuntimeError:
+                    running = None
+                if running is loop:
+                    fut.set_result(None)
+                elif not loop.is_closed():
+                    loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class MemoryQueue(BaseQueue[T]):
+    """A queue in a dict; ordered by first push.
+
+    >>> import asyncio
+    >>> q = MemoryQueue(int, "numbers")
+    >>> asyncio.run(q.push("a", 1)); asyncio.run(q.read())
+    ('a', 1)
+    """
+
+    def __init__(self, Type: Any, name: str = "memory") -> None:
+        super().__init__(Type, name)
+        self._items: dict[str, T] = {}
+        self._notifier = Notifier()
+
+    async def _push(self, id: str, value: T) -> None:
+        self._items[id] = value
+        self._notifier.notify()
+
+    async def _read_next(self) -> tuple[str, T]:
+        while not self._items:
+            await self._notifier.waiter()
+        id = next(iter(self._items))
+        return id, self._items[id]
+
+    async def wait_change(self) -> None:
+        await self._notifier.waiter()
+
+    async def _read(self, id: str) -> T:
+        try:
+            return self._items[id]
+        except KeyError:
+            raise InexistentItem(id, self.describe()) from None
+
+    async def has(self, id: str) -> bool:
+        return id in self._items
+
+    async def pop(self, id: str) -> None:
+        if self._items.pop(id, _MISSING) is _MISSING:
+            raise InexistentItem(id, self.describe())
+        self._notifier.notify()
+
+    async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
+        for id, v in list(self._items.items()):
+            yield id, v
+
+    async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
+        if not isinstance(dst, MemoryQueue):
+            return await super().move(id, dst, value)
+        dst.check(id, value)
+        # No await between the check and the two writes: atomic for every other task.
+        if id not in self._items:
+            raise InexistentItem(id, self.describe())
+        del self._items[id]
+        dst._items[id] = value
+        self._notifier.notify()
+        dst._notifier.notify()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_MISSING: Any = object()

@@ -1,0 +1,208 @@
+"""Queues in one SQLite file: the embedded default (`sqlite:///path/queues.db`).
+
+Each queue is a table `(seq, id, value)`; values are the same Avro single-object
+bytes the Kafka topics carry (`pipeteer.codec`). The file is in WAL mode, so
+several processes can share it: readers never block the writer.
+
+Exactly-once here is a property of one SQLite transaction: moving an item to the
+next stage deletes it from this stage's table and inserts it into the next one in
+a single `BEGIN IMMEDIATE … COMMIT`. A process killed at any instant leaves the
+item either wholly before or wholly after the move, never in both or neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pipeteer.codec import codec_for
+from pipeteer.errors import ConfigError, InexistentItem
+from pipeteer.queues.base import BaseQueue
+from pipeteer.queues.memory import Notifier
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+POLL_SECONDS = 0.05
+"""How often a waiting reader looks for items pushed by *other processes* (same-process pushes wake it at once)."""
+
+_PAGE = 256
+
+
+class SqliteStore:
+    """One SQLite file, with a connection per process and thread (connections must not cross a fork)."""
+
+    _stores: ClassVar[dict[str, SqliteStore]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conns: dict[tuple[int, int], sqlite3.Connection] = {}
+        self._notifiers: dict[str, Notifier] = {}
+        self._tables: set[tuple[int, str]] = set()
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> SqliteStore:
+        """The store for a file; one per absolute path, so every queue on one file shares its connection."""
+        key = os.path.abspath(os.fspath(path))
+        with cls._lock:
+            store = cls._stores.get(key)
+            if store is None:
+                store = cls._stores[key] = SqliteStore(key)
+            return store
+
+    def conn(self) -> sqlite3.Connection:
+        key = (os.getpid(), threading.get_ident())
+        conn = self._conns.get(key)
+        if conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conns[key] = conn
+        return conn
+
+    def ensure_table(self, table: str) -> None:
+        key = (os.getpid(), table)
+        if key in self._tables:
+            return
+        self.conn().execute(
+            f'CREATE TABLE IF NOT EXISTS "{table}" '
+            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)"
+        )
+        self._tables.add(key)
+
+    def notifier(self, table: str) -> Notifier:
+        n = self._notifiers.get(table)
+        if n is None:
+            n = self._notifiers[table] = Notifier()
+        return n
+
+    def close(self) -> None:
+        for key, conn in list(self._conns.items()):
+            if key[0] == os.getpid():
+                conn.close()
+                del self._conns[key]
+        self._tables.clear()
+
+
+class SqliteQueue(BaseQueue[T]):
+    """A queue stored in a table of a SQLite file.
+
+    >>> import asyncio, tempfile, os
+    >>> q = SqliteQueue(str, path=os.path.join(tempfile.mkdtemp(), "q.db"), table="words")
+    >>> asyncio.run(q.push("1", "hello")); asyncio.run(q.read("1"))
+    'hello'
+    """
+
+    def __init__(self, Type: Any, *, path: str | os.PathLike[str], table: str) -> None:
+        if not table or '"' in table or "\x00" in table:
+            raise ConfigError(f"invalid SQLite table name {table!r}: use letters, digits, '-' or '_'")
+        super().__init__(Type, table)
+        self.store = SqliteStore.at(path)
+        self.table = table
+        self.codec = codec_for(Type)
+
+    def describe(self) -> str:
+        return f"queue {self.table!r} ({self.store.path})"
+
+    def _conn(self) -> sqlite3.Connection:
+        self.store.ensure_table(self.table)
+        return self.store.conn()
+
+    def _decode(self, id: str, data: bytes) -> T:
+        return self.codec.decode(data, source=f"SQLite table {self.table!r} item {id!r} in {self.store.path}")
+
+    async def _push(self, id: str, value: T) -> None:
+        data = self.codec.encode(value)
+        self._conn().execute(
+            f'INSERT INTO "{self.table}" (id, value) VALUES (?, ?) '
+            "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
+            (id, data),
+        )
+        self.store.notifier(self.table).notify()
+
+    async def _read_next(self) -> tuple[str, T]:
+        notifier = self.store.notifier(self.table)
+        while True:
+            waiter = notifier.waiter()
+            row = self._conn().execute(f'SELECT id, value FROM "{self.table}" ORDER BY seq LIMIT 1').fetchone()
+            if row is not None:
+                waiter.cancel()
+                return row[0], self._decode(row[0], row[1])
+            try:
+                await asyncio.wait_for(waiter, POLL_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def wait_change(self) -> None:
+        try:
+            await asyncio.wait_for(self.store.notifier(self.table).waiter(), POLL_SECONDS)
+        except TimeoutError:
+            pass
+
+    async def _read(self, id: str) -> T:
+        row = self._conn().execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
+        if row is None:
+            raise InexistentItem(id, self.describe())
+        return self._decode(id, row[0])
+
+    async def has(self, id: str) -> bool:
+        sql = f'SELECT 1 FROM "{self.table}" WHERE id = ?'
+        return self._conn().execute(sql, (id,)).fetchone() is not None
+
+    async def pop(self, id: str) -> None:
+        cur = self._conn().execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
+        if cur.rowcount == 0:
+            raise InexistentItem(id, self.describe())
+
+    async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
+        async for id, data in self._pages("value"):
+            yield id, self._decode(id, data)
+
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        async for id, _ in self._pages("NULL"):
+            yield id
+
+    async def _pages(self, column: str) -> AsyncIterator[tuple[str, Any]]:
+        # Keyset pages: a long listing never holds the table's read snapshot open for long.
+        last = -1
+        while True:
+            rows = self._conn().execute(
+                f'SELECT seq, id, {column} FROM "{self.table}" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}', (last,)
+            ).fetchall()
+            for seq, id, data in rows:
+                last = seq
+                yield id, data
+            if len(rows) < _PAGE:
+                return
+
+    async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
+        if not (isinstance(dst, SqliteQueue) and dst.store is self.store):
+            return await super().move(id, dst, value)
+        dst.check(id, value)
+        data = dst.codec.encode(value)
+        dst.store.ensure_table(dst.table)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,)).rowcount == 0:
+                raise InexistentItem(id, self.describe())
+            conn.execute(
+                f'INSERT INTO "{dst.table}" (id, value) VALUES (?, ?) '
+                "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
+                (id, data),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        dst.store.notifier(dst.table).notify()
+
+    def __len__(self) -> int:
+        return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0])

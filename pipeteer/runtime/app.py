@@ -1,0 +1,105 @@
+"""An app binds a workflow to its artifacts, by stage name, and is referenced as `module:attribute`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pipeteer.errors import ConfigError, SpecError
+from pipeteer.spec import Stage, Workflow, Wrapped
+from pipeteer.wiring import PipelineQueues, WorkflowQueues
+
+ArtifactFactory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class App:
+    """A workflow and, for every stage, the factory that makes its artifact from the stage's queues.
+
+    A factory is `async def stage(Qin, Qout)` for an automatic stage (its coroutine runs as a
+    service), or `def stage(Qin, Qout) -> FastAPI` for a web stage (served at `/<stage>/`).
+    Nested stages are named by path: `'review/manual'`.
+
+    >>> from pipeteer import Pipeline, Workflow
+    >>> async def double(Qin, Qout):
+    ...     while True:
+    ...         id, n = await Qin.read()
+    ...         await Qout.push(id, float(n * 2))
+    >>> app = App(Workflow(int, float, pipelines={"double": Pipeline(int, float)}), {"double": double})
+    >>> app.is_web("double")
+    False
+    """
+
+    workflow: Workflow[Any, Any]
+    artifacts: Mapping[str, ArtifactFactory] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "artifacts", MappingProxyType(dict(self.artifacts)))
+        if not isinstance(self.workflow, Workflow):
+            raise SpecError("app", [f"{self.workflow!r} is not a Workflow"])
+        leaves = self.stages()
+        reasons = [f"artifact {k!r} names no stage (stages: {', '.join(leaves)})" for k in self.artifacts if k not in leaves]
+        reasons += [f"stage {s!r} has no artifact" for s in leaves if s not in self.artifacts]
+        reasons += [f"artifact {k!r} is {f!r}, not a callable" for k, f in self.artifacts.items() if not callable(f)]
+        if reasons:
+            raise SpecError(f"app of workflow {self.workflow.name!r}", reasons)
+
+    @property
+    def name(self) -> str:
+        return self.workflow.name
+
+    def stages(self) -> dict[str, Stage]:
+        """Leaf stages (the ones that run artifacts) by '/'-joined path."""
+        return {"/".join(p): s for p, s in self.workflow.walk() if not isinstance(s, Workflow)}
+
+    def is_web(self, stage: str) -> bool:
+        """A web (human) stage returns an ASGI app; an automatic one is an `async def`."""
+        return not inspect.iscoroutinefunction(self.artifacts[stage])
+
+    def stage_queues(self, queues: WorkflowQueues, stage: str) -> PipelineQueues:
+        """What the stage's factory is called with: the `internal` queues of a Wrapped stage."""
+        q = queues.stage(stage)
+        return q["internal"] if isinstance(self.stages()[stage], Wrapped) else q
+
+    def artifact(self, queues: WorkflowQueues, stage: str) -> Any:
+        """Make one stage's artifact (a coroutine or an ASGI app)."""
+        if stage not in self.artifacts:
+            raise ConfigError(f"app {self.name!r} has no stage {stage!r} (stages: {', '.join(self.artifacts)})")
+        return self.artifacts[stage](**self.stage_queues(queues, stage))
+
+
+def load_app(ref: str | App | Workflow[Any, Any]) -> App | Workflow[Any, Any]:
+    """Resolve `'package.module:attribute'` to an `App` (or a bare `Workflow`)."""
+    if isinstance(ref, (App, Workflow)):
+        return ref
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"app reference {ref!r} must look like 'package.module:attribute'")
+    if str(Path.cwd()) not in sys.path and "" not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # like uvicorn: apps next to where the command runs
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"app reference {ref!r}: cannot import module {module_name!r} ({e})") from e
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"app reference {ref!r}: module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, (App, Workflow)):
+        raise ConfigError(f"app reference {ref!r} is a {type(obj).__name__}, not a pipeteer App or Workflow")
+    return obj
+
+
+def require_app(ref: str | App | Workflow[Any, Any]) -> App:
+    obj = load_app(ref)
+    if not isinstance(obj, App):
+        raise ConfigError(f"{ref!r} is a bare Workflow: this command needs an App (workflow + artifacts)")
+    return obj

@@ -1,0 +1,38 @@
+"""`pipeteer.connect(app, url)`: a workflow's queues on a backend, for scripts and services."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipeteer.queues.backends import backend_from_url
+from pipeteer.runtime.app import App, load_app
+from pipeteer.spec import Workflow
+from pipeteer.wiring import StageHooks, WorkflowQueues, make_queues
+
+
+def connect(
+    app: App | Workflow[Any, Any] | str,
+    url: str | None = None,
+    *,
+    hooks: Sequence[StageHooks] = (),
+    env: Mapping[str, str] | None = None,
+) -> WorkflowQueues:
+    """The workflow's queues on the backend `url` names (default: `$PIPETEER_BACKEND`, else `sqlite:///queues.db`).
+
+    >>> import asyncio
+    >>> from pipeteer import Pipeline, Workflow
+    >>> wf = Workflow(int, str, pipelines={"fmt": Pipeline(int, str)})
+    >>> queues = connect(wf, "memory://")
+    >>> asyncio.run(queues.Qin.push("1", 42))
+    >>> asyncio.run(queues["fmt"].Qin.read())
+    ('1', 42)
+    """
+    obj = load_app(app)
+    wf = obj.workflow if isinstance(obj, App) else obj
+    backend = backend_from_url(url, workflow_name=wf.name, env=env)
+    Qin = backend.make_queue(wf.Tin, ["input"])
+    Qout = backend.make_queue(wf.Tout, ["output"])
+    queues: WorkflowQueues = make_queues(Qin, Qout, wf, backend.make_queue, hooks=hooks)
+    queues.backend = backend
+    return queues

@@ -1,0 +1,291 @@
+"""From a workflow to its queues: `make_queues(Qin, Qout, workflow, make_queue)`.
+
+Every stage gets one queue holding the items waiting in it (the entry stage reads
+the workflow's `Qin`). A stage's artifact sees two ends:
+
+- `Qin`: a read-only view of its queue (mapped by `pre` for a `Wrapped` stage);
+- `Qout`: a write end. `push(id, out)` reads the item's state, applies `post`,
+  routes the result by its type to the next stage's queue (or the workflow's
+  output) and removes the item from this stage, as ONE atomic `move` of the
+  backend. The seed's trailing `await Qin.pop(id)` is then a no-op.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
+
+from pipeteer.errors import RoutingError, SpecError, ValueTypeError
+from pipeteer.queues.base import BaseQueue, Queue, ReadQueue, WriteQueue
+from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
+from pipeteer.types import conforms, type_name, value_type_name
+
+
+class MakeQueue(Protocol):
+    def __call__(self, Type: Any, path: Sequence[str], /) -> Queue[Any]: ...
+
+
+class StageHooks(Protocol):
+    """What the runtime observes of a stage's progress (metrics); optional."""
+
+    def read(self, stage: str, id: str) -> None: ...
+
+    def moved(self, stage: str, id: str, target: str) -> None: ...
+
+
+class PipelineQueues(dict[str, Any]):
+    """The queues of one stage: `{'Qin': ..., 'Qout': ...}`, plus `'internal'` for a `Wrapped` stage.
+
+    It is a dict so that `pipeline(**queues['validation']['internal'])` passes `Qin=` and `Qout=`.
+    """
+
+    @property
+    def Qin(self) -> Any:
+        return self["Qin"]
+
+    @property
+    def Qout(self) -> Any:
+        return self["Qout"]
+
+
+class WorkflowQueues(dict[str, Any]):
+    """The queues of a workflow: stage name -> its `PipelineQueues` (or nested `WorkflowQueues`).
+
+    `.Qin` and `.Qout` are the workflow's own input and output queues, so a script can
+    `await queues.Qin.push(id, Input(...))` and `await queues.Qout.items()`.
+    """
+
+    def __init__(self, stages: dict[str, Any], *, Qin: Queue[Any], Qout: WriteQueue[Any], workflow: Workflow[Any, Any]):
+        super().__init__(stages)
+        self.Qin = Qin
+        self.Qout = Qout
+        self.workflow = workflow
+        self.backend: Any = None
+
+    def stage(self, path: str | Sequence[str]) -> PipelineQueues:
+        """The queues of a stage by name or path (`'review/manual'` or `('review', 'manual')`)."""
+        parts = path.split("/") if isinstance(path, str) else list(path)
+        node: Any = self
+        for i, part in enumerate(parts):
+            if not isinstance(node, WorkflowQueues) or part not in node:
+                raise KeyError(f"no stage {'/'.join(parts[: i + 1])!r} in workflow {self.workflow.name!r}")
+            node = node[part]
+        return node
+
+
+class _RecentIds:
+    """Ids a stage has just completed, so the seed's `pop` after `push` is a no-op rather than an error."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def add(self, id: str) -> None:
+        self._ids[id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def discard(self, id: str) -> None:
+        self._ids.pop(id, None)
+
+    def __contains__(self, id: str) -> bool:
+        return id in self._ids
+
+
+class Router(WriteQueue[Any]):
+    """The write end of a workflow: sends each value to the stage accepting its type, or to the output."""
+
+    def __init__(self, workflow: Workflow[Any, Any], queues: dict[str, Queue[Any]], output: WriteQueue[Any]):
+        self.workflow = workflow
+        self.queues = queues
+        self.output = output
+
+    def resolve(self, value: Any, *, source: str, id: str) -> tuple[str, WriteQueue[Any]]:
+        """(name of the destination, the queue) for a value; raises `RoutingError` naming what is accepted."""
+        target = self.workflow.stage_for(type(value))
+        if target is None:
+            raise RoutingError(
+                f"stage {source!r}: item {id!r} became a {value_type_name(value)}, which no stage of workflow "
+                f"{self.workflow.name!r} accepts ({self.workflow.accepted()})"
+            )
+        if target == OUTPUT:
+            if isinstance(self.output, Router):
+                return self.output.resolve(value, source=source, id=id)
+            return OUTPUT, self.output
+        return target, self.queues[target]
+
+    async def push(self, id: str, value: Any) -> None:
+        _, q = self.resolve(value, source="<input>", id=id)
+        await q.push(id, value)
+
+
+class StageInput(ReadQueue[Any]):
+    """A stage's `Qin`: a read-only view of its queue, mapped by `pre`."""
+
+    def __init__(
+        self,
+        queue: Queue[Any],
+        pre: Callable[[Any], Any] | None,
+        completed: _RecentIds,
+        stage: str,
+        hooks: list[StageHooks],
+    ):
+        self.queue, self.pre, self.completed, self.stage, self.hooks = queue, pre, completed, stage, hooks
+
+    def _f(self, v: Any) -> Any:
+        return v if self.pre is None else self.pre(v)
+
+    async def _read_next(self) -> tuple[str, Any]:
+        id, v = await self.queue.read()
+        for hook in self.hooks:
+            hook.read(self.stage, id)
+        return id, self._f(v)
+
+    async def _read(self, id: str) -> Any:
+        return self._f(await self.queue.read(id))
+
+    async def has(self, id: str) -> bool:
+        return await self.queue.has(id)
+
+    async def pop(self, id: str) -> None:
+        if id in self.completed:
+            self.completed.discard(id)
+            return
+        await self.queue.pop(id)
+
+    async def _iter_items(self) -> AsyncIterator[tuple[str, Any]]:
+        async for id, v in self.queue.items():
+            yield id, self._f(v)
+
+    def _iter_keys(self) -> AsyncIterator[str]:
+        return self.queue.keys().__aiter__()
+
+    async def wait_change(self) -> None:
+        await getattr(self.queue, "wait_change")()  # noqa: B009
+
+    def describe(self) -> str:
+        return f"stage {self.stage!r} input ({self.queue.describe()})"
+
+
+class StageOutput(WriteQueue[Any]):
+    """A stage's `Qout`: `push(id, out)` moves the item on to the next stage in one atomic step."""
+
+    def __init__(
+        self,
+        stage: str,
+        queue: Queue[Any],
+        router: Router,
+        expected: Any,
+        post: Callable[[Any, Any], Any] | None,
+        completed: _RecentIds,
+        hooks: list[StageHooks],
+    ):
+        self.stage, self.queue, self.router, self.expected = stage, queue, router, expected
+        self.post, self.completed, self.hooks = post, completed, hooks
+
+    async def push(self, id: str, value: Any) -> None:
+        if not conforms(value, self.expected):
+            raise ValueTypeError(
+                f"stage {self.stage!r}: item {id!r} output is a {value_type_name(value)}, "
+                f"expected {type_name(self.expected)}"
+            )
+        if self.post is not None:
+            state = await self.queue.read(id)  # InexistentItem if it is no longer in this stage
+            value = self.post(state, value)
+        target, dst = self.router.resolve(value, source=self.stage, id=id)
+        if self.post is None and not await self.queue.has(id):
+            await dst.push(id, value)  # a new item, not one read from this stage
+        elif isinstance(self.queue, BaseQueue) and isinstance(dst, BaseQueue):
+            await self.queue.move(id, dst, value)
+        else:  # a view on either side: push, then pop (idempotent by id on re-run)
+            await dst.push(id, value)
+            await self.queue.pop(id)
+        self.completed.add(id)
+        for hook in self.hooks:
+            hook.moved(self.stage, id, target)
+
+
+def make_queues(
+    Qin: Queue[Any],
+    Qout: WriteQueue[Any],
+    pipeline: Stage,
+    make_queue: MakeQueue,
+    *,
+    path: Sequence[str] = (),
+    hooks: Sequence[StageHooks] = (),
+) -> Any:
+    """Wire a pipeline's queues: a `WorkflowQueues` for a `Workflow`, a `PipelineQueues` otherwise.
+
+    `make_queue(Type, path)` is called once per stage queue, with the stage's path of names.
+    """
+    if isinstance(pipeline, Workflow):
+        return _workflow_queues(Qin, Qout, pipeline, make_queue, tuple(path), list(hooks))
+    if isinstance(pipeline, (Pipeline, Wrapped)):
+        return PipelineQueues(Qin=Qin, Qout=Qout)
+    raise SpecError("pipeline", [f"{pipeline!r} is not a Pipeline, Wrapped or Workflow"])
+
+
+def _workflow_queues(
+    Qin: Queue[Any],
+    Qout: WriteQueue[Any],
+    wf: Workflow[Any, Any],
+    make_queue: MakeQueue,
+    path: tuple[str, ...],
+    hooks: list[StageHooks],
+) -> WorkflowQueues:
+    queues: dict[str, Queue[Any]] = {
+        name: Qin if name == wf.entry else make_queue(stage.Tin, [*path, name]) for name, stage in wf.pipelines.items()
+    }
+    router = Router(wf, queues, Qout)
+    stages: dict[str, Any] = {}
+    for name, stage in wf.pipelines.items():
+        q = queues[name]
+        stage_name = "/".join((*path, name))
+        completed = _RecentIds()
+        if isinstance(stage, Workflow):
+            stages[name] = _workflow_queues(q, router, stage, make_queue, (*path, name), hooks)
+        elif isinstance(stage, Wrapped):
+            inner = PipelineQueues(
+                Qin=StageInput(q, stage.pre, completed, stage_name, hooks),
+                Qout=StageOutput(stage_name, q, router, stage.inner_output_type(), stage.post, completed, hooks),
+            )
+            stages[name] = PipelineQueues(Qin=q, Qout=router, internal=inner)
+        else:
+            assert isinstance(stage, Pipeline)  # guaranteed by Workflow validation
+            stages[name] = PipelineQueues(
+                Qin=StageInput(q, None, completed, stage_name, hooks),
+                Qout=StageOutput(stage_name, q, router, stage.Tout, None, completed, hooks),
+            )
+    return WorkflowQueues(stages, Qin=Qin, Qout=Qout, workflow=wf)
+
+
+class QueueKV:
+    """Constructors of the built-in key-value queues, as the project page calls them.
+
+    >>> import tempfile, os
+    >>> q = QueueKV.sqlite(bytes, path=os.path.join(tempfile.mkdtemp(), "queues.db"), table="input")
+    """
+
+    @staticmethod
+    def sqlite(Type: Any, *, path: str, table: str) -> Queue[Any]:
+        from pipeteer.queues.sqlite import SqliteQueue
+
+        return SqliteQueue(Type, path=path, table=table)
+
+    @staticmethod
+    def memory(Type: Any, name: str = "memory") -> Queue[Any]:
+        from pipeteer.queues.memory import MemoryQueue
+
+        return MemoryQueue(Type, name)
+
+
+def iter_stages(queues: WorkflowQueues, prefix: tuple[str, ...] = ()) -> list[tuple[str, PipelineQueues]]:
+    """Every leaf stage's queues with its '/'-joined path, depth first."""
+    out: list[tuple[str, PipelineQueues]] = []
+    for name, q in queues.items():
+        if isinstance(q, WorkflowQueues):
+            out += iter_stages(q, (*prefix, name))
+        else:
+            out.append(("/".join((*prefix, name)), q))
+    return out

@@ -1,0 +1,86 @@
+"""`pipeteer run` as users run it: a real process, real HTTP, SIGTERM to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from pipeteer import connect
+from tests.apps.review import Doc, Published, app
+from tests.integration.test_sqlite_processes import ROOT, free_port
+
+
+async def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise TimeoutError(url)
+
+
+async def test_run_serves_web_stages_metrics_and_health(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeteer", "run", "tests.apps.review:app", "--backend", url, "--port", str(port)],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(f"{base}/healthz", proc)
+        qs = connect(app, url)
+        for i in range(3):
+            await qs.Qin.push(f"d{i}", Doc(f"headline{i} body"))
+        async with httpx.AsyncClient(base_url=base) as http:
+            assert (await http.get("/readyz")).json()["ready"] is True
+            for _ in range(200):
+                tasks = (await http.get("/review/tasks")).json()
+                if len(tasks) == 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert [t["id"] for t in tasks] == ["d0", "d1", "d2"]
+            assert (await http.post("/review/review", params={"id": "d1", "ok": True})).status_code == 200
+            assert (await http.post("/review/review", params={"id": "d1", "ok": True})).status_code == 404
+            page = (await http.get("/")).text
+            assert 'href="/review/"' in page and "summarize (automatic)" in page
+            metrics = (await http.get("/metrics")).text
+        assert await qs.Qout.items() == [("d1", Published("headline1", True))]
+        assert 'pipeteer_items_consumed_total{stage="summarize"} 3.0' in metrics
+        assert 'pipeteer_items_produced_total{stage="review"} 1.0' in metrics
+        assert 'pipeteer_pending_items{stage="review"} 2.0' in metrics
+        assert 'pipeteer_processing_seconds_count{stage="summarize"} 3.0' in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()
+
+
+def test_run_rejects_unknown_stage_and_bad_backend() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeteer", "run", "tests.apps.review:app", *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+
+    r = run("--stage", "nope", "--backend", "memory://")
+    assert r.returncode == 2
+    assert "app 'news' has no stage 'nope' (stages: summarize, review)" in r.stderr
+    r = run("--backend", "postgres://x")
+    assert r.returncode == 2 and "unknown backend URL 'postgres://x'" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeteer", "run", "tests.apps.nothere:app"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "cannot import module 'tests.apps.nothere'" in r.stderr

@@ -1,0 +1,118 @@
+"""Several processes on one SQLite file, and kill -9 in the middle of a stream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeteer import connect
+from tests.apps.chain import Raw, Result, app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_worker(db: Path, *stages: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "pipeteer", "run", "tests.apps.chain:app", "--backend", f"sqlite:///{db}"]
+    args += ["--port", str(free_port())]
+    for s in stages:
+        args += ["--stage", s]
+    return subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def audit(db: Path, tables: list[str]) -> None:
+    """Count every write of an id into each table, so a duplicate shows even though queues are keyed by id."""
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE IF NOT EXISTS audit (tbl TEXT, id TEXT)")
+    for t in tables:
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{t}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)'
+        )
+        for event in ("INSERT", "UPDATE"):
+            conn.execute(
+                f'CREATE TRIGGER IF NOT EXISTS "audit_{t}_{event}" AFTER {event} ON "{t}" '
+                f"BEGIN INSERT INTO audit VALUES ('{t}', NEW.id); END"
+            )
+    conn.commit()
+    conn.close()
+
+
+def count(db: Path, table: str) -> int:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return int(conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+async def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "queues.db"
+    tables = ["input", "negate", "sum", "output"]
+    audit(db, tables)
+    qs = connect(app, f"sqlite:///{db}")
+    n = 2000
+    for i in range(n):
+        await qs.Qin.push(f"item-{i}", Raw(i))
+    kills = 0
+    worker = start_worker(db, env={"CHAIN_SLOW_SECONDS": "0.001"})
+    try:
+        deadline = time.monotonic() + 240
+        for threshold in (300, 900, 1500):
+            while count(db, "output") < threshold and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait()
+            kills += 1
+            worker = start_worker(db, env={"CHAIN_SLOW_SECONDS": "0.001"})
+        while count(db, "output") < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert kills == 3
+    outputs = dict(await qs.Qout.items())
+    assert len(outputs) == n
+    assert outputs == {f"item-{i}": Result(i, i) for i in range(n)}  # n + n² - n² = n
+    conn = sqlite3.connect(db)
+    dupes = conn.execute("SELECT tbl, id, COUNT(*) c FROM audit GROUP BY tbl, id HAVING c > 1").fetchall()
+    writes = dict(conn.execute("SELECT tbl, COUNT(*) FROM audit GROUP BY tbl").fetchall())
+    conn.close()
+    assert dupes == []
+    assert writes == {t: n for t in tables}
+    for stage in ("square", "negate", "sum"):
+        assert await qs.stage(stage).Qin.keys() == []
+
+
+async def test_processes_share_one_file(tmp_path: Path) -> None:
+    db = tmp_path / "queues.db"
+    qs = connect(app, f"sqlite:///{db}")
+    await qs.Qin.push("warm-up", Raw(-1))  # creates the tables
+    squarer = start_worker(db, "square")
+    rest = start_worker(db, "negate", "sum")
+    try:
+        for i in range(20):
+            await qs.Qin.push(f"x{i}", Raw(i))
+            out = qs.Qout.filter(lambda r, i=i: r.n == i)  # type: ignore[misc]
+            assert await asyncio.wait_for(out.read(), 30) == (f"x{i}", Result(i, i))
+    finally:
+        for p in (squarer, rest):
+            p.send_signal(signal.SIGTERM)
+        for p in (squarer, rest):
+            assert p.wait(timeout=30) == 0  # clean shutdown on SIGTERM

@@ -1,0 +1,5 @@
+import sys
+
+from topologies.perspective_correction.demo import main
+
+sys.exit(main())

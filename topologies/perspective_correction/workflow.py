@@ -1,0 +1,42 @@
+"""The workflow of the project page: automatic correction, manual validation, manual correction."""
+
+from __future__ import annotations
+
+from pipeteer import Pipeline, Workflow, Wrapped
+from topologies.perspective_correction.states import AutoCorrected, Input, ManualInput, Output
+
+
+def post_auto(inp: Input, out: bytes | None) -> AutoCorrected | ManualInput:
+    return AutoCorrected(inp.img, out) if out else ManualInput(inp.img)
+
+
+def post_validate(inp: AutoCorrected, ok: bool) -> Output | ManualInput:
+    return Output(inp.img, inp.corrected) if ok else ManualInput(inp.img)
+
+
+def post_manual(inp: ManualInput, out: bytes) -> Output:
+    return Output(inp.img, out)
+
+
+def pre_img(inp: Input | ManualInput) -> bytes:
+    return inp.img
+
+
+def pre_corrected(inp: AutoCorrected) -> bytes:
+    return inp.corrected
+
+
+auto = Wrapped(Input, Pipeline(bytes, bytes), pre=pre_img, post=post_auto)
+val = Wrapped(AutoCorrected, Pipeline(bytes, bool), pre=pre_corrected, post=post_validate)
+manual = Wrapped(ManualInput, Pipeline(bytes, bytes), pre=pre_img, post=post_manual)
+
+workflow = Workflow(
+    Input,
+    Output,
+    pipelines={
+        "auto-correct": auto,
+        "validation": val,
+        "manual-correct": manual,
+    },
+    name="perspective-correction",
+)
