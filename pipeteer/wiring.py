@@ -56,7 +56,9 @@ class WorkflowQueues(dict[str, Any]):
     `await queues.Qin.push(id, Input(...))` and `await queues.Qout.items()`.
     """
 
-    def __init__(self, stages: dict[str, Any], *, Qin: Queue[Any], Qout: WriteQueue[Any], workflow: Workflow[Any, Any]):
+    def __init__(
+        self, stages: dict[str, Any], *, Qin: Queue[Any], Qout: WriteQueue[Any], workflow: Workflow[Any, Any]
+    ):
         super().__init__(stages)
         self.Qin = Qin
         self.Qout = Qout
@@ -235,7 +237,8 @@ def _workflow_queues(
     hooks: list[StageHooks],
 ) -> WorkflowQueues:
     queues: dict[str, Queue[Any]] = {
-        name: Qin if name == wf.entry else make_queue(stage.Tin, [*path, name]) for name, stage in wf.pipelines.items()
+        name: Qin if name == wf.entry else make_queue(stage.Tin, [*path, name])
+        for name, stage in wf.pipelines.items()
     }
     router = Router(wf, queues, Qout)
     stages: dict[str, Any] = {}
@@ -248,7 +251,9 @@ def _workflow_queues(
         elif isinstance(stage, Wrapped):
             inner = PipelineQueues(
                 Qin=StageInput(q, stage.pre, completed, stage_name, hooks),
-                Qout=StageOutput(stage_name, q, router, stage.inner_output_type(), stage.post, completed, hooks),
+                Qout=StageOutput(
+                    stage_name, q, router, stage.inner_output_type(), stage.post, completed, hooks
+                ),
             )
             stages[name] = PipelineQueues(Qin=q, Qout=router, internal=inner)
         else:

@@ -86,6 +86,7 @@ class Codec(Generic[T]):
         converters = Converters()
         self._to_avro = converters.encoder(node)
         self._from_avro = converters.decoder(node)
+        self._plain_class = converters.plain_record_class(node)
         self._header = MAGIC + self.fingerprint
         self._writers: dict[bytes, WriterSchema] = {self.fingerprint: self.current}
         self._lock = threading.Lock()
@@ -175,7 +176,26 @@ class Codec(Generic[T]):
             except Exception as exc:
                 raise self._value_error(source, exc) from exc
 
-        return decode
+        plain_class: Any = self._plain_class
+        new_object = object.__new__
+
+        # The same, for records of plain fields (the common case for states): the record's
+        # restore step is inlined (one call less per record).
+        def decode_plain_record(data: bytes, *, source: str = "") -> Any:
+            fo = new_buffer(data)
+            if fo.read(HEADER_SIZE) != header:
+                return self._decode_other(bytes(data), source)
+            try:
+                datum = schemaless_reader(fo, parsed, None)
+            except Exception as exc:
+                raise self._body_error(source, self.current, exc) from exc
+            if fo.tell() != len(data):
+                raise self._leftover_error(source, len(data) - fo.tell())
+            obj: Any = new_object(plain_class)
+            obj.__dict__ = datum
+            return obj
+
+        return decode_plain_record if plain_class is not None and not named else decode
 
     def _decode_other(self, data: bytes, source: str) -> T:
         if not data.startswith(MAGIC) or len(data) < HEADER_SIZE:

@@ -133,6 +133,13 @@ class Converters:
     def __init__(self) -> None:
         self._plans: dict[int, Plan] = {}
         self._dec: dict[int, Conv | None] = {}
+        self._plain_records: dict[int, type] = {}
+
+    def plain_record_class(self, node: Node) -> type | None:
+        """The class of a record whose decoder only restores fastavro's dict as the instance's
+        __dict__ (no field to convert, no slots, no custom __setattr__), so callers may inline it."""
+        self.decoder(node)
+        return self._plain_records.get(id(node))
 
     # ------------------------------------------------------------------------------------------ encode
 
@@ -209,9 +216,14 @@ class Converters:
             get = f"v.{f.name}" if slots else f"d[{f.name!r}]"
             if plan.kind == "check":
                 env[f"fast{i}"], env[f"ok{i}"] = plan.fast, plan.fn
+                if len(plan.fast) == 1:  # `is not` is cheaper than a set lookup
+                    (env[f"fast{i}"],) = plan.fast
+                    test = f"x{i}.__class__ is not fast{i}"
+                else:
+                    test = f"x{i}.__class__ not in fast{i}"
                 lines += [
                     f"    x{i} = {get}",
-                    f"    if x{i}.__class__ not in fast{i} and not ok{i}(x{i}):",
+                    f"    if {test} and not ok{i}(x{i}):",
                     "        raise Mismatch",
                 ]
                 out.append(f"{f.name!r}: x{i}")
@@ -450,6 +462,8 @@ class Converters:
             lines += [f"    setattr_(obj, {f.name!r}, d[{f.name!r}])" for f in node.fields]
         elif cls.__setattr__ is object.__setattr__:
             lines.append("    obj.__dict__ = d")
+            if len(lines) == 3:  # def, new, assign: nothing converted
+                self._plain_records[id(node)] = cls
         else:  # frozen dataclasses refuse attribute assignment: go around their __setattr__
             lines.append("    setattr_(obj, '__dict__', d)")
         lines.append("    return obj")
