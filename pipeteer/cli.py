@@ -23,7 +23,9 @@ def _run(args: argparse.Namespace) -> int:
     app = require_app(args.app)
     service = StageService(app, args.backend, stages=args.stage or None)
     where = f"http://{args.host}:{args.port}"
-    kinds = ", ".join(f"{s} ({'web ' + where + '/' + s + '/' if app.is_web(s) else 'automatic'})" for s in service.stages)
+    kinds = ", ".join(
+        f"{s} ({'web ' + where + '/' + s + '/' if app.is_web(s) else 'automatic'})" for s in service.stages
+    )
     print(f"pipeteer: running {app.name!r} on {service.queues.backend.url}: {kinds}", file=sys.stderr)
     asyncio.run(service.serve(args.host, args.port))
     return 0
@@ -47,14 +49,18 @@ def _schemas_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipeteer", description="Queue-based workflows that include people.")
+    parser = argparse.ArgumentParser(
+        prog="pipeteer", description="Queue-based workflows that include people."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an app's stages as a service (web stages at /<stage>/)")
     run.add_argument("app", help="the app, as module:attribute (e.g. topologies.perspective_correction:app)")
     run.add_argument(
-        "--backend", default=None, help="memory://, sqlite:///path.db or kafka://host:port (default: $PIPETEER_BACKEND, else sqlite:///queues.db)"
+        "--backend",
+        default=None,
+        help="memory://, sqlite:///path.db or kafka://host:port (default: $PIPETEER_BACKEND, else sqlite:///queues.db)",
     )
     run.add_argument("--stage", action="append", help="run only this stage (repeatable); default: all stages")
     run.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
@@ -68,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("app", help="the app or workflow, as module:attribute")
     export.add_argument("-o", "--output", default="schemas", help="directory to write to (default: schemas/)")
     export.set_defaults(func=_schemas_export)
-    check = schemas.add_parser("check", help="check the states against committed .avsc files; exit 1 on a break")
+    check = schemas.add_parser(
+        "check", help="check the states against committed .avsc files; exit 1 on a break"
+    )
     check.add_argument("app", help="the app or workflow, as module:attribute")
     check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
     check.add_argument("--mode", choices=["backward", "forward", "full"], default="backward")
@@ -83,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     func: Command = args.func
     try:
         return func(args)

@@ -95,7 +95,9 @@ class TestDriver:
         await self._settle()
         return self
 
-    async def __aexit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    async def __aexit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         for t in self._tasks.values():
             t.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -144,7 +146,9 @@ class TestDriver:
         """An `httpx.AsyncClient` talking to a web stage in-process (no server)."""
         import httpx
 
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.web(stage)), base_url=f"http://{stage}")
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.web(stage)), base_url=f"http://{stage}"
+        )
 
     async def outputs(self) -> dict[str, Any]:
         """The workflow's output items, by id."""
@@ -163,7 +167,9 @@ class TestDriver:
             await asyncio.sleep(0)
             for stage, task in self._tasks.items():
                 if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise StageError(f"stage {stage!r} failed: {task.exception()!r}", stage=stage) from task.exception()
+                    raise StageError(
+                        f"stage {stage!r} failed: {task.exception()!r}", stage=stage
+                    ) from task.exception()
             idle = True
             for stage, gate in self._gates.items():
                 if self._tasks[stage].done():

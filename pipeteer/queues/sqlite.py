@@ -131,7 +131,9 @@ class SqliteQueue(BaseQueue[T]):
         notifier = self.store.notifier(self.table)
         while True:
             waiter = notifier.waiter()
-            row = self._conn().execute(f'SELECT id, value FROM "{self.table}" ORDER BY seq LIMIT 1').fetchone()
+            row = (
+                self._conn().execute(f'SELECT id, value FROM "{self.table}" ORDER BY seq LIMIT 1').fetchone()
+            )
             if row is not None:
                 waiter.cancel()
                 return row[0], self._decode(row[0], row[1])
@@ -173,9 +175,14 @@ class SqliteQueue(BaseQueue[T]):
         # Keyset pages: a long listing never holds the table's read snapshot open for long.
         last = -1
         while True:
-            rows = self._conn().execute(
-                f'SELECT seq, id, {column} FROM "{self.table}" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}', (last,)
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    f'SELECT seq, id, {column} FROM "{self.table}" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}',
+                    (last,),
+                )
+                .fetchall()
+            )
             for seq, id, data in rows:
                 last = seq
                 yield id, data

@@ -86,10 +86,14 @@ class StageService:
         @root.get("/", response_class=HTMLResponse)
         async def index() -> str:
             links = "".join(
-                f'<li><a href="/{s}/">{s}</a> (person)</li>' if s in service.web else f"<li>{s} (automatic)</li>"
+                f'<li><a href="/{s}/">{s}</a> (person)</li>'
+                if s in service.web
+                else f"<li>{s} (automatic)</li>"
                 for s in service.stages
             )
-            return f"<!doctype html><title>{service.app.name}</title><h1>{service.app.name}</h1><ul>{links}</ul>"
+            return (
+                f"<!doctype html><title>{service.app.name}</title><h1>{service.app.name}</h1><ul>{links}</ul>"
+            )
 
         for s, web in self.web.items():
             root.mount(f"/{s}", web)
