@@ -258,7 +258,10 @@ class Codec(Generic[T]):
     def decode_error(self, source: str, found: str) -> DecodeError:
         """A `DecodeError` naming the source, the expected schema and what was found."""
         where = source or "a record"
-        return DecodeError(f"cannot decode {where}: expected {self.describe()}, found {found}")
+        return DecodeError(
+            f"cannot decode {where}: expected {self.describe()}, found {found}",
+            source=source, expected=self.describe(), found=found,
+        )
 
     # ------------------------------------------------------------------------------------------ evolution
 

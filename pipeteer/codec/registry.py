@@ -159,7 +159,5 @@ class ConfluentCodec(Generic[T]):
 
     def _error(self, source: str, found: str) -> DecodeError:
         where = source or "a record"
-        return DecodeError(
-            f"cannot decode {where}: expected Confluent wire format of {self.codec.describe()} "
-            f"(subject {self.subject!r}), found {found}"
-        )
+        expected = f"Confluent wire format of {self.codec.describe()} (subject {self.subject!r})"
+        return DecodeError(f"cannot decode {where}: expected {expected}, found {found}", source=source, expected=expected, found=found)

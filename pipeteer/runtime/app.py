@@ -11,7 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pipeteer.errors import ConfigError, SpecError
+from pipeteer.codec import codec_for
+from pipeteer.errors import ConfigError, SchemaError, SpecError
 from pipeteer.spec import Stage, Workflow, Wrapped
 from pipeteer.wiring import PipelineQueues, WorkflowQueues
 
@@ -53,6 +54,11 @@ class App:
         reasons += [
             f"artifact {k!r} is {f!r}, not a callable" for k, f in self.artifacts.items() if not callable(f)
         ]
+        for tp in self.workflow.state_types():  # schema problems now, not inside a running stage
+            try:
+                codec_for(tp)
+            except SchemaError as e:
+                reasons.append(str(e))
         if reasons:
             raise SpecError(f"app of workflow {self.workflow.name!r}", reasons)
 
