@@ -26,6 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeteer.queues.sqlite import POLL_SECONDS  # noqa: E402
+
+POLL_MS = int(POLL_SECONDS * 1000)
+
 
 def run_pipeteer(db: str, n: int) -> float:
     from pipeteer import connect
@@ -91,6 +95,44 @@ def child(variant: str, n: int) -> None:
     print(json.dumps({"variant": variant, "seconds": elapsed, "items_per_s": n / elapsed, "peak_rss_mb": rss_mb}))
 
 
+def cross_process_latency(samples: int = 50) -> list[float]:
+    """Seconds from a push in this process to the item's output, through a `pipeteer run` worker
+    of the three stages in another process (three hops: here -> worker -> worker -> here)."""
+    import signal
+    import socket
+
+    from pipeteer import connect
+    from tests.apps.chain import Raw, app
+
+    async def measure(db: str) -> list[float]:
+        qs = connect(app, f"sqlite:///{db}")
+        await qs.Qin.push("warm-up", Raw(-1))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pipeteer", "run", "tests.apps.chain:app", "--backend", f"sqlite:///{db}",
+             "--port", str(port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.wait_for(qs.Qout.read(), 60)
+            out: list[float] = []
+            for i in range(samples):
+                t0 = time.perf_counter()
+                await qs.Qin.push(f"x{i}", Raw(i))
+                while not await qs.Qout.has(f"x{i}"):
+                    await asyncio.sleep(0.001)
+                out.append(time.perf_counter() - t0)
+            return out
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait()
+
+    with tempfile.TemporaryDirectory() as d:
+        return asyncio.run(measure(os.path.join(d, "queues.db")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=5000)
@@ -112,6 +154,12 @@ def main() -> None:
     for variant in ("baseline", "pipeteer"):
         r = results[variant]
         print(f"{variant:<12}{r['items_per_s']:>12.0f}{r['peak_rss_mb']:>14.1f}{r['items_per_s'] / base:>8.2f}")
+    lat = sorted(cross_process_latency())
+    print(
+        "\ncross-process latency, a push here -> its output, through a worker process running the 3 stages: "
+        f"median {lat[len(lat) // 2] * 1000:.0f} ms, p90 {lat[int(len(lat) * 0.9)] * 1000:.0f} ms "
+        f"(other processes poll every {POLL_MS} ms; in-process hops wake at once)"
+    )
 
 
 if __name__ == "__main__":

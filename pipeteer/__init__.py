@@ -3,6 +3,7 @@
 >>> from pipeteer import Pipeline, Workflow, connect
 """
 
+from pipeteer.codec import AvroDecimal
 from pipeteer.errors import (
     CodecError,
     ConfigError,
@@ -24,6 +25,7 @@ from pipeteer.wiring import PipelineQueues, QueueKV, WorkflowQueues, make_queues
 
 __all__ = [
     "App",
+    "AvroDecimal",
     "CodecError",
     "ConfigError",
     "DecodeError",

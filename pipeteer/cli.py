@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeteer.errors import PipeteerError
+from pipeteer.errors import ConfigError, PipeteerError
 from pipeteer.runtime.app import App, load_app
 from pipeteer.spec import Workflow
 
@@ -23,7 +24,9 @@ def _run(args: argparse.Namespace) -> int:
     app = require_app(args.app)
     service = StageService(app, args.backend, stages=args.stage or None)
     where = f"http://{args.host}:{args.port}"
-    kinds = ", ".join(f"{s} ({'web ' + where + '/' + s + '/' if app.is_web(s) else 'automatic'})" for s in service.stages)
+    kinds = ", ".join(
+        f"{s} ({'web ' + where + '/' + s + '/' if app.is_web(s) else 'automatic'})" for s in service.stages
+    )
     print(f"pipeteer: running {app.name!r} on {service.queues.backend.url}: {kinds}", file=sys.stderr)
     asyncio.run(service.serve(args.host, args.port))
     return 0
@@ -46,15 +49,56 @@ def _schemas_check(args: argparse.Namespace) -> int:
     return check_command(_workflow(args.app).state_types(), args.against, args.mode)
 
 
+def _stage_queue(args: argparse.Namespace) -> Any:
+    from pipeteer.runtime.app import require_app
+    from pipeteer.runtime.connect import connect
+
+    app = require_app(args.app)
+    if args.stage not in app.stages():
+        raise ConfigError(f"app {app.name!r} has no stage {args.stage!r} (stages: {', '.join(app.stages())})")
+    q = connect(app, args.backend).stage(args.stage).Qin
+    return getattr(q, "queue", q)
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    letters = _stage_queue(args).dead_letters()
+    if not letters:
+        print(f"no dead letters for stage {args.stage!r}")
+        return 0
+    for d in letters:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d.failed_at))
+        print(
+            f"{d.id}\t{when}\t{d.error_class}: {d.error_message.splitlines()[0][:160] if d.error_message else ''}\tattempts={d.attempts}"
+        )
+        if args.stacktrace:
+            print(d.stacktrace)
+    print(f"{len(letters)} dead letter(s) for stage {args.stage!r}", file=sys.stderr)
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    if not args.all and not args.id:
+        raise ConfigError("dlq replay: give --id ID (repeatable) or --all")
+    replayed = _stage_queue(args).replay(None if args.all else args.id)
+    for id in replayed:
+        print(f"replayed {id}")
+    print(f"{len(replayed)} dead letter(s) replayed for stage {args.stage!r}", file=sys.stderr)
+    return 0 if replayed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipeteer", description="Queue-based workflows that include people.")
+    parser = argparse.ArgumentParser(
+        prog="pipeteer", description="Queue-based workflows that include people."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an app's stages as a service (web stages at /<stage>/)")
     run.add_argument("app", help="the app, as module:attribute (e.g. topologies.perspective_correction:app)")
     run.add_argument(
-        "--backend", default=None, help="memory://, sqlite:///path.db or kafka://host:port (default: $PIPETEER_BACKEND, else sqlite:///queues.db)"
+        "--backend",
+        default=None,
+        help="memory://, sqlite:///path.db or kafka://host:port (default: $PIPETEER_BACKEND, else sqlite:///queues.db)",
     )
     run.add_argument("--stage", action="append", help="run only this stage (repeatable); default: all stages")
     run.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
@@ -68,18 +112,48 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("app", help="the app or workflow, as module:attribute")
     export.add_argument("-o", "--output", default="schemas", help="directory to write to (default: schemas/)")
     export.set_defaults(func=_schemas_export)
-    check = schemas.add_parser("check", help="check the states against committed .avsc files; exit 1 on a break")
+    check = schemas.add_parser(
+        "check", help="check the states against committed .avsc files; exit 1 on a break"
+    )
     check.add_argument("app", help="the app or workflow, as module:attribute")
     check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
     check.add_argument("--mode", choices=["backward", "forward", "full"], default="backward")
     check.set_defaults(func=_schemas_check)
+
+    dlq = sub.add_parser("dlq", help="inspect and replay a stage's dead letters").add_subparsers(
+        dest="dlq_command", required=True, metavar="ACTION"
+    )
+    for name, func, what in (
+        ("list", _dlq_list, "list the dead letters of a stage"),
+        ("replay", _dlq_replay, "put dead letters back in the stage"),
+    ):
+        p = dlq.add_parser(name, help=what)
+        p.add_argument("app", help="the app, as module:attribute")
+        p.add_argument(
+            "--backend",
+            default=None,
+            help="the backend URL (default: $PIPETEER_BACKEND, else sqlite:///queues.db)",
+        )
+        p.add_argument("--stage", required=True, help="the stage whose dead letters to use")
+        if name == "list":
+            p.add_argument("--stacktrace", action="store_true", help="print each stack trace")
+        else:
+            p.add_argument("--id", action="append", help="replay this item (repeatable)")
+            p.add_argument("--all", action="store_true", help="replay every dead letter")
+        p.set_defaults(func=func)
+
+    from pipeteer.compile.commands import register as register_compile
+
+    register_compile(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     func: Command = args.func
     try:
         return func(args)

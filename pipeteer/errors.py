@@ -71,7 +71,17 @@ class SchemaError(CodecError):
 
 
 class DecodeError(CodecError):
-    """Stored or received bytes cannot be decoded to a value."""
+    """Stored or received bytes cannot be decoded to a value.
+
+    `source` names where the bytes came from (a topic/partition/offset or a table/id),
+    `expected` the schema they should have had, `found` what they were.
+    """
+
+    def __init__(
+        self, message: str, *, source: str | None = None, expected: str | None = None, found: str | None = None
+    ) -> None:
+        self.source, self.expected, self.found = source, expected, found
+        super().__init__(message)
 
 
 class ConfigError(PipeteerError):

@@ -13,8 +13,8 @@ No threads, no servers, no sleeps.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any
 
 from pipeteer.errors import ConfigError, StageError
@@ -76,10 +76,10 @@ class TestDriver:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, app: App, *, max_spins: int = 100_000) -> None:
+    def __init__(self, app: App, *, timeout: float = 60.0) -> None:
         self.app = app
         self.queues = connect(app, "memory://")
-        self.max_spins = max_spins
+        self.timeout = timeout
         self._gates: dict[str, _Gate] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._web: dict[str, Any] = {}
@@ -95,7 +95,7 @@ class TestDriver:
         await self._settle()
         return self
 
-    async def __aexit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         for t in self._tasks.values():
             t.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -144,7 +144,9 @@ class TestDriver:
         """An `httpx.AsyncClient` talking to a web stage in-process (no server)."""
         import httpx
 
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.web(stage)), base_url=f"http://{stage}")
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.web(stage)), base_url=f"http://{stage}"
+        )
 
     async def outputs(self) -> dict[str, Any]:
         """The workflow's output items, by id."""
@@ -157,10 +159,17 @@ class TestDriver:
         return self._gates[stage]
 
     async def _settle(self) -> None:
-        """Spin the event loop until every automatic stage waits with nothing it may take."""
+        """Turn the event loop until every automatic stage waits with nothing it may take.
+
+        Pure-async stages settle in a few turns. A stage that hands work to a thread
+        (`asyncio.to_thread`) is given short pauses for it, up to `timeout` seconds in all.
+        """
         quiet = 0
-        for _ in range(self.max_spins):
-            await asyncio.sleep(0)
+        deadline = time.monotonic() + self.timeout
+        spins = 0
+        while time.monotonic() < deadline:
+            spins += 1
+            await asyncio.sleep(0 if spins < 1000 else 0.001)
             for stage, task in self._tasks.items():
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise StageError(f"stage {stage!r} failed: {task.exception()!r}", stage=stage) from task.exception()
@@ -174,4 +183,4 @@ class TestDriver:
             quiet = quiet + 1 if idle else 0
             if quiet >= 3:
                 return
-        raise StageError(f"automatic stages still busy after {self.max_spins} event-loop turns")
+        raise StageError(f"automatic stages still busy after {self.timeout:.0f}s")

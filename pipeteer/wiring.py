@@ -74,23 +74,37 @@ class WorkflowQueues(dict[str, Any]):
         return node
 
 
-class _RecentIds:
-    """Ids a stage has just completed, so the seed's `pop` after `push` is a no-op rather than an error."""
+class _StageMemory:
+    """What one stage remembers between its `Qin` and its `Qout` (bounded, in this process only).
+
+    - `completed`: ids it just moved on, so the seed's `pop` after `push` is a no-op, not an error;
+    - `states`: the state of each item `read()` handed out, so `push` need not read it back.
+      (If the item were replaced under the same id meanwhile, reading it back would not help:
+      `post` would then pair the new state with an output computed from the old one.)
+    """
 
     def __init__(self, size: int = 4096) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self.completed: OrderedDict[str, None] = OrderedDict()
+        self.states: OrderedDict[str, Any] = OrderedDict()
         self._size = size
 
-    def add(self, id: str) -> None:
-        self._ids[id] = None
-        if len(self._ids) > self._size:
-            self._ids.popitem(last=False)
+    def remember(self, id: str, state: Any) -> None:
+        self.states[id] = state
+        if len(self.states) > self._size:
+            self.states.popitem(last=False)
 
-    def discard(self, id: str) -> None:
-        self._ids.pop(id, None)
+    def complete(self, id: str) -> None:
+        self.states.pop(id, None)
+        self.completed[id] = None
+        if len(self.completed) > self._size:
+            self.completed.popitem(last=False)
 
-    def __contains__(self, id: str) -> bool:
-        return id in self._ids
+    def was_completed(self, id: str) -> bool:
+        """True once per completed id (a second `pop` of it is an error again)."""
+        return self.completed.pop(id, _MISSING) is not _MISSING
+
+
+_MISSING: Any = object()
 
 
 class Router(WriteQueue[Any]):
@@ -127,17 +141,18 @@ class StageInput(ReadQueue[Any]):
         self,
         queue: Queue[Any],
         pre: Callable[[Any], Any] | None,
-        completed: _RecentIds,
+        memory: _StageMemory,
         stage: str,
         hooks: list[StageHooks],
     ):
-        self.queue, self.pre, self.completed, self.stage, self.hooks = queue, pre, completed, stage, hooks
+        self.queue, self.pre, self.memory, self.stage, self.hooks = queue, pre, memory, stage, hooks
 
     def _f(self, v: Any) -> Any:
         return v if self.pre is None else self.pre(v)
 
     async def _read_next(self) -> tuple[str, Any]:
         id, v = await self.queue.read()
+        self.memory.remember(id, v)
         for hook in self.hooks:
             hook.read(self.stage, id)
         return id, self._f(v)
@@ -149,8 +164,7 @@ class StageInput(ReadQueue[Any]):
         return await self.queue.has(id)
 
     async def pop(self, id: str) -> None:
-        if id in self.completed:
-            self.completed.discard(id)
+        if self.memory.was_completed(id):
             return
         await self.queue.pop(id)
 
@@ -178,11 +192,11 @@ class StageOutput(WriteQueue[Any]):
         router: Router,
         expected: Any,
         post: Callable[[Any, Any], Any] | None,
-        completed: _RecentIds,
+        memory: _StageMemory,
         hooks: list[StageHooks],
     ):
         self.stage, self.queue, self.router, self.expected = stage, queue, router, expected
-        self.post, self.completed, self.hooks = post, completed, hooks
+        self.post, self.memory, self.hooks = post, memory, hooks
 
     async def push(self, id: str, value: Any) -> None:
         if not conforms(value, self.expected):
@@ -191,7 +205,9 @@ class StageOutput(WriteQueue[Any]):
                 f"expected {type_name(self.expected)}"
             )
         if self.post is not None:
-            state = await self.queue.read(id)  # InexistentItem if it is no longer in this stage
+            state = self.memory.states.get(id, _MISSING)
+            if state is _MISSING:
+                state = await self.queue.read(id)  # InexistentItem if it is no longer in this stage
             value = self.post(state, value)
         target, dst = self.router.resolve(value, source=self.stage, id=id)
         if self.post is None and not await self.queue.has(id):
@@ -201,7 +217,7 @@ class StageOutput(WriteQueue[Any]):
         else:  # a view on either side: push, then pop (idempotent by id on re-run)
             await dst.push(id, value)
             await self.queue.pop(id)
-        self.completed.add(id)
+        self.memory.complete(id)
         for hook in self.hooks:
             hook.moved(self.stage, id, target)
 
@@ -242,20 +258,20 @@ def _workflow_queues(
     for name, stage in wf.pipelines.items():
         q = queues[name]
         stage_name = "/".join((*path, name))
-        completed = _RecentIds()
+        memory = _StageMemory()
         if isinstance(stage, Workflow):
             stages[name] = _workflow_queues(q, router, stage, make_queue, (*path, name), hooks)
         elif isinstance(stage, Wrapped):
             inner = PipelineQueues(
-                Qin=StageInput(q, stage.pre, completed, stage_name, hooks),
-                Qout=StageOutput(stage_name, q, router, stage.inner_output_type(), stage.post, completed, hooks),
+                Qin=StageInput(q, stage.pre, memory, stage_name, hooks),
+                Qout=StageOutput(stage_name, q, router, stage.inner_output_type(), stage.post, memory, hooks),
             )
             stages[name] = PipelineQueues(Qin=q, Qout=router, internal=inner)
         else:
             assert isinstance(stage, Pipeline)  # guaranteed by Workflow validation
             stages[name] = PipelineQueues(
-                Qin=StageInput(q, None, completed, stage_name, hooks),
-                Qout=StageOutput(stage_name, q, router, stage.Tout, None, completed, hooks),
+                Qin=StageInput(q, None, memory, stage_name, hooks),
+                Qout=StageOutput(stage_name, q, router, stage.Tout, None, memory, hooks),
             )
     return WorkflowQueues(stages, Qin=Qin, Qout=Qout, workflow=wf)
 

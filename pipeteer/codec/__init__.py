@@ -26,6 +26,7 @@ from pipeteer.codec.files import (
     load_schema,
     missing_schema_files,
     schema_file_name,
+    unused_schema_files,
 )
 from pipeteer.codec.framing import ValueCodec, kafka_source, make_codec, table_source
 from pipeteer.codec.model import AvroDecimal
@@ -56,4 +57,5 @@ __all__ = [
     "schema_file_name",
     "schema_for",
     "table_source",
+    "unused_schema_files",
 ]

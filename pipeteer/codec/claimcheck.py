@@ -94,7 +94,9 @@ class S3BlobStore:
     Credentials come from the usual AWS environment variables or instance roles, never from the URL.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "", *, endpoint: str | None = None, client: Any = None
+    ) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" + (f"?endpoint={endpoint}" if endpoint else "")
         if client is None:

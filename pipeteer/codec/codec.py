@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -30,7 +31,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from pipeteer.codec.check import mismatch
 from pipeteer.codec.convert import Converters
 from pipeteer.codec.model import derive
-from pipeteer.codec.nodes import Node
+from pipeteer.codec.nodes import ArrayNode, MapNode, NamedNode, Node, RecordNode, UnionNode
 from pipeteer.codec.schema import Schema, canonical_form, fingerprint, full_name, node_schema
 from pipeteer.errors import DecodeError, SchemaError, ValueTypeError
 from pipeteer.types import type_name
@@ -53,10 +54,12 @@ class WriterSchema:
 
     @classmethod
     def of(cls, schema: Schema) -> WriterSchema:
+        """Fingerprint and parse `schema`."""
         return cls(schema, fingerprint(schema), parse_schema(schema))
 
     @property
     def name(self) -> str:
+        """The schema's full name (its canonical form for unnamed schemas)."""
         return full_name(self.schema) or canonical_form(self.schema)
 
 
@@ -83,9 +86,21 @@ class Codec(Generic[T]):
         converters = Converters()
         self._to_avro = converters.encoder(node)
         self._from_avro = converters.decoder(node)
+        self._plain_class = converters.plain_record_class(node)
         self._header = MAGIC + self.fingerprint
         self._writers: dict[bytes, WriterSchema] = {self.fingerprint: self.current}
         self._lock = threading.Lock()
+        # Records and enums inside unions come back as (name, value) so the union
+        # decoder knows the branch; without such unions, plain values are cheaper.
+        self._named_unions = _named_in_union(node)
+        self._read_options: dict[str, Any] = {"return_named_type": True} if self._named_unions else {}
+        # The hot paths are closures over everything they need (no attribute lookups, no
+        # bound-method objects per call); the instance attributes shadow the methods below,
+        # which document the signatures and do the same.
+        self._encode = self._make_encode()
+        self._decode = self._make_decode()
+        self.encode = self._encode  # type: ignore[method-assign,assignment]
+        self.decode = self._decode  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"Codec({type_name(self.tp)}: {self.describe()})"
@@ -98,22 +113,30 @@ class Codec(Generic[T]):
 
     def encode(self, value: T) -> bytes:
         """The single-object encoding of `value`; `ValueTypeError` if it is not a `T`."""
-        buf = io.BytesIO()
-        buf.write(self._header)
-        self._write(buf, value)
-        return buf.getvalue()
+        return self._encode(value)
+
+    def _make_encode(self) -> Callable[[Any], bytes]:
+        header, parsed, to_avro, new_buffer = self._header, self._parsed, self._to_avro, io.BytesIO
+
+        def encode(value: Any) -> bytes:
+            buf = new_buffer()
+            buf.write(header)
+            try:
+                schemaless_writer(buf, parsed, to_avro(value))
+            except Exception as exc:
+                raise self.type_error(value, exc) from exc
+            return buf.getvalue()
+
+        return encode
 
     def encode_body(self, value: T) -> bytes:
         """The schemaless Avro body of `value` (no framing)."""
         buf = io.BytesIO()
-        self._write(buf, value)
-        return buf.getvalue()
-
-    def _write(self, buf: io.BytesIO, value: Any) -> None:
         try:
             schemaless_writer(buf, self._parsed, self._to_avro(value))
         except Exception as exc:
             raise self.type_error(value, exc) from exc
+        return buf.getvalue()
 
     def type_error(self, value: Any, exc: BaseException | None = None) -> ValueTypeError:
         """The error for a value that cannot be encoded: where, what was expected, what was found."""
@@ -126,8 +149,55 @@ class Codec(Generic[T]):
 
     def decode(self, data: bytes, *, source: str = "") -> T:
         """The value in single-object encoded `data`; `DecodeError` naming `source` if it is not one."""
-        if data.__class__ is not bytes:
-            data = bytes(data)
+        return self._decode(data, source=source)
+
+    def _make_decode(self) -> Callable[..., Any]:
+        header, parsed, from_avro, new_buffer = self._header, self._parsed, self._from_avro, io.BytesIO
+        named = self._named_unions  # `**options` would cost as much as decoding a small field
+
+        # Hot path: records written with the current schema. Others go to _decode_other.
+        def decode(data: bytes, *, source: str = "") -> Any:
+            fo = new_buffer(data)
+            if fo.read(HEADER_SIZE) != header:
+                return self._decode_other(bytes(data), source)
+            try:
+                if named:
+                    datum = schemaless_reader(fo, parsed, None, return_named_type=True)
+                else:
+                    datum = schemaless_reader(fo, parsed, None)
+            except Exception as exc:
+                raise self._body_error(source, self.current, exc) from exc
+            if fo.tell() != len(data):
+                raise self._leftover_error(source, len(data) - fo.tell())
+            if from_avro is None:
+                return datum  # fastavro gives primitives as they are
+            try:
+                return from_avro(datum)
+            except Exception as exc:
+                raise self._value_error(source, exc) from exc
+
+        plain_class: Any = self._plain_class
+        new_object = object.__new__
+
+        # The same, for records of plain fields (the common case for states): the record's
+        # restore step is inlined (one call less per record).
+        def decode_plain_record(data: bytes, *, source: str = "") -> Any:
+            fo = new_buffer(data)
+            if fo.read(HEADER_SIZE) != header:
+                return self._decode_other(bytes(data), source)
+            try:
+                datum = schemaless_reader(fo, parsed, None)
+            except Exception as exc:
+                raise self._body_error(source, self.current, exc) from exc
+            if fo.tell() != len(data):
+                raise self._leftover_error(source, len(data) - fo.tell())
+            obj: Any = new_object(plain_class)
+            obj.__dict__ = datum
+            return obj
+
+        return decode_plain_record if plain_class is not None and not named else decode
+
+    def _decode_other(self, data: bytes, source: str) -> T:
         if not data.startswith(MAGIC) or len(data) < HEADER_SIZE:
             raise self.decode_error(
                 source, f"{describe_bytes(data)}, not single-object encoding{_hint(data)}"
@@ -149,34 +219,49 @@ class Codec(Generic[T]):
         writer = writer or self.current
         fo = io.BytesIO(data)
         fo.seek(offset)
+        datum: Any
         try:
             if writer is self.current:
-                datum = schemaless_reader(fo, self._parsed, None, return_named_type=True)
-            else:
-                datum = schemaless_reader(fo, writer.parsed, self._parsed, return_named_type=True)
+                datum = schemaless_reader(fo, self._parsed, None, **self._read_options)
+            else:  # Avro schema resolution: the writer's record, read as the current type
+                datum = schemaless_reader(fo, writer.parsed, self._parsed, **self._read_options)
         except Exception as exc:
-            raise self.decode_error(
-                source,
-                f"a body that does not decode with writer schema {writer.name} "
-                f"(fingerprint {writer.fingerprint.hex()}): {_exc_text(exc)}",
-            ) from exc
+            raise self._body_error(source, writer, exc) from exc
         if fo.tell() != len(data):
-            raise self.decode_error(
-                source, f"{len(data) - fo.tell()} bytes left over after the record (corrupt or wrong schema)"
-            )
+            raise self._leftover_error(source, len(data) - fo.tell())
+        return self._value(datum, source)
+
+    def _value(self, datum: Any, source: str) -> T:
         if self._from_avro is None:
-            return datum  # type: ignore[return-value]  # fastavro's value is the value (primitives)
+            return datum  # fastavro gives primitives as they are
         try:
             return self._from_avro(datum)
-        except Exception as exc:  # e.g. an enum symbol the Python class no longer has
-            raise self.decode_error(
-                source, f"a record that does not fit {type_name(self.tp)}: {exc!r}"
-            ) from exc
+        except Exception as exc:
+            raise self._value_error(source, exc) from exc
+
+    def _value_error(self, source: str, exc: Exception) -> DecodeError:
+        # e.g. an enum symbol that the Python class no longer has
+        return self.decode_error(source, f"a record that does not fit {type_name(self.tp)}: {exc!r}")
+
+    def _body_error(self, source: str, writer: WriterSchema, exc: Exception) -> DecodeError:
+        return self.decode_error(
+            source,
+            f"a body that does not decode with writer schema {writer.name} "
+            f"(fingerprint {writer.fingerprint.hex()}): {_exc_text(exc)}",
+        )
+
+    def _leftover_error(self, source: str, extra: int) -> DecodeError:
+        return self.decode_error(
+            source, f"{extra} bytes left over after the record (corrupt, or another schema)"
+        )
 
     def decode_error(self, source: str, found: str) -> DecodeError:
         """A `DecodeError` naming the source, the expected schema and what was found."""
         where = source or "a record"
-        return DecodeError(f"cannot decode {where}: expected {self.describe()}, found {found}")
+        return DecodeError(
+            f"cannot decode {where}: expected {self.describe()}, found {found}",
+            source=source, expected=self.describe(), found=found,
+        )
 
     # ------------------------------------------------------------------------------------------ evolution
 
@@ -210,7 +295,30 @@ class Codec(Generic[T]):
         return {fp: w.schema for fp, w in self._writers.items()}
 
     def writer(self, fp: bytes) -> WriterSchema | None:
+        """The registered writer schema with fingerprint `fp`, if any."""
         return self._writers.get(fp)
+
+
+def _named_in_union(node: Node) -> bool:
+    seen: set[int] = set()
+
+    def visit(n: Node, in_union: bool) -> bool:
+        if isinstance(n, NamedNode) and in_union:
+            return True
+        if id(n) in seen:
+            return False
+        seen.add(id(n))
+        if isinstance(n, RecordNode):
+            return any(visit(f.node, False) for f in n.fields)
+        if isinstance(n, ArrayNode):
+            return visit(n.items, False)
+        if isinstance(n, MapNode):
+            return visit(n.values, False)
+        if isinstance(n, UnionNode):
+            return any(visit(b, True) for b in n.branches)
+        return False
+
+    return visit(node, False)
 
 
 def _exc_text(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from pipeteer.codec.compat import Mode
-from pipeteer.codec.files import check_schemas, export_schemas, missing_schema_files
+from pipeteer.codec.files import check_schemas, export_schemas, missing_schema_files, unused_schema_files
 from pipeteer.errors import CodecError
 
 
@@ -36,10 +36,15 @@ def check_command(
     against: str | os.PathLike[str],
     mode: Mode | str = Mode.BACKWARD,
     *,
+    namespace: str | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Compare the state types with the schema files in `against`; 1 if any change breaks `mode`."""
+    """Compare the state types with the schema files in `against`; 1 if any change breaks `mode`.
+
+    New states (no file yet) and files no state claims any more are noted, not failures.
+    Returns 2 for an unknown mode.
+    """
     out, err = out or sys.stdout, err or sys.stderr
     try:
         mode = Mode(mode)
@@ -47,13 +52,19 @@ def check_command(
         print(f"error: unknown mode {mode!r} (use backward, forward or full)", file=err)
         return 2
     try:
-        found = check_schemas(types, against, mode)
-        new = missing_schema_files(types, against)
+        found = check_schemas(types, against, mode, namespace=namespace)
+        new = missing_schema_files(types, against, namespace=namespace)
+        unused = unused_schema_files(types, against, namespace=namespace)
     except CodecError as exc:
         print(f"error: {exc}", file=err)
         return 1
     for name in new:
         print(f"note: no {name} in {against} (a new state: nothing to be compatible with)", file=out)
+    for name in unused:
+        print(
+            f"note: {name} in {against} is no state's schema any more (records of it may still be queued)",
+            file=out,
+        )
     by_type: dict[str, list[str]] = {}
     for inc in found:
         by_type.setdefault(inc.type, []).append(str(inc))

@@ -19,6 +19,7 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -111,184 +112,294 @@ def _classes(node: Node) -> tuple[type, ...]:
     raise TypeError(f"no classes for {node!r}")  # pragma: no cover
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a node's values are prepared for fastavro.
+
+    - `check`: the value is written as is after an exact-class test (`fast`), with `fn` as
+      the full predicate for other classes;
+    - `validate`: `fn(value)` raises `Mismatch` or returns None; the value is written as is;
+    - `convert`: `fn(value)` returns what fastavro writes (or raises `Mismatch`).
+    """
+
+    kind: str
+    fn: Callable[[Any], Any]
+    fast: frozenset[type] = frozenset()
+
+
 class Converters:
     """Builds (and memoizes per node) the encoder and decoder closures of a node tree."""
 
     def __init__(self) -> None:
-        self._enc: dict[int, Conv] = {}
+        self._plans: dict[int, Plan] = {}
         self._dec: dict[int, Conv | None] = {}
+        self._plain_records: dict[int, type] = {}
+
+    def plain_record_class(self, node: Node) -> type | None:
+        """The class of a record whose decoder only restores fastavro's dict as the instance's
+        __dict__ (no field to convert, no slots, no custom __setattr__), so callers may inline it."""
+        self.decoder(node)
+        return self._plain_records.get(id(node))
 
     # ------------------------------------------------------------------------------------------ encode
 
     def encoder(self, node: Node) -> Conv:
         """value → what fastavro writes; raises `Mismatch` on a value of the wrong type."""
-        known = self._enc.get(id(node))
+        plan = self.plan(node)
+        if plan.kind == "convert":
+            return plan.fn
+        if plan.kind == "validate":
+            validate = plan.fn
+
+            def validated(v: Any) -> Any:
+                validate(v)
+                return v
+
+            return validated
+        fast, ok = plan.fast, plan.fn
+
+        def checked(v: Any) -> Any:
+            if v.__class__ in fast or ok(v):
+                return v
+            raise Mismatch
+
+        return checked
+
+    def plan(self, node: Node) -> Plan:
+        known = self._plans.get(id(node))
         if known is not None:
             return known
         if isinstance(node, RecordNode):
             # Register a trampoline first: a recursive record's fields refer back to it.
             cell: list[Conv] = []
-            self._enc[id(node)] = lambda v: cell[0](v)
-            built = self._record_encoder(node)
-            cell.append(built)
+            self._plans[id(node)] = Plan("convert", lambda v: cell[0](v))
+            record = self._record_encoder(node)
+            cell.append(record)
+            built = Plan("convert", record)
         else:
-            built = self._build_encoder(node)
-        self._enc[id(node)] = built
+            built = self._build_plan(node)
+        self._plans[id(node)] = built
         return built
 
-    def _build_encoder(self, node: Node) -> Conv:
+    def _build_plan(self, node: Node) -> Plan:
         check = check_of(node)
         if check is not None:
-            fast, ok = check
-
-            def check_only(v: Any) -> Any:
-                if v.__class__ in fast or ok(v):
-                    return v
-                raise Mismatch
-
-            return check_only
+            return Plan("check", check[1], check[0])
         if isinstance(node, LogicalNode):  # timestamp-micros: must be timezone-aware
-            return _datetime_encoder(node)
+            return Plan("validate", _datetime_validator(node))
         if isinstance(node, EnumNode):
-            return _enum_encoder(node)
+            return Plan("convert", _enum_encoder(node))
         if isinstance(node, ArrayNode):
-            return self._array_encoder(node)
+            return self._array_plan(node)
         if isinstance(node, MapNode):
-            return self._map_encoder(node)
+            return self._map_plan(node)
         if isinstance(node, UnionNode):
-            return self._union_encoder(node)
+            return self._union_plan(node)
         raise TypeError(f"no encoder for {node!r}")  # pragma: no cover
 
     def _record_encoder(self, node: RecordNode) -> Conv:
-        cls = node.tp
-        checks: list[tuple[str, frozenset[type], Callable[[Any], bool]]] = []
-        convs: list[tuple[str, Conv]] = []
-        for f in node.fields:
-            check = check_of(f.node)
-            if check is not None:
-                checks.append((f.name, *check))
+        # The encoder of a record is generated source, compiled once per record type, like
+        # dataclasses generates __init__: one straight-line check or conversion per field,
+        # with no loop, tuple unpacking or per-field call on the hot path.
+        env: dict[str, Any] = {"cls": node.tp, "Mismatch": Mismatch, "isinstance": isinstance}
+        slots = node.slots
+        lines = [
+            "def encode(v):",
+            "    if v.__class__ is not cls and not isinstance(v, cls):",
+            "        raise Mismatch",
+        ]
+        if not slots:
+            lines.append("    d = v.__dict__")
+        out: list[str] = []
+        for i, f in enumerate(node.fields):
+            plan = self.plan(f.node)
+            get = f"v.{f.name}" if slots else f"d[{f.name!r}]"
+            if plan.kind == "check":
+                env[f"fast{i}"], env[f"ok{i}"] = plan.fast, plan.fn
+                if len(plan.fast) == 1:  # `is not` is cheaper than a set lookup
+                    (env[f"fast{i}"],) = plan.fast
+                    test = f"x{i}.__class__ is not fast{i}"
+                else:
+                    test = f"x{i}.__class__ not in fast{i}"
+                lines += [
+                    f"    x{i} = {get}",
+                    f"    if {test} and not ok{i}(x{i}):",
+                    "        raise Mismatch",
+                ]
+                out.append(f"{f.name!r}: x{i}")
+            elif plan.kind == "validate":
+                env[f"validate{i}"] = plan.fn
+                lines.append(f"    x{i} = {get}")
+                quick = self._quick_container_check(f.node, f"x{i}", env, i)
+                if quick:  # the common case inline; the validator only when it is not clear-cut
+                    lines += [f"    if not ({quick}):", f"        validate{i}(x{i})"]
+                else:
+                    lines.append(f"    validate{i}(x{i})")
+                out.append(f"{f.name!r}: x{i}")
+            elif isinstance(f.node, EnumNode):  # inlined: the symbol is the member's name
+                env[f"enum{i}"] = f.node.tp
+                lines += [
+                    f"    x{i} = {get}",
+                    f"    if x{i}.__class__ is not enum{i}:",
+                    "        raise Mismatch",
+                ]
+                out.append(f"{f.name!r}: x{i}._name_")
             else:
-                convs.append((f.name, self.encoder(f.node)))
-        checks_t, convs_t = tuple(checks), tuple(convs)
-        names = tuple(f.name for f in node.fields)
-
-        def record(v: Any) -> Any:
-            if v.__class__ is not cls and not isinstance(v, cls):
-                raise Mismatch
-            # The instance's own __dict__ is handed to fastavro when nothing needs converting
+                env[f"conv{i}"] = plan.fn
+                out.append(f"{f.name!r}: conv{i}({get})")
+        if slots or any(not o.endswith(f"x{i}") for i, o in enumerate(out)):
+            lines.append("    return {" + ", ".join(out) + "}")
+        else:
+            # The instance's own __dict__ goes to fastavro when nothing needs converting
             # (fastavro only reads it, and ignores keys that are not fields).
-            d = v.__dict__
-            for name, fast, ok in checks_t:
-                x = d[name]
-                if x.__class__ not in fast and not ok(x):
-                    raise Mismatch
-            if convs_t:
-                d = d.copy()
-                for name, conv in convs_t:
-                    d[name] = conv(d[name])
-            return d
+            lines.append("    return d")
+        code = compile("\n".join(lines), f"<pipeteer encoder of {node.fullname}>", "exec")
+        exec(code, env)
+        encoder: Conv = env["encode"]
+        return encoder
 
-        def slotted_record(v: Any) -> Any:
-            if v.__class__ is not cls and not isinstance(v, cls):
-                raise Mismatch
-            return record_of_dict({name: getattr(v, name) for name in names})
+    def _quick_container_check(self, node: Node, var: str, env: dict[str, Any], i: int) -> str | None:
+        """An inline expression true when a list/dict of plain items certainly fits `node`."""
+        if isinstance(node, ArrayNode):
+            item = self.plan(node.items)
+            if item.kind == "check":
+                env[f"items{i}"] = item.fast
+                return f"{var}.__class__ is list and items{i}.issuperset(map(type, {var}))"
+        if isinstance(node, MapNode):
+            value = self.plan(node.values)
+            if value.kind == "check":
+                env[f"values{i}"], env["str_keys"] = value.fast, _STR_KEYS
+                return (
+                    f"{var}.__class__ is dict and str_keys.issuperset(map(type, {var})) "
+                    f"and values{i}.issuperset(map(type, {var}.values()))"
+                )
+        return None
 
-        def record_of_dict(d: dict[str, Any]) -> Any:
-            for name, fast, ok in checks_t:
-                x = d[name]
-                if x.__class__ not in fast and not ok(x):
-                    raise Mismatch
-            for name, conv in convs_t:
-                d[name] = conv(d[name])
-            return d
+    def _array_plan(self, node: ArrayNode) -> Plan:
+        item = self.plan(node.items)
+        if item.kind == "check":
+            fast, ok = item.fast, item.fn
 
-        return slotted_record if node.slots else record
-
-    def _array_encoder(self, node: ArrayNode) -> Conv:
-        check = check_of(node.items)
-        if check is not None:
-            fast, ok = check
-
-            def checked_list(v: Any) -> Any:
+            def checked_list(v: Any) -> None:
                 if v.__class__ is not list and not isinstance(v, list):
                     raise Mismatch
-                # issuperset(map(type, v)) runs in C; the per-item loop only when a class is unusual
+                # issuperset(map(type, v)) runs in C; the per-item loop only for unusual classes
                 if not fast.issuperset(map(type, v)):
                     for x in v:
                         if x.__class__ not in fast and not ok(x):
                             raise Mismatch
-                return v
 
-            return checked_list
-        conv = self.encoder(node.items)
+            return Plan("validate", checked_list)
+        if item.kind == "validate":
+            validate = item.fn
+
+            def validated_list(v: Any) -> None:
+                if v.__class__ is not list and not isinstance(v, list):
+                    raise Mismatch
+                for x in v:
+                    validate(x)
+
+            return Plan("validate", validated_list)
+        conv = item.fn
 
         def converted_list(v: Any) -> Any:
             if v.__class__ is not list and not isinstance(v, list):
                 raise Mismatch
             return [conv(x) for x in v]
 
-        return converted_list
+        return Plan("convert", converted_list)
 
-    def _map_encoder(self, node: MapNode) -> Conv:
-        check = check_of(node.values)
+    def _map_plan(self, node: MapNode) -> Plan:
+        value = self.plan(node.values)
 
-        def keys_ok(v: Any) -> bool:
+        def check_keys(v: Any) -> None:
             if v.__class__ is not dict and not isinstance(v, dict):
-                return False
-            return _STR_KEYS.issuperset(map(type, v)) or all(isinstance(k, str) for k in v)
+                raise Mismatch
+            if not _STR_KEYS.issuperset(map(type, v)) and not all(isinstance(k, str) for k in v):
+                raise Mismatch
 
-        if check is not None:
-            fast, ok = check
+        if value.kind == "check":
+            fast, ok = value.fast, value.fn
 
-            def checked_map(v: Any) -> Any:
-                if not keys_ok(v):
+            def checked_map(v: Any) -> None:
+                if v.__class__ is not dict and not isinstance(v, dict):
+                    raise Mismatch
+                if not _STR_KEYS.issuperset(map(type, v)) and not all(isinstance(k, str) for k in v):
                     raise Mismatch
                 if not fast.issuperset(map(type, v.values())):
                     for x in v.values():
                         if x.__class__ not in fast and not ok(x):
                             raise Mismatch
-                return v
 
-            return checked_map
-        conv = self.encoder(node.values)
+            return Plan("validate", checked_map)
+        if value.kind == "validate":
+            validate = value.fn
+
+            def validated_map(v: Any) -> None:
+                check_keys(v)
+                for x in v.values():
+                    validate(x)
+
+            return Plan("validate", validated_map)
+        conv = value.fn
 
         def converted_map(v: Any) -> Any:
-            if not keys_ok(v):
-                raise Mismatch
+            check_keys(v)
             return {k: conv(x) for k, x in v.items()}
 
-        return converted_map
+        return Plan("convert", converted_map)
 
-    def _union_encoder(self, node: UnionNode) -> Conv:
-        # Exact class → (fastavro branch name, converter). Every value is written in tuple
-        # notation, so fastavro picks the branch by name instead of validating each one.
-        table: dict[type, tuple[str, Conv | None]] = {}
+    def _union_plan(self, node: UnionNode) -> Plan:
+        others = [b for b in node.branches if not (isinstance(b, PrimNode) and b.avro == "null")]
+        if len(others) == 1 and len(node.branches) == 2 and not isinstance(others[0], NamedNode):
+            # `X | None` with X unnamed: fastavro tells None from an X by itself, cheaply.
+            inner = self.plan(others[0])
+            if inner.kind == "check":
+                return Plan("check", partial(accepts, node), inner.fast | _FAST["null"])
+            if inner.kind == "validate":
+                validate = inner.fn
+
+                def optional(v: Any) -> None:
+                    if v is not None:
+                        validate(v)
+
+                return Plan("validate", optional)
+        return Plan("convert", self._tagged_union(node))
+
+    def _tagged_union(self, node: UnionNode) -> Conv:
+        # Exact class → (fastavro branch name, plan). Values are written in tuple notation so that
+        # fastavro picks the branch by name: it would otherwise take the first branch that
+        # validates (an int as a double, an enum symbol as a string) and validate whole records.
+        plans = {branch_name(b): self.plan(b) for b in node.branches}
+        table: dict[type, tuple[str, Plan]] = {}
         for branch in node.branches:
-            name = branch_name(branch)
-            conv = None if check_of(branch) is not None else self.encoder(branch)
             for cls in _classes(branch):
-                table.setdefault(cls, (name, conv))
+                table.setdefault(cls, (branch_name(branch), plans[branch_name(branch)]))
         kinds = {b.key for b in node.branches}
         if "double" in kinds and "long" not in kinds:  # an int is a fine float
-            table[int] = next((branch_name(b), None) for b in node.branches if b.key == "double")
+            double = next(branch_name(b) for b in node.branches if b.key == "double")
+            table[int] = (double, plans[double])
         branches = tuple(node.branches)
-        convs = {branch_name(b): (None if check_of(b) is not None else self.encoder(b)) for b in branches}
+
+        def prepare(name: str, plan: Plan, v: Any) -> tuple[str, Any]:
+            if plan.kind == "convert":
+                return name, plan.fn(v)
+            if plan.kind == "validate":
+                plan.fn(v)
+            return name, v
 
         def slow(v: Any) -> tuple[str, Any]:
             # Subclasses (IntEnum members, str subclasses...) and values of unusual classes.
             for b in branches:
                 if accepts(b, v):
-                    name = branch_name(b)
-                    conv = convs[name]
-                    return name, (v if conv is None else conv(v))
+                    return prepare(branch_name(b), plans[branch_name(b)], v)
             raise Mismatch
 
         def union(v: Any) -> Any:
             hit = table.get(v.__class__)
             if hit is None:
                 return slow(v)
-            name, conv = hit
-            return (name, v if conv is None else conv(v))
+            return prepare(hit[0], hit[1], v)
 
         return union
 
@@ -331,30 +442,35 @@ class Converters:
         raise TypeError(f"no decoder for {node!r}")  # pragma: no cover
 
     def _record_decoder(self, node: RecordNode) -> Conv:
+        # Generated like the encoder. Instances are restored the way pickle restores them
+        # (allocate, then fill the fields) rather than through __init__: the bytes hold every
+        # field, and this works for frozen dataclasses and init=False fields alike. The dict
+        # fastavro made (ours alone) becomes the instance's __dict__.
         cls = node.tp
-        convs = tuple((f.name, c) for f in node.fields if (c := self.decoder(f.node)) is not None)
-        new = object.__new__
-        setattr_ = object.__setattr__
-
-        # Instances are restored the way pickle restores them (allocate, then fill the
-        # fields) rather than through __init__: the bytes already hold every field, and
-        # this works for frozen dataclasses and fields with init=False alike.
-        def record(d: dict[str, Any]) -> Any:
-            for name, conv in convs:
-                d[name] = conv(d[name])
-            obj = new(cls)
-            obj.__dict__.update(d)
-            return obj
-
-        def slotted_record(d: dict[str, Any]) -> Any:
-            obj = new(cls)
-            for name, conv in convs:
-                d[name] = conv(d[name])
-            for name, x in d.items():
-                setattr_(obj, name, x)
-            return obj
-
-        return slotted_record if node.slots else record
+        env: dict[str, Any] = {"cls": cls, "new": object.__new__, "setattr_": object.__setattr__}
+        lines = ["def decode(d):"]
+        for i, f in enumerate(node.fields):
+            conv = self.decoder(f.node)
+            if isinstance(f.node, EnumNode):  # inlined: a dict lookup rather than a call
+                env[f"members{i}"] = f.node.tp._member_map_
+                lines.append(f"    d[{f.name!r}] = members{i}[d[{f.name!r}]]")
+            elif conv is not None:
+                env[f"conv{i}"] = conv
+                lines.append(f"    d[{f.name!r}] = conv{i}(d[{f.name!r}])")
+        lines.append("    obj = new(cls)")
+        if node.slots:
+            lines += [f"    setattr_(obj, {f.name!r}, d[{f.name!r}])" for f in node.fields]
+        elif cls.__setattr__ is object.__setattr__:
+            lines.append("    obj.__dict__ = d")
+            if len(lines) == 3:  # def, new, assign: nothing converted
+                self._plain_records[id(node)] = cls
+        else:  # frozen dataclasses refuse attribute assignment: go around their __setattr__
+            lines.append("    setattr_(obj, '__dict__', d)")
+        lines.append("    return obj")
+        code = compile("\n".join(lines), f"<pipeteer decoder of {node.fullname}>", "exec")
+        exec(code, env)
+        decoder: Conv = env["decode"]
+        return decoder
 
     def _union_decoder(self, node: UnionNode) -> Conv | None:
         # fastavro (with return_named_type) gives records and enums in unions as (name, value).
@@ -392,10 +508,10 @@ def _enum_encoder(node: EnumNode) -> Conv:
     return enum_symbol
 
 
-def _datetime_encoder(node: LogicalNode) -> Conv:
-    def aware_datetime(v: Any) -> Any:
+def _datetime_validator(node: LogicalNode) -> Callable[[Any], None]:
+    def aware_datetime(v: Any) -> None:
         if (v.__class__ is datetime.datetime and v.tzinfo is not None) or accepts(node, v):
-            return v
+            return
         raise Mismatch
 
     return aware_datetime

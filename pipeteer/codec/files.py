@@ -127,6 +127,21 @@ def missing_schema_files(
     return missing
 
 
+def unused_schema_files(
+    types: Sequence[Any], against_dir: str | os.PathLike[str], *, namespace: str | None = None
+) -> list[str]:
+    """Names of the `.avsc` files in `against_dir` that no state type (nor its aliases) claims."""
+    directory = Path(against_dir)
+    claimed: set[str] = set()
+    for tp in types:
+        schema = schema_for(tp, namespace=namespace)
+        claimed.add(schema_file_name(schema))
+        if isinstance(schema, dict):
+            claimed.update(f"{alias}{SUFFIX}" for alias in schema.get("aliases", ()))
+    present = sorted(p.name for p in directory.glob(f"*{SUFFIX}")) if directory.is_dir() else []
+    return [name for name in present if name not in claimed]
+
+
 def _existing_file(schema: Schema, directory: Path) -> Path | None:
     names = [schema_file_name(schema)]
     if isinstance(schema, dict):

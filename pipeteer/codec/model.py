@@ -306,10 +306,12 @@ def _aliases(cls: type, where: _Where) -> tuple[str, ...]:
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    # The class itself is in the local namespace so that a class defined inside a function
-    # can still refer to itself (`next: "Node | None"`).
+    # Annotations are evaluated as the class body would see them: its own names (nested
+    # classes) and itself, so that a class defined inside a function can still refer to
+    # itself (`next: "Node | None"`).
+    localns = {**vars(cls), cls.__name__: cls}
     try:
-        return typing.get_type_hints(cls, localns={cls.__name__: cls}, include_extras=True)
+        return typing.get_type_hints(cls, localns=localns, include_extras=True)
     except Exception:
         hints: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # resolve field by field to name the culprit
@@ -318,7 +320,7 @@ def _hints(cls: type) -> dict[str, Any]:
                 continue
             try:
                 module = __import__(cls.__module__, fromlist=["_"])
-                hints[f.name] = eval(f.type, vars(module), {cls.__name__: cls})
+                hints[f.name] = eval(f.type, vars(module), localns)
             except Exception as exc:
                 raise SchemaError(
                     f"cannot derive an Avro schema for field '{f.name}' of {_qualified(cls)} "

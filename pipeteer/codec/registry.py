@@ -76,10 +76,12 @@ class ConfluentCodec(Generic[T]):
 
     @property
     def tp(self) -> Any:
+        """The Python type this codec encodes."""
         return self.codec.tp
 
     @property
     def schema(self) -> Schema:
+        """The current (reader and writer) schema."""
         return self.codec.schema
 
     def __repr__(self) -> str:
@@ -106,6 +108,7 @@ class ConfluentCodec(Generic[T]):
 
     @property
     def schema_id(self) -> int:
+        """The registry's id of the current schema (registers it on first use)."""
         return self.register()
 
     def encode(self, value: T) -> bytes:
@@ -156,7 +159,5 @@ class ConfluentCodec(Generic[T]):
 
     def _error(self, source: str, found: str) -> DecodeError:
         where = source or "a record"
-        return DecodeError(
-            f"cannot decode {where}: expected Confluent wire format of {self.codec.describe()} "
-            f"(subject {self.subject!r}), found {found}"
-        )
+        expected = f"Confluent wire format of {self.codec.describe()} (subject {self.subject!r})"
+        return DecodeError(f"cannot decode {where}: expected {expected}, found {found}", source=source, expected=expected, found=found)

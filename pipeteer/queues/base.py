@@ -8,8 +8,11 @@ Backends subclass `BaseQueue` and implement the underscored primitives; views
 
 from __future__ import annotations
 
+import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from pipeteer.errors import InexistentItem, ValueTypeError
@@ -124,12 +127,74 @@ class Queue(ReadQueue[T], WriteQueue[T]):
     """Both sides: what `make_queue` returns."""
 
 
+@dataclass(frozen=True)
+class Retry:
+    """How an item whose stage keeps failing is retried: `attempts` in all, waiting `initial`
+    seconds after the first failure, doubling up to `maximum`; then it becomes a dead letter."""
+
+    attempts: int = 5
+    initial: float = 0.5
+    maximum: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.initial * 2 ** (attempt - 1), self.maximum))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item taken out of a stage because its processing kept failing."""
+
+    id: str
+    value: Any
+    error_class: str
+    error_message: str
+    stacktrace: str
+    attempts: int
+    failed_at: float
+
+
 class BaseQueue(Queue[T]):
-    """What backends subclass: a typed queue with a name, a type check on push, and an atomic `move`."""
+    """What backends subclass: a typed queue with a name, a type check on push, an atomic `move`,
+    and the retry bookkeeping of the automatic stage reading it (`fail`)."""
+
+    retry: Retry = Retry()
 
     def __init__(self, Type: Any, name: str) -> None:
         self.Type = Type
         self.name = name
+        self._held: str | None = None  # the item `read()` last handed out
+        self._failures: dict[str, tuple[int, float]] = {}  # id -> (attempts, retry not before)
+
+    def _deferred(self) -> tuple[set[str], float | None]:
+        """Ids waiting out their retry delay, and the monotonic time the first of them is due."""
+        now = time.monotonic()
+        waiting = {id: due for id, (_, due) in self._failures.items() if due > now}
+        return set(waiting), min(waiting.values(), default=None)
+
+    def fail(self, error: BaseException) -> str | None:
+        """The stage failed on the item `read()` last handed out: retry it after a backoff (other
+        items go first meanwhile), or after `retry.attempts` failures make it a dead letter.
+        Returns the item's id, or None when no item was in progress."""
+        id, self._held = self._held, None
+        if id is None:
+            return None
+        attempts = self._failures.get(id, (0, 0.0))[0] + 1
+        if attempts < self.retry.attempts:
+            self._failures[id] = (attempts, time.monotonic() + self.retry.delay(attempts))
+            return id
+        self._failures.pop(id, None)
+        trace = "".join(traceback.format_exception(error))
+        self._dead_letter(id, type(error).__qualname__, str(error), trace, attempts)
+        return id
+
+    def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
+        raise NotImplementedError(f"{self.describe()} keeps no dead letters")
+
+    def _done(self, id: str) -> None:
+        """Bookkeeping after an item left this queue by a move."""
+        self._failures.pop(id, None)
+        if self._held == id:
+            self._held = None
 
     def describe(self) -> str:
         return f"{type(self).__name__} {self.name!r} of {type_name(self.Type)}"
@@ -163,6 +228,7 @@ class BaseQueue(Queue[T]):
             raise InexistentItem(id, self.describe())
         await dst._push(id, value)
         await self.pop(id)
+        self._done(id)
 
 
 class MappedQueue(ReadQueue[U]):

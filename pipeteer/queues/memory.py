@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 from pipeteer.errors import InexistentItem
-from pipeteer.queues.base import BaseQueue
+from pipeteer.queues.base import BaseQueue, DeadLetter
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -57,16 +58,40 @@ class MemoryQueue(BaseQueue[T]):
         super().__init__(Type, name)
         self._items: dict[str, T] = {}
         self._notifier = Notifier()
+        self._dead: dict[str, DeadLetter] = {}
 
     async def _push(self, id: str, value: T) -> None:
         self._items[id] = value
         self._notifier.notify()
 
     async def _read_next(self) -> tuple[str, T]:
-        while not self._items:
-            await self._notifier.waiter()
-        id = next(iter(self._items))
-        return id, self._items[id]
+        while True:
+            deferred, due = self._deferred()
+            for id, value in self._items.items():
+                if id not in deferred:
+                    self._held = id
+                    return id, value
+            waiter = self._notifier.waiter()
+            try:
+                await asyncio.wait_for(waiter, None if due is None else max(due - time.monotonic(), 0))
+            except TimeoutError:
+                pass
+
+    def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
+        value = self._items.pop(id)
+        self._dead[id] = DeadLetter(id, value, error_class, message, trace, attempts, time.time())
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The items this queue's stage gave up on, oldest first."""
+        return list(self._dead.values())
+
+    def replay(self, ids: Sequence[str] | None = None) -> list[str]:
+        """Put dead letters back in the queue (all, or those of the ids given)."""
+        back = [id for id in self._dead if ids is None or id in ids]
+        for id in back:
+            self._items[id] = self._dead.pop(id).value
+        self._notifier.notify()
+        return back
 
     async def wait_change(self) -> None:
         await self._notifier.waiter()
@@ -98,6 +123,7 @@ class MemoryQueue(BaseQueue[T]):
             raise InexistentItem(id, self.describe())
         del self._items[id]
         dst._items[id] = value
+        self._done(id)
         self._notifier.notify()
         dst._notifier.notify()
 

@@ -16,13 +16,14 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pipeteer.codec import codec_for
 from pipeteer.errors import ConfigError, InexistentItem
-from pipeteer.queues.base import BaseQueue
+from pipeteer.queues.base import BaseQueue, DeadLetter
 from pipeteer.queues.memory import Notifier
 
 T = TypeVar("T")
@@ -131,14 +132,84 @@ class SqliteQueue(BaseQueue[T]):
         notifier = self.store.notifier(self.table)
         while True:
             waiter = notifier.waiter()
-            row = self._conn().execute(f'SELECT id, value FROM "{self.table}" ORDER BY seq LIMIT 1').fetchone()
+            deferred, due = self._deferred()  # items waiting out a retry delay go last
+            skip = ",".join("?" * len(deferred))
+            row = self._conn().execute(
+                f'SELECT id, value FROM "{self.table}" '
+                + (f"WHERE id NOT IN ({skip}) " if deferred else "")
+                + "ORDER BY seq LIMIT 1",
+                tuple(deferred),
+            ).fetchone()
             if row is not None:
                 waiter.cancel()
+                self._held = row[0]
                 return row[0], self._decode(row[0], row[1])
+            timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.monotonic(), 0))
             try:
-                await asyncio.wait_for(waiter, POLL_SECONDS)
+                await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
                 pass
+
+    @property
+    def dead_letter_table(self) -> str:
+        return f"{self.table}.dead-letters"
+
+    def _ensure_dead_letters(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self.dead_letter_table}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
+            "id TEXT NOT NULL, value BLOB NOT NULL, error_class TEXT NOT NULL, error_message TEXT NOT NULL, "
+            "stacktrace TEXT NOT NULL, attempts INTEGER NOT NULL, failed_at REAL NOT NULL)"
+        )
+
+    def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
+        conn = self._conn()
+        self._ensure_dead_letters(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
+            if row is not None:  # moved on meanwhile (another process): nothing to dead-letter
+                conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
+                conn.execute(
+                    f'INSERT INTO "{self.dead_letter_table}" (id, value, error_class, error_message, stacktrace, '
+                    "attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (id, row[0], error_class, message, trace, attempts, time.time()),
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The items this queue's stage gave up on, oldest first."""
+        conn = self._conn()
+        self._ensure_dead_letters(conn)
+        rows = conn.execute(
+            "SELECT id, value, error_class, error_message, stacktrace, attempts, failed_at "
+            f'FROM "{self.dead_letter_table}" ORDER BY seq'
+        ).fetchall()
+        return [DeadLetter(r[0], self._decode(r[0], r[1]), *r[2:]) for r in rows]
+
+    def replay(self, ids: Sequence[str] | None = None) -> list[str]:
+        """Put dead letters back in the queue (all, or the latest of each id given), in one transaction."""
+        conn = self._conn()
+        self._ensure_dead_letters(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(f'SELECT seq, id, value FROM "{self.dead_letter_table}" ORDER BY seq').fetchall()
+            latest = {id: value for _, id, value in rows if ids is None or id in ids}
+            for id, value in latest.items():
+                conn.execute(
+                    f'INSERT INTO "{self.table}" (id, value) VALUES (?, ?) '
+                    "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
+                    (id, value),
+                )
+                conn.execute(f'DELETE FROM "{self.dead_letter_table}" WHERE id = ?', (id,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self.store.notifier(self.table).notify()
+        return list(latest)
 
     async def wait_change(self) -> None:
         try:
@@ -173,9 +244,14 @@ class SqliteQueue(BaseQueue[T]):
         # Keyset pages: a long listing never holds the table's read snapshot open for long.
         last = -1
         while True:
-            rows = self._conn().execute(
-                f'SELECT seq, id, {column} FROM "{self.table}" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}', (last,)
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    f'SELECT seq, id, {column} FROM "{self.table}" WHERE seq > ? ORDER BY seq LIMIT {_PAGE}',
+                    (last,),
+                )
+                .fetchall()
+            )
             for seq, id, data in rows:
                 last = seq
                 yield id, data
@@ -202,6 +278,7 @@ class SqliteQueue(BaseQueue[T]):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._done(id)
         dst.store.notifier(dst.table).notify()
 
     def __len__(self) -> int:

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pipeteer.errors import ConfigError, SpecError
+from pipeteer.codec import codec_for
+from pipeteer.errors import ConfigError, SchemaError, SpecError
 from pipeteer.spec import Stage, Workflow, Wrapped
 from pipeteer.wiring import PipelineQueues, WorkflowQueues
 
@@ -44,9 +45,20 @@ class App:
         if not isinstance(self.workflow, Workflow):
             raise SpecError("app", [f"{self.workflow!r} is not a Workflow"])
         leaves = self.stages()
-        reasons = [f"artifact {k!r} names no stage (stages: {', '.join(leaves)})" for k in self.artifacts if k not in leaves]
+        reasons = [
+            f"artifact {k!r} names no stage (stages: {', '.join(leaves)})"
+            for k in self.artifacts
+            if k not in leaves
+        ]
         reasons += [f"stage {s!r} has no artifact" for s in leaves if s not in self.artifacts]
-        reasons += [f"artifact {k!r} is {f!r}, not a callable" for k, f in self.artifacts.items() if not callable(f)]
+        reasons += [
+            f"artifact {k!r} is {f!r}, not a callable" for k, f in self.artifacts.items() if not callable(f)
+        ]
+        for tp in self.workflow.state_types():  # schema problems now, not inside a running stage
+            try:
+                codec_for(tp)
+            except SchemaError as e:
+                reasons.append(str(e))
         if reasons:
             raise SpecError(f"app of workflow {self.workflow.name!r}", reasons)
 
@@ -70,7 +82,9 @@ class App:
     def artifact(self, queues: WorkflowQueues, stage: str) -> Any:
         """Make one stage's artifact (a coroutine or an ASGI app)."""
         if stage not in self.artifacts:
-            raise ConfigError(f"app {self.name!r} has no stage {stage!r} (stages: {', '.join(self.artifacts)})")
+            raise ConfigError(
+                f"app {self.name!r} has no stage {stage!r} (stages: {', '.join(self.artifacts)})"
+            )
         return self.artifacts[stage](**self.stage_queues(queues, stage))
 
 
@@ -92,7 +106,9 @@ def load_app(ref: str | App | Workflow[Any, Any]) -> App | Workflow[Any, Any]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ConfigError(f"app reference {ref!r}: module {module_name!r} has no attribute {attr!r}") from None
+            raise ConfigError(
+                f"app reference {ref!r}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
     if not isinstance(obj, (App, Workflow)):
         raise ConfigError(f"app reference {ref!r} is a {type(obj).__name__}, not a pipeteer App or Workflow")
     return obj

@@ -33,22 +33,38 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.consumed = Counter("pipeteer_items_consumed", "Items a stage finished reading", ["stage"], registry=r)
+        self.consumed = Counter(
+            "pipeteer_items_consumed", "Items a stage finished reading", ["stage"], registry=r
+        )
         self.produced = Counter("pipeteer_items_produced", "Items a stage emitted", ["stage"], registry=r)
         self.failed = Counter("pipeteer_items_failed", "Stage failures (exceptions)", ["stage"], registry=r)
-        self.dead_letters = Counter("pipeteer_dead_letters", "Items sent to the dead-letter topic", ["stage"], registry=r)
-        self.rebalances = Counter("pipeteer_rebalances", "Partition assignments changed", ["stage"], registry=r)
+        self.dead_letters = Counter(
+            "pipeteer_dead_letters", "Items sent to the dead-letter topic", ["stage"], registry=r
+        )
+        self.rebalances = Counter(
+            "pipeteer_rebalances", "Partition assignments changed", ["stage"], registry=r
+        )
         self.processing = Histogram(
-            "pipeteer_processing_seconds", "From read to emit, per item", ["stage"], buckets=LATENCY_BUCKETS, registry=r
+            "pipeteer_processing_seconds",
+            "From read to emit, per item",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.commit = Histogram(
-            "pipeteer_commit_seconds", "Transaction commit latency", ["stage"], buckets=LATENCY_BUCKETS, registry=r
+            "pipeteer_commit_seconds",
+            "Transaction commit latency",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.pending = Gauge("pipeteer_pending_items", "Items waiting in the stage", ["stage"], registry=r)
         self.oldest_pending = Gauge(
             "pipeteer_oldest_pending_age_seconds", "Age of the oldest pending item", ["stage"], registry=r
         )
-        self.lag = Gauge("pipeteer_consumer_lag", "Records behind the end of the input", ["stage", "partition"], registry=r)
+        self.lag = Gauge(
+            "pipeteer_consumer_lag", "Records behind the end of the input", ["stage", "partition"], registry=r
+        )
 
     def stage(self, stage: str) -> StageMetrics:
         return StageMetrics(self, stage)

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeteer.errors import ConfigError
+from pipeteer.queues.base import BaseQueue, Retry
 from pipeteer.runtime.app import App
 from pipeteer.runtime.connect import connect
 from pipeteer.runtime.metrics import Metrics, StageProgress
@@ -45,6 +46,7 @@ class StageService:
         stages: Sequence[str] | None = None,
         metrics: Metrics | None = None,
         restart: Restart = Restart(),
+        retry: Retry | None = None,
     ) -> None:
         known = app.stages()
         for s in stages or ():
@@ -64,9 +66,12 @@ class StageService:
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
             q = self.queues.stage(s).Qin
-            count = getattr(getattr(q, "queue", q), "__len__", None)
+            raw = getattr(q, "queue", q)
+            count = getattr(raw, "__len__", None)
             if count is not None:
                 self.progress.of(s).watch_pending(count)
+            if retry is not None and isinstance(raw, BaseQueue):
+                raw.retry = retry
         self.asgi = self._asgi()
 
     def _asgi(self) -> FastAPI:
@@ -90,10 +95,14 @@ class StageService:
         @root.get("/", response_class=HTMLResponse)
         async def index() -> str:
             links = "".join(
-                f'<li><a href="/{s}/">{s}</a> (person)</li>' if s in service.web else f"<li>{s} (automatic)</li>"
+                f'<li><a href="/{s}/">{s}</a> (person)</li>'
+                if s in service.web
+                else f"<li>{s} (automatic)</li>"
                 for s in service.stages
             )
-            return f"<!doctype html><title>{service.app.name}</title><h1>{service.app.name}</h1><ul>{links}</ul>"
+            return (
+                f"<!doctype html><title>{service.app.name}</title><h1>{service.app.name}</h1><ul>{links}</ul>"
+            )
 
         for s, web in self.web.items():
             root.mount(f"/{s}", web)
@@ -118,8 +127,13 @@ class StageService:
                 self.progress.of(stage).failed.inc()
                 q = self.queues.stage(stage).Qin
                 fail = getattr(getattr(q, "queue", q), "fail", None)
-                if fail is not None:  # Kafka: retry the item with backoff, then dead-letter it
-                    fail(e)
+                item = fail(e) if fail is not None else None
+                if item is not None:
+                    # the queue retries that item after its own backoff (or dead-letters it); others go on now
+                    log.exception("stage %r failed on item %r; restarting", stage, item)
+                    await asyncio.sleep(self.restart.initial)
+                    delay = self.restart.initial
+                    continue
                 log.exception("stage %r failed; restarting in %.1fs", stage, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.restart.maximum)

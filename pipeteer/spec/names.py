@@ -53,7 +53,9 @@ def consumer_group(workflow: str, stage_path: Sequence[str], prefix: str = DEFAU
     return stage_id(workflow, stage_path, prefix)
 
 
-def transactional_id(workflow: str, stage_path: Sequence[str], instance: str, prefix: str = DEFAULT_PREFIX) -> str:
+def transactional_id(
+    workflow: str, stage_path: Sequence[str], instance: str, prefix: str = DEFAULT_PREFIX
+) -> str:
     """Transactional id of one stage instance; stable per instance so a restart fences its zombie."""
     return check_topic(f"{stage_id(workflow, stage_path, prefix)}.{instance}")
 

@@ -1,4 +1,4 @@
-"""A workflow with an automatic stage and a human (web) stage, for service tests over real HTTP."""
+"""A workflow with an automatic stage and a human (web) stage, for the driver and service tests."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def post_summarize(d: Doc, s: str) -> Draft:
     return Draft(d.text, s)
 
 
-def post_review(d: Draft, ok: bool) -> Published:
-    return Published(d.summary, ok)
+def post_review(d: Draft, ok: bool) -> Published | Doc:
+    return Published(d.summary, ok) if ok else Doc(d.text + " (again)")  # a rejected draft is redone
 
 
 workflow = Workflow(

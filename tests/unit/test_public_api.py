@@ -5,6 +5,7 @@ def test_public_surface_is_pinned() -> None:
     assert pipeteer.__all__ == sorted(pipeteer.__all__)
     assert pipeteer.__all__ == [
         "App",
+        "AvroDecimal",
         "CodecError",
         "ConfigError",
         "DecodeError",

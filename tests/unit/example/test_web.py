@@ -217,3 +217,19 @@ async def test_pages_link_under_the_mount_prefix(driver: TestDriver) -> None:
         page = (await c.get("/validation/")).text
         assert '<img src="/validation/tasks/easy-0/image"' in page and 'const BASE = "/validation/";' in page
         assert (await c.get("/validation/tasks/easy-0/image")).status_code == 200
+
+
+async def test_driver_runs_the_real_automatic_stage_in_its_thread() -> None:
+    from pipeteer.testing import TestDriver
+    from topologies.perspective_correction import app
+    from topologies.perspective_correction.samples import make_sample
+    from topologies.perspective_correction.states import AutoCorrected, Input, ManualInput
+
+    async with TestDriver(app) as t:
+        await t.push("easy", Input(make_sample(1).img))
+        await t.push("hard", Input(make_sample(2, hard=True).img))
+        await t.run_until_idle()
+        validation, manual = await t.pending("validation"), await t.pending("manual-correct")
+        assert isinstance(validation["easy"], AutoCorrected)
+        assert isinstance(manual.get("hard"), ManualInput) or isinstance(validation.get("hard"), AutoCorrected)
+        assert await t.pending("auto-correct") == {}

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from pipeteer import Pipeline, SpecError, Workflow, Wrapped
+from pipeteer import App, Pipeline, SpecError, Workflow, Wrapped
 from pipeteer.spec import OUTPUT
 
 
@@ -146,3 +147,19 @@ def test_specs_are_frozen() -> None:
         wf.name = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         wf.pipelines["x"] = Pipeline(C, Done)  # type: ignore[index]
+
+
+@dataclass
+class Loose:
+    anything: Any
+
+
+def test_app_reports_state_types_that_cannot_be_avro_at_build_time() -> None:
+    wf = Workflow(Loose, Done, pipelines={"go": Pipeline(Loose, Done)})
+
+    async def go(Qin: Any, Qout: Any) -> None:
+        pass
+
+    with pytest.raises(SpecError) as e:
+        App(wf, {"go": go})
+    assert "Loose" in str(e.value) and "anything" in str(e.value)

@@ -1,0 +1,370 @@
+"""`pipeteer topics plan / apply`: bring a Kafka cluster's topics in line with topics.yaml.
+
+The plan compares the wanted topics with the cluster (Kafka AdminClient) and lists
+actions: create, alter config, add partitions; and, only with an explicit flag,
+delete (topics of the workflow that topics.yaml no longer has) and recreate (to reduce
+partitions, which Kafka cannot do in place). Adding partitions to a keyed topic remaps
+item ids to partitions, which breaks the lookup of items still pending in a stage, so
+it is refused while any stage has pending items unless `allow_repartition` is given.
+Applying a plan twice changes nothing the second time.
+
+This is the only module of the compile layer that talks to the network; it imports
+`confluent_kafka` inside its functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeteer.compile.topology import TopicSpec
+from pipeteer.errors import ConfigError
+
+KEYED_KINDS = ("data", "changelog")
+DELETE_FLAG = "--allow-delete"
+REPARTITION_FLAG = "--allow-repartition"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change to the cluster; `refused` says why it needs `flag` (None: allowed)."""
+
+    kind: str  # create | alter-config | add-partitions | delete | recreate
+    topic: str
+    partitions: int | None = None
+    current_partitions: int | None = None
+    replication_factor: int | None = None
+    config: Mapping[str, str] = field(
+        default_factory=dict
+    )  # create/recreate: full config; alter: wanted values
+    current_config: Mapping[str, str | None] = field(default_factory=dict)  # alter: values on the cluster
+    refused: str | None = None
+    flag: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "create":
+            cfg = ", ".join(f"{k}={v}" for k, v in sorted(self.config.items()))
+            text = f"+ create {self.topic} (partitions={self.partitions}, replication.factor={self.replication_factor}, {cfg})"
+        elif self.kind == "alter-config":
+            changes = ", ".join(
+                f"{k}: {self.current_config.get(k)} -> {v}" for k, v in sorted(self.config.items())
+            )
+            text = f"~ alter config {self.topic}: {changes}"
+        elif self.kind == "add-partitions":
+            text = f"^ add partitions {self.topic}: {self.current_partitions} -> {self.partitions}"
+        elif self.kind == "recreate":
+            text = (
+                f"! recreate {self.topic} to reduce partitions {self.current_partitions} -> {self.partitions} "
+                "(deletes its records)"
+            )
+        else:
+            text = f"- delete {self.topic} (not in topics.yaml; deletes its records)"
+        if self.refused:
+            text += f"\n    REFUSED: {self.refused}; pass {self.flag} to allow it"
+        return text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `apply_topics` would do, with the refused actions and warnings explained."""
+
+    bootstrap: str
+    actions: tuple[Action, ...]
+    up_to_date: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def refused(self) -> list[Action]:
+        return [a for a in self.actions if a.refused]
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+    def text(self) -> str:
+        """The plan as stable text (sorted by topic within each kind of action)."""
+        lines = [f"plan for {len(self.actions) + len(self.up_to_date)} topics on {self.bootstrap}:"]
+        lines += [f"  {a.describe()}".replace("\n", "\n  ") for a in self.actions]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines.append(f"  = {len(self.up_to_date)} topic(s) up to date")
+        if not self.actions:
+            lines.append("nothing to do")
+        elif self.refused:
+            lines.append(f"{len(self.refused)} action(s) refused: apply stops before changing anything")
+        return "\n".join(lines) + "\n"
+
+
+def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> Any:
+    try:
+        from confluent_kafka.admin import AdminClient
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ConfigError("topics plan/apply need confluent-kafka: pip install 'pipeteer[kafka]'") from None
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, **dict(client_config or {})}
+    return AdminClient(conf)
+
+
+def _result(future: Any, what: str, timeout: float) -> Any:
+    from confluent_kafka import KafkaException
+
+    try:
+        return future.result(timeout=timeout)
+    except KafkaException as e:
+        raise ConfigError(f"{what}: {e.args[0] if e.args else e}") from None
+
+
+def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
+    if not partitions:
+        return {}
+    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
+    return {
+        (tp.topic, tp.partition): _result(f, f"offsets of {tp.topic}", timeout).offset
+        for tp, f in futures.items()
+    }
+
+
+def pending_counts(
+    admin: Any, topics: Sequence[TopicSpec], cluster_partitions: Mapping[str, int], timeout: float
+) -> dict[str, int]:
+    """Per stage reader: records not yet consumed by its group plus records in its pending-table changelog.
+
+    Conservative on purpose: a compacted changelog counts tombstones too, so a stage
+    that once had pending items may count as having some; refusing is the safe side.
+    """
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    out: dict[str, int] = {}
+    for t in topics:
+        if t.reader is None or t.consumer_group is None or t.name not in cluster_partitions:
+            continue
+        tps = [TopicPartition(t.name, p) for p in range(cluster_partitions[t.name])]
+        ends = _offsets(admin, tps, OffsetSpec.latest(), timeout)
+        starts = _offsets(admin, tps, OffsetSpec.earliest(), timeout)
+        request = [ConsumerGroupTopicPartitions(t.consumer_group, tps)]
+        (future,) = admin.list_consumer_group_offsets(request, request_timeout=timeout).values()
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in _result(future, f"offsets of group {t.consumer_group}", timeout).topic_partitions
+        }
+        count = 0
+        for key, end in ends.items():
+            position = committed.get(key, -1)
+            count += max(0, end - (position if position >= 0 else starts[key]))
+        if t.changelog and t.changelog in cluster_partitions:
+            ctps = [TopicPartition(t.changelog, p) for p in range(cluster_partitions[t.changelog])]
+            cends = _offsets(admin, ctps, OffsetSpec.latest(), timeout)
+            cstarts = _offsets(admin, ctps, OffsetSpec.earliest(), timeout)
+            count += sum(max(0, cends[k] - cstarts[k]) for k in cends)
+        out[t.reader] = count
+    return out
+
+
+def _describe_configs(admin: Any, names: Iterable[str], timeout: float) -> dict[str, dict[str, str | None]]:
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in sorted(names)]
+    if not resources:
+        return {}
+    out: dict[str, dict[str, str | None]] = {}
+    for res, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        entries = _result(future, f"config of topic {res.name}", timeout)
+        out[res.name] = {k: v.value for k, v in entries.items()}
+    return out
+
+
+def plan_topics(
+    topics: Sequence[TopicSpec],
+    bootstrap: str,
+    *,
+    scope: str | None = None,
+    allow_delete: bool = False,
+    allow_repartition: bool = False,
+    client_config: Mapping[str, str] | None = None,
+    timeout: float = 15.0,
+) -> Plan:
+    """Compare `topics` with the cluster at `bootstrap` and plan the changes.
+
+    `scope` is the topic-name prefix owned by the workflow (`<prefix>.<workflow>.`):
+    cluster topics under it that `topics` does not list are planned for deletion
+    (refused unless `allow_delete`).
+    """
+    admin = _admin(bootstrap, client_config)
+    metadata = admin.list_topics(timeout=timeout)
+    cluster = {name: t for name, t in metadata.topics.items() if not name.startswith("__")}
+    cluster_partitions = {name: len(t.partitions) for name, t in cluster.items()}
+    wanted = {t.name: t for t in topics}
+    existing = [t for t in topics if t.name in cluster]
+    configs = _describe_configs(admin, (t.name for t in existing), timeout)
+
+    creates: list[Action] = []
+    alters: list[Action] = []
+    grows: list[Action] = []
+    destructive: list[Action] = []
+    warnings: list[str] = []
+    up_to_date: list[str] = []
+    for t in sorted(topics, key=lambda t: t.name):
+        if t.name not in cluster:
+            creates.append(Action("create", t.name, t.partitions, None, t.replication_factor, dict(t.config)))
+            continue
+        changed = False
+        current = cluster_partitions[t.name]
+        if t.partitions < current:
+            changed = True
+            destructive.append(
+                Action(
+                    "recreate",
+                    t.name,
+                    t.partitions,
+                    current,
+                    t.replication_factor,
+                    dict(t.config),
+                    refused=None
+                    if allow_delete
+                    else "Kafka cannot reduce partitions; only deleting and recreating the topic can, which loses its records",
+                    flag=DELETE_FLAG,
+                )
+            )
+            continue
+        if t.partitions > current:
+            changed = True
+            grows.append(Action("add-partitions", t.name, t.partitions, current))
+        have = configs.get(t.name, {})
+        diff = {k: v for k, v in sorted(t.config.items()) if have.get(k) != v}
+        if diff:
+            changed = True
+            alters.append(
+                Action("alter-config", t.name, config=diff, current_config={k: have.get(k) for k in diff})
+            )
+        replicas = {len(p.replicas) for p in cluster[t.name].partitions.values()}
+        if replicas and replicas != {t.replication_factor}:
+            warnings.append(
+                f"{t.name}: replication factor is {'/'.join(map(str, sorted(replicas)))} on the cluster, "
+                f"topics.yaml wants {t.replication_factor}; a config change cannot alter it: reassign the partitions "
+                "(kafka-reassign-partitions) or set replication.factor to match"
+            )
+        if not changed:
+            up_to_date.append(t.name)
+
+    grows = _check_repartition(admin, grows, topics, cluster_partitions, allow_repartition, timeout)
+    if scope:
+        for name in sorted(cluster):
+            if name.startswith(scope) and name not in wanted:
+                destructive.append(
+                    Action(
+                        "delete",
+                        name,
+                        refused=None if allow_delete else "deleting a topic loses its records",
+                        flag=DELETE_FLAG,
+                    )
+                )
+    return Plan(bootstrap, tuple(creates + alters + grows + destructive), tuple(up_to_date), tuple(warnings))
+
+
+def _check_repartition(
+    admin: Any,
+    grows: list[Action],
+    topics: Sequence[TopicSpec],
+    cluster_partitions: Mapping[str, int],
+    allow: bool,
+    timeout: float,
+) -> list[Action]:
+    kinds = {t.name: t.kind for t in topics}
+    keyed = [a for a in grows if kinds.get(a.topic) in KEYED_KINDS]
+    if allow or not keyed:
+        return grows
+    pending = {
+        stage: n for stage, n in pending_counts(admin, topics, cluster_partitions, timeout).items() if n
+    }
+    if not pending:
+        return grows
+    busy = ", ".join(f"{stage} ({n})" for stage, n in sorted(pending.items()))
+    # Data and changelog topics are co-partitioned: all grow together or none does.
+    reason = (
+        f"adding partitions remaps item ids to partitions and stages have pending items: {busy}; "
+        "drain them first (or accept that their lookup by id may fail)"
+    )
+    return [
+        Action(a.kind, a.topic, a.partitions, a.current_partitions, refused=reason, flag=REPARTITION_FLAG)
+        if a in keyed
+        else a
+        for a in grows
+    ]
+
+
+def apply_topics(
+    plan: Plan,
+    *,
+    client_config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> list[Action]:
+    """Carry out a plan (all of it, or nothing if any action is refused); returns what was done."""
+    if plan.refused:
+        reasons = "; ".join(f"{a.kind} {a.topic}: {a.refused} ({a.flag})" for a in plan.refused)
+        raise ConfigError(f"refusing to apply the topic plan on {plan.bootstrap}: {reasons}")
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        NewPartitions,
+        NewTopic,
+        ResourceType,
+    )
+
+    admin = _admin(plan.bootstrap, client_config)
+    done: list[Action] = []
+    by_kind: dict[str, list[Action]] = {}
+    for a in plan.actions:
+        by_kind.setdefault(a.kind, []).append(a)
+
+    removed = [a.topic for a in by_kind.get("delete", []) + by_kind.get("recreate", [])]
+    if removed:
+        for name, f in admin.delete_topics(removed, operation_timeout=timeout).items():
+            _result(f, f"delete topic {name}", timeout)
+        _wait_gone(admin, removed, timeout)
+        done += by_kind.get("delete", [])
+    creates = by_kind.get("create", []) + by_kind.get("recreate", [])
+    if creates:
+        new = [
+            NewTopic(a.topic, a.partitions or 1, a.replication_factor or 1, config=dict(a.config))
+            for a in creates
+        ]
+        for name, f in admin.create_topics(new, operation_timeout=timeout).items():
+            _result(f, f"create topic {name}", timeout)
+        done += creates
+    alters = by_kind.get("alter-config", [])
+    if alters:
+        resources = [
+            ConfigResource(
+                ResourceType.TOPIC,
+                a.topic,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in sorted(a.config.items())
+                ],
+            )
+            for a in alters
+        ]
+        for res, f in admin.incremental_alter_configs(resources, request_timeout=timeout).items():
+            _result(f, f"alter config of topic {res.name}", timeout)
+        done += alters
+    grows = by_kind.get("add-partitions", [])
+    if grows:
+        parts = [NewPartitions(a.topic, a.partitions or 1) for a in grows]
+        for name, f in admin.create_partitions(parts, operation_timeout=timeout).items():
+            _result(f, f"add partitions to topic {name}", timeout)
+        done += grows
+    return done
+
+
+def _wait_gone(admin: Any, names: Sequence[str], timeout: float) -> None:
+    """Deletion is asynchronous in Kafka; creating the same name too early fails."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        present = set(admin.list_topics(timeout=timeout).topics)
+        if not present.intersection(names):
+            return
+        time.sleep(0.2)
+    raise ConfigError(f"topics {', '.join(names)} were still listed {timeout:.0f}s after deletion")

@@ -1,0 +1,199 @@
+"""The chart with compiled values, through a real Helm binary and Kubernetes 1.33 schemas (offline)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from pipeteer.compile import build_topology, compile_to
+from tests.unit.compile.sample_app import APP_REF, app
+
+CHART = Path(__file__).resolve().parents[3] / "helm" / "pipeteer"
+K8S_VERSION = "1.33.0"
+# Custom resources (Prometheus Operator, KEDA): not in the Kubernetes schemas; checked field by field below.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("keda.sh/v1alpha1", "ScaledObject")}
+TOPO = build_topology(app, app_ref=APP_REF)
+BASE = ["--set", "kafka.bootstrap=kafka.example:9092", "--set", "image.repository=registry.example/pipeteer"]
+ALL_FEATURES = [
+    *BASE,
+    "--set", "kafka.existingSecret=pipeteer-kafka",
+    "--set", "kafka.properties.security\\.protocol=SASL_SSL",
+    "--set", "kafka.properties.sasl\\.mechanism=SCRAM-SHA-512",
+    "--set", "ingress.enabled=true",
+    "--set", "ingress.host=pipeteer.example",
+    "--set", "ingress.className=nginx",
+    "--set", "serviceMonitor.enabled=true",
+    "--set", "autoscaling.enabled=true",
+    "--set", "networkPolicy.egress.enabled=true",
+    "--set", "networkPolicy.ingressNamespaces={ingress-nginx,monitoring}",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def values(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compiled")
+    compile_to(app, out, app_ref=APP_REF)
+    return out / "helm" / "values.yaml"
+
+
+def helm_run(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def render(helm: Path, values: Path, extra: Sequence[str]) -> list[dict[str, Any]]:
+    out = helm_run(
+        helm, "template", "demo", str(CHART), "--namespace", "work", "-f", str(values), *extra
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def validate_all(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            continue
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(
+                f"{doc['kind']}/{doc['metadata']['name']} is invalid for Kubernetes {K8S_VERSION}: {e.message} at {list(e.path)}"
+            )
+
+
+def test_lint_defaults_and_compiled_values(helm: Path, values: Path) -> None:
+    helm_run(helm, "lint", "--strict", str(CHART))
+    out = helm_run(helm, "lint", "--strict", str(CHART), "-f", str(values), *ALL_FEATURES).stdout
+    assert "0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(BASE, id="defaults"),
+        pytest.param(ALL_FEATURES, id="all-features"),
+        pytest.param([*ALL_FEATURES, "--set", "autoscaling.kind=keda"], id="keda"),
+    ],
+)
+def test_rendered_manifests_are_valid_kubernetes_133(helm: Path, values: Path, extra: list[str]) -> None:
+    docs = render(helm, values, extra)
+    validate_all(docs)
+    deployments = by_kind(docs, "Deployment")
+    assert sorted(d["metadata"]["labels"]["pipeteer.io/stage"] for d in deployments) == sorted(
+        TOPO.stage_names()
+    )
+
+
+def test_deployments_are_restricted_and_run_their_stage(helm: Path, values: Path) -> None:
+    docs = render(helm, values, ALL_FEATURES)
+    for d in by_kind(docs, "Deployment"):
+        stage = TOPO.stage(d["metadata"]["labels"]["pipeteer.io/stage"])
+        pod = d["spec"]["template"]["spec"]
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] >= 10000
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["automountServiceAccountToken"] is False
+        (c,) = pod["containers"]
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
+        assert sc["runAsUser"] >= 10000 and sc["runAsNonRoot"] is True
+        tmp = {m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"}
+        assert tmp and any(v["name"] in tmp and "emptyDir" in v for v in pod["volumes"])
+        # the stage command, listening on all interfaces of the pod
+        cmd = c["command"]
+        assert cmd[:3] == ["pipeteer", "run", APP_REF]
+        assert cmd[cmd.index("--stage") + 1] == stage.name
+        assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+        assert c["ports"][0]["containerPort"] == stage.port
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["image"] == "registry.example/pipeteer:0.3.0"
+        assert c["resources"]["limits"]["memory"]
+        # credentials only by reference to an existing Secret
+        assert {"secretRef": {"name": "pipeteer-kafka"}} in c["envFrom"]
+        assert all("value" not in e or "PASSWORD" not in e["name"].upper() for e in c.get("env", []))
+        # autoscaling owns the replica count
+        assert "replicas" not in d["spec"]
+    (cm,) = by_kind(docs, "ConfigMap")
+    assert cm["data"]["PIPETEER_BACKEND"] == "kafka://kafka.example:9092"
+    assert cm["data"]["PIPETEER_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert by_kind(docs, "Secret") == []
+
+
+def test_services_ingress_monitoring_and_autoscaling(helm: Path, values: Path) -> None:
+    web = [s for s in TOPO.stages if s.web]
+    plain = by_kind(render(helm, values, BASE), "Service")
+    assert len(plain) == len(web)  # a Service per web stage only
+    docs = render(helm, values, ALL_FEATURES)
+    assert len(by_kind(docs, "Service")) == len(TOPO.stages)  # + metrics Services for the ServiceMonitor
+    (ing,) = by_kind(docs, "Ingress")
+    paths = {p["path"] for p in ing["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {f"/{s.name}/" for s in web}
+    (sm,) = by_kind(docs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    assert len(hpas) == len(TOPO.stages)
+    assert {h["spec"]["maxReplicas"] for h in hpas} == {TOPO.partitions}  # capped at the partition count
+    assert len(by_kind(docs, "PodDisruptionBudget")) == len(TOPO.stages)
+    policies = by_kind(docs, "NetworkPolicy")
+    assert len(policies) == len(TOPO.stages)
+    assert all(p["spec"]["policyTypes"] == ["Ingress", "Egress"] for p in policies)
+    keda = by_kind(render(helm, values, [*ALL_FEATURES, "--set", "autoscaling.kind=keda"]), "ScaledObject")
+    assert len(keda) == len(TOPO.stages)
+    for so in keda:
+        trigger = so["spec"]["triggers"][0]
+        stage = next(s for s in TOPO.stages if so["metadata"]["name"].endswith(s.k8s_name))
+        assert trigger["type"] == "kafka"
+        assert (trigger["metadata"]["topic"], trigger["metadata"]["consumerGroup"]) == (
+            stage.input_topic,
+            stage.consumer_group,
+        )
+        assert so["spec"]["maxReplicaCount"] == TOPO.partitions
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "image.tag=latest"], "/image/tag"),
+        (["--set", "kafka.password=hunter2"], "additional properties 'password' not allowed"),
+        (["--set", "kafka.properties.sasl\\.password=hunter2"], "invalid propertyName 'sasl.password'"),
+        (["--set", "securityContext.runAsUser=1000"], "runAsUser"),
+        (["--set", "securityContext.readOnlyRootFilesystem=false"], "readOnlyRootFilesystem"),
+        (["--set", "stages.auto-correct.replicas=7"], "exceeds its 6 partitions"),
+    ],
+)
+def test_unsafe_values_are_refused(helm: Path, values: Path, extra: list[str], message: str) -> None:
+    proc = helm_run(helm, "template", "demo", str(CHART), "-f", str(values), *BASE, *extra, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_missing_bootstrap_is_explained(helm: Path, values: Path) -> None:
+    proc = helm_run(helm, "template", "demo", str(CHART), "-f", str(values), check=False)
+    assert proc.returncode != 0 and "kafka.bootstrap" in proc.stderr
+
+
+def test_the_schema_check_catches_a_broken_manifest(helm: Path, values: Path) -> None:
+    (deployment, *_) = by_kind(render(helm, values, BASE), "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUsr"] = 10001
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("runAsUsr")
+    deployment["spec"]["replicas"] = "one"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)

@@ -1,0 +1,88 @@
+"""A stage that keeps failing on an item: other items go on, the item is retried, then dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from pipeteer import App, Pipeline, ReadQueue, Workflow, WriteQueue
+from pipeteer.queues.base import BaseQueue, Retry
+from pipeteer.runtime.service import Restart, StageService
+
+attempts: dict[str, int] = {}
+
+wf = Workflow(int, str, pipelines={"fmt": Pipeline(int, str)}, name="fmt")
+
+
+async def fmt(Qin: ReadQueue[int], Qout: WriteQueue[str]) -> None:
+    while True:
+        id, n = await Qin.read()
+        attempts[id] = attempts.get(id, 0) + 1
+        if n < 0:
+            raise ValueError(f"cannot format {n}")
+        if n == 0 and attempts[id] < 3:
+            raise ConnectionError("flaky")  # succeeds on the third attempt
+        await Qout.push(id, f"#{n}")
+        await Qin.pop(id)
+
+
+app = App(wf, {"fmt": fmt})
+
+
+async def test_poison_item_is_dead_lettered_and_others_flow(backend_url: str) -> None:
+    attempts.clear()
+    service = StageService(app, backend_url, restart=Restart(initial=0.01), retry=Retry(attempts=3, initial=0.02))
+    qs = service.queues
+    await qs.Qin.push("bad", -1)
+    await qs.Qin.push("flaky", 0)
+    for i in range(1, 6):
+        await qs.Qin.push(f"ok{i}", i)
+    service.start()
+    try:
+        for _ in range(500):
+            if len(await qs.Qout.keys()) == 6:
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(500):
+            if not await qs.Qin.keys():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await service.stop()
+    assert dict(await qs.Qout.items()) == {"flaky": "#0", **{f"ok{i}": f"#{i}" for i in range(1, 6)}}
+    assert attempts["bad"] == 3 and attempts["flaky"] == 3
+    queue = qs.Qin
+    assert isinstance(queue, BaseQueue)
+    letters = queue.dead_letters()  # type: ignore[attr-defined]
+    assert [(d.id, d.value, d.error_class, d.error_message, d.attempts) for d in letters] == [
+        ("bad", -1, "ValueError", "cannot format -1", 3)
+    ]
+    assert "raise ValueError" in letters[0].stacktrace
+    assert await qs.Qin.keys() == []
+
+
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+async def test_dead_letters_listed_and_replayed_from_the_cli(backend_url: str) -> None:
+    attempts.clear()
+    service = StageService(app, backend_url, restart=Restart(initial=0.01), retry=Retry(attempts=2, initial=0.01))
+    await service.queues.Qin.push("bad", -7)
+    service.start()
+    try:
+        for _ in range(500):
+            if not await service.queues.Qin.keys():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await service.stop()
+    cli = [sys.executable, "-m", "pipeteer", "dlq"]
+    ref = ["tests.integration.test_dead_letters:app", "--backend", backend_url, "--stage", "fmt"]
+    listed = subprocess.run([*cli, "list", *ref], capture_output=True, text=True, check=True)
+    assert "bad" in listed.stdout and "ValueError: cannot format -7" in listed.stdout and "attempts=2" in listed.stdout
+    replayed = subprocess.run([*cli, "replay", *ref, "--all"], capture_output=True, text=True, check=True)
+    assert "replayed bad" in replayed.stdout
+    assert await service.queues.Qin.items() == [("bad", -7)]
+    again = subprocess.run([*cli, "list", *ref], capture_output=True, text=True, check=True)
+    assert "no dead letters" in again.stdout

@@ -1,0 +1,138 @@
+"""Strimzi topics, Helm values, the Grafana dashboard and the compose stack agree with the topology."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeteer.compile import TopologyConfig, build_topology, dashboard
+from pipeteer.compile.dashboard import METRICS, metric_names
+from pipeteer.compile.manifests import (
+    compose,
+    compose_service_name,
+    helm_values,
+    load_topics_document,
+    prometheus_config,
+    strimzi_topics,
+    topics_document,
+)
+from pipeteer.errors import ConfigError
+from pipeteer.spec import names
+from tests.unit.compile.sample_app import APP_REF, app
+
+TOPO = build_topology(app, app_ref=APP_REF)
+
+
+def test_topics_document_round_trips() -> None:
+    doc = topics_document(TOPO)
+    assert doc["precedence"] == ["library defaults", "workflow", "per-topic", "command line / profile"]
+    assert load_topics_document(doc) == list(TOPO.topics)
+    assert [t["name"] for t in doc["topics"]] == sorted(t["name"] for t in doc["topics"])
+    with pytest.raises(ConfigError, match="no 'topics' list"):
+        load_topics_document({"workflow": "x"})
+
+
+def test_strimzi_topics_mirror_topics_yaml() -> None:
+    docs = strimzi_topics(TOPO, cluster="main")
+    assert len(docs) == len(TOPO.topics)
+    for doc, t in zip(docs, TOPO.topics, strict=True):
+        assert doc["kind"] == "KafkaTopic" and doc["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert doc["metadata"]["name"] == names.k8s_name(t.name)
+        assert doc["metadata"]["labels"]["strimzi.io/cluster"] == "main"
+        spec = doc["spec"]
+        assert (spec["topicName"], spec["partitions"], spec["replicas"]) == (
+            t.name,
+            t.partitions,
+            t.replication_factor,
+        )
+        assert {k: str(v) for k, v in spec["config"].items()} == dict(t.config)
+
+
+def test_helm_values_one_entry_per_stage() -> None:
+    values = helm_values(TOPO)
+    assert values["app"] == APP_REF and values["partitions"] == TOPO.partitions
+    assert list(values["stages"]) == TOPO.stage_names()
+    for s in TOPO.stages:
+        v = values["stages"][s.name]
+        assert v["web"] is s.web and v["name"] == s.k8s_name and v["port"] == s.port
+        assert v["command"][:3] == ["pipeteer", "run", APP_REF]
+        assert v["command"][v["command"].index("--stage") + 1] == s.name
+        assert v["command"][v["command"].index("--backend") + 1] == "$(PIPETEER_BACKEND)"
+        assert v["replicas"] <= v["maxReplicas"] == TOPO.partitions
+        assert (v["probes"]["liveness"]["path"], v["probes"]["readiness"]["path"]) == ("/healthz", "/readyz")
+        assert v["resources"]["requests"] and v["resources"]["limits"]["memory"]
+
+
+def test_replicas_are_bounded_by_partitions() -> None:
+    ok = build_topology(
+        app, TopologyConfig.from_mapping({"stages": {"auto-correct": {"replicas": 6}}}), app_ref="m:a"
+    )
+    assert helm_values(ok)["stages"]["auto-correct"]["replicas"] == 6
+    too_many = build_topology(
+        app, TopologyConfig.from_mapping({"stages": {"auto-correct": {"replicas": 7}}}), app_ref="m:a"
+    )
+    with pytest.raises(ConfigError, match="replicas 7 exceeds the 6 partitions"):
+        helm_values(too_many)
+
+
+def test_dashboard_rows_panels_and_datasource() -> None:
+    model = dashboard(TOPO)
+    rows = [p for p in model["panels"] if p["type"] == "row"]
+    assert [r["title"] for r in rows] == [f"{s.name} ({s.kind})" for s in TOPO.stages]
+    variables = model["templating"]["list"]
+    assert variables[0]["type"] == "datasource" and variables[0]["query"] == "prometheus"
+    panels = [p for p in model["panels"] if p["type"] != "row"]
+    ids = [p["id"] for p in model["panels"]]
+    assert len(ids) == len(set(ids))
+    for s in TOPO.stages:
+        mine = [p for p in panels if p["title"].startswith(f"{s.name}: ")]
+        titles = {p["title"].split(": ", 1)[1] for p in mine}
+        pending = "Pending human tasks" if s.web else "Pending items"
+        assert titles == {"Throughput", "Consumer lag", pending, "Commit latency", "Dead letters", "Errors"}
+        for p in mine:
+            assert p["datasource"]["uid"] == "${datasource}"
+            for t in p["targets"]:
+                assert f'stage="{s.name}"' in t["expr"]
+    quantiles = [t["expr"] for p in panels if p["title"].endswith("Commit latency") for t in p["targets"]]
+    assert any("histogram_quantile(0.5," in q for q in quantiles) and any(
+        "histogram_quantile(0.99," in q for q in quantiles
+    )
+    # only names the runtime's metric families expose as samples
+    exposed = set()
+    for family, kind in METRICS.items():
+        exposed |= {family + s for s in ("_bucket", "_sum", "_count")} if kind == "histogram" else {family}
+    assert metric_names(model) <= exposed
+    # panels of a row do not overlap and fit the 24-column grid
+    for p in panels:
+        assert p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+
+
+def test_compose_stack_matches_the_topology() -> None:
+    stack = compose(TOPO, "out/compiled")
+    services = stack["services"]
+    stage_services = {compose_service_name(s): s for s in TOPO.stages}
+    assert set(services) == {"kafka", "topics", "prometheus", "grafana", *stage_services}
+    assert services["kafka"]["image"].startswith("apache/kafka:") and not services["kafka"]["image"].endswith(
+        ":latest"
+    )
+    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    host_ports = []
+    for name, s in stage_services.items():
+        svc = services[name]
+        assert svc["command"][svc["command"].index("--stage") + 1] == s.name
+        assert svc["command"][svc["command"].index("--port") + 1] == str(s.port)
+        (mapping,) = svc["ports"]
+        host, container = mapping.split(":")
+        assert int(container) == s.port
+        host_ports.append(host)
+        assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        assert svc["user"] == "10001:10001" and svc["read_only"] is True
+    assert len(set(host_ports)) == len(host_ports)
+    targets = [c["targets"][0] for c in prometheus_config(TOPO)["scrape_configs"][0]["static_configs"]]
+    assert targets == [f"{compose_service_name(s)}:{s.port}" for s in TOPO.stages]
+    assert any("out/compiled/grafana/dashboard.json" in v for v in services["grafana"]["volumes"])
+
+
+def test_dashboard_metric_families_are_the_runtime_contract() -> None:
+    from pipeteer.runtime.metrics import METRIC_NAMES
+
+    assert set(METRICS) == set(METRIC_NAMES)
