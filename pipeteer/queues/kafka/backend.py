@@ -282,8 +282,25 @@ class KafkaQueue(BaseQueue[T]):
     async def _push(self, id: str, value: T) -> None:
         await self.backend.produce(self.topic, id, self.codec.encode(value))
 
+    async def read(self, id: str | None = None) -> Any:
+        # The stage loop's hot path: served from the pending table without further awaits
+        # when the engine runs and an item is ready.
+        engine = self._started
+        if engine is not None:
+            if id is None:
+                e = engine.try_next()
+                if e is not None:
+                    self._held = e.id
+                    return e.id, e.value
+            else:
+                return engine.get(id).value
+        if id is None:
+            return await self._read_next()
+        return await self._read(id)
+
     async def _read_next(self) -> tuple[str, T]:
         e = await (await self._engine()).next_item()
+        self._held = e.id
         return e.id, e.value
 
     async def _read(self, id: str) -> T:
@@ -312,7 +329,10 @@ class KafkaQueue(BaseQueue[T]):
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue
         data = dst.codec.encode(value)  # the codec checks the value's type (ValueTypeError), once
-        fut = (await self._engine()).finish(id, dst.topic, data)
+        engine = self._started or await self._engine()
+        fut = engine.finish(id, dst.topic, data)
+        if self._held == id:
+            self._held = None
         if fut is not None:
             await fut
 

@@ -141,6 +141,15 @@ class StageEngine:
 
     # --- the asyncio side ---------------------------------------------------------------------
 
+    def try_next(self) -> Entry | None:
+        """The oldest pending item not waiting for a retry, if there is one now."""
+        with self.lock:
+            e = self.table.first_ready(time.monotonic())
+            if e is not None:
+                e.streamed = True
+                self._current = e.id
+            return e
+
     async def next_item(self) -> Entry:
         """The oldest pending item not waiting for a retry; waits for one (woken by the thread)."""
         while True:

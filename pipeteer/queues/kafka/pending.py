@@ -50,15 +50,13 @@ class Entry:
     """Handed out by `read()` (a stage loop), as opposed to completed by id (a web page)."""
     attempts: int = 0
     not_before: float = 0.0
-    mark: Mark | None = None
+    done: bool = False
+    """Finished or replaced: its input offset no longer holds a pending item."""
 
 
-@dataclass(slots=True, eq=False)
-class Mark:
-    """A consumed input offset, and the item it still holds (None once finished or replaced)."""
-
-    offset: int
-    entry: Entry | None
+def _done_mark(partition: int, offset: int) -> Entry:
+    """The offset of a record finished as soon as consumed (a dead letter)."""
+    return Entry("", None, b"", partition, offset, 0.0, dirty=False, done=True)
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,7 +92,8 @@ class PendingTable:
         # An OrderedDict, not a dict: finding the oldest item after many removals from the front is
         # O(1) on its linked list, while a dict would step over every removed slot.
         self.entries: OrderedDict[str, Entry] = OrderedDict()
-        self._marks: dict[int, deque[Mark]] = {}
+        # Per partition, the consumed entries (in offset order) whose offsets are not committed yet.
+        self._marks: dict[int, deque[Entry]] = {}
         self._position: dict[int, int] = {}
         self._committed: dict[int, int] = {}
         self._outputs: list[Record] = []
@@ -108,7 +107,7 @@ class PendingTable:
         self._position.pop(partition, None)
         self._committed.pop(partition, None)
         for e in restored:
-            e.logged, e.dirty, e.mark = True, False, None
+            e.logged, e.dirty = True, False
             self.entries[e.id] = e
 
     def drop(self, partitions: Iterable[int]) -> list[Entry]:
@@ -140,17 +139,18 @@ class PendingTable:
         """A consumed item. A newer record for a pending id replaces it (queues are keyed by id)."""
         old = self.entries.pop(entry.id, None)
         if old is not None:
-            if old.mark is not None:
-                old.mark.entry = None
+            old.done = True
             entry.logged = old.logged
-        entry.mark = Mark(entry.offset, entry)
-        self._marks.setdefault(entry.partition, deque()).append(entry.mark)
+        marks = self._marks.get(entry.partition)
+        if marks is None:
+            marks = self._marks[entry.partition] = deque()
+        marks.append(entry)
         self._position[entry.partition] = entry.offset + 1
         self.entries[entry.id] = entry
 
     def consumed_done(self, partition: int, offset: int, records: Iterable[Record] = ()) -> None:
         """A consumed record that is finished at once (undecodable: its dead letter is in `records`)."""
-        self._marks.setdefault(partition, deque()).append(Mark(offset, None))
+        self._marks.setdefault(partition, deque()).append(_done_mark(partition, offset))
         self._position[partition] = offset + 1
         self._outputs.extend(records)
         self._finished += 1
@@ -173,8 +173,7 @@ class PendingTable:
         e = self.entries.pop(id, None)
         if e is None:
             return None
-        if e.mark is not None:
-            e.mark.entry = None
+        e.done = True
         if e.logged:
             self._outputs.append(Record(self.changelog_topic, e.id, None, e.partition, source=e.partition))
         self._outputs.extend(records)
@@ -193,20 +192,16 @@ class PendingTable:
         for p, marks in self._marks.items():
             i = len(marks)
             while i > 0:
-                e = marks[i - 1].entry
-                if e is None or not e.dirty:
+                e = marks[i - 1]
+                if e.done or not e.dirty:
                     break
                 i -= 1
             commit = marks[i].offset if i < len(marks) else self._position.get(p)
             for _ in range(i):
-                e = marks.popleft().entry
-                if e is not None:
-                    e.mark = None
-                    if e.dirty:
-                        plan.records.append(
-                            Record(self.changelog_topic, e.id, e.raw, p, _changelog_headers(e), source=p)
-                        )
-                        e.logged, e.dirty = True, False
+                e = marks.popleft()
+                if not e.done and e.dirty:
+                    plan.records.append(Record(self.changelog_topic, e.id, e.raw, p, _changelog_headers(e), source=p))
+                    e.logged, e.dirty = True, False
             if commit is not None and commit > self._committed.get(p, -1):
                 plan.offsets[p] = commit
                 self._committed[p] = commit
