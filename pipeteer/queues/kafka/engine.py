@@ -385,46 +385,54 @@ class StageEngine:
             self._paused = False
 
     def _ingest(self, msgs: list[Any]) -> None:
+        # The per-record hot path of the engine thread: keep it to decoding and one table insert.
         now = time.time()
-        codec = self.queue.codec
-        decoded: list[tuple[Entry | None, Any, BaseException | None]] = []
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("stage %r: consume error: %s", self.stage_name, err)
-                continue
-            p, o = m.partition(), m.offset()
-            key, raw = m.key(), m.value()
-            try:
-                if key is None:
-                    raise DecodeError(f"record {self.topic}/{p}/{o} has no key (pipeteer keys records by item id)")
-                id = key.decode()
-                if raw is None:
-                    raise DecodeError(f"record {self.topic}/{p}/{o} (item {id!r}) has no value")
-                value = codec.decode(raw, source=kafka_source(self.topic, p, o))
-            except (DecodeError, UnicodeDecodeError) as e:
-                decoded.append((None, m, e))
-                continue
-            decoded.append((Entry(id, value, raw, p, o, now), m, None))
-        dead = 0
+        decode = self.queue.codec.decode
+        add = self.table.add
+        assigned = self._assigned
+        added = dead = 0
         with self.lock:
-            for entry, m, error in decoded:
-                if entry is not None:
-                    if entry.partition in self._assigned:
-                        self.table.add(entry)
+            for m in msgs:
+                if m.error() is not None:
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("stage %r: consume error: %s", self.stage_name, m.error())
                     continue
-                assert error is not None
-                key = m.key()
-                id = key.decode(errors="replace") if key is not None else ""
-                record = self.dead_letter(id, m.value(), error, m.partition(), m.offset(), 0)
-                self.table.consumed_done(m.partition(), m.offset(), (record,))
-                dead += 1
-            self._ingested += len(decoded)
+                p = m.partition()
+                if p not in assigned:
+                    continue
+                key, raw = m.key(), m.value()
+                try:
+                    id = key.decode()
+                    value = decode(raw)
+                except Exception:
+                    self._dead_on_arrival(m)
+                    dead += 1
+                    continue
+                add(Entry(id, value, raw, p, m.offset(), now))
+                added += 1
+            self._ingested += added + dead
         if dead and self.metrics is not None:
             self.metrics.dead_letters.inc(dead)
-        if len(decoded) > dead:
+        if added:
             self._wake()
+
+    def _dead_on_arrival(self, m: Any) -> None:
+        """An input record that cannot be decoded: finished at once, as a dead letter (caller holds the lock)."""
+        p, o, key, raw = m.partition(), m.offset(), m.key(), m.value()
+        id = key.decode(errors="replace") if key is not None else ""
+        error: BaseException
+        if key is None:
+            error = DecodeError(f"record {self.topic}/{p}/{o} has no key (pipeteer keys records by item id)")
+        elif raw is None:
+            error = DecodeError(f"record {self.topic}/{p}/{o} (item {id!r}) has no value")
+        else:
+            try:
+                key.decode()
+                self.queue.codec.decode(raw, source=kafka_source(self.topic, p, o))
+                error = DecodeError(f"record {self.topic}/{p}/{o} (item {id!r}) could not be read")
+            except Exception as e:  # the decoder's own error, naming the record
+                error = e
+        self.table.consumed_done(p, o, (self.dead_letter(id, raw, error, p, o, 0),))
 
     def _produce(self, records: list[Record]) -> None:
         if not records:
