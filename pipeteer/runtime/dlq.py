@@ -73,7 +73,9 @@ def _stage_topics(app: App | Workflow[Any, Any] | str, url: str, stage: str) -> 
     wf = obj.workflow if isinstance(obj, App) else obj
     stages = {"/".join(p) for p, s in wf.walk() if not isinstance(s, Workflow)}
     if stage not in stages:
-        raise ConfigError(f"workflow {wf.name!r} has no stage {stage!r} (stages: {', '.join(sorted(stages))})")
+        raise ConfigError(
+            f"workflow {wf.name!r} has no stage {stage!r} (stages: {', '.join(sorted(stages))})"
+        )
     if not url.startswith("kafka://"):
         raise ConfigError(f"dead letters live on Kafka: pass --backend kafka://host:port (got {url!r})")
     settings = KafkaSettings.from_url(url)
@@ -88,12 +90,13 @@ def read_dead_letters(settings: Any, topic: str, *, start: dict[int, int] | None
 
     c = Consumer(
         settings.connection.client_config(
+            "consumer",
             **{
                 "group.id": f"pipeteer-dlq-list-{uuid.uuid4().hex[:8]}",
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
                 "enable.auto.commit": False,
-            }
+            },
         )
     )
     try:
@@ -150,15 +153,22 @@ def replay_dead_letters(
         missing = sorted(set(ids) - set(latest))
         if missing:
             raise ConfigError(f"stage {stage!r} has no dead letter for {missing}: see `pipeteer dlq list`")
-        producer = Producer(settings.connection.client_config(**{"enable.idempotence": True, "partitioner": "murmur2_random"}))
+        producer = Producer(
+            settings.connection.client_config(
+                "producer", **{"enable.idempotence": True, "partitioner": "murmur2_random"}
+            )
+        )
         for d in latest.values():
             producer.produce(d.source_topic, d.value, d.id.encode())
         if producer.flush(30):
-            raise PipeteerError(f"dlq replay: {len(latest)} records not acknowledged by the broker within 30s")
+            raise PipeteerError(
+                f"dlq replay: {len(latest)} records not acknowledged by the broker within 30s"
+            )
         return list(latest.values())
     consumer = Consumer(
         settings.connection.client_config(
-            **{"group.id": group, "isolation.level": "read_committed", "enable.auto.commit": False}
+            "consumer",
+            **{"group.id": group, "isolation.level": "read_committed", "enable.auto.commit": False},
         )
     )
     try:
@@ -172,7 +182,8 @@ def replay_dead_letters(
             return []
         producer = Producer(
             settings.connection.client_config(
-                **{"transactional.id": f"{group}.{uuid.uuid4().hex[:8]}", "partitioner": "murmur2_random"}
+                "producer",
+                **{"transactional.id": f"{group}.{uuid.uuid4().hex[:8]}", "partitioner": "murmur2_random"},
             )
         )
         producer.init_transactions(30)

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pipeteer.codec import make_codec
 from pipeteer.errors import QueueError
 from pipeteer.queues.base import BaseQueue
-from pipeteer.queues.kafka.config import KafkaSettings
+from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.spec import names
 
@@ -85,7 +85,8 @@ class KafkaBackend:
     """
 
     def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str) -> None:
-        self.url = url
+        self.url = mask_url(url)
+        """The backend URL with secrets masked (it is printed and logged)."""
         self.settings = settings
         self.workflow_name = workflow_name
         self.names = TopicNames(workflow_name, settings.connection.prefix)
@@ -151,7 +152,7 @@ class KafkaBackend:
 
     def admin(self) -> AdminClient:
         if self._admin is None:
-            self._admin = AdminClient(self.settings.connection.client_config())
+            self._admin = AdminClient(self.settings.connection.client_config("admin"))
         return self._admin
 
     def known_topics(self) -> set[str]:
@@ -170,7 +171,10 @@ class KafkaBackend:
             return
         if t.create_missing:
             futures = self.admin().create_topics(
-                [NewTopic(name, t.partitions, t.replication_factor, config=cfg) for name, cfg in missing.items()],
+                [
+                    NewTopic(name, t.partitions, t.replication_factor, config=cfg)
+                    for name, cfg in missing.items()
+                ],
                 operation_timeout=30,
                 request_timeout=30,
             )
@@ -199,15 +203,18 @@ class KafkaBackend:
             if self._producer is None:
                 self._producer = Producer(
                     self.settings.connection.client_config(
+                        "producer",
                         **{
                             "enable.idempotence": True,
                             "acks": "all",
                             "partitioner": "murmur2_random",
                             "linger.ms": 2,
-                        }
+                        },
                     )
                 )
-                self._poller = threading.Thread(target=self._poll, name="pipeteer-kafka-producer", daemon=True)
+                self._poller = threading.Thread(
+                    target=self._poll, name="pipeteer-kafka-producer", daemon=True
+                )
                 self._poller.start()
             return self._producer
 
@@ -261,7 +268,10 @@ class KafkaQueue(BaseQueue[T]):
         self._started: StageEngine | None = None
         settings = backend.settings
         self.codec = make_codec(
-            Type, registry=settings.schema_registry, schema_dir=settings.schema_dir, subject=f"{self.topic}-value"
+            Type,
+            registry=settings.schema_registry,
+            schema_dir=settings.schema_dir,
+            subject=f"{self.topic}-value",
         )
 
     def describe(self) -> str:
@@ -348,4 +358,3 @@ class KafkaQueue(BaseQueue[T]):
     def __len__(self) -> int:
         engine = self.backend.engines.get(self.path)
         return 0 if engine is None else engine.pending_count()
-

@@ -51,10 +51,50 @@ _RESERVED = frozenset(
 )
 
 
+# Client properties only one kind of client understands (librdkafka warns about the others):
+# they are passed through to that kind only, so one URL or environment configures them all.
+_CONSUMER_ONLY = (
+    "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
+    "partition.assignment.strategy", "group.", "fetch.", "max.partition.fetch.bytes", "queued.",
+    "check.crcs", "auto.commit", "coordinator.query.interval.ms", "consume.callback.max.messages",
+)
+_PRODUCER_ONLY = (
+    "acks", "request.required.acks", "linger.ms", "queue.buffering.", "batch.", "compression.",
+    "message.timeout.ms", "delivery.timeout.ms", "transaction.timeout.ms", "partitioner", "retries",
+    "message.send.max.retries", "retry.backoff", "sticky.partitioning.linger.ms",
+)
+
+
+def _for_role(key: str, role: str | None) -> bool:
+    if role == "producer":
+        return not key.startswith(_CONSUMER_ONLY)
+    if role == "consumer":
+        return not key.startswith(_PRODUCER_ONLY)
+    if role == "admin":
+        return not key.startswith(_CONSUMER_ONLY + _PRODUCER_ONLY)
+    return True
+
+
 def is_secret(key: str) -> bool:
     """Whether a client property holds a secret (its value is never printed)."""
     k = key.lower()
     return any(w in k for w in _SECRET_WORDS)
+
+
+def mask_url(url: str) -> str:
+    """`url` with the values of secret query options (and any password) replaced by `***`.
+
+    >>> mask_url("kafka://b:9093?sasl.username=app&sasl.password=hunter2")
+    'kafka://b:9093?sasl.username=app&sasl.password=***'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{k}={'***' if is_secret(k) else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def mask(properties: Mapping[str, str]) -> dict[str, str]:
@@ -90,9 +130,11 @@ class KafkaConnection:
             f"properties={mask(self.properties)!r}, prefix={self.prefix!r})"
         )
 
-    def client_config(self, **overrides: Any) -> dict[str, Any]:
-        """The librdkafka configuration for one client: connection properties, then `overrides`."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **self.properties}
+    def client_config(self, role: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """The librdkafka configuration for one client (`role`: producer, consumer or admin):
+        connection properties that apply to that kind of client, then `overrides`."""
+        props = {k: v for k, v in self.properties.items() if _for_role(k, role)}
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **props}
         conf.update(overrides)
         return conf
 
@@ -157,7 +199,7 @@ class KafkaSettings:
         env = os.environ if env is None else env
         parts = urlsplit(url)
         if parts.scheme != "kafka":
-            raise ConfigError(f"not a Kafka backend URL: {url!r} (write kafka://host:port)")
+            raise ConfigError(f"not a Kafka backend URL: {mask_url(url)!r} (write kafka://host:port)")
         servers = unquote(parts.netloc)
         options: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
         props = {k: v for k, v in options.items() if "." in k}
@@ -171,7 +213,7 @@ class KafkaSettings:
         unknown = sorted(set(opts) - set(_ENV_OPTIONS))
         if unknown:
             raise ConfigError(
-                f"backend URL {url!r}: unknown option(s) {unknown}; known: {sorted(_ENV_OPTIONS)} "
+                f"backend URL {mask_url(url)!r}: unknown option(s) {unknown}; known: {sorted(_ENV_OPTIONS)} "
                 "and librdkafka client properties by their dotted names"
             )
         servers = env.get("PIPETEER_KAFKA_BOOTSTRAP_SERVERS", servers)

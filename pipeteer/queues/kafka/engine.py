@@ -116,7 +116,9 @@ class StageEngine:
             self.metrics = self.backend.stage_metrics(self.stage_name)
             if self.metrics is not None:
                 self.metrics.oldest_pending.set_function(self._oldest_age)
-            self._thread = threading.Thread(target=self._run, name=f"pipeteer-kafka:{self.stage_name}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"pipeteer-kafka:{self.stage_name}", daemon=True
+            )
             self._thread.start()
         if not self._started.is_set():
             await asyncio.to_thread(self._started.wait)
@@ -230,7 +232,9 @@ class StageEngine:
             self._current = None
         if self.metrics is not None:
             self.metrics.dead_letters.inc()
-        log.error("stage %r: item %r dead-lettered after %d attempts: %r", self.stage_name, id, e.attempts, error)
+        log.error(
+            "stage %r: item %r dead-lettered after %d attempts: %r", self.stage_name, id, e.attempts, error
+        )
         return id
 
     def dead_letter(
@@ -240,7 +244,10 @@ class StageEngine:
         headers = (
             ("pipeteer.error.class", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
             ("pipeteer.error.message", str(error).encode(errors="replace")),
-            ("pipeteer.error.stacktrace", "".join(traceback.format_exception(error)).encode(errors="replace")),
+            (
+                "pipeteer.error.stacktrace",
+                "".join(traceback.format_exception(error)).encode(errors="replace"),
+            ),
             ("pipeteer.stage", self.stage_name.encode()),
             ("pipeteer.source.topic", self.topic.encode()),
             ("pipeteer.source.partition", str(partition).encode()),
@@ -280,21 +287,29 @@ class StageEngine:
 
     def _run(self) -> None:
         try:
-            self.backend.ensure_topics_sync(self.backend.known_topics() | {self.topic}, extra_stage=self.stage)
+            self.backend.ensure_topics_sync(
+                self.backend.known_topics() | {self.topic}, extra_stage=self.stage
+            )
             self._restorer = Consumer(
                 self.backend.settings.connection.client_config(
+                    "consumer",
                     **{
                         "group.id": f"{self.group}.restore",
                         "enable.auto.commit": False,
                         "isolation.level": "read_committed",
                         "enable.partition.eof": True,
                         "auto.offset.reset": "earliest",
-                    }
+                    },
                 )
             )
-            member = {"group.instance.id": self.backend.settings.instance} if self.backend.settings.static_membership else {}
+            member = (
+                {"group.instance.id": self.backend.settings.instance}
+                if self.backend.settings.static_membership
+                else {}
+            )
             self._consumer = Consumer(
                 self.backend.settings.connection.client_config(
+                    "consumer",
                     **member,
                     **{
                         "group.id": self.group,
@@ -303,7 +318,7 @@ class StageEngine:
                         "isolation.level": "read_committed",
                         "auto.offset.reset": "earliest",
                         "error_cb": self._on_client_error,
-                    }
+                    },
                 )
             )
             self._consumer.subscribe(
@@ -332,6 +347,7 @@ class StageEngine:
     def _make_producer(self) -> Any:
         producer = Producer(
             self.backend.settings.connection.client_config(
+                "producer",
                 **{
                     "transactional.id": self.transactional_id,
                     "transaction.timeout.ms": self.tx.timeout_ms,
@@ -339,7 +355,7 @@ class StageEngine:
                     "linger.ms": 5,
                     "queue.buffering.max.messages": 1_000_000,
                     "error_cb": self._on_client_error,
-                }
+                },
             )
         )
         # Fences any earlier producer with this transactional id and aborts its open transaction.
@@ -367,7 +383,8 @@ class StageEngine:
         now = time.monotonic()
         finished = self.table._finished
         due = finished >= self.tx.records or (
-            now - self._last_commit >= self.tx.interval and (finished or self._ingested or self._produced_in_txn)
+            now - self._last_commit >= self.tx.interval
+            and (finished or self._ingested or self._produced_in_txn)
         )
         if due:
             self._commit()
@@ -468,7 +485,9 @@ class StageEngine:
             started = time.monotonic()
             self._producer.send_offsets_to_transaction(tps, self._consumer.consumer_group_metadata(), 30)
             if time.monotonic() - started > SLOW_COMMIT:
-                log.warning("stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started)
+                log.warning(
+                    "stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started
+                )
         if self._produced_in_txn or plan.offsets:
             started = time.monotonic()
             self._commit_transaction()
@@ -502,7 +521,10 @@ class StageEngine:
         err = e.args[0] if e.args else None
         fatal = isinstance(err, KafkaError) and err.fatal()
         log.warning(
-            "stage %r: transaction failed (%s); %s", self.stage_name, err, "recreating the producer" if fatal else "aborting"
+            "stage %r: transaction failed (%s); %s",
+            self.stage_name,
+            err,
+            "recreating the producer" if fatal else "aborting",
         )
         self._recover(fatal=fatal, error=e)
 
@@ -531,7 +553,9 @@ class StageEngine:
                 try:
                     self._consumer.seek(TopicPartition(self.topic, tp.partition, offset))
                 except KafkaException as e:
-                    log.warning("stage %r: seek %s/%d failed: %s", self.stage_name, self.topic, tp.partition, e)
+                    log.warning(
+                        "stage %r: seek %s/%d failed: %s", self.stage_name, self.topic, tp.partition, e
+                    )
         self._producer.begin_transaction()
         self._produced_in_txn = False
         self._ingested = 0
@@ -611,7 +635,11 @@ class StageEngine:
                         try:
                             value = codec.decode(raw, source=kafka_source(self.changelog, p, m.offset()))
                         except DecodeError:
-                            log.exception("stage %r: pending item %r in the changelog is undecodable", self.stage_name, id)
+                            log.exception(
+                                "stage %r: pending item %r in the changelog is undecodable",
+                                self.stage_name,
+                                id,
+                            )
                             continue
                         out[p].pop(id, None)
                         out[p][id] = Entry(id, value, raw, p, offset, consumed_at)
@@ -632,7 +660,9 @@ class StageEngine:
             self._abort(isinstance(err, KafkaError) and err.fatal())
             self._producer.begin_transaction()
             self._produced_in_txn = False
-            self._reset_state(CommitAborted(f"{self.queue.describe()}: partitions revoked before the commit; try again"))
+            self._reset_state(
+                CommitAborted(f"{self.queue.describe()}: partitions revoked before the commit; try again")
+            )
             return
         self._forget(ps)
 
@@ -651,7 +681,9 @@ class StageEngine:
             lost = [(f, p) for f, p in self._waiters if p in ps]
             self._waiters = keep
             self._assigned.difference_update(ps)
-        self._settle(lost, CommitAborted(f"{self.queue.describe()}: partition moved to another instance; try again"))
+        self._settle(
+            lost, CommitAborted(f"{self.queue.describe()}: partition moved to another instance; try again")
+        )
 
     def _remember_dropped(self, dropped: list[Entry]) -> None:
         if len(self._dropped_streamed) > 10_000:

@@ -69,3 +69,13 @@ def test_entry_stage_reads_the_input_queue() -> None:
     assert b.reader_of(["input"]) == ("square",)
     assert b.names.group(b.reader_of(["input"])) == "p.chain.stage.square"
     assert b.make_queue(int, ["output"]).topic == "p.chain.output"
+
+
+def test_backend_url_is_printed_without_secrets() -> None:
+    url = "kafka://b:9093?security.protocol=SASL_SSL&sasl.username=app&sasl.password=hunter2"
+    backend = KafkaBackend.from_url(url, workflow_name="wf", env={})
+    assert "hunter2" not in backend.url and "sasl.password=***" in backend.url
+    assert backend.settings.connection.properties["sasl.password"] == "hunter2"
+    with pytest.raises(ConfigError) as e:
+        KafkaSettings.from_url(url + "&bogus=1", env={})
+    assert "hunter2" not in str(e.value)
