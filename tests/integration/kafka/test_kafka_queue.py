@@ -122,3 +122,45 @@ async def test_pending_items_survive_a_restart(kafka_bootstrap: str, kafka_prefi
         ]
     finally:
         await asyncio.to_thread(second.close)
+
+
+async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
+    kafka_bootstrap: str, kafka_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another producer takes the stage's transactional id mid-stream (as a restarted twin would): the
+    stage's commit fails fatally, it recreates its producer, rewinds to the committed offsets, and
+    the read_committed output still has each item exactly once."""
+    from confluent_kafka import Producer
+
+    from tests.integration.kafka.procs import read_topic
+
+    url = backend_url(kafka_bootstrap, kafka_prefix, instance="solo", commit_interval_ms=50)
+    b = KafkaBackend.from_url(url, workflow_name="fence", env={})
+    src, dst = b.make_queue(int, ["src"]), b.make_queue(int, ["dst"])
+    n = 400
+    await asyncio.gather(*(src.push(f"k{i}", i) for i in range(n)))
+
+    async def stage() -> None:
+        while True:
+            id, x = await src.read()
+            await asyncio.sleep(0.002)
+            await src.move(id, dst, x * 2)
+
+    task = asyncio.create_task(stage())
+    try:
+        engine = await eventually(lambda: _engine(b), lambda e: e is not None and e.committed_items > 50)
+        assert engine is not None
+        intruder = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": engine.transactional_id})
+        await asyncio.to_thread(intruder.init_transactions, 30)
+        await eventually(lambda: _engine(b), lambda e: e is not None and e.committed_items >= n, timeout=60)
+    finally:
+        task.cancel()
+        await asyncio.to_thread(b.close)
+    records = await asyncio.to_thread(read_topic, kafka_bootstrap, dst.topic)
+    keys = [m.key().decode() for m in records]
+    assert sorted(keys) == sorted(f"k{i}" for i in range(n))
+    assert "fenced" in caplog.text and "recreating the producer" in caplog.text
+
+
+async def _engine(b: KafkaBackend) -> Any:
+    return b.engines.get(("src",))
