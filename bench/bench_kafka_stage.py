@@ -308,7 +308,9 @@ def main() -> None:
                 if variant == "pipeteer":
                     delete_topics(bootstrap, f"{prefix}.bench.")
                 fill(bootstrap, topic, n, size)
+                time.sleep(1.0)  # let the broker settle after the fill
                 figures = measure(variant, bootstrap, topic, n, prefix)
+                delete_topics(bootstrap, topic if variant != "pipeteer" else f"{prefix}.bench.")
                 results[variant] = figures
                 print(f"  {label:7} {variant:9} {n / figures['seconds']:>10,.0f} rec/s  "
                       f"first output {figures.get('first', float('nan')):.2f} s  peak RSS {figures['rss_mb']:.0f} MB",

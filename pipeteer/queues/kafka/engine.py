@@ -55,6 +55,8 @@ BATCH = 500
 RESTORE_TIMEOUT = 120.0
 LAG_EVERY = 1.0
 SLOW_COMMIT = 2.0
+TXN_BYTES = 8 << 20
+"""A transaction is committed early once it carries this many bytes: commit latency stays bounded for large records."""
 
 
 class CommitAborted(QueueError):
@@ -95,6 +97,7 @@ class StageEngine:
         self._producer: Any = None
         self._restorer: Any = None
         self._produced_in_txn = False
+        self._txn_bytes = 0
         self._ingested = 0
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
@@ -382,9 +385,12 @@ class StageEngine:
         self._produce(records)
         now = time.monotonic()
         finished = self.table._finished
-        due = finished >= self.tx.records or (
-            now - self._last_commit >= self.tx.interval
-            and (finished or self._ingested or self._produced_in_txn)
+        due = (
+            finished >= self.tx.records
+            or self._txn_bytes >= TXN_BYTES
+            # the first items after a start or a rebalance are visible as soon as they are done
+            or (finished and not self.committed_items)
+            or (now - self._last_commit >= self.tx.interval and (finished or self._ingested or self._produced_in_txn))
         )
         if due:
             self._commit()
@@ -455,8 +461,11 @@ class StageEngine:
         if not records:
             return
         produce = self._producer.produce
+        size = 0
         for r in records:
             key = r.key.encode()
+            if r.value is not None:
+                size += len(r.value)
             while True:
                 try:
                     if r.partition is None:
@@ -473,6 +482,7 @@ class StageEngine:
                     self._producer.poll(0.05)
         self._producer.poll(0)
         self._produced_in_txn = True
+        self._txn_bytes += size
 
     def _commit(self) -> None:
         """Commit the open transaction: outputs, changelog writes and input offsets, atomically."""
@@ -498,6 +508,7 @@ class StageEngine:
                 log.warning("stage %r: transaction commit took %.1fs", self.stage_name, took)
             self._producer.begin_transaction()
         self.committed_items += plan.finished
+        self._txn_bytes = 0
         self._produced_in_txn = False
         self._ingested = 0
         self._last_commit = time.monotonic()
