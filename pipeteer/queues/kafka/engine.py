@@ -102,6 +102,7 @@ class StageEngine:
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
         self._paused = False
+        self._reassigned = False
         self._assigned: set[int] = set()
         self._ever_assigned = False
         self._restoring = False
@@ -399,13 +400,21 @@ class StageEngine:
             self._report_lag()
 
     def _flow_control(self) -> None:
+        """Pause consumption while `max_pending` items are pending; resume at half.
+
+        Re-applied after every assignment: the client keeps a partition's pause across a
+        revoke and re-assign, so a stale pause would otherwise stall it for good.
+        """
         n = len(self.table)
-        if not self._paused and n >= self.tx.max_pending:
-            self._consumer.pause(self._consumer.assignment())
-            self._paused = True
-        elif self._paused and n < self.tx.max_pending // 2:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
+        limit = self.tx.max_pending
+        paused = n >= limit or (self._paused and n >= limit // 2)
+        if paused == self._paused and not self._reassigned:
+            return
+        assignment = self._consumer.assignment()
+        if assignment:
+            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+        self._paused = paused
+        self._reassigned = False
 
     def _ingest(self, msgs: list[Any]) -> None:
         # The per-record hot path of the engine thread: keep it to decoding and one table insert.
@@ -583,7 +592,7 @@ class StageEngine:
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         ps = [tp.partition for tp in partitions]
         log.info("stage %r: assigned %s partitions %s", self.stage_name, self.topic, ps)
-        self._paused = False
+        self._reassigned = True
         try:
             self._restore(ps)
         except Exception:

@@ -155,32 +155,7 @@ def unconsumed(bootstrap: str, group: str, topic: str) -> int:
     not do, since a transactional writer leaves a commit marker after its last record.
     """
     committed = committed_offsets(bootstrap, group, topic)
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "unused",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        ends = {p: e for p, e in end_offsets(bootstrap, topic).items() if e > max(committed.get(p, 0), 0)}
-        if not ends:
-            return 0
-        c.assign([TopicPartition(topic, p, max(committed.get(p, 0), 0)) for p in ends])
-        count = 0
-        deadline = time.monotonic() + 30
-        while ends and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        ends.pop(m.partition(), None)
-                    continue
-                count += 1
-        return count
-    finally:
-        c.close()
+    return sum(1 for m in read_topic(bootstrap, topic) if m.offset() >= committed.get(m.partition(), 0))
 
 
 def wait_stable(bootstrap: str, group: str, members: int, timeout: float = 60) -> None:
@@ -201,4 +176,6 @@ def wait_stable(bootstrap: str, group: str, members: int, timeout: float = 60) -
         if d.state == ConsumerGroupState.STABLE and len(d.members) == members:
             return
         time.sleep(0.1)
-    raise TimeoutError(f"consumer group {group} not stable with {members} members after {timeout}s: {state}")
+    d = admin.describe_consumer_groups([group])[group].result()
+    seen = [(m.group_instance_id, m.member_id[-6:]) for m in d.members]
+    raise TimeoutError(f"consumer group {group} not stable with {members} members after {timeout}s: {state} {seen}")
