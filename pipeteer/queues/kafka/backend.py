@@ -29,6 +29,9 @@ log = logging.getLogger("pipeteer.kafka")
 T = TypeVar("T")
 U = TypeVar("U")
 
+PUSH_TIMEOUT_MS = 60_000
+"""A push not acknowledged by the broker within this time fails (instead of waiting forever)."""
+
 INPUT: tuple[str, ...] = ("input",)
 OUTPUT: tuple[str, ...] = ("output",)
 
@@ -100,6 +103,7 @@ class KafkaBackend:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._metrics: Any = None
+        self._ensuring = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, workflow_name: str, env: Mapping[str, str] | None = None) -> KafkaBackend:
@@ -169,11 +173,14 @@ class KafkaBackend:
             missing = {k: v for k, v in wanted.items() if k not in self._created}
         if not missing:
             return
-        if t.create_missing:
+        existing = set(self.admin().list_topics(timeout=30).topics)
+        to_create = {k: v for k, v in missing.items() if k not in existing}
+        if to_create and t.create_missing:
+            log.info("creating topics %s", sorted(to_create))
             futures = self.admin().create_topics(
                 [
                     NewTopic(name, t.partitions, t.replication_factor, config=cfg)
-                    for name, cfg in missing.items()
+                    for name, cfg in to_create.items()
                 ],
                 operation_timeout=30,
                 request_timeout=30,
@@ -193,7 +200,8 @@ class KafkaBackend:
         with self._lock:
             if topics <= self._created:
                 return
-        await asyncio.to_thread(self.ensure_topics_sync, topics)
+        async with self._ensuring:  # many concurrent first pushes make one admin request
+            await asyncio.to_thread(self.ensure_topics_sync, topics)
 
     # --- producing outside a stage --------------------------------------------------------------
 
@@ -209,6 +217,7 @@ class KafkaBackend:
                             "acks": "all",
                             "partitioner": "murmur2_random",
                             "linger.ms": 2,
+                            "message.timeout.ms": PUSH_TIMEOUT_MS,
                         },
                     )
                 )
@@ -219,9 +228,12 @@ class KafkaBackend:
             return self._producer
 
     def _poll(self) -> None:
+        assert self._producer is not None
         while not self._closed.is_set():
-            assert self._producer is not None
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except Exception:  # a failing delivery callback must not stop the reports of all others
+                log.exception("Kafka producer: delivery report handling failed")
 
     async def produce(self, topic: str, key: str, value: bytes) -> None:
         """Produce one record and wait until the broker acknowledged it (all in-sync replicas)."""

@@ -291,6 +291,7 @@ class StageEngine:
 
     def _run(self) -> None:
         try:
+            log.info("stage %r: starting on %s as instance %r", self.stage_name, self.topic, self.backend.settings.instance)
             self.backend.ensure_topics_sync(
                 self.backend.known_topics() | {self.topic}, extra_stage=self.stage
             )
@@ -332,6 +333,7 @@ class StageEngine:
             # only restored (in `_on_assign`, called from `consume`) after the zombie is fenced.
             self._producer = self._make_producer()
             self._producer.begin_transaction()
+            log.info("stage %r: producer %r ready; joining group %s", self.stage_name, self.transactional_id, self.group)
         except BaseException as e:
             log.exception("stage %r: cannot start on %s", self.stage_name, self.topic)
             self._start_error = e
