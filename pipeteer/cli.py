@@ -60,7 +60,17 @@ def _stage_queue(args: argparse.Namespace) -> Any:
     return getattr(q, "queue", q)
 
 
+def _is_kafka(args: argparse.Namespace) -> bool:
+    import os
+
+    return str(args.backend or os.environ.get("PIPETEER_BACKEND") or "").startswith("kafka://")
+
+
 def _dlq_list(args: argparse.Namespace) -> int:
+    if _is_kafka(args):  # dead letters are a topic there, with their error in the headers
+        from pipeteer.runtime.dlq import cmd_dlq_list
+
+        return cmd_dlq_list(args)
     letters = _stage_queue(args).dead_letters()
     if not letters:
         print(f"no dead letters for stage {args.stage!r}")
@@ -77,6 +87,10 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
+    if _is_kafka(args):
+        from pipeteer.runtime.dlq import cmd_dlq_replay
+
+        return cmd_dlq_replay(args)
     if not args.all and not args.id:
         raise ConfigError("dlq replay: give --id ID (repeatable) or --all")
     replayed = _stage_queue(args).replay(None if args.all else args.id)
@@ -137,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stage", required=True, help="the stage whose dead letters to use")
         if name == "list":
             p.add_argument("--stacktrace", action="store_true", help="print each stack trace")
+            p.add_argument("--json", action="store_true", help="print JSON (Kafka)")
         else:
             p.add_argument("--id", action="append", help="replay this item (repeatable)")
             p.add_argument("--all", action="store_true", help="replay every dead letter")

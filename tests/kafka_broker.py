@@ -103,13 +103,19 @@ def start_noida(data_dir: Path) -> Broker:
     )
 
     def stop() -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        # The noida-db launcher starts the broker as a child, which outlives a signal to the
+        # launcher alone: signal the whole process group the broker was started in.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(10)
+                time.sleep(0.2)
+                os.killpg(proc.pid, 0)  # anyone left in the group?
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                break
         log.close()
 
     bootstrap = f"127.0.0.1:{port}"

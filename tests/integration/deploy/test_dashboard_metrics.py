@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeteer.compile import build_topology, dashboard
 from pipeteer.compile.dashboard import METRICS, metric_names
-from tests.integration.deploy.conftest import REPO, free_port
+from tests.integration.deploy.conftest import REPO
+from tests.kafka_broker import free_port
 from tests.unit.compile.sample_app import APP_REF, app
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
