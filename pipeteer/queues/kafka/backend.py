@@ -19,8 +19,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeteer.codec import make_codec
 from pipeteer.errors import QueueError
-from pipeteer.queues.base import BaseQueue
+from pipeteer.queues.base import BaseQueue, DeadLetter
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
+from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.spec import names
 
@@ -366,6 +367,27 @@ class KafkaQueue(BaseQueue[T]):
         """
         engine = self.backend.engines.get(self.path)
         return None if engine is None else engine.fail(error)
+
+    def dead_letter_topic(self) -> DeadLetterTopic:
+        """The dead-letter topic of the stage reading this queue."""
+        stage = self.backend.reader_of(self.path)
+        derived = self.backend.names
+        return DeadLetterTopic(self.backend.settings, derived.dead_letters(stage), derived.group(stage) + ".dlq-replay")
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead letters of the stage reading this queue, not replayed yet (blocking; for the CLI)."""
+        out = []
+        for d in self.dead_letter_topic().pending():
+            try:
+                value: Any = self.codec.decode(d.value)
+            except Exception:  # an undecodable record is shown as its bytes
+                value = d.value
+            out.append(DeadLetter(d.id, value, d.error_class, d.error_message, d.stacktrace, d.attempts, d.failed_at))
+        return out
+
+    def replay(self, ids: Sequence[str] | None = None) -> list[str]:
+        """Put dead letters back on their original topic: all not replayed yet (exactly once), or the latest of each id."""
+        return [d.id for d in self.dead_letter_topic().replay(None if ids is None else list(ids))]
 
     def __len__(self) -> int:
         engine = self.backend.engines.get(self.path)

@@ -4,14 +4,14 @@ stage and source) in the same transaction as the offsets; the stage keeps going;
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
 from pipeteer import App, Pipeline, ReadQueue, Workflow, WriteQueue
-from pipeteer.runtime.dlq import cmd_dlq_list, list_dead_letters, replay_dead_letters
+from pipeteer.cli import main as cli
 from pipeteer.runtime.service import Restart, StageService
 from tests.integration.kafka.procs import backend_url, read_topic
 
@@ -33,9 +33,16 @@ async def fmt(Qin: ReadQueue[int], Qout: WriteQueue[str]) -> None:
 app = App(workflow, {"fmt": fmt})
 
 
-async def test_failing_items_are_retried_then_dead_lettered(kafka_bootstrap: str, kafka_prefix: str) -> None:
+def stage_queue(service: StageService) -> Any:
+    return service.queues.stage("fmt").Qin.queue
+
+
+async def test_failing_items_are_retried_then_dead_lettered(
+    kafka_bootstrap: str, kafka_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = backend_url(kafka_bootstrap, kafka_prefix, retries=2, retry_backoff_ms=10, instance="fmt-1")
     service = StageService(app, url, restart=Restart(initial=0.01, maximum=0.05))
+    q = stage_queue(service)
     try:
         for i in range(30):
             await service.queues.Qin.push(f"i{i}", i)
@@ -44,12 +51,12 @@ async def test_failing_items_are_retried_then_dead_lettered(kafka_bootstrap: str
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if len(await asyncio.to_thread(read_topic, kafka_bootstrap, out_topic)) >= 27:
-                if len(list_dead_letters(app, url, "fmt")) >= 3:
+                if len(await asyncio.to_thread(q.dead_letters)) >= 3:
                     break
             await asyncio.sleep(0.3)
         outputs = await asyncio.to_thread(read_topic, kafka_bootstrap, out_topic)
         assert sorted(m.key().decode() for m in outputs) == sorted(f"i{i}" for i in range(30) if i % 10 != 7)
-        letters = list_dead_letters(app, url, "fmt")
+        letters = await asyncio.to_thread(q.dead_letter_topic().pending)
         assert sorted(d.id for d in letters) == ["i17", "i27", "i7"]
         for d in letters:
             assert d.error_class == "builtins.ValueError"
@@ -58,16 +65,23 @@ async def test_failing_items_are_retried_then_dead_lettered(kafka_bootstrap: str
             assert d.stage == "fmt" and d.source_topic.endswith("fmt.input") and d.source_offset >= 0
             assert d.attempts == 3
             assert calls[int(d.id[1:])] == 3  # the first try and 2 retries
+        assert sorted((d.id, d.value) for d in await asyncio.to_thread(q.dead_letters)) == [
+            ("i17", 17), ("i27", 27), ("i7", 7)
+        ]
         assert service.metrics.dead_letters.labels("fmt")._value.get() == 3
     finally:
         await service.stop()
-    # replay --all re-injects each once, even when run twice; --id re-injects one on demand
-    first = replay_dead_letters(app, url, "fmt", all=True)
-    assert sorted(d.id for d in first) == ["i17", "i27", "i7"]
-    assert replay_dead_letters(app, url, "fmt", all=True) == []
-    assert [d.id for d in replay_dead_letters(app, url, "fmt", ids=["i7"])] == ["i7"]
+    ref = "tests.integration.kafka.test_stage_failures:app"
+    assert await asyncio.to_thread(cli, ["dlq", "list", ref, "--backend", url, "--stage", "fmt"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"i{n}\t" in listed and f"seven is unlucky: {n}" in listed for n in (7, 17, 27))
+    # --id re-injects one on demand; --all re-injects each not yet replayed once, even when run twice
+    replay_one = ["dlq", "replay", ref, "--backend", url, "--stage", "fmt", "--id", "i7"]
+    assert await asyncio.to_thread(cli, replay_one) == 0
+    assert "replayed i7 -> " in capsys.readouterr().out
+    assert sorted(await asyncio.to_thread(q.replay)) == ["i17", "i27", "i7"]
+    assert await asyncio.to_thread(q.replay) == []
+    assert await asyncio.to_thread(q.dead_letters) == []
     source = letters[0].source_topic
     keys = [m.key().decode() for m in await asyncio.to_thread(read_topic, kafka_bootstrap, source)]
-    assert sorted(keys) == sorted([f"i{i}" for i in range(30)] + ["i7", "i17", "i27", "i7"])
-    args = argparse.Namespace(app=app, backend=url, stage="fmt", json=False, stacktrace=False)
-    assert cmd_dlq_list(args) == 0
+    assert sorted(keys) == sorted([f"i{i}" for i in range(30)] + ["i7", "i7", "i17", "i27"])
