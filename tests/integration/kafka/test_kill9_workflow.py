@@ -52,7 +52,7 @@ def test_chain_workflow_survives_kills_and_rebalances(kafka_bootstrap: str, kafk
         s: StageProcess(APP, s, url, f"{s}-extra", tmp_path, env={**slow, "PIPETEER_STATIC_MEMBERSHIP": "false"})
         for s in STAGES
     }
-    pusher = threading.Thread(target=asyncio.run, args=(push_raw(url, N, 10.0),))
+    pusher = threading.Thread(target=lambda: asyncio.run(push_raw(url, N, 10.0)), daemon=True)
     # (seconds after start, action): two kills per stage (one per instance), one extra instance per stage
     plan: list[tuple[float, str, str, int]] = []
     for k, s in enumerate(STAGES):
