@@ -400,6 +400,10 @@ class StageEngine:
         if now - self._last_lag >= LAG_EVERY:
             self._last_lag = now
             self._report_lag()
+            if self._broker_down_since is not None:  # an idle stage learns that the broker is back
+                with contextlib.suppress(KafkaException):
+                    self._consumer.list_topics(self.topic, timeout=1)
+                    self._broker_down_since = None
 
     def _flow_control(self) -> None:
         """Pause consumption while `max_pending` items are pending; resume at half.
