@@ -12,6 +12,7 @@ is run twice (or crashes half-way) injects nothing twice.
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,33 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from pipeteer.queues.kafka.config import KafkaSettings
+from pipeteer.queues.kafka.pending import Record
+
+
+def dead_letter_record(
+    topic: str,
+    id: str,
+    raw: bytes | None,
+    error: BaseException,
+    stage: str,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    attempts: int,
+) -> Record:
+    """A dead letter: the input record's bytes, with headers naming the error, the stage and the source."""
+    headers = (
+        ("pipeteer.error.class", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+        ("pipeteer.error.message", str(error).encode(errors="replace")),
+        ("pipeteer.error.stacktrace", "".join(traceback.format_exception(error)).encode(errors="replace")),
+        ("pipeteer.stage", stage.encode()),
+        ("pipeteer.source.topic", source_topic.encode()),
+        ("pipeteer.source.partition", str(partition).encode()),
+        ("pipeteer.source.offset", str(offset).encode()),
+        ("pipeteer.attempts", str(attempts).encode()),
+        ("pipeteer.failed_at", repr(time.time()).encode()),
+    )
+    return Record(topic, id, raw, headers=headers, source=partition)
 
 
 @dataclass(frozen=True)

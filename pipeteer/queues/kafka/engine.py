@@ -28,13 +28,11 @@ import contextlib
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
     KafkaError,
     KafkaException,
     Producer,
@@ -43,6 +41,8 @@ from confluent_kafka import (
 
 from pipeteer.codec import kafka_source
 from pipeteer.errors import DecodeError, InexistentItem, QueueError
+from pipeteer.queues.kafka.changelog import read_changelog, restore_consumer, stage_consumer
+from pipeteer.queues.kafka.deadletters import dead_letter_record
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
 from pipeteer.queues.memory import Notifier
 
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeteer.kafka")
 
 BATCH = 500
-RESTORE_TIMEOUT = 120.0
 LAG_EVERY = 1.0
 SLOW_COMMIT = 2.0
 TXN_BYTES = 8 << 20
@@ -245,21 +244,9 @@ class StageEngine:
         self, id: str, raw: bytes | None, error: BaseException, partition: int, offset: int, attempts: int
     ) -> Record:
         """The dead-letter record of an input record: its bytes, with headers naming what failed and where."""
-        headers = (
-            ("pipeteer.error.class", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
-            ("pipeteer.error.message", str(error).encode(errors="replace")),
-            (
-                "pipeteer.error.stacktrace",
-                "".join(traceback.format_exception(error)).encode(errors="replace"),
-            ),
-            ("pipeteer.stage", self.stage_name.encode()),
-            ("pipeteer.source.topic", self.topic.encode()),
-            ("pipeteer.source.partition", str(partition).encode()),
-            ("pipeteer.source.offset", str(offset).encode()),
-            ("pipeteer.attempts", str(attempts).encode()),
-            ("pipeteer.failed_at", repr(time.time()).encode()),
+        return dead_letter_record(
+            self.dead_letters, id, raw, error, self.stage_name, self.topic, partition, offset, attempts
         )
-        return Record(self.dead_letters, id, raw, headers=headers, source=partition)
 
     def _wake(self) -> None:
         loop = self._loop
@@ -295,37 +282,9 @@ class StageEngine:
             self.backend.ensure_topics_sync(
                 self.backend.known_topics() | {self.topic}, extra_stage=self.stage
             )
-            self._restorer = Consumer(
-                self.backend.settings.connection.client_config(
-                    "consumer",
-                    **{
-                        "group.id": f"{self.group}.restore",
-                        "enable.auto.commit": False,
-                        "isolation.level": "read_committed",
-                        "enable.partition.eof": True,
-                        "auto.offset.reset": "earliest",
-                    },
-                )
-            )
-            member = (
-                {"group.instance.id": self.backend.settings.instance}
-                if self.backend.settings.static_membership
-                else {}
-            )
-            self._consumer = Consumer(
-                self.backend.settings.connection.client_config(
-                    "consumer",
-                    **member,
-                    **{
-                        "group.id": self.group,
-                        "enable.auto.commit": False,
-                        "enable.auto.offset.store": False,
-                        "isolation.level": "read_committed",
-                        "auto.offset.reset": "earliest",
-                        "error_cb": self._on_client_error,
-                    },
-                )
-            )
+            settings = self.backend.settings
+            self._restorer = restore_consumer(settings, self.group)
+            self._consumer = stage_consumer(settings, self.group, self._on_client_error)
             self._consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
@@ -613,67 +572,13 @@ class StageEngine:
         """Read the changelog partitions to their end (read_committed) into the pending table."""
         self._restoring = True
         try:
-            restored = self._read_changelog(partitions)
+            restored = read_changelog(self._restorer, self.changelog, partitions, self.queue.codec, self.stage_name)
             with self.lock:
                 for p in partitions:
                     self.table.assign(p, restored.get(p, {}).values())
                 self._assigned.update(partitions)
         finally:
             self._restoring = False
-
-    def _read_changelog(self, partitions: list[int]) -> dict[int, dict[str, Entry]]:
-        out: dict[int, dict[str, Entry]] = {p: {} for p in partitions}
-        ends: dict[int, int] = {}
-        for p in partitions:
-            low, high = self._restorer.get_watermark_offsets(TopicPartition(self.changelog, p), 30, False)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return out
-        self._restorer.assign([TopicPartition(self.changelog, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + RESTORE_TIMEOUT
-        codec = self.queue.codec
-        try:
-            while ends:
-                if time.monotonic() > deadline:
-                    raise QueueError(
-                        f"stage {self.stage_name!r}: restoring {self.changelog} partitions {sorted(ends)} "
-                        f"took over {RESTORE_TIMEOUT:.0f}s; is the broker reachable?"
-                    )
-                batch: list[Any] = self._restorer.consume(BATCH, 0.5)
-                for m in batch:
-                    p = m.partition()
-                    err = m.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            ends.pop(p, None)
-                        continue
-                    if p not in ends:
-                        continue
-                    id = m.key().decode()
-                    raw = m.value()
-                    if raw is None:
-                        out[p].pop(id, None)
-                    else:
-                        headers = dict(m.headers() or ())
-                        offset = int(headers.get("pipeteer.offset", b"-1"))
-                        consumed_at = float(headers.get("pipeteer.consumed_at", b"0") or 0) or time.time()
-                        try:
-                            value = codec.decode(raw, source=kafka_source(self.changelog, p, m.offset()))
-                        except DecodeError:
-                            log.exception(
-                                "stage %r: pending item %r in the changelog is undecodable",
-                                self.stage_name,
-                                id,
-                            )
-                            continue
-                        out[p].pop(id, None)
-                        out[p][id] = Entry(id, value, raw, p, offset, consumed_at)
-                    if m.offset() + 1 >= ends.get(p, 0):
-                        ends.pop(p, None)
-        finally:
-            self._restorer.unassign()
-        return out
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         ps = [tp.partition for tp in partitions]

@@ -1,0 +1,109 @@
+"""Reading a stage's changelog back into its pending table, and the consumers a stage uses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from pipeteer.codec import kafka_source
+from pipeteer.errors import DecodeError, QueueError
+from pipeteer.queues.kafka.config import KafkaSettings
+from pipeteer.queues.kafka.pending import Entry
+
+log = logging.getLogger("pipeteer.kafka")
+
+RESTORE_TIMEOUT = 120.0
+BATCH = 500
+
+
+def stage_consumer(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None]) -> Any:
+    """The stage's group consumer: read_committed, offsets committed only through transactions;
+    a static member (KIP-345) when the instance is named."""
+    member = {"group.instance.id": settings.instance} if settings.static_membership else {}
+    return Consumer(
+        settings.connection.client_config(
+            "consumer",
+            **member,
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "error_cb": on_error,
+            },
+        )
+    )
+
+
+def restore_consumer(settings: KafkaSettings, group: str) -> Any:
+    """A consumer assigned (not subscribed) to changelog partitions, to restore them."""
+    return Consumer(
+        settings.connection.client_config(
+            "consumer",
+            **{
+                "group.id": f"{group}.restore",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+
+
+def read_changelog(
+    restorer: Any, changelog: str, partitions: list[int], codec: Any, stage: str
+) -> dict[int, dict[str, Entry]]:
+    """The live pending items of changelog `partitions`, read (read_committed) to their end.
+
+    The end is the last stable offset: a transaction still open on the changelog (a killed
+    instance's, until it is fenced or times out) is waited for, never read past.
+    """
+    out: dict[int, dict[str, Entry]] = {p: {} for p in partitions}
+    ends: dict[int, int] = {}
+    for p in partitions:
+        low, high = restorer.get_watermark_offsets(TopicPartition(changelog, p), 30, False)
+        if high > low:
+            ends[p] = high
+    if not ends:
+        return out
+    restorer.assign([TopicPartition(changelog, p, OFFSET_BEGINNING) for p in ends])
+    deadline = time.monotonic() + RESTORE_TIMEOUT
+    try:
+        while ends:
+            if time.monotonic() > deadline:
+                raise QueueError(
+                    f"stage {stage!r}: restoring {changelog} partitions {sorted(ends)} "
+                    f"took over {RESTORE_TIMEOUT:.0f}s; is the broker reachable?"
+                )
+            batch: list[Any] = restorer.consume(BATCH, 0.5)
+            for m in batch:
+                p = m.partition()
+                if m.error() is not None:
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        ends.pop(p, None)
+                    continue
+                if p not in ends:
+                    continue
+                id, raw = m.key().decode(), m.value()
+                out[p].pop(id, None)
+                if raw is not None:
+                    headers = dict(m.headers() or ())
+                    offset = int(headers.get("pipeteer.offset", b"-1"))
+                    consumed_at = float(headers.get("pipeteer.consumed_at", b"0") or 0) or time.time()
+                    try:
+                        value = codec.decode(raw, source=kafka_source(changelog, p, m.offset()))
+                    except DecodeError:
+                        log.exception("stage %r: pending item %r in the changelog is undecodable", stage, id)
+                    else:
+                        out[p][id] = Entry(id, value, raw, p, offset, consumed_at)
+                if m.offset() + 1 >= ends.get(p, 0):
+                    ends.pop(p, None)
+    finally:
+        restorer.unassign()
+    return out
