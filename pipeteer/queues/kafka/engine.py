@@ -299,14 +299,23 @@ class StageEngine:
             self._started.set()
             return
         self._started.set()
+        failing = 0
         while not self._stop.is_set():
             try:
+                if failing:  # recovery itself failed (broker away?): retry it, with backoff
+                    time.sleep(min(0.1 * 2**failing, 10.0))
+                    self._recover(fatal=False, error=None)
+                    failing = 0
                 self._step()
             except KafkaException as e:
-                self._on_transaction_error(e)
+                try:
+                    self._on_transaction_error(e)
+                except Exception:
+                    failing += 1
+                    log.exception("stage %r: recovering from %s failed; retrying", self.stage_name, e)
             except Exception:
+                failing += 1
                 log.exception("stage %r: unexpected error in the Kafka loop; rewinding", self.stage_name)
-                self._recover(fatal=False, error=None)
         self._shutdown()
 
     def _make_producer(self) -> Any:
@@ -594,6 +603,8 @@ class StageEngine:
             self._reset_state(
                 CommitAborted(f"{self.queue.describe()}: partitions revoked before the commit; try again")
             )
+            with self.lock:
+                self._assigned.difference_update(ps)
             return
         self._forget(ps)
 
