@@ -261,8 +261,9 @@ class SqliteQueue(BaseQueue[T]):
     async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
         if not (isinstance(dst, SqliteQueue) and dst.store is self.store):
             return await super().move(id, dst, value)
-        dst.check(id, value)
-        data = dst.codec.encode(value)
+        if not isinstance(id, str) or not id:
+            dst.check(id, value)  # raises, naming the queue
+        data = dst.codec.encode(value)  # the codec checks the value's type (ValueTypeError), once
         dst.store.ensure_table(dst.table)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
