@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeteer.codec import make_codec
+from pipeteer.codec.claimcheck import BlobStore, ClaimCheckCodec, blob_store_from_url
 from pipeteer.errors import QueueError
 from pipeteer.queues.base import BaseQueue, DeadLetter
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
@@ -105,6 +106,13 @@ class KafkaBackend:
         self._lock = threading.Lock()
         self._metrics: Any = None
         self._ensuring = asyncio.Lock()
+        self._blobs: BlobStore | None = None
+
+    def blob_store(self) -> BlobStore | None:
+        """The claim-check store (`blobs=` / `PIPETEER_BLOBS`), made once; None when not configured."""
+        if self._blobs is None and self.settings.blobs:
+            self._blobs = blob_store_from_url(self.settings.blobs)
+        return self._blobs
 
     @classmethod
     def from_url(cls, url: str, *, workflow_name: str, env: Mapping[str, str] | None = None) -> KafkaBackend:
@@ -280,12 +288,14 @@ class KafkaQueue(BaseQueue[T]):
         self.topic = backend.names.queue(path)
         self._started: StageEngine | None = None
         settings = backend.settings
-        self.codec = make_codec(
+        codec = make_codec(
             Type,
             registry=settings.schema_registry,
             schema_dir=settings.schema_dir,
             subject=f"{self.topic}-value",
         )
+        store = backend.blob_store()
+        self.codec = codec if store is None else ClaimCheckCodec(codec, store, settings.claim_check_bytes)
 
     def describe(self) -> str:
         return f"queue {self.name!r} (topic {self.topic})"

@@ -8,6 +8,8 @@ Environment variables are read in one place, `from_url`:
   `PIPETEER_KAFKA_SASL_USERNAME`, `PIPETEER_KAFKA_SASL_PASSWORD`, `PIPETEER_KAFKA_SSL_CA_LOCATION`, ...).
 - `PIPETEER_TOPIC_PREFIX`, `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
 - `PIPETEER_SCHEMA_REGISTRY` (Confluent wire format), `PIPETEER_SCHEMA_DIR` (older `.avsc` versions).
+- `PIPETEER_BLOBS` (claim check: a blob store URL for large records, e.g. images) and
+  `PIPETEER_CLAIM_CHECK_BYTES` (records above this size go there; default 256 KiB).
 - `PIPETEER_COMMIT_INTERVAL_MS`, `PIPETEER_COMMIT_RECORDS`, `PIPETEER_MAX_PENDING`,
   `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS`.
 - `PIPETEER_INSTANCE`: this instance's stable name (its transactional ids derive from it, so a
@@ -184,6 +186,10 @@ class KafkaSettings:
     """A schema registry URL: records use the Confluent wire format (else Avro single-object encoding)."""
     schema_dir: str | None = None
     """Where `.avsc` files of older schema versions live, so their records still decode."""
+    blobs: str | None = None
+    """A blob store URL (`s3://bucket/prefix?endpoint=…`, or a directory every instance shares): records
+    larger than `claim_check_bytes` go there and the topic carries a reference (claim check)."""
+    claim_check_bytes: int = 256 * 1024
     static_membership: bool = False
     """Join consumer groups as a static member named by `instance` (KIP-345): a restarted instance
     takes its partitions back at once, with no rebalance. On by default when the instance is named."""
@@ -246,6 +252,8 @@ class KafkaSettings:
             instance,
             schema_registry=opts.get("schema_registry") or None,
             schema_dir=opts.get("schema_dir") or None,
+            blobs=opts.get("blobs") or None,
+            claim_check_bytes=_int(opts, "claim_check_bytes", cls.claim_check_bytes),
             static_membership=static,
         )
 
@@ -269,6 +277,8 @@ _ENV_OPTIONS = {
     "static_membership": "PIPETEER_STATIC_MEMBERSHIP",
     "schema_registry": "PIPETEER_SCHEMA_REGISTRY",
     "schema_dir": "PIPETEER_SCHEMA_DIR",
+    "blobs": "PIPETEER_BLOBS",
+    "claim_check_bytes": "PIPETEER_CLAIM_CHECK_BYTES",
 }
 
 

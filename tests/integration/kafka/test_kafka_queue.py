@@ -164,3 +164,38 @@ async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
 
 async def _engine(b: KafkaBackend) -> Any:
     return b.engines.get(("src",))
+
+
+async def test_large_records_travel_by_claim_check(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Any) -> None:
+    """Records above `claim_check_bytes` go to the blob store; the topics carry small references."""
+    import os
+
+    from confluent_kafka import Consumer
+
+    url = backend_url(kafka_bootstrap, kafka_prefix) + f"&blobs={tmp_path.as_uri()}&claim_check_bytes=100000"
+    b = KafkaBackend.from_url(url, workflow_name="contract", env={})
+    try:
+        src, dst = b.make_queue(bytes, ["photos"]), b.make_queue(bytes, ["rectified"])
+        big, small = os.urandom(1_500_000), b"tiny"  # above Kafka's default 1 MB record limit
+        await src.push("big", big)
+        await src.push("small", small)
+        assert await eventually(lambda: keys(src), lambda k: k == {"big", "small"}) == {"big", "small"}
+        assert await src.read("big") == big
+        await src.move("big", dst, big[::-1])
+        assert await eventually(lambda: dst.items(), lambda i: len(i) == 1) == [("big", big[::-1])]
+    finally:
+        await asyncio.to_thread(b.close)
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": f"{kafka_prefix}-peek", "auto.offset.reset": "earliest",
+         "isolation.level": "read_committed"}
+    )
+    consumer.subscribe([src.topic])
+    sizes: dict[str, int] = {}
+    deadline = time.monotonic() + 20
+    while len(sizes) < 2 and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            sizes[m.key().decode()] = len(m.value())
+    consumer.close()
+    assert sizes["small"] < 100 and sizes["big"] < 500  # a BlobRef, not the 1.5 MB record
+    assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 2  # the photo and the rectified one
