@@ -56,8 +56,7 @@ def _stage_queue(args: argparse.Namespace) -> Any:
     app = require_app(args.app)
     if args.stage not in app.stages():
         raise ConfigError(f"app {app.name!r} has no stage {args.stage!r} (stages: {', '.join(app.stages())})")
-    q = connect(app, args.backend).stage(args.stage).Qin
-    return getattr(q, "queue", q)
+    return connect(app, args.backend).stage_queue(args.stage)
 
 
 def _is_kafka(args: argparse.Namespace) -> bool:

@@ -73,6 +73,11 @@ class WorkflowQueues(dict[str, Any]):
             node = node[part]
         return node
 
+    def stage_queue(self, path: str | Sequence[str]) -> Queue[Any]:
+        """The backend queue holding the items waiting in a stage (under its `Qin` view, if any)."""
+        q = self.stage(path)["Qin"]
+        return q.queue if isinstance(q, StageInput) else q
+
 
 class _StageMemory:
     """What one stage remembers between its `Qin` and its `Qout` (bounded, in this process only).

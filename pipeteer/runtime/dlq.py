@@ -23,9 +23,7 @@ def _topic(args: argparse.Namespace) -> Any:
     app = require_app(args.app)
     if args.stage not in app.stages():
         raise ConfigError(f"app {app.name!r} has no stage {args.stage!r} (stages: {', '.join(app.stages())})")
-    q = connect(app, args.backend).stage(args.stage).Qin
-    q = getattr(q, "queue", q)
-    topic = getattr(q, "dead_letter_topic", None)
+    topic = getattr(connect(app, args.backend).stage_queue(args.stage), "dead_letter_topic", None)
     if topic is None:
         raise ConfigError(f"stage {args.stage!r} is not on a Kafka backend: pass --backend kafka://host:port")
     return topic()

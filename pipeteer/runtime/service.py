@@ -65,8 +65,7 @@ class StageService:
         self.opening: list[Any] = []
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
-            q = self.queues.stage(s).Qin
-            raw = getattr(q, "queue", q)
+            raw = self.queues.stage_queue(s)
             count = getattr(raw, "__len__", None)
             if count is not None:
                 self.progress.of(s).watch_pending(count)
@@ -125,9 +124,8 @@ class StageService:
                 raise
             except Exception as e:
                 self.progress.of(stage).failed.inc()
-                q = self.queues.stage(stage).Qin
-                fail = getattr(getattr(q, "queue", q), "fail", None)
-                item = fail(e) if fail is not None else None
+                queue = self.queues.stage_queue(stage)
+                item = queue.fail(e) if isinstance(queue, BaseQueue) else None
                 if item is not None:
                     # the queue retries that item after its own backoff (or dead-letters it); others go on now
                     log.exception("stage %r failed on item %r; restarting", stage, item)
@@ -140,8 +138,7 @@ class StageService:
 
     def start(self) -> None:
         for s in self.stages:
-            q = self.queues.stage(s).Qin
-            open_queue = getattr(getattr(q, "queue", q), "open", None)
+            open_queue = getattr(self.queues.stage_queue(s), "open", None)
             if open_queue is not None:  # Kafka: join the group and restore pending items before any request
                 self.opening.append(open_queue())
             if not self.app.is_web(s):
