@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -56,7 +57,8 @@ class MemoryQueue(BaseQueue[T]):
 
     def __init__(self, Type: Any, name: str = "memory") -> None:
         super().__init__(Type, name)
-        self._items: dict[str, T] = {}
+        # OrderedDict: finding the oldest item stays O(1) however many were removed before it
+        self._items: OrderedDict[str, T] = OrderedDict()
         self._notifier = Notifier()
         self._dead: dict[str, DeadLetter] = {}
 
