@@ -27,6 +27,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PARTITIONS = 4
+
+NOIDA_FETCH = {"receive.message.max.bytes": 1_000_000_000}
+"""The local noida-db broker ignores `fetch.max.bytes`: a fetch of 4 partitions of ~10 KB records can
+answer with everything at once (100 MB for 10,000 records), above librdkafka's default 100 MB cap,
+which then fails every retry. Every variant's consumer gets the same larger cap."""
 
 
 @dataclass
@@ -64,7 +70,7 @@ def first_output_watcher(bootstrap: str, topic: str, started: float, out: dict[s
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     def run() -> None:
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "watch", "isolation.level": "read_committed"})
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "watch", "isolation.level": "read_committed", **NOIDA_FETCH})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if topic in c.list_topics(timeout=5).topics:
@@ -101,6 +107,7 @@ def run_ceiling(bootstrap: str, in_topic: str, n: int) -> dict[str, float]:
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            **NOIDA_FETCH,
         }
     )
     p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"ceiling-{uuid.uuid4().hex[:6]}", "linger.ms": 5})
@@ -154,6 +161,8 @@ def run_quix(bootstrap: str, in_topic: str, n: int) -> dict[str, float]:
         processing_guarantee="exactly-once",
         loglevel="WARNING",
         use_changelog_topics=False,
+        state_dir=tempfile.mkdtemp(prefix="pipeteer-bench-quix-"),
+        consumer_extra_config=dict(NOIDA_FETCH),
     )
     src = app.topic(in_topic, value_deserializer=AvroIn(), key_deserializer="bytes")
     dst = app.topic(out_topic, value_serializer=AvroOut(), key_serializer="bytes")
@@ -195,7 +204,8 @@ def run_pipeteer(bootstrap: str, in_topic: str, n: int, prefix: str) -> dict[str
 
     async def main() -> None:
         started = time.monotonic()
-        queues = connect(app, f"kafka://{bootstrap}?prefix={prefix}&commit_interval_ms=100&max_pending=20000")
+        queues = connect(app, f"kafka://{bootstrap}?prefix={prefix}&commit_interval_ms=100&max_pending=20000"
+                           + "".join(f"&{k}={v}" for k, v in NOIDA_FETCH.items()))
         backend = queues.backend
         watcher = first_output_watcher(bootstrap, queues.Qout.topic, started, figures)
         task = asyncio.create_task(app.artifact(queues, "upper"))
@@ -293,14 +303,14 @@ def main() -> None:
         wait_for_kafka(args.bootstrap)
         bootstrap = args.bootstrap
     else:
-        import tempfile
-
         broker = start_noida(Path(tempfile.mkdtemp(prefix="pipeteer-bench-")))
         bootstrap = broker.bootstrap
-    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    run = f"bench{uuid.uuid4().hex[:6]}"
     try:
         rows = []
         for label, n, size in (("~200 B", args.small, 200), ("~10 KB", args.large, 10_000)):
+            # a prefix per row: the pipeteer stage's consumer group must not find the offsets of the previous row
+            prefix = f"{run}{size}"
             results = {}
             for variant in args.variants.split(","):
                 # each variant gets its own copy of the input, as a pipeteer workflow input topic
@@ -327,7 +337,7 @@ def main() -> None:
                       f"{f.get('first', float('nan')):>8.2f}s {f['rss_mb']:>7.0f}")
         print("\ntargets for pipeteer: >= 0.5 x ceiling, >= 2.0 x quix, first output <= 1 s")
     finally:
-        delete_topics(bootstrap, prefix)
+        delete_topics(bootstrap, run)
         if broker is not None:
             broker.stop()
 
