@@ -10,8 +10,10 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Union, get_args, get_origin
 
 NoneType = type(None)
@@ -42,38 +44,66 @@ def type_name(tp: Any) -> str:
 
 def conforms(value: Any, tp: Any) -> bool:
     """Whether `value` can be stored under the declared type `tp` (checked deeply for containers)."""
+    return checker(tp)(value)
+
+
+def checker(tp: Any) -> Callable[[Any], bool]:
+    """`conforms(·, tp)` as one function, made once per type: the hot paths (every push and move)
+    keep it, instead of walking the annotation for each value."""
+    try:
+        return _cached_checker(tp)
+    except TypeError:  # an unhashable annotation: not cached
+        return _checker(tp)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_checker(tp: Any) -> Callable[[Any], bool]:
+    return _checker(tp)
+
+
+def _checker(tp: Any) -> Callable[[Any], bool]:
     if tp is Any or tp is typing.Any:
-        return True
+        return _always
     if tp is None or tp is NoneType:
-        return value is None
+        return _is_none
     if is_union(tp):
-        return any(conforms(value, a) for a in get_args(tp))
+        members = tuple(_checker(a) for a in get_args(tp))
+        return lambda value: any(check(value) for check in members)
     origin = get_origin(tp)
     if origin is typing.Literal:
-        return value in get_args(tp)
+        allowed = get_args(tp)
+        return lambda value: value in allowed
     if origin in (list, typing.List):  # noqa: UP006
-        (item,) = get_args(tp) or (Any,)
-        return isinstance(value, list) and all(conforms(v, item) for v in value)
+        (item_tp,) = get_args(tp) or (Any,)
+        item = _checker(item_tp)
+        return lambda value: isinstance(value, list) and all(item(v) for v in value)
     if origin in (dict, typing.Dict):  # noqa: UP006
         args = get_args(tp) or (str, Any)
-        return isinstance(value, dict) and all(
-            conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items()
-        )
+        key, val = _checker(args[0]), _checker(args[1])
+        return lambda value: isinstance(value, dict) and all(key(k) and val(v) for k, v in value.items())
     if origin is tuple:
-        return isinstance(value, tuple)
+        return lambda value: isinstance(value, tuple)
     if origin is not None:
-        return isinstance(value, origin)
+        return lambda value: isinstance(value, origin)
     if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return lambda value: type(value) is float or (isinstance(value, (int, float)) and not isinstance(value, bool))
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda value: type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
     if tp is bytes:
-        return isinstance(value, (bytes, bytearray, memoryview))
+        return lambda value: isinstance(value, (bytes, bytearray, memoryview))
     if tp is datetime.date:
-        return isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)
+        return lambda value: isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)
     if isinstance(tp, type):
-        return isinstance(value, tp)
+        return lambda value: type(value) is tp or isinstance(value, tp)
+    return _always
+
+
+def _always(value: Any) -> bool:
     return True
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
 
 
 def value_type_name(value: Any) -> str:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pipeteer.errors import RoutingError, SpecError, ValueTypeError
 from pipeteer.queues.base import BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
-from pipeteer.types import conforms, type_name, value_type_name
+from pipeteer.types import checker, type_name, value_type_name
 
 
 class MakeQueue(Protocol):
@@ -202,9 +202,11 @@ class StageOutput(WriteQueue[Any]):
     ):
         self.stage, self.queue, self.router, self.expected = stage, queue, router, expected
         self.post, self.memory, self.hooks = post, memory, hooks
+        self._conforms = checker(expected)
+        self._moves: dict[int, tuple[Any, bool]] = {}
 
     async def push(self, id: str, value: Any) -> None:
-        if not conforms(value, self.expected):
+        if not self._conforms(value):
             raise ValueTypeError(
                 f"stage {self.stage!r}: item {id!r} output is a {value_type_name(value)}, "
                 f"expected {type_name(self.expected)}"
@@ -217,14 +219,21 @@ class StageOutput(WriteQueue[Any]):
         target, dst = self.router.resolve(value, source=self.stage, id=id)
         if self.post is None and not await self.queue.has(id):
             await dst.push(id, value)  # a new item, not one read from this stage
-        elif isinstance(self.queue, BaseQueue) and isinstance(dst, BaseQueue):
-            await self.queue.move(id, dst, value)
+        elif self._can_move(dst):
+            await cast(BaseQueue[Any], self.queue).move(id, cast(BaseQueue[Any], dst), value)
         else:  # a view on either side: push, then pop (idempotent by id on re-run)
             await dst.push(id, value)
             await self.queue.pop(id)
         self.memory.complete(id)
         for hook in self.hooks:
             hook.moved(self.stage, id, target)
+
+    def _can_move(self, dst: Any) -> bool:
+        """Whether both ends are backend queues (not views), so one `move` does it; known per destination."""
+        known = self._moves.get(id(dst))
+        if known is None:  # (the queue is kept with its answer, so its id stays its own)
+            known = self._moves[id(dst)] = (dst, isinstance(self.queue, BaseQueue) and isinstance(dst, BaseQueue))
+        return known[1]
 
 
 def make_queues(

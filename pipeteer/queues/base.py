@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from pipeteer.errors import InexistentItem, ValueTypeError
-from pipeteer.types import conforms, type_name, value_type_name
+from pipeteer.types import checker, type_name, value_type_name
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -162,6 +162,7 @@ class BaseQueue(Queue[T]):
     def __init__(self, Type: Any, name: str) -> None:
         self.Type = Type
         self.name = name
+        self._conforms = checker(Type)
         self._held: str | None = None  # the item `read()` last handed out
         self._failures: dict[str, tuple[int, float]] = {}  # id -> (attempts, retry not before)
 
@@ -202,7 +203,7 @@ class BaseQueue(Queue[T]):
     def check(self, id: str, value: Any) -> None:
         if not isinstance(id, str) or not id:
             raise ValueTypeError(f"{self.describe()}: ids are non-empty strings, got {id!r}")
-        if not conforms(value, self.Type):
+        if not self._conforms(value):
             raise ValueTypeError(
                 f"{self.describe()}: item {id!r} is a {value_type_name(value)}, expected {type_name(self.Type)}"
             )

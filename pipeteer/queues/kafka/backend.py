@@ -357,7 +357,7 @@ class KafkaQueue(BaseQueue[T]):
 
     async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
         """Finish `id` here and emit `value` to `dst`, in this stage's next transaction (with its offsets)."""
-        if not isinstance(dst, KafkaQueue) or dst.backend is not self.backend:
+        if (dst.__class__ is not KafkaQueue and not isinstance(dst, KafkaQueue)) or dst.backend is not self.backend:
             return await super().move(id, dst, value)
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue

@@ -19,8 +19,15 @@ from tests.kafka_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
-TEST_CLIENT_PROPS = "session.timeout.ms=6000&heartbeat.interval.ms=500"
-"""Kafka's default session timeout (45 s) would make every kill -9 stall its partitions that long."""
+TEST_CLIENT_PROPS = "session.timeout.ms=6000&heartbeat.interval.ms=500&max.poll.interval.ms=20000"
+"""Kafka's default session timeout (45 s) would make every kill -9 stall its partitions that long.
+
+`max.poll.interval.ms` is also the consumer's JoinGroup timeout (plus 3 s) and the group's
+rebalance timeout: the local broker (noida-db) sometimes never answers the JoinGroup of static
+members joining a group at the same moment (seen: two stage instances started together, both
+waiting 60 s and more with no answer). With the default 300 s a test would hang that long; with
+20 s the client gives up on the lost request and joins again.
+"""
 
 
 def backend_url(bootstrap: str, prefix: str, **options: Any) -> str:

@@ -73,11 +73,9 @@ def test_chain_workflow_survives_kills_and_rebalances(kafka_bootstrap: str, kafk
     plan.sort()
     members = dict.fromkeys(STAGES, 2)
     try:
-        for s in STAGES:  # one stage at a time: each group forms before the next starts
+        for s in STAGES:  # one instance at a time: each joins a formed group (see TEST_CLIENT_PROPS)
             for i in (1, 2):
-                procs[(s, i)].start()
-            for i in (1, 2):
-                procs[(s, i)].wait_ready()
+                procs[(s, i)].start().wait_ready()
             wait_stable(kafka_bootstrap, names.consumer_group(workflow.name, [s], kafka_prefix), 2)
         pusher.start()
         started = time.monotonic()
