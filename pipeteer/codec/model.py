@@ -12,8 +12,10 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import inspect
 import itertools
+import os
 import re
 import textwrap
 import types
@@ -373,14 +375,57 @@ def _attribute_docs(cls: type) -> dict[str, str]:
 
 def _own_attribute_docs(cls: type) -> Mapping[str, str]:
     try:
+        filename = inspect.getsourcefile(cls)
+    except TypeError:  # a built-in or runtime-made class: no source, no field docs
+        return {}
+    if filename is None:
+        return {}
+    found = _module_field_docs(filename, _mtime(filename)).get(cls.__qualname__)
+    if found is not None:
+        return found
+    try:  # not found by name (e.g. made by a decorator or exec): the class's own source, if any
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError, SyntaxError, IndentationError):
         return {}  # classes made at runtime have no source: they simply have no field docs
     if not tree.body or not isinstance(tree.body[0], ast.ClassDef):
         return {}
-    body = tree.body[0].body
+    return _field_docs(tree.body[0])
+
+
+def _mtime(filename: str) -> float:
+    try:
+        return os.stat(filename).st_mtime
+    except OSError:
+        return 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def _module_field_docs(filename: str, mtime: float) -> dict[str, dict[str, str]]:
+    """The field docs of every class in a source file, by qualified name: the file is parsed once,
+    not once per class (`inspect.getsource` of a class parses its whole module each time)."""
+    try:
+        with open(filename, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    out: dict[str, dict[str, str]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                qualname = prefix + node.name
+                out.setdefault(qualname, _field_docs(node))
+                visit(node.body, qualname + ".")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit(node.body, f"{prefix}{node.name}.<locals>.")
+
+    visit(tree.body, "")
+    return out
+
+
+def _field_docs(node: ast.ClassDef) -> dict[str, str]:
     docs: dict[str, str] = {}
-    for stmt, after in itertools.pairwise(body):
+    for stmt, after in itertools.pairwise(node.body):
         if (
             isinstance(stmt, ast.AnnAssign)
             and isinstance(stmt.target, ast.Name)

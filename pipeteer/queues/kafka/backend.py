@@ -160,6 +160,8 @@ class KafkaBackend:
             self._producer.flush(10)
         if self._poller is not None:
             self._poller.join(5)
+        # Drop the clients now: a librdkafka handle keeps reconnecting (and logging) until destroyed.
+        self._producer = self._poller = self._admin = None
 
     # --- topics -------------------------------------------------------------------------------
 
@@ -230,17 +232,17 @@ class KafkaBackend:
                         },
                     )
                 )
+                self._closed.clear()  # (a closed backend used again)
                 self._poller = threading.Thread(
-                    target=self._poll, name="pipeteer-kafka-producer", daemon=True
+                    target=self._poll, args=(self._producer,), name="pipeteer-kafka-producer", daemon=True
                 )
                 self._poller.start()
             return self._producer
 
-    def _poll(self) -> None:
-        assert self._producer is not None
+    def _poll(self, producer: Producer) -> None:
         while not self._closed.is_set():
             try:
-                self._producer.poll(0.1)
+                producer.poll(0.1)
             except Exception:  # a failing delivery callback must not stop the reports of all others
                 log.exception("Kafka producer: delivery report handling failed")
 
