@@ -376,7 +376,7 @@ def _attribute_docs(cls: type) -> dict[str, str]:
 def _own_attribute_docs(cls: type) -> Mapping[str, str]:
     try:
         filename = inspect.getsourcefile(cls)
-    except TypeError:  # a built-in or runtime-made class: no source, no field docs
+    except (OSError, TypeError):  # a built-in or runtime-made class: no source, no field docs
         return {}
     if filename is None:
         return {}

@@ -355,3 +355,23 @@ def test_invalid_avro_names_are_refused() -> None:
 
     with pytest.raises(SchemaError, match="not a valid Avro symbol"):
         schema_for(Sign)
+
+
+def test_field_docs_of_classes_inside_functions_and_classes() -> None:
+    @dataclass
+    class Local:
+        size: int
+        """Bytes, compressed."""
+
+    assert schema_for(Local)["fields"] == [{"name": "size", "type": "long", "doc": "Bytes, compressed."}]  # type: ignore[index]
+    assert "doc" not in schema_for(st.Outer)["fields"][0]["type"]["fields"][0]  # type: ignore[index]
+
+
+def test_a_class_of_a_main_module_without_source_has_no_field_docs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -c` or a notebook: `__main__` has no file, and inspect says OSError, not TypeError
+    import types
+
+    main = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    exec("from dataclasses import dataclass\n@dataclass\nclass Typed:\n    n: int\n    'not seen'\n", main.__dict__)
+    assert schema_for(main.Typed)["fields"] == [{"name": "n", "type": "long"}]  # type: ignore[index]
