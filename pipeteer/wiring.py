@@ -119,9 +119,17 @@ class Router(WriteQueue[Any]):
         self.workflow = workflow
         self.queues = queues
         self.output = output
+        self._routes: dict[type, tuple[str, WriteQueue[Any]]] = {}  # by the value's class: routing is by class
 
     def resolve(self, value: Any, *, source: str, id: str) -> tuple[str, WriteQueue[Any]]:
         """(name of the destination, the queue) for a value; raises `RoutingError` naming what is accepted."""
+        route = self._routes.get(type(value))
+        if route is None:
+            route = self._resolve(value, source=source, id=id)
+            self._routes[type(value)] = route
+        return route
+
+    def _resolve(self, value: Any, *, source: str, id: str) -> tuple[str, WriteQueue[Any]]:
         target = self.workflow.stage_for(type(value))
         if target is None:
             raise RoutingError(
@@ -220,7 +228,7 @@ class StageOutput(WriteQueue[Any]):
         if self.post is None and not await self.queue.has(id):
             await dst.push(id, value)  # a new item, not one read from this stage
         elif self._can_move(dst):
-            await cast(BaseQueue[Any], self.queue).move(id, cast(BaseQueue[Any], dst), value)
+            await cast("BaseQueue[Any]", self.queue).move(id, cast("BaseQueue[Any]", dst), value)
         else:  # a view on either side: push, then pop (idempotent by id on re-run)
             await dst.push(id, value)
             await self.queue.pop(id)
