@@ -203,13 +203,12 @@ class StageEngine:
         a crash before it simply processes them again).
         """
         with self.lock:
-            e = self.table.entries.get(id)
+            e = self.table.entries.pop(id, None)
             if e is None:
                 if self._dropped_streamed.pop(id, None) is not None:
                     return None
                 raise InexistentItem(id, self.queue.describe())
-            records = () if topic is None else (Record(topic, id, data, source=e.partition),)
-            self.table.finish(id, records)
+            self.table.finish_entry(e, None if topic is None else Record(topic, id, data, source=e.partition))
             if self._current == id:
                 self._current = None
             if e.streamed:

@@ -174,12 +174,18 @@ class PendingTable:
         e = self.entries.pop(id, None)
         if e is None:
             return None
+        self.finish_entry(e, None)
+        self._outputs.extend(records)
+        return e
+
+    def finish_entry(self, e: Entry, record: Record | None) -> None:
+        """`finish` for an entry already taken out of `entries` (the stage loop's hot path)."""
         e.done = True
         if e.logged:
             self._outputs.append(Record(self.changelog_topic, e.id, None, e.partition, source=e.partition))
-        self._outputs.extend(records)
+        if record is not None:
+            self._outputs.append(record)
         self._finished += 1
-        return e
 
     def take_outputs(self) -> list[Record]:
         """Records finished so far, to produce ahead of the commit (inside the open transaction)."""
