@@ -5,7 +5,8 @@
 Variants, each in a fresh process (so peak RSS is its own), each reading its own copy of the
 same pre-filled input (4 partitions, Avro single-object records) with its own consumer group and
 writing its own output topic, all exactly-once. The variants take turns for `--repeat` rounds
-(this machine is noisy: one run of a variant can be 30% off another); the table gives medians:
+(this machine is noisy: one run of a variant can be 30% off another), and the table gives
+medians. The variants:
 
 - `ceiling`: a hand-written confluent-kafka consume-transform-produce loop with transactions
   (EOS v2, commit every 100 ms): the practical ceiling;
@@ -318,9 +319,9 @@ def main() -> None:
         rows = []
         for label, n, size in (("~200 B", args.small, 200), ("~10 KB", args.large, 10_000)):
             runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-            for round in range(args.repeat):  # the variants take turns, so a slow spell hits all of them
+            for turn in range(args.repeat):  # the variants take turns, so a slow spell hits all of them
                 # a prefix per round: the pipeteer stage's consumer group must not find earlier offsets
-                prefix = f"{run}{size}r{round}"
+                prefix = f"{run}{size}r{turn}"
                 for variant in variants:
                     # each variant gets its own copy of the input, as a pipeteer workflow input topic
                     topic = f"{prefix}.{variant}{size}.input" if variant != "pipeteer" else f"{prefix}.bench.input"
