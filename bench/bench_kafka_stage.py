@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -305,6 +306,9 @@ def main() -> None:
         child(args.child, args.bootstrap, args.topic, args.n, args.prefix)
         return
     from tests.kafka_broker import Broker, delete_topics, start_noida, wait_for_kafka
+
+    # a `timeout` or `kill` still stops the broker this run started (the `finally` below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     broker: Broker | None = None
     if args.bootstrap:
