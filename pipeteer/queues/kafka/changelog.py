@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -73,37 +73,47 @@ def read_changelog(
     if not ends:
         return out
     restorer.assign([TopicPartition(changelog, p, OFFSET_BEGINNING) for p in ends])
-    deadline = time.monotonic() + RESTORE_TIMEOUT
     try:
-        while ends:
-            if time.monotonic() > deadline:
-                raise QueueError(
-                    f"stage {stage!r}: restoring {changelog} partitions {sorted(ends)} "
-                    f"took over {RESTORE_TIMEOUT:.0f}s; is the broker reachable?"
-                )
-            batch: list[Any] = restorer.consume(BATCH, 0.5)
-            for m in batch:
-                p = m.partition()
-                if m.error() is not None:
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        ends.pop(p, None)
-                    continue
-                if p not in ends:
-                    continue
-                id, raw = m.key().decode(), m.value()
-                out[p].pop(id, None)
-                if raw is not None:
-                    headers = dict(m.headers() or ())
-                    offset = int(headers.get("pipeteer.offset", b"-1"))
-                    consumed_at = float(headers.get("pipeteer.consumed_at", b"0") or 0) or time.time()
-                    try:
-                        value = codec.decode(raw, source=kafka_source(changelog, p, m.offset()))
-                    except DecodeError:
-                        log.exception("stage %r: pending item %r in the changelog is undecodable", stage, id)
-                    else:
-                        out[p][id] = Entry(id, value, raw, p, offset, consumed_at)
-                if m.offset() + 1 >= ends.get(p, 0):
-                    ends.pop(p, None)
+        for m in consume_to_end(restorer, ends, time.monotonic() + RESTORE_TIMEOUT):
+            p = m.partition()
+            if p not in ends:
+                continue
+            id, raw = m.key().decode(), m.value()
+            out[p].pop(id, None)
+            if raw is not None:
+                headers = dict(m.headers() or ())
+                offset = int(headers.get("pipeteer.offset", b"-1"))
+                consumed_at = float(headers.get("pipeteer.consumed_at", b"0") or 0) or time.time()
+                try:
+                    value = codec.decode(raw, source=kafka_source(changelog, p, m.offset()))
+                except DecodeError:
+                    log.exception("stage %r: pending item %r in the changelog is undecodable", stage, id)
+                else:
+                    out[p][id] = Entry(id, value, raw, p, offset, consumed_at)
+        if ends:
+            raise QueueError(
+                f"stage {stage!r}: restoring {changelog} partitions {sorted(ends)} "
+                f"took over {RESTORE_TIMEOUT:.0f}s; is the broker reachable?"
+            )
     finally:
         restorer.unassign()
     return out
+
+
+def consume_to_end(consumer: Any, ends: dict[int, int], deadline: float) -> Iterator[Any]:
+    """The data records of the partitions in `ends` (partition -> end offset), as `consumer`
+    (assigned to them, `enable.partition.eof` on) reads them, until every partition reached its
+    end offset or end of partition, or `deadline` (monotonic) passed; a partition is taken out of
+    `ends` when done, so what is left in it afterwards did not finish. Records of a partition
+    that is done may still come in the same batch: callers that only want the snapshot check `ends`.
+    """
+    while ends and time.monotonic() < deadline:
+        batch: list[Any] = consumer.consume(BATCH, 0.5)
+        for m in batch:
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    ends.pop(m.partition(), None)
+                continue
+            yield m
+            if m.offset() + 1 >= ends.get(m.partition(), 0):
+                ends.pop(m.partition(), None)

@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from pipeteer.queues.kafka.changelog import consume_to_end
 from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.pending import Record
 
@@ -130,17 +131,7 @@ class DeadLetterTopic:
             if not ends:
                 return out
             c.assign([TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in ends])
-            deadline = time.monotonic() + 60
-            while ends and time.monotonic() < deadline:
-                batch: list[Any] = c.consume(500, 0.5)
-                for m in batch:
-                    if m.error() is not None:
-                        if m.error().code() == KafkaError._PARTITION_EOF:
-                            ends.pop(m.partition(), None)
-                        continue
-                    out.append(m)
-                    if m.offset() + 1 >= ends.get(m.partition(), 0):
-                        ends.pop(m.partition(), None)
+            out.extend(consume_to_end(c, ends, time.monotonic() + 60))
             return out
         finally:
             c.close()

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from pipeteer.queues.kafka.changelog import consume_to_end
 from tests.kafka_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -120,16 +121,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
         if not ends:
             return out
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        ends.pop(m.partition(), None)
-                    continue
-                out.append(m)
-                if m.offset() + 1 >= ends.get(m.partition(), 0):
-                    ends.pop(m.partition(), None)
+        out.extend(consume_to_end(c, ends, time.monotonic() + timeout))
         if ends:
             raise TimeoutError(f"reading {topic}: partitions {sorted(ends)} did not reach their end")
         return out
