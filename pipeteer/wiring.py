@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from pipeteer.errors import RoutingError, SpecError, ValueTypeError
 from pipeteer.queues.base import BaseQueue, Queue, ReadQueue, WriteQueue
@@ -91,17 +91,17 @@ class _StageMemory:
     def __init__(self, size: int = 4096) -> None:
         self.completed: OrderedDict[str, None] = OrderedDict()
         self.states: OrderedDict[str, Any] = OrderedDict()
-        self._size = size
+        self.size = size
 
     def remember(self, id: str, state: Any) -> None:
         self.states[id] = state
-        if len(self.states) > self._size:
+        if len(self.states) > self.size:
             self.states.popitem(last=False)
 
     def complete(self, id: str) -> None:
         self.states.pop(id, None)
         self.completed[id] = None
-        if len(self.completed) > self._size:
+        if len(self.completed) > self.size:
             self.completed.popitem(last=False)
 
     def was_completed(self, id: str) -> bool:
@@ -168,7 +168,11 @@ class StageInput(ReadQueue[Any]):
         if id is not None:
             return self._f(await self.queue.read(id))
         id, v = await self.queue.read()
-        self.memory.remember(id, v)
+        memory = self.memory
+        states = memory.states
+        states[id] = v  # memory.remember, inlined
+        if len(states) > memory.size:
+            states.popitem(last=False)
         for hook in self.hooks:
             hook.read(self.stage, id)
         pre = self.pre
@@ -219,37 +223,48 @@ class StageOutput(WriteQueue[Any]):
         self.stage, self.queue, self.router, self.expected = stage, queue, router, expected
         self.post, self.memory, self.hooks = post, memory, hooks
         self._conforms = checker(expected)
-        self._moves: dict[int, tuple[Any, bool]] = {}
+        # By the class of the value pushed (routing is by class): (destination name, queue, whether
+        # one `move` does it because both ends are backend queues, not views).
+        self._routes: dict[type, tuple[str, WriteQueue[Any], bool]] = {}
 
     async def push(self, id: str, value: Any) -> None:
+        # The stage loop's hot path: one coroutine, the per-class answers cached.
         if not self._conforms(value):
             raise ValueTypeError(
                 f"stage {self.stage!r}: item {id!r} output is a {value_type_name(value)}, "
                 f"expected {type_name(self.expected)}"
             )
-        if self.post is not None:
-            state = self.memory.states.get(id, _MISSING)
+        memory, post = self.memory, self.post
+        if post is not None:
+            state = memory.states.get(id, _MISSING)
             if state is _MISSING:
                 state = await self.queue.read(id)  # InexistentItem if it is no longer in this stage
-            value = self.post(state, value)
-        target, dst = self.router.resolve(value, source=self.stage, id=id)
-        if self.post is None and not await self.queue.has(id):
+            value = post(state, value)
+        route = self._routes.get(value.__class__)
+        if route is None:
+            route = self._route(id, value)
+        target, dst, can_move = route
+        if post is None and not await self.queue.has(id):
             await dst.push(id, value)  # a new item, not one read from this stage
-        elif self._can_move(dst):
-            await cast("BaseQueue[Any]", self.queue).move(id, cast("BaseQueue[Any]", dst), value)
+        elif can_move:
+            await self.queue.move(id, dst, value)  # type: ignore[attr-defined]  # a BaseQueue (checked in _route)
         else:  # a view on either side: push, then pop (idempotent by id on re-run)
             await dst.push(id, value)
             await self.queue.pop(id)
-        self.memory.complete(id)
+        memory.states.pop(id, None)  # memory.complete, inlined
+        completed = memory.completed
+        completed[id] = None
+        if len(completed) > memory.size:
+            completed.popitem(last=False)
         for hook in self.hooks:
             hook.moved(self.stage, id, target)
 
-    def _can_move(self, dst: Any) -> bool:
-        """Whether both ends are backend queues (not views), so one `move` does it; known per destination."""
-        known = self._moves.get(id(dst))
-        if known is None:  # (the queue is kept with its answer, so its id stays its own)
-            known = self._moves[id(dst)] = (dst, isinstance(self.queue, BaseQueue) and isinstance(dst, BaseQueue))
-        return known[1]
+    def _route(self, id: str, value: Any) -> tuple[str, WriteQueue[Any], bool]:
+        target, dst = self.router.resolve(value, source=self.stage, id=id)
+        route = self._routes[value.__class__] = (
+            target, dst, isinstance(self.queue, BaseQueue) and isinstance(dst, BaseQueue)
+        )
+        return route
 
 
 def make_queues(

@@ -30,6 +30,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from pipeteer.codec.check import mismatch
 from pipeteer.codec.convert import Converters
+from pipeteer.codec.flat import flat_decoder, flat_encoder, is_flat
 from pipeteer.codec.model import derive
 from pipeteer.codec.nodes import ArrayNode, MapNode, NamedNode, Node, RecordNode, UnionNode
 from pipeteer.codec.schema import Schema, canonical_form, fingerprint, full_name, node_schema
@@ -99,6 +100,10 @@ class Codec(Generic[T]):
         # which document the signatures and do the same.
         self._encode = self._make_encode()
         self._decode = self._make_decode()
+        if self._plain_class is not None and not self._named_unions and is_flat(node):
+            # a record of primitive fields: straight-line code, falling back to the fastavro path
+            self._encode = flat_encoder(node, self._plain_class, self._header, self._encode)  # type: ignore[arg-type]
+            self._decode = flat_decoder(node, self._plain_class, self._header, self._decode)  # type: ignore[arg-type]
         self.encode = self._encode  # type: ignore[method-assign,assignment]
         self.decode = self._decode  # type: ignore[method-assign]
 

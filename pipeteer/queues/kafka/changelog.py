@@ -19,25 +19,32 @@ log = logging.getLogger("pipeteer.kafka")
 RESTORE_TIMEOUT = 120.0
 BATCH = 500
 
+PREFETCH = 2000
+"""Records per partition the stage consumer's client fetches ahead (librdkafka's `queued.min.messages`,
+100,000 by default; a property of that name overrides this). The stage's own buffer is its pending
+table, bounded by `max_pending`: a deep prefetch under it only doubles the memory, and takes the
+client to the end of the log early, where it keeps asking for more (cheap on Kafka, which holds an
+empty fetch for `fetch.wait.max.ms`; half a core on a broker that answers it at once)."""
+
 
 def stage_consumer(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None]) -> Any:
     """The stage's group consumer: read_committed, offsets committed only through transactions;
     a static member (KIP-345) when the instance is named."""
     member = {"group.instance.id": settings.instance} if settings.static_membership else {}
-    return Consumer(
-        settings.connection.client_config(
-            "consumer",
-            **member,
-            **{
-                "group.id": group,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "error_cb": on_error,
-            },
-        )
+    conf = settings.connection.client_config(
+        "consumer",
+        **member,
+        **{
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "error_cb": on_error,
+        },
     )
+    conf.setdefault("queued.min.messages", PREFETCH)  # a user's property of that name wins
+    return Consumer(conf)
 
 
 def restore_consumer(settings: KafkaSettings, group: str) -> Any:

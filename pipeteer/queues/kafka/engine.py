@@ -149,11 +149,12 @@ class StageEngine:
     def try_next(self) -> Entry | None:
         """The oldest pending item not waiting for a retry, if there is one now."""
         with self.lock:
-            e = self.table.first_ready(time.monotonic())
-            if e is not None:
-                e.streamed = True
-                self._current = e.id
-            return e
+            for e in self.table.entries.values():  # table.first_ready, inlined: the stage loop's hot path
+                if e.not_before == 0.0 or e.not_before <= time.monotonic():
+                    e.streamed = True
+                    self._current = e.id
+                    return e
+            return None
 
     async def next_item(self) -> Entry:
         """The oldest pending item not waiting for a retry; waits for one (woken by the thread)."""
@@ -203,12 +204,13 @@ class StageEngine:
         a crash before it simply processes them again).
         """
         with self.lock:
-            e = self.table.entries.pop(id, None)
+            table = self.table
+            e = table.entries.pop(id, None)
             if e is None:
                 if self._dropped_streamed.pop(id, None) is not None:
                     return None
                 raise InexistentItem(id, self.queue.describe())
-            self.table.finish_entry(e, None if topic is None else Record(topic, id, data, source=e.partition))
+            table.finish_entry(e, None if topic is None else Record(topic, id, data, None, (), e.partition))
             if self._current == id:
                 self._current = None
             if e.streamed:
@@ -393,8 +395,9 @@ class StageEngine:
         # The per-record hot path of the engine thread: keep it to decoding and one table insert.
         now = time.time()
         decode = self.queue.codec.decode
-        add = self.table.add
         assigned = self._assigned
+        batch: list[Entry] = []
+        add = batch.append
         added = dead = 0
         with self.lock:
             for m in msgs:
@@ -410,11 +413,15 @@ class StageEngine:
                     id = key.decode()
                     value = decode(raw)
                 except Exception:
+                    self.table.add_many(batch)  # what came before it, in order
+                    added += len(batch)
+                    batch.clear()
                     self._dead_on_arrival(m)
                     dead += 1
                     continue
                 add(Entry(id, value, raw, p, m.offset(), now))
-                added += 1
+            self.table.add_many(batch)
+            added += len(batch)
             self._ingested += added + dead
         if dead and self.metrics is not None:
             self.metrics.dead_letters.inc(dead)
