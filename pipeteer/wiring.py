@@ -189,7 +189,7 @@ class StageInput(ReadQueue[Any]):
         return await self.queue.has(id)
 
     async def pop(self, id: str) -> None:
-        if self.memory.was_completed(id):
+        if self.memory.completed.pop(id, _MISSING) is not _MISSING:  # memory.was_completed, inlined
             return
         await self.queue.pop(id)
 

@@ -29,12 +29,19 @@ def _varint(z: int) -> bytes:
     """An unsigned varint (`z` >= 0: the zigzag form of a long)."""
     if z < 0x80:
         return _BYTE[z]
+    if z < 0x4000:  # two bytes: the length of a string of 64 to 8,191 bytes
+        return bytes(((z & 0x7F) | 0x80, z >> 7))
     out = bytearray()
     while z >= 0x80:
         out.append((z & 0x7F) | 0x80)
         z >>= 7
     out.append(z)
     return bytes(out)
+
+
+def _varint_expr(z: str) -> str:
+    """Generated code for the varint of `z` (>= 0): one list lookup in the common case of one byte."""
+    return f"(BYTE[{z}] if {z} < 0x80 else varint({z}))"
 
 
 def _read_varint(data: bytes, pos: int, first: int) -> tuple[int, int]:
@@ -77,17 +84,20 @@ def flat_encoder(node: RecordNode, cls: type, header: bytes, slow: Callable[[Any
             parts.append(x)
         elif avro == "long":
             lines.append(f"        if {x}.__class__ is not int or not LONG_MIN <= {x} <= LONG_MAX: return slow(v)")
-            parts.append(f"varint(({x} << 1) ^ ({x} >> 63))")
+            lines.append(f"        {x} = ({x} << 1) ^ ({x} >> 63)")  # zigzag
+            parts.append(_varint_expr(x))
         elif avro == "double":
             lines.append(f"        if {x}.__class__ is not float: return slow(v)")
             parts.append(f"pack_double({x})")
         elif avro == "bytes":
             lines.append(f"        if {x}.__class__ is not bytes: return slow(v)")
-            parts += [f"varint(len({x}) << 1)", x]  # a length is a long: zigzag
+            lines.append(f"        n{i} = len({x}) << 1")  # a length is a long: zigzag
+            parts += [_varint_expr(f"n{i}"), x]
         else:  # string
             lines.append(f"        if {x}.__class__ is not str: return slow(v)")
             lines.append(f"        {x} = {x}.encode()")
-            parts += [f"varint(len({x}) << 1)", x]
+            lines.append(f"        n{i} = len({x}) << 1")
+            parts += [_varint_expr(f"n{i}"), x]
     lines.append("    except (AttributeError, KeyError, UnicodeEncodeError):")
     lines.append("        return slow(v)")
     lines.append(f"    return b''.join(({', '.join(parts)},))")
@@ -96,6 +106,7 @@ def flat_encoder(node: RecordNode, cls: type, header: bytes, slow: Callable[[Any
         "slow": slow,
         "header": header,
         "varint": _varint,
+        "BYTE": _BYTE,
         "pack_double": struct.Struct("<d").pack,
         "LONG_MIN": LONG_MIN,
         "LONG_MAX": LONG_MAX,
@@ -134,7 +145,10 @@ def flat_decoder(node: RecordNode, cls: type, header: bytes, slow: Callable[...,
             continue
         # a long, or the length of bytes and string (a long too): a zigzag varint
         lines.append("        b = data[pos]; pos += 1")
-        lines.append("        if b & 0x80: b, pos = read_varint(data, pos, b)")
+        lines.append("        if b & 0x80:")
+        lines.append("            c = data[pos]")
+        lines.append("            if c & 0x80: b, pos = read_varint(data, pos, b)")
+        lines.append("            else: b = (b & 0x7F) | (c << 7); pos += 1")
         if avro == "long":
             lines.append(f"        {x} = (b >> 1) ^ -(b & 1)")
             continue

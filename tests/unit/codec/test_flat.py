@@ -84,6 +84,14 @@ def test_long_edges(n: int) -> None:
     assert codec.decode(codec.encode(value)).n == n
 
 
+@pytest.mark.parametrize("size", [0, 63, 64, 127, 128, 8191, 8192, 70_000])
+def test_length_edges(size: int) -> None:
+    value = Flat(-size, "é" * (size // 2) + "x" * (size % 2), b"\xff" * size, -0.0, True)
+    data = CODEC.encode(value)
+    assert data == fastavro_bytes(CODEC, value)
+    assert vars(CODEC.decode(data)) == vars(value)
+
+
 def outcome(f: object, *args: object) -> object:
     try:
         return f(*args)  # type: ignore[operator]
