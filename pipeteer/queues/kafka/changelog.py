@@ -30,6 +30,10 @@ empty fetch for `fetch.wait.max.ms`; half a core on a broker that answers it at 
 def stage_consumer(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None]) -> Any:
     """The stage's group consumer: read_committed, offsets committed only through transactions;
     a static member (KIP-345) when the instance is named."""
+    return Consumer(stage_consumer_config(settings, group, on_error))
+
+
+def stage_consumer_config(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None]) -> dict[str, Any]:
     member = {"group.instance.id": settings.instance} if settings.static_membership else {}
     conf = settings.connection.client_config(
         "consumer",
@@ -44,7 +48,7 @@ def stage_consumer(settings: KafkaSettings, group: str, on_error: Callable[[Kafk
         },
     )
     conf.setdefault("queued.min.messages", PREFETCH)  # a user's property of that name wins
-    return Consumer(conf)
+    return conf
 
 
 def restore_consumer(settings: KafkaSettings, group: str) -> Any:

@@ -79,3 +79,12 @@ def test_backend_url_is_printed_without_secrets() -> None:
     with pytest.raises(ConfigError) as e:
         KafkaSettings.from_url(url + "&bogus=1", env={})
     assert "hunter2" not in str(e.value)
+
+
+def test_stage_consumer_prefetch_is_bounded_unless_the_user_says_otherwise() -> None:
+    from pipeteer.queues.kafka.changelog import PREFETCH, stage_consumer_config
+
+    default = stage_consumer_config(KafkaSettings.from_url("kafka://b:1", env={}), "g", lambda e: None)
+    assert default["queued.min.messages"] == PREFETCH and default["isolation.level"] == "read_committed"
+    tuned = KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_KAFKA_QUEUED_MIN_MESSAGES": "50000"})
+    assert stage_consumer_config(tuned, "g", lambda e: None)["queued.min.messages"] == "50000"
