@@ -664,6 +664,9 @@ class StageEngine:
                 log.warning("stage %r: close: %s", self.stage_name, e)
         with contextlib.suppress(Exception):
             self._producer.flush(5)
+        # Drop the clients now: a librdkafka handle keeps reconnecting (and logging) until destroyed,
+        # and something may keep this engine alive (its metrics' callback does).
+        self._consumer = self._producer = self._restorer = None
 
 
 Callback = Callable[[], None]
