@@ -91,17 +91,17 @@ class _StageMemory:
     def __init__(self, size: int = 4096) -> None:
         self.completed: OrderedDict[str, None] = OrderedDict()
         self.states: OrderedDict[str, Any] = OrderedDict()
-        self.size = size
+        self._size = size
 
     def remember(self, id: str, state: Any) -> None:
         self.states[id] = state
-        if len(self.states) > self.size:
+        if len(self.states) > self._size:
             self.states.popitem(last=False)
 
     def complete(self, id: str) -> None:
         self.states.pop(id, None)
         self.completed[id] = None
-        if len(self.completed) > self.size:
+        if len(self.completed) > self._size:
             self.completed.popitem(last=False)
 
     def was_completed(self, id: str) -> bool:
@@ -168,11 +168,7 @@ class StageInput(ReadQueue[Any]):
         if id is not None:
             return self._f(await self.queue.read(id))
         id, v = await self.queue.read()
-        memory = self.memory
-        states = memory.states
-        states[id] = v  # memory.remember, inlined
-        if len(states) > memory.size:
-            states.popitem(last=False)
+        self.memory.remember(id, v)
         for hook in self.hooks:
             hook.read(self.stage, id)
         pre = self.pre
@@ -189,7 +185,7 @@ class StageInput(ReadQueue[Any]):
         return await self.queue.has(id)
 
     async def pop(self, id: str) -> None:
-        if self.memory.completed.pop(id, _MISSING) is not _MISSING:  # memory.was_completed, inlined
+        if self.memory.was_completed(id):
             return
         await self.queue.pop(id)
 
@@ -251,11 +247,7 @@ class StageOutput(WriteQueue[Any]):
         else:  # a view on either side: push, then pop (idempotent by id on re-run)
             await dst.push(id, value)
             await self.queue.pop(id)
-        memory.states.pop(id, None)  # memory.complete, inlined
-        completed = memory.completed
-        completed[id] = None
-        if len(completed) > memory.size:
-            completed.popitem(last=False)
+        memory.complete(id)
         for hook in self.hooks:
             hook.moved(self.stage, id, target)
 
