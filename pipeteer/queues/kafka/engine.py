@@ -149,12 +149,11 @@ class StageEngine:
     def try_next(self) -> Entry | None:
         """The oldest pending item not waiting for a retry, if there is one now."""
         with self.lock:
-            for e in self.table.entries.values():  # table.first_ready, inlined: the stage loop's hot path
-                if e.not_before == 0.0 or e.not_before <= time.monotonic():
-                    e.streamed = True
-                    self._current = e.id
-                    return e
-            return None
+            e = self.table.first_ready(time.monotonic())
+            if e is not None:
+                e.streamed = True
+                self._current = e.id
+            return e
 
     async def next_item(self) -> Entry:
         """The oldest pending item not waiting for a retry; waits for one (woken by the thread)."""

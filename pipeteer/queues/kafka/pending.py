@@ -138,19 +138,11 @@ class PendingTable:
 
     def add(self, entry: Entry) -> None:
         """A consumed item. A newer record for a pending id replaces it (queues are keyed by id)."""
-        old = self.entries.pop(entry.id, None)
-        if old is not None:
-            old.done = True
-            entry.logged = old.logged
-        marks = self._marks.get(entry.partition)
-        if marks is None:
-            marks = self._marks[entry.partition] = deque()
-        marks.append(entry)
-        self._position[entry.partition] = entry.offset + 1
-        self.entries[entry.id] = entry
+        self.add_many((entry,))
 
-    def add_many(self, batch: list[Entry]) -> None:
-        """`add` for a consumed batch (the engine's hot path: one call, the lookups hoisted)."""
+    def add_many(self, batch: Iterable[Entry]) -> None:
+        """Consumed items, in offset order per partition (the engine's hot path: the lookups hoisted).
+        A newer record for a pending id replaces it (queues are keyed by id)."""
         entries, marks_of, position = self.entries, self._marks, self._position
         pop = entries.pop
         marks: deque[Entry] | None = None
