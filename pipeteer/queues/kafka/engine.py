@@ -54,6 +54,9 @@ log = logging.getLogger("pipeteer.kafka")
 BATCH = 500
 LAG_EVERY = 1.0
 SLOW_COMMIT = 2.0
+BUSY_POLL = 0.005
+"""How long the engine waits for input while the stage is finishing items (their outputs go out
+between waits); an idle stage waits up to the commit interval."""
 TXN_BYTES = 8 << 20
 """A transaction is committed early once it carries this many bytes: commit latency stays bounded for large records."""
 
@@ -96,6 +99,7 @@ class StageEngine:
         self._producer: Any = None
         self._restorer: Any = None
         self._produced_in_txn = False
+        self._busy = False
         self._txn_bytes = 0
         self._ingested = 0
         self._last_commit = time.monotonic()
@@ -346,13 +350,17 @@ class StageEngine:
 
     def _step(self) -> None:
         self._flow_control()
-        timeout = min(self.tx.interval, 0.1)
+        # While the stage is finishing items, their outputs are sent every BUSY_POLL at the latest:
+        # `consume` cannot be woken when one is ready, and with all input already consumed (a
+        # backlog within `max_pending`) it would otherwise wait its whole timeout every time.
+        timeout = BUSY_POLL if self._busy else min(self.tx.interval, 0.1)
         msgs = self._consumer.consume(BATCH, timeout)
         if msgs:
             self._broker_down_since = None
             self._ingest(msgs)
         with self.lock:
             records = self.table.take_outputs()
+        self._busy = bool(records)
         self._produce(records)
         now = time.monotonic()
         finished = self.table._finished
