@@ -166,13 +166,12 @@ class StageInput(ReadQueue[Any]):
     async def read(self, id: str | None = None) -> Any:
         # The stage loop's hot path, in one coroutine (the base class's `read` dispatches to two).
         if id is not None:
-            return self._f(await self.queue.read(id))
+            return await self._read(id)
         id, v = await self.queue.read()
         self.memory.remember(id, v)
         for hook in self.hooks:
             hook.read(self.stage, id)
-        pre = self.pre
-        return id, (v if pre is None else pre(v))
+        return id, self._f(v)
 
     async def _read_next(self) -> tuple[str, Any]:
         item: tuple[str, Any] = await self.read()
