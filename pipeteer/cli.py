@@ -19,15 +19,32 @@ Command = Callable[[argparse.Namespace], int]
 
 def _run(args: argparse.Namespace) -> int:
     from pipeteer.runtime.app import require_app
+    from pipeteer.runtime.console import ConsoleSettings
+    from pipeteer.runtime.security import Security, is_loopback
     from pipeteer.runtime.service import StageService
 
     app = require_app(args.app)
-    service = StageService(app, args.backend, stages=args.stage or None)
+    security = Security.from_env(
+        token_file=args.auth_token_file, proxy_header=args.auth_proxy_header,
+        trusted_proxies=",".join(args.trusted_proxy or ()), metrics_auth=args.metrics_auth,
+        api_docs=args.api_docs, max_body_bytes=args.max_body_bytes, max_upload_bytes=args.max_upload_bytes,
+    )
+    if not security.enabled and not is_loopback(args.host) and not args.no_auth:
+        raise ConfigError(
+            f"refusing to serve on {args.host} without authentication: anyone who can reach it could complete "
+            "tasks. Give reviewers tokens in a file (one 'name:token' per line) with --auth-token-file FILE or "
+            "PIPETEER_AUTH_TOKEN_FILE, or trust an auth proxy with --auth-proxy-header X-Forwarded-User "
+            "--trusted-proxy ADDRESS; or pass --no-auth if something in front of it authenticates"
+        )
+    console = ConsoleSettings(lease_seconds=args.lease_seconds, undo_seconds=args.undo_seconds)
+    service = StageService(app, args.backend, stages=args.stage or None, security=security, console=console)
     where = f"http://{args.host}:{args.port}"
     kinds = ", ".join(
         f"{s} ({'web ' + where + '/' + s + '/' if app.is_web(s) else 'automatic'})" for s in service.stages
     )
     print(f"pipeteer: running {app.name!r} on {service.queues.backend.url}: {kinds}", file=sys.stderr)
+    auth = "tokens" if security.token_login else "auth proxy" if security.enabled else "OFF"
+    print(f"pipeteer: review console at {where}/ (authentication: {auth})", file=sys.stderr)
     asyncio.run(service.serve(args.host, args.port))
     return 0
 
@@ -116,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stage", action="append", help="run only this stage (repeatable); default: all stages")
     run.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8000, help="port for web stages and /metrics (default 8000)")
+    sec = run.add_argument_group("security (see also the PIPETEER_AUTH_* variables in the README)")
+    sec.add_argument("--auth-token-file", help="reviewers' tokens, one 'name:token' per line ($PIPETEER_AUTH_TOKEN_FILE)")
+    sec.add_argument("--auth-proxy-header", help="trust this header (e.g. X-Forwarded-User) from --trusted-proxy")
+    sec.add_argument("--trusted-proxy", action="append", help="address or network of the auth proxy (repeatable)")
+    sec.add_argument("--no-auth", action="store_true", help="serve a non-loopback address without authentication")
+    sec.add_argument("--metrics-auth", action="store_true", help="/metrics needs credentials too")
+    sec.add_argument("--api-docs", action="store_true", help="serve /docs and /openapi.json")
+    sec.add_argument("--max-body-bytes", type=int, help="cap on JSON and form bodies (default 1 MiB)")
+    sec.add_argument("--max-upload-bytes", type=int, help="cap on uploads: files, images (default 64 MiB)")
+    run.add_argument("--lease-seconds", type=float, default=300.0, help="how long an opened task stays with its reviewer")
+    run.add_argument("--undo-seconds", type=float, default=5.0, help="how long a decision can be undone before it is applied")
     run.set_defaults(func=_run)
 
     schemas = sub.add_parser("schemas", help="Avro schemas of the workflow's states").add_subparsers(

@@ -13,15 +13,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Response
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeteer.errors import ConfigError
 from pipeteer.queues.base import BaseQueue, Retry
 from pipeteer.runtime.app import App
 from pipeteer.runtime.connect import connect
+from pipeteer.runtime.console import Console, ConsoleSettings, login_page
 from pipeteer.runtime.metrics import Metrics, StageProgress
+from pipeteer.runtime.security import SESSION_COOKIE, Security, SecurityMiddleware, form_fields, safe_next
 from pipeteer.wiring import WorkflowQueues
 
 log = logging.getLogger("pipeteer.run")
@@ -47,6 +51,8 @@ class StageService:
         metrics: Metrics | None = None,
         restart: Restart = Restart(),
         retry: Retry | None = None,
+        security: Security | None = None,
+        console: ConsoleSettings | None = None,
     ) -> None:
         known = app.stages()
         for s in stages or ():
@@ -57,6 +63,7 @@ class StageService:
         self.metrics = metrics or Metrics()
         self.progress = StageProgress(self.metrics)
         self.restart = restart
+        self.security = security if security is not None else Security()
         self.queues: WorkflowQueues = connect(app, backend, hooks=[self.progress])
         use_metrics = getattr(self.queues.backend, "use_metrics", None)
         if use_metrics is not None:  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
@@ -71,10 +78,18 @@ class StageService:
                 self.progress.of(s).watch_pending(count)
             if retry is not None and isinstance(raw, BaseQueue):
                 raw.retry = retry
-        self.asgi = self._asgi()
+        self.console = Console(self, console or ConsoleSettings())
+        self.root = self._root()
+        self.asgi = SecurityMiddleware(self.root, self.security)
 
-    def _asgi(self) -> FastAPI:
-        root = FastAPI(title=f"pipeteer: {self.app.name}")
+    def _root(self) -> FastAPI:
+        docs = self.security.api_docs
+        root = FastAPI(
+            title=f"pipeteer: {self.app.name}",
+            docs_url="/docs" if docs else None,
+            redoc_url="/redoc" if docs else None,
+            openapi_url="/openapi.json" if docs else None,
+        )
         service = self
 
         @root.get("/healthz")
@@ -91,20 +106,38 @@ class StageService:
         async def metrics() -> Response:
             return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-        @root.get("/", response_class=HTMLResponse)
-        async def index() -> str:
-            links = "".join(
-                f'<li><a href="/{s}/">{s}</a> (person)</li>'
-                if s in service.web
-                else f"<li>{s} (automatic)</li>"
-                for s in service.stages
-            )
-            return (
-                f"<!doctype html><title>{service.app.name}</title><h1>{service.app.name}</h1><ul>{links}</ul>"
-            )
+        @root.get("/login")
+        async def login_form(next: str | None = None) -> Response:
+            return login_page(safe_next(next))
 
+        @root.post("/login")
+        async def login(request: Request) -> Response:
+            form = form_fields(await request.body())
+            target = safe_next(form.get("next"))
+            name = service.security.name_of_token(form.get("token", "").strip())
+            if name is None:
+                log.warning("login refused from %s", request.client.host if request.client else "?")
+                return login_page(target, "That token is not valid.")
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(
+                SESSION_COOKIE, service.security.session_cookie(name), max_age=service.security.session_seconds,
+                httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/",
+            )
+            log.info("login: %s", name)
+            return response
+
+        @root.post("/logout")
+        async def logout() -> Response:
+            response = RedirectResponse("/login", status_code=303)
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+
+        root.include_router(self.console.routes())
         for s, web in self.web.items():
+            if isinstance(web, FastAPI):
+                harden(web, docs)
             root.mount(f"/{s}", web)
+        harden(root, docs)
         return root
 
     def ready(self) -> bool:
@@ -137,6 +170,7 @@ class StageService:
                 delay = min(delay * 2, self.restart.maximum)
 
     def start(self) -> None:
+        self.console.start()
         for s in self.stages:
             open_queue = getattr(self.queues.stage_queue(s), "open", None)
             if open_queue is not None:  # Kafka: join the group and restore pending items before any request
@@ -145,6 +179,7 @@ class StageService:
                 self.tasks[s] = asyncio.create_task(self._supervise(s), name=f"stage:{s}")
 
     async def stop(self) -> None:
+        await self.console.stop()
         for t in self.tasks.values():
             t.cancel()
         for t in self.tasks.values():
@@ -167,10 +202,17 @@ class StageService:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
-        server = Server(uvicorn.Config(self.asgi, host=host, port=port, log_level="info", lifespan="off"))
+        # proxy_headers off: the client address is the peer's, which is what a trusted proxy is checked by
+        server = Server(uvicorn.Config(self.asgi, host=host, port=port, log_level="info", lifespan="off",
+                                       proxy_headers=False, timeout_graceful_shutdown=5))
         loop = asyncio.get_running_loop()
+
+        def exit_soon() -> None:
+            server.should_exit = True
+            self.console.closing.set()  # ends the live streams, so connections can close
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+            loop.add_signal_handler(sig, exit_soon)
         self.start()
         try:
             await server.serve()
@@ -178,3 +220,37 @@ class StageService:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.stop()
+
+
+DETAIL_LIMIT = 300
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= DETAIL_LIMIT else text[:DETAIL_LIMIT] + f"… ({len(text)} characters)"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if not isinstance(exc.detail, str) else _short(exc.detail)
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI's default answer echoes every input; this one names where and why, never the input
+    errors = [
+        {"loc": [str(p)[:60] for p in e.get("loc", ())], "msg": _short(str(e.get("msg", ""))), "type": e.get("type")}
+        for e in list(exc.errors())[:20]
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def harden(app: FastAPI, docs: bool) -> None:
+    """Error answers that never echo unbounded input, and no API docs unless asked for (user apps too)."""
+    app.exception_handlers[StarletteHTTPException] = _http_error
+    app.exception_handlers[HTTPException] = _http_error
+    app.exception_handlers[RequestValidationError] = _validation_error
+    if not docs:
+        hidden = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in hidden]
+        app.openapi_url = app.docs_url = app.redoc_url = None

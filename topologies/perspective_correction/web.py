@@ -5,14 +5,19 @@
 - `manual_api(Qin, Qout)`: a person clicks the page's four corners on the original photo
   (`Qin` holds the originals, `Qout` takes the rectified PNG).
 
-Each app serves a small self-contained HTML page at `/` (no external assets), `GET /tasks`
-(pending ids), `GET /tasks/{id}/image`, and one POST that completes a task. Completing pushes to
-`Qout`, which in pipeteer moves the item on to the next stage and removes it from this one in one
-atomic step: a task completed twice (a double click, two reviewers) succeeds once, and the others
-get 404 (already done) or 409 (being completed right now by another request of this process).
+Each app serves a small self-contained page at `/` (rendered by Jinja2 with autoescaping; its
+script and style are files under `static/`, so the service's CSP needs no inline script),
+`GET /tasks` (pending ids), `GET /tasks/{id}/image`, and one POST that completes a task.
+Completing pushes to `Qout`, which in pipeteer moves the item on to the next stage and removes
+it from this one in one atomic step: a task completed twice (a double click, two reviewers)
+succeeds once, and the others get 404 (already done) or 409 (being completed right now by
+another request of this process). Inputs are strict: `ok` is `true` or `false`, corners are
+JSON numbers.
 
 The apps are mounted under a prefix by the stage service (`/validation/`, `/manual-correct/`);
-the pages build their links from the request's `root_path`, so they work at any prefix.
+the pages build their links from the request's `root_path`, so they work at any prefix. The
+service's review console (`/`) works these stages too; the manual page is the app-specific
+four-corner picker it links to.
 
     queues = pipeteer.connect(app, "sqlite:///queues.db")
     api = validation_api(**queues["validation"]["internal"])    # what `pipeteer run` does
@@ -21,17 +26,16 @@ the pages build their links from the request's `root_path`, so they work at any 
 from __future__ import annotations
 
 import asyncio
-import html
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from pipeteer import InexistentItem, ReadQueue, WriteQueue
 from topologies.perspective_correction.imaging import image_size, warp_with_corners
@@ -39,16 +43,23 @@ from topologies.perspective_correction.imaging import image_size, warp_with_corn
 __all__ = ["Correction", "manual_api", "validation_api"]
 
 _HERE = Path(__file__).parent
-# Pages list at most this many tasks; the rest show up as earlier ones are completed.
+# Pages show this many tasks at a time (the validation page pages through the rest).
 _PAGE_LIMIT = 60
-_CURRENT = ' class="current"'
+_TEMPLATES = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(default=True))
+_TEMPLATES.filters["urlencode_all"] = lambda s: quote(str(s), safe="")
+_STATIC = {"example.css": "text/css; charset=utf-8", "validation.js": "text/javascript; charset=utf-8",
+           "manual.js": "text/javascript; charset=utf-8"}
+
+Coordinate = StrictFloat | StrictInt
 
 
 class Correction(BaseModel):
     """The body of `POST /correct`: the task id and the 4 clicked corners, `[x, y]` in image pixels."""
 
-    id: str
-    corners: list[list[float]]
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    id: Annotated[str, Field(max_length=1024)]
+    corners: Annotated[list[Annotated[list[Coordinate], Field(min_length=2, max_length=2)]], Field(max_length=16)]
 
 
 class _Claims:
@@ -89,20 +100,8 @@ def _base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/") + "/"
 
 
-def _js(value: Any) -> str:
-    """A JSON literal safe to embed in a <script> element."""
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _image_url(base: str, id: str) -> str:
-    return f"{base}tasks/{quote(id, safe='')}/image"
-
-
-def _render(template: str, **parts: str) -> str:
-    page = (_HERE / template).read_text(encoding="utf-8")
-    for key, value in parts.items():
-        page = page.replace(f"__{key}__", value)
-    return page
+def _render(template: str, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_TEMPLATES.get_template(template).render(**context))
 
 
 async def _pending_ids(Qin: ReadQueue[bytes]) -> list[str]:
@@ -119,7 +118,13 @@ async def _read_image(Qin: ReadQueue[bytes], stage: str, id: str) -> bytes:
 
 
 def _task_routes(app: FastAPI, Qin: ReadQueue[bytes], stage: str) -> None:
-    """`GET /tasks` and `GET /tasks/{id}/image`, the same in both apps."""
+    """`GET /tasks`, `GET /tasks/{id}/image` and the page's static files, the same in both apps."""
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in _STATIC:
+            raise HTTPException(404, detail="no such file")
+        return Response((_HERE / "static" / name).read_bytes(), media_type=_STATIC[name])
 
     @app.get("/tasks")
     async def tasks() -> list[dict[str, str]]:
@@ -147,33 +152,22 @@ def validation_api(Qin: ReadQueue[bytes], Qout: WriteQueue[bool]) -> FastAPI:
     _task_routes(app, Qin, stage)
 
     @app.get("/", response_class=HTMLResponse)
-    async def page(request: Request) -> HTMLResponse:
-        """Every pending correction with Approve / Reject buttons."""
-        base = _base(request)
+    async def page(request: Request, offset: Annotated[int, Field(ge=0)] = 0) -> HTMLResponse:
+        """Pending corrections with Approve / Reject buttons, a page at a time (the count is all of them)."""
         ids = await _pending_ids(Qin)
-        cards = "\n".join(
-            f'<div class="card" data-id="{html.escape(id)}">'
-            f'<img src="{html.escape(_image_url(base, id))}" alt="corrected image {html.escape(id)}" loading="lazy">'
-            f'<div class="id">{html.escape(id)}</div>'
-            '<div class="actions">'
-            '<button type="button" class="approve" onclick="decide(this, true)">Approve</button>'
-            '<button type="button" class="reject" onclick="decide(this, false)">Reject</button>'
-            '</div><div class="msg"></div></div>'
-            for id in ids[:_PAGE_LIMIT]
-        )
-        if not ids:
-            cards = '<p class="empty">Nothing to validate. New corrections appear here as they arrive (Refresh).</p>'
-        return HTMLResponse(_render("validation.html", COUNT=str(len(ids)), CARDS=cards, BASE_JSON=_js(base)))
+        return _render("validation.html", base=_base(request), total=len(ids), offset=offset,
+                       limit=_PAGE_LIMIT, ids=ids[offset : offset + _PAGE_LIMIT])
 
     @app.post("/validate")
-    async def validate(id: str, ok: bool) -> dict[str, Any]:
+    async def validate(id: str, ok: Literal["true", "false"]) -> dict[str, Any]:
         """Approve (`ok=true`) or reject (`ok=false`) the correction of task `id`."""
+        decision = ok == "true"
         with claims.claim(id):
             try:
-                await Qout.push(id, ok)
+                await Qout.push(id, decision)
             except InexistentItem:
                 raise _not_pending(stage, id) from None
-        return {"id": id, "ok": ok}
+        return {"id": id, "ok": decision}
 
     return app
 
@@ -194,42 +188,13 @@ def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[bytes]) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     async def page(request: Request, id: str | None = None) -> HTMLResponse:
         """The task `id` (default: the oldest pending one) to click, and the list of pending tasks."""
-        base = _base(request)
         ids = await _pending_ids(Qin)
         current = id if id is not None else (ids[0] if ids else None)
-        links = "\n".join(
-            f'<a href="{html.escape(base)}?id={html.escape(quote(t, safe=""))}"'
-            f"{_CURRENT if t == current else ''}>{html.escape(t)}</a>"
-            for t in ids[:_PAGE_LIMIT]
-        )
-        if current is None:
-            task = '<section><p class="empty">Nothing to correct. Tasks appear here when automatic correction fails or a correction is rejected (Refresh).</p></section>'
-        elif current not in ids:
-            task = f'<section><p class="empty">Task <span class="id">{html.escape(current)}</span> is not pending (unknown, or already done).</p></section>'
-            current = None
-        else:
-            task = (
-                f'<section><div>Task <span class="id">{html.escape(current)}</span>: click the 4 corners of the page.</div>'
-                '<div class="stage" id="stage">'
-                f'<img id="photo" src="{html.escape(_image_url(base, current))}" alt="photo {html.escape(current)}" draggable="false">'
-                '<svg><polygon id="outline" points="" fill="rgba(37,99,235,.15)" stroke="#2563eb" stroke-width="2"/></svg>'
-                "</div>"
-                '<div class="controls">'
-                '<button type="button" onclick="undo()">Undo</button>'
-                '<button type="button" onclick="reset()">Reset</button>'
-                '<button type="button" id="submit" onclick="submit()" disabled>Submit</button>'
-                '<span id="msg"></span></div></section>'
-            )
-        return HTMLResponse(
-            _render(
-                "manual.html",
-                COUNT=str(len(ids)),
-                LIST=links or '<span class="empty" style="padding: 0 14px">none</span>',
-                TASK=task,
-                BASE_JSON=_js(base),
-                TASK_JSON=_js(current),
-            )
-        )
+        missing = None
+        if current is not None and current not in ids:
+            missing, current = current, None
+        return _render("manual.html", base=_base(request), total=len(ids), ids=ids[:_PAGE_LIMIT],
+                       current=current, missing=missing)
 
     @app.post("/correct")
     async def correct(body: Correction) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
 
 import httpx
 import pytest
@@ -115,7 +116,8 @@ async def test_validation_page_shows_each_task_with_buttons(driver: TestDriver) 
         assert f'<img src="/tasks/easy-{s.seed}/image"' in page
     assert page.count("Approve</button>") == len(EASY) and page.count("Reject</button>") == len(EASY)
     assert "4 pending" in page
-    assert "validate?id=" in page  # the buttons post to /validate
+    assert '<script src="/static/validation.js"></script>' in page  # the buttons post to /validate from there
+    assert "<script>" not in page and "onclick" not in page  # no inline script: the CSP forbids it
     assert "http://" not in page and "https://" not in page  # no CDN, no external assets
 
 
@@ -179,12 +181,12 @@ async def test_manual_page_shows_the_oldest_task_to_click(driver: TestDriver) ->
         chosen = (await m.get("/", params={"id": "hard-102"})).text
         gone = (await m.get("/", params={"id": "nope"})).text
     assert '<img id="photo" src="/tasks/hard-100/image"' in page
-    assert 'const TASK = "hard-100";' in page
+    assert '<body data-base="/" data-task="hard-100">' in page
     assert 'href="/?id=hard-102"' in page  # the list of pending tasks
     assert "Submit</button>" in page and "Undo</button>" in page
     assert "http://" not in page and "https://" not in page
     assert '<img id="photo" src="/tasks/hard-102/image"' in chosen
-    assert "is not pending" in gone and "const TASK = null;" in gone
+    assert "is not pending" in gone and "data-task" not in gone
 
 
 async def test_pages_escape_ids_and_accept_any_id(driver: TestDriver) -> None:
@@ -193,11 +195,78 @@ async def test_pages_escape_ids_and_accept_any_id(driver: TestDriver) -> None:
     async with driver.client("manual-correct") as m:
         page = (await m.get("/", params={"id": odd})).text
         assert "<i>" not in page and "&lt;i&gt;" in page
-        assert '"a/b \\u003ci\\u003e\\"x\\"\\u003c/i\\u003e \\u0026 ?"' in page  # safe inside <script>
+        assert 'data-task="a/b &lt;i&gt;&#34;x&#34;&lt;/i&gt; &amp; ?"' in page  # an attribute the script reads
         image = await m.get("/tasks/a%2Fb%20%3Ci%3E%22x%22%3C%2Fi%3E%20%26%20%3F/image")
         assert image.status_code == 200 and image.content == EASY[0].img
         r = await m.post("/correct", json={"id": odd, "corners": [list(c) for c in EASY[0].corners]})
         assert r.status_code == 200 and r.json()["id"] == odd
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+def assert_inert(page: str) -> None:
+    """No event-handler attribute anywhere, and every script is a file of the site (none inline)."""
+    parser = _Elements()
+    parser.feed(page)
+    for tag, attrs in parser.found:
+        assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
+        if tag == "script":
+            assert str(attrs.get("src", "")).startswith("/"), attrs
+    assert "<script>" not in page
+
+
+HOSTILE_IDS = [
+    "__BASE_JSON__ onerror=alert(3) x",
+    "__TASK_JSON__ onerror=alert(4) x",
+    '"><script>alert(1)</script>',
+    "' onmouseover='alert(2)",
+    "{{ 7*7 }} {% raw %}",
+]
+
+
+async def test_hostile_ids_are_inert_on_both_pages() -> None:
+    """The ids of the stored-XSS report: placeholders, quotes, tags and template syntax stay text."""
+    async with TestDriver(app) as t:
+        for i, id in enumerate(HOSTILE_IDS):
+            await t.queues.stage("validation").Qin.push(id, AutoCorrected(EASY[0].img, EASY[0].img))
+            await t.queues.stage("manual-correct").Qin.push(id, ManualInput(HARD[i % len(HARD)].img))
+        async with t.client("validation") as v, t.client("manual-correct") as m:
+            pages = [(await v.get("/")).text, (await m.get("/")).text]
+            pages += [(await m.get("/", params={"id": id})).text for id in HOSTILE_IDS]
+    for page in pages:
+        assert_inert(page)
+        assert "49" not in page  # no template evaluated an id
+    assert 'data-id="__BASE_JSON__ onerror=alert(3) x"' in pages[0]
+    assert 'data-task="__TASK_JSON__ onerror=alert(4) x"' in pages[3]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
+
+
+async def test_validate_is_strict_and_paged(driver: TestDriver) -> None:
+    async with driver.client("validation") as v:
+        assert (await v.post("/validate", params={"id": "easy-0", "ok": "yes"})).status_code == 422
+        assert (await v.post("/validate", params={"id": "easy-0", "ok": "1"})).status_code == 422
+    async with driver.client("manual-correct") as m:
+        loose = {"id": "hard-100", "corners": [["10", "10"], [1, 2], [3, 4], [5, 6]]}
+        assert (await m.post("/correct", json=loose)).status_code == 422
+        extra = {"id": "hard-100", "corners": [[1, 2]] * 4, "more": 1}
+        assert (await m.post("/correct", json=extra)).status_code == 422
+
+
+async def test_validation_count_is_true_past_one_page() -> None:
+    async with TestDriver(app) as t:
+        for i in range(74):
+            await t.queues.stage("validation").Qin.push(f"v{i:02d}", AutoCorrected(b"png", b"png"))
+        async with t.client("validation") as v:
+            first, second = (await v.get("/")).text, (await v.get("/", params={"offset": 60})).text
+    assert "74 pending" in first and first.count('class="card"') == 60 and "Showing 1–60 of 74" in first
+    assert second.count('class="card"') == 14 and 'data-id="v73"' in second and "Showing 61–74 of 74" in second
 
 
 async def test_empty_pages_say_so() -> None:
@@ -215,7 +284,9 @@ async def test_pages_link_under_the_mount_prefix(driver: TestDriver) -> None:
     root.mount("/validation", driver.web("validation"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=root), base_url="http://test") as c:
         page = (await c.get("/validation/")).text
-        assert '<img src="/validation/tasks/easy-0/image"' in page and 'const BASE = "/validation/";' in page
+        assert '<img src="/validation/tasks/easy-0/image"' in page and 'data-base="/validation/"' in page
+        assert '<script src="/validation/static/validation.js">' in page
+        assert (await c.get("/validation/static/validation.js")).status_code == 200
         assert (await c.get("/validation/tasks/easy-0/image")).status_code == 200
 
 

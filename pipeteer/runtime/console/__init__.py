@@ -1,0 +1,355 @@
+"""The built-in review console of `pipeteer run`: every human stage's pending tasks, worked in a browser.
+
+`/` lists the stages with their pending counts (live); `/console/?stage=NAME` is a stage's
+desk: the pending tasks, oldest first and paginated, and one task at a time, shown from its
+state with the actions its output type calls for (see `forms`). Keyboard: `a` approve, `r`
+reject, `n` next, `u` undo. A task opened is leased to its reviewer and a decision waits out an
+undo window before it is applied (see `desk`). The JSON API under `/console/api/` is what the
+page uses, and works for scripts as well (`?stage=` and `?id=` in the query, so any id works).
+
+The app's own web pages stay where they were (`/<stage>/`), linked from the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from pipeteer.errors import InexistentItem, PipeteerError
+from pipeteer.runtime.console.desk import Decision, Desk, NothingToUndo, TaskTaken
+from pipeteer.runtime.console.forms import FormError, actions_for, build, field_bytes, image_type, show
+from pipeteer.runtime.security import current_reviewer
+from pipeteer.spec import Wrapped
+
+log = logging.getLogger("pipeteer.console")
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+LIVE_INTERVAL = 1.0
+TEMPLATES = Environment(
+    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
+)
+STATIC = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+}
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """`lease_seconds`: how long an opened task stays with its reviewer; `undo_seconds`: the undo window."""
+
+    lease_seconds: float = 300.0
+    undo_seconds: float = 5.0
+
+
+def render(template: str, **context: Any) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(template).render(**context))
+
+
+def reviewer() -> str:
+    return current_reviewer.get() or "anonymous"
+
+
+class Console:
+    """The console of one stage service: its human stages' desks and the routes that serve them."""
+
+    def __init__(self, service: Any, settings: ConsoleSettings = ConsoleSettings()) -> None:
+        self.service = service
+        self.app_name: str = service.app.name
+        self.settings = settings
+        self.human: list[str] = [s for s in service.stages if s in service.web]
+        self.desks = {s: Desk(settings.lease_seconds, settings.undo_seconds) for s in self.human}
+        self.closing = asyncio.Event()
+        self._applier: asyncio.Task[None] | None = None
+
+    # --- queues of a stage ---
+
+    def _raw(self, stage: str) -> Any:
+        return self.service.queues.stage_queue(stage)
+
+    def _qout(self, stage: str) -> Any:
+        return self.service.app.stage_queues(self.service.queues, stage)["Qout"]
+
+    def _output_type(self, stage: str) -> Any:
+        s = self.service.app.stages()[stage]
+        return s.inner_output_type() if isinstance(s, Wrapped) else s.Tout
+
+    async def pending(self, stage: str) -> list[str]:
+        ids: list[str] = await self._raw(stage).keys()
+        return ids
+
+    def _desk(self, stage: str | None) -> Desk:
+        if stage not in self.desks:
+            raise HTTPException(404, detail=f"no human stage {str(stage)[:100]!r} here (stages: {', '.join(self.human)})")
+        return self.desks[stage]
+
+    async def detail(self, stage: str, id: str) -> dict[str, Any]:
+        try:
+            state = await self._raw(stage).read(id)
+        except InexistentItem:
+            raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)") from None
+        desk = self.desks[stage]
+        return {
+            "id": id,
+            "stage": stage,
+            "fields": [asdict(f) for f in show(state)],
+            "holder": desk.holder(id, time.time()),
+            "actions": asdict(actions_for(self._output_type(stage))),
+        }
+
+    # --- applying decisions ---
+
+    async def apply(self, stage: str, d: Decision) -> str:
+        """Push one decision through the stage's `Qout` (the atomic move); 'applied' or why not."""
+        token = current_reviewer.set(d.reviewer)
+        try:
+            await self._qout(stage).push(d.id, d.value)
+        except InexistentItem:
+            log.warning("stage %r: %s's decision on %r not applied: the task was completed elsewhere", stage, d.reviewer, d.id)
+            return "completed elsewhere"
+        except PipeteerError as e:
+            log.error("stage %r: %s's decision on %r failed: %s", stage, d.reviewer, d.id, e)
+            return f"failed: {e}"
+        finally:
+            current_reviewer.reset(token)
+        return "applied"
+
+    async def _apply_due(self) -> None:
+        while not self.closing.is_set():
+            now = time.time()
+            for stage, desk in self.desks.items():
+                for d in desk.due(now):
+                    await self.apply(stage, d)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), 0.2)
+
+    def start(self) -> None:
+        if self._applier is None and self.desks:
+            self._applier = asyncio.create_task(self._apply_due(), name="console:decisions")
+
+    async def stop(self) -> None:
+        """Apply every decision still in its undo window (the reviewer meant it), then stop."""
+        self.closing.set()
+        if self._applier is not None:
+            await self._applier
+            self._applier = None
+        for stage, desk in self.desks.items():
+            for id in list(desk.waiting):
+                d = desk.take(id)
+                if d is not None:
+                    await self.apply(stage, d)
+
+    # --- HTTP ---
+
+    def routes(self) -> APIRouter:
+        router = APIRouter()
+        console = self
+
+        @router.get("/", response_class=HTMLResponse)
+        async def index() -> HTMLResponse:
+            stages = await console.stage_counts()
+            return render("index.html", app=console.app_name, stages=stages, reviewer=reviewer())
+
+        @router.get("/static/{name}")
+        async def static(name: str) -> Response:
+            if name not in STATIC:
+                raise HTTPException(404, detail="no such file")
+            return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
+                            headers={"Cache-Control": "no-cache"})
+
+        @router.get("/console/", response_class=HTMLResponse)
+        async def stage_page(stage: str) -> HTMLResponse:
+            console._desk(stage)
+            return render("stage.html", app=console.app_name, stage=stage, reviewer=reviewer(),
+                          undo_seconds=console.settings.undo_seconds,
+                          own_page=f"/{stage}/")
+
+        @router.get("/console/api/stages")
+        async def stages() -> list[dict[str, Any]]:
+            return await console.stage_counts()
+
+        @router.get("/console/api/tasks")
+        async def tasks(stage: str, offset: int = 0, limit: int = PAGE_SIZE) -> dict[str, Any]:
+            desk = console._desk(stage)
+            if offset < 0 or not 1 <= limit <= 500:
+                raise HTTPException(422, detail="offset must be >= 0 and limit between 1 and 500")
+            ids = await console.pending(stage)
+            now = time.time()
+            page = ids[offset : offset + limit]
+            return {
+                "stage": stage,
+                "total": len(ids),
+                "offset": offset,
+                "limit": limit,
+                "items": [{"id": id, "holder": desk.holder(id, now)} for id in page],
+            }
+
+        @router.get("/console/api/task")
+        async def task(stage: str, id: str) -> dict[str, Any]:
+            console._desk(stage)
+            return await console.detail(stage, id)
+
+        @router.get("/console/api/field")
+        async def field(stage: str, id: str, name: str) -> Response:
+            console._desk(stage)
+            try:
+                state = await console._raw(stage).read(id)
+            except InexistentItem:
+                raise HTTPException(404, detail="task is not pending") from None
+            data = field_bytes(state, name)
+            if data is None:
+                raise HTTPException(404, detail="no such bytes field")
+            return Response(data, media_type=image_type(data) or "application/octet-stream",
+                            headers={"Cache-Control": "private, max-age=300",
+                                     "Content-Disposition": "inline" if image_type(data) else "attachment"})
+
+        @router.post("/console/api/open")
+        async def open_task(stage: str, id: str) -> dict[str, Any]:
+            desk = console._desk(stage)
+            out = await console.detail(stage, id)
+            try:
+                lease = desk.lease(id, reviewer(), time.time())
+            except TaskTaken as e:
+                raise HTTPException(409, detail=str(e)) from None
+            out["holder"] = lease.reviewer
+            out["lease_until"] = lease.until
+            return out
+
+        @router.post("/console/api/next")
+        async def next_task(stage: str, after: str | None = None) -> dict[str, Any]:
+            desk = console._desk(stage)
+            me = reviewer()
+            ids = await console.pending(stage)
+            while True:
+                id = desk.next_for(me, ids, time.time(), after)
+                if id is None:
+                    return {"task": None, "total": len(ids)}
+                try:
+                    lease = desk.lease(id, me, time.time())
+                    detail = await console.detail(stage, id)
+                except HTTPException:  # completed meanwhile by another process: forget it, try the next
+                    desk.release(id, me)
+                    ids.remove(id)
+                    continue
+                detail["lease_until"] = lease.until
+                return {"task": detail, "total": len(ids)}
+
+        @router.post("/console/api/release")
+        async def release(stage: str, id: str) -> dict[str, Any]:
+            return {"released": console._desk(stage).release(id, reviewer())}
+
+        @router.post("/console/api/decide")
+        async def decide(stage: str, id: str, request: Request) -> dict[str, Any]:
+            desk = console._desk(stage)
+            value, label = await console._decision(stage, request)
+            if not await console._raw(stage).has(id):
+                raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)")
+            try:
+                d = desk.decide(id, reviewer(), value, label, time.time())
+            except TaskTaken as e:
+                raise HTTPException(409, detail=str(e)) from None
+            if console.settings.undo_seconds <= 0 and desk.take(id) is not None:
+                outcome = await console.apply(stage, d)
+                if outcome != "applied":
+                    raise HTTPException(409, detail=f"task {id[:100]!r}: {outcome}")
+                return {"id": id, "state": "applied", "label": label}
+            return {"id": id, "state": "waiting", "label": label, "undo_seconds": console.settings.undo_seconds}
+
+        @router.post("/console/api/undo")
+        async def undo(stage: str, id: str) -> dict[str, Any]:
+            desk = console._desk(stage)
+            try:
+                d = desk.undo(id, reviewer(), time.time())
+            except NothingToUndo:
+                raise HTTPException(409, detail=f"nothing to undo on task {id[:100]!r}: the decision was already applied") from None
+            return {"id": id, "state": "undone", "label": d.label}
+
+        @router.get("/console/api/events")
+        async def events(request: Request, stage: str | None = None) -> StreamingResponse:
+            if stage is not None:
+                console._desk(stage)
+            return StreamingResponse(console._live(request, stage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+        return router
+
+    async def _decision(self, stage: str, request: Request) -> tuple[Any, str]:
+        tp = self._output_type(stage)
+        actions = actions_for(tp)
+        if actions.kind == "upload":
+            data = await request.body()
+            if not data:
+                raise HTTPException(422, detail="send the file as the request body")
+            return data, f"uploaded {len(data)} bytes"
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            raise HTTPException(422, detail="the body must be JSON: {\"value\": ...}") from None
+        if not isinstance(payload, dict) or "value" not in payload:
+            raise HTTPException(422, detail="the body must be JSON: {\"value\": ...}")
+        try:
+            value = build(tp, payload["value"])
+        except FormError as e:
+            raise HTTPException(422, detail=str(e)[:300]) from None
+        if actions.kind == "decide":
+            return value, "approved" if value else "rejected"
+        return value, "submitted"
+
+    async def stage_counts(self) -> list[dict[str, Any]]:
+        out = []
+        for s in self.service.stages:
+            human = s in self.desks
+            ids = await self.pending(s)
+            out.append({"stage": s, "human": human, "pending": len(ids),
+                        "taken": sum(1 for id in ids if self.desks[s].holder(id, time.time())) if human else 0})
+        return out
+
+    async def _live(self, request: Request, stage: str | None) -> AsyncIterator[str]:
+        """Server-sent events: a 'change' whenever counts, the oldest tasks or the leases change."""
+        last: Any = None
+        beat = time.monotonic()
+        while not self.closing.is_set():
+            if await request.is_disconnected():
+                return
+            if stage is None:
+                snapshot: Any = await self.stage_counts()
+            else:
+                ids = await self.pending(stage)
+                snapshot = {"stage": stage, "total": len(ids), "head": ids[:PAGE_SIZE], "version": self.desks[stage].version}
+            if snapshot != last:
+                last = snapshot
+                yield f"event: change\ndata: {json.dumps(_summary(snapshot))}\n\n"
+                beat = time.monotonic()
+            elif time.monotonic() - beat > 15:
+                yield ": keep-alive\n\n"
+                beat = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), LIVE_INTERVAL)
+
+
+def _summary(snapshot: Any) -> Any:
+    if isinstance(snapshot, Mapping):
+        return {"stage": snapshot["stage"], "total": snapshot["total"]}
+    return snapshot
+
+
+def login_page(next_path: str, error: str | None = None) -> HTMLResponse:
+    response = render("login.html", next=next_path, error=error)
+    if error:
+        response.status_code = 401
+    return response
+
+
+__all__: Sequence[str] = ["Console", "ConsoleSettings", "login_page"]
