@@ -5,11 +5,17 @@ The names here are a public contract: the compiled Grafana dashboard queries the
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pipeteer.runtime.security import current_reviewer
+
+audit = logging.getLogger("pipeteer.audit")
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
 
@@ -24,6 +30,7 @@ METRIC_NAMES = (
     "pipeteer_pending_items",
     "pipeteer_oldest_pending_age_seconds",
     "pipeteer_consumer_lag",
+    "pipeteer_reviewer_completions_total",
 )
 
 
@@ -64,6 +71,9 @@ class Metrics:
         )
         self.lag = Gauge(
             "pipeteer_consumer_lag", "Records behind the end of the input", ["stage", "partition"], registry=r
+        )
+        self.completions = Counter(
+            "pipeteer_reviewer_completions", "Tasks a person completed", ["stage", "reviewer"], registry=r
         )
 
     def stage(self, stage: str) -> StageMetrics:
@@ -120,3 +130,8 @@ class StageProgress:
         started = self._read_at.pop((stage, id), None)
         if started is not None:
             m.processing.observe(time.monotonic() - started)
+        reviewer = current_reviewer.get()
+        if reviewer is not None:  # a person completed it (authenticated request, or a console decision)
+            self.metrics.completions.labels(stage, reviewer).inc()
+            audit.info(json.dumps({"event": "completed", "stage": stage, "id": id, "to": target,
+                                   "reviewer": reviewer, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))

@@ -254,12 +254,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
-
-
 class SecurityMiddleware:
     """Wraps the service's ASGI app: headers, CSRF, authentication and body limits, in that order."""
 
@@ -291,28 +285,37 @@ class SecurityMiddleware:
         if length.isdigit() and int(length) > limit:
             await _error(send, 413, f"request body of {int(length)} bytes is over the limit of {limit} bytes")
             return
-        started, seen = False, 0
+        started, refused, seen = False, False, 0
 
         async def counting_receive() -> Message:
+            # A body sent without a length (chunked) is counted as the app reads it; past the limit
+            # the answer is 413 and the app is told the client went away, so it stops reading.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
-                nonlocal seen
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(limit)
+                    refused = True
+                    if not started:
+                        await _error(send, 413, f"request body is over the limit of {limit} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 has been sent; whatever the app answers after it is dropped
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         token = current_reviewer.set(name)
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as e:
-            if not started:
-                await _error(send, 413, f"request body is over the limit of {e.limit} bytes")
+        except Exception:
+            if not refused:
+                raise
         finally:
             current_reviewer.reset(token)
 
