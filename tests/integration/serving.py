@@ -41,7 +41,7 @@ def write_tokens(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def serve(app: str, tmp: Path, env: Mapping[str, str] = {}, args: tuple[str, ...] = ()) -> Iterator[Served]:  # noqa: B006
+def serve(app: str, tmp: Path, env: Mapping[str, str] = {}, args: tuple[str, ...] = ()) -> Iterator[Served]:
     backend = f"sqlite:///{tmp / 'q.db'}"
     port = free_port()
     proc = subprocess.Popen(
