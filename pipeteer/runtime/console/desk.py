@@ -101,7 +101,7 @@ class Desk:
         order = list(ids)
         if after is not None and after in order:
             i = order.index(after)
-            order = order[i + 1 :] + order[:i]
+            order = order[i + 1 :] + order[: i + 1]  # the skipped task last: it comes back if it is the only one
         for id in order:
             if id in self.waiting:
                 continue
