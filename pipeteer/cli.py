@@ -28,13 +28,15 @@ def _run(args: argparse.Namespace) -> int:
         token_file=args.auth_token_file, proxy_header=args.auth_proxy_header,
         trusted_proxies=",".join(args.trusted_proxy or ()), metrics_auth=args.metrics_auth,
         api_docs=args.api_docs, max_body_bytes=args.max_body_bytes, max_upload_bytes=args.max_upload_bytes,
+        no_auth=args.no_auth,
     )
-    if not security.enabled and not is_loopback(args.host) and not args.no_auth:
+    web = [s for s in (args.stage or app.stages()) if s in app.stages() and app.is_web(s)]
+    if web and not security.enabled and not is_loopback(args.host) and not security.no_auth:
         raise ConfigError(
-            f"refusing to serve on {args.host} without authentication: anyone who can reach it could complete "
-            "tasks. Give reviewers tokens in a file (one 'name:token' per line) with --auth-token-file FILE or "
+            f"refusing to serve {', '.join(web)} on {args.host} without authentication: anyone who can reach it "
+            "could complete tasks. Give reviewers tokens in a file (one 'name:token' per line) with --auth-token-file FILE or "
             "PIPETEER_AUTH_TOKEN_FILE, or trust an auth proxy with --auth-proxy-header X-Forwarded-User "
-            "--trusted-proxy ADDRESS; or pass --no-auth if something in front of it authenticates"
+            "--trusted-proxy ADDRESS; or pass --no-auth (PIPETEER_NO_AUTH=1) if something in front of it authenticates"
         )
     console = ConsoleSettings(lease_seconds=args.lease_seconds, undo_seconds=args.undo_seconds)
     service = StageService(app, args.backend, stages=args.stage or None, security=security, console=console)

@@ -25,8 +25,9 @@ METRICS = {
     "pipeteer_pending_items": "gauge",
     "pipeteer_oldest_pending_age_seconds": "gauge",
     "pipeteer_consumer_lag": "gauge",
+    "pipeteer_reviewer_completions_total": "counter",
 }
-"""Metric families the runtime exports, all labelled by `stage`."""
+"""Metric families the runtime exports, all labelled by `stage` (completions also by `reviewer`)."""
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 _WIDTH = 24
@@ -113,6 +114,13 @@ def _stage_panels(s: StageSpec, first_id: int, y: int) -> list[dict[str, Any]]:
             ],
         ),
     ]
+    if s.web:
+        specs.append((
+            "Completions by reviewer",
+            "short",
+            [_target(f"sum by (reviewer) (increase(pipeteer_reviewer_completions_total{{{sel}}}[{rate}]))",
+                     "{{reviewer}}", "A")],
+        ))
     w = _WIDTH // len(specs)
     return [
         _panel(first_id + i, f"{s.name}: {title}", i * w, y, w, unit, targets)

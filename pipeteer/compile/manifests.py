@@ -271,7 +271,7 @@ def compose_header(topology: Topology, compiled_dir: str) -> str:
     ]
     for index, s in enumerate(topology.stages, start=1):
         where = f"http://localhost:{s.port + index}"
-        lines.append(f"#   {s.name}: {where}/{s.name}/ (web)" if s.web else f"#   {s.name}: {where}/metrics")
+        lines.append(f"#   {s.name}: {where}/{s.name}/ (web, loopback only)" if s.web else f"#   {s.name}: {where}/metrics")
     lines += ["#   Prometheus: http://localhost:9090  Grafana: http://localhost:3000  Kafka: localhost:9094"]
     return "\n".join(lines) + "\n"
 
@@ -348,8 +348,10 @@ def compose(topology: Topology, compiled_dir: str) -> dict[str, Any]:
                 "image": COMPOSE_IMAGE,
                 "build": build,
                 "command": stage_command(topology, s, "kafka://kafka:9092"),
-                "environment": {BACKEND_ENV: "kafka://kafka:9092"},
-                "ports": [f"{s.port + index}:{s.port}"],
+                # People's pages are published on this machine's loopback only, as `pipeteer run`
+                # allows without authentication on 127.0.0.1 (PIPETEER_AUTH_TOKEN_FILE to require tokens).
+                "environment": {BACKEND_ENV: "kafka://kafka:9092", **({"PIPETEER_NO_AUTH": "1"} if s.web else {})},
+                "ports": [f"127.0.0.1:{s.port + index}:{s.port}" if s.web else f"{s.port + index}:{s.port}"],
                 "depends_on": {"topics": {"condition": "service_completed_successfully"}},
                 "healthcheck": {
                     "test": ["CMD", "python", "-c", healthcheck.format(port=s.port)],

@@ -98,6 +98,7 @@ class Security:
     api_docs: bool = False
     limits: Limits = Limits()
     allowed_origins: tuple[str, ...] = ()
+    no_auth: bool = False  # serving people's pages on a public address without authentication is intended
 
     def __post_init__(self) -> None:
         # Tokens are kept by their digest: a lookup then reveals nothing about a near miss.
@@ -129,6 +130,8 @@ class Security:
         - `PIPETEER_METRICS_AUTH=1`: `/metrics` needs credentials too. `PIPETEER_API_DOCS=1`: serve `/docs`.
         - `PIPETEER_MAX_BODY_BYTES` (default 1 MiB), `PIPETEER_MAX_UPLOAD_BYTES` (default 64 MiB).
         - `PIPETEER_ALLOWED_ORIGINS`: other origins allowed to send state-changing requests.
+        - `PIPETEER_NO_AUTH=1` (or `--no-auth`): people's pages on a public address without
+          authentication are intended (something in front authenticates).
         """
         env = os.environ if env is None else env
 
@@ -165,6 +168,7 @@ class Security:
                 upload=_size(env, "PIPETEER_MAX_UPLOAD_BYTES", overrides.get("max_upload_bytes"), Limits.upload),
             ),
             allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("PIPETEER_ALLOWED_ORIGINS", "").split(",") if o.strip()),
+            no_auth=bool(overrides.get("no_auth")) or _flag(env, "PIPETEER_NO_AUTH"),
         )
 
     # --- sessions: "name.expiry.signature", the name base64url-encoded ---

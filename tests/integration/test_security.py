@@ -196,7 +196,13 @@ def test_run_refuses_a_public_address_without_authentication() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 2
-    assert "refusing to serve on 0.0.0.0 without authentication" in r.stderr and "--auth-token-file" in r.stderr
+    assert "refusing to serve review on 0.0.0.0 without authentication" in r.stderr and "--auth-token-file" in r.stderr
+    automatic = subprocess.run(  # an automatic stage serves no people's page: it may run
+        [sys.executable, "-m", "pipeteer", "run", "tests.apps.review:app", "--backend", "memory://", "--host", "0.0.0.0",
+         "--stage", "summarize", "--port", "70000"],  # past the check, the bind fails at once
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert "refusing" not in automatic.stderr and automatic.returncode != 0
 
 
 def test_bad_token_files_are_named(tmp_path: Path) -> None:

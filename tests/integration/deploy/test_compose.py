@@ -43,8 +43,11 @@ def check_stack(config: dict[str, Any], topology: Topology, root: Path) -> None:
         assert cmd[cmd.index("--port") + 1] == str(stage.port)
         assert cmd[cmd.index("--backend") + 1] == "kafka://kafka:9092"
         (port,) = svc["ports"]
-        published = port["target"] if isinstance(port, dict) else int(str(port).split(":")[-1])
+        published = port["target"] if isinstance(port, dict) else int(str(port).split(":")[-1].split("/")[0])
         assert int(published) == stage.port
+        if stage.web:  # people's pages without authentication: on this machine's loopback only
+            assert (port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]) == "127.0.0.1"
+            assert svc["environment"]["PIPETEER_NO_AUTH"] == "1"
         assert svc["user"] == "10001:10001" and svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
         assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     mounts = [v for s in ("prometheus", "grafana") for v in services[s]["volumes"]]

@@ -19,7 +19,8 @@ K8S_VERSION = "1.33.0"
 # Custom resources (Prometheus Operator, KEDA): not in the Kubernetes schemas; checked field by field below.
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("keda.sh/v1alpha1", "ScaledObject")}
 TOPO = build_topology(app, app_ref=APP_REF)
-BASE = ["--set", "kafka.bootstrap=kafka.example:9092", "--set", "image.repository=registry.example/pipeteer"]
+NO_AUTH = ["--set", "kafka.bootstrap=kafka.example:9092", "--set", "image.repository=registry.example/pipeteer"]
+BASE = [*NO_AUTH, "--set", "auth.existingSecret=pipeteer-reviewers"]
 ALL_FEATURES = [
     *BASE,
     "--set", "kafka.existingSecret=pipeteer-kafka",
@@ -197,3 +198,30 @@ def test_the_schema_check_catches_a_broken_manifest(helm: Path, values: Path) ->
     deployment["spec"]["replicas"] = "one"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_reviewer_tokens_come_from_an_existing_secret(helm: Path, values: Path) -> None:
+    docs = render(helm, values, BASE)
+    web = [d for d in by_kind(docs, "Deployment") if any(
+        e.get("name") == "PIPETEER_AUTH_TOKEN_FILE" for e in d["spec"]["template"]["spec"]["containers"][0]["env"])]
+    assert web, "no stage got the tokens file"
+    pod = web[0]["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "auth"]
+    assert volume["secret"] == {"secretName": "pipeteer-reviewers", "items": [{"key": "tokens", "path": "tokens"}]}
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "auth"]
+    assert mount == {"name": "auth", "mountPath": "/etc/pipeteer/auth", "readOnly": True}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["PIPETEER_AUTH_TOKEN_FILE"] == "/etc/pipeteer/auth/tokens"
+    validate_all(docs)
+
+
+def test_web_stages_without_authentication_do_not_render(helm: Path, values: Path) -> None:
+    proc = helm_run(helm, "template", "demo", str(CHART), "-f", str(values), *NO_AUTH, check=False)
+    assert proc.returncode != 0 and "serves people's pages: set auth.existingSecret" in proc.stderr
+    proxy = render(helm, values, [*NO_AUTH, "--set", "auth.proxyHeader=X-Forwarded-User",
+                                  "--set", "auth.trustedProxies={10.0.0.0/8}"])
+    [config] = by_kind(proxy, "ConfigMap")
+    assert config["data"]["PIPETEER_AUTH_PROXY_HEADER"] == "X-Forwarded-User"
+    assert config["data"]["PIPETEER_AUTH_TRUSTED_PROXIES"] == "10.0.0.0/8"
+    off = render(helm, values, [*NO_AUTH, "--set", "auth.disabled=true"])
+    assert by_kind(off, "ConfigMap")[0]["data"]["PIPETEER_NO_AUTH"] == "1"

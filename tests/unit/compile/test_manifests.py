@@ -87,7 +87,8 @@ def test_dashboard_rows_panels_and_datasource() -> None:
         mine = [p for p in panels if p["title"].startswith(f"{s.name}: ")]
         titles = {p["title"].split(": ", 1)[1] for p in mine}
         pending = "Pending human tasks" if s.web else "Pending items"
-        assert titles == {"Throughput", "Consumer lag", pending, "Commit latency", "Dead letters", "Errors"}
+        people = {"Completions by reviewer"} if s.web else set()
+        assert titles == {"Throughput", "Consumer lag", pending, "Commit latency", "Dead letters", "Errors", *people}
         for p in mine:
             assert p["datasource"]["uid"] == "${datasource}"
             for t in p["targets"]:
@@ -121,8 +122,8 @@ def test_compose_stack_matches_the_topology() -> None:
         assert svc["command"][svc["command"].index("--stage") + 1] == s.name
         assert svc["command"][svc["command"].index("--port") + 1] == str(s.port)
         (mapping,) = svc["ports"]
-        host, container = mapping.split(":")
-        assert int(container) == s.port
+        *bind, host, container = mapping.split(":")
+        assert int(container) == s.port and bind == (["127.0.0.1"] if s.web else [])
         host_ports.append(host)
         assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         assert svc["user"] == "10001:10001" and svc["read_only"] is True
