@@ -73,6 +73,8 @@ class Console:
         self.desks = {s: Desk(settings.lease_seconds, settings.undo_seconds) for s in self.human}
         self.closing = asyncio.Event()
         self._applier: asyncio.Task[None] | None = None
+        # One snapshot per stage (None: all stages) shared by every live view, however many are open
+        self._snapshots: dict[str | None, tuple[float, Any]] = {}
 
     # --- queues of a stage ---
 
@@ -316,6 +318,20 @@ class Console:
                         "taken": sum(1 for id in ids if self.desks[s].holder(id, time.time())) if human else 0})
         return out
 
+    async def snapshot(self, stage: str | None) -> Any:
+        """What a live view compares: computed at most once per interval, whoever asks."""
+        now = time.monotonic()
+        cached = self._snapshots.get(stage)
+        if cached is not None and now - cached[0] < LIVE_INTERVAL / 2:
+            return cached[1]
+        if stage is None:
+            value: Any = await self.stage_counts()
+        else:
+            ids = await self.pending(stage)
+            value = {"stage": stage, "total": len(ids), "head": ids[:PAGE_SIZE], "version": self.desks[stage].version}
+        self._snapshots[stage] = (now, value)
+        return value
+
     async def _live(self, request: Request, stage: str | None) -> AsyncIterator[str]:
         """Server-sent events: a 'change' whenever counts, the oldest tasks or the leases change."""
         last: Any = None
@@ -323,11 +339,7 @@ class Console:
         while not self.closing.is_set():
             if await request.is_disconnected():
                 return
-            if stage is None:
-                snapshot: Any = await self.stage_counts()
-            else:
-                ids = await self.pending(stage)
-                snapshot = {"stage": stage, "total": len(ids), "head": ids[:PAGE_SIZE], "version": self.desks[stage].version}
+            snapshot = await self.snapshot(stage)
             if snapshot != last:
                 last = snapshot
                 yield f"event: change\ndata: {json.dumps(_summary(snapshot))}\n\n"
