@@ -268,14 +268,24 @@ class SecurityMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        send = _with_headers(send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path = scope.get("path", "/")
+        name = self._who(scope, headers)
+        if scope["type"] == "websocket":  # every handshake is checked like a state change
+            if self._cross_site(headers) or (name is None and self.security.enabled and not self._open(path)):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            token = current_reviewer.set(name)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                current_reviewer.reset(token)
+            return
+        send = _with_headers(send)
         method = scope.get("method", "GET")
         if method in UNSAFE_METHODS and (refusal := self._cross_site(headers)):
             await _error(send, 403, refusal)
             return
-        path = scope.get("path", "/")
-        name = self._who(scope, headers)
         if name is None and self.security.enabled and not self._open(path):
             if method == "GET" and "text/html" in headers.get("accept", "") and self.security.token_login:
                 target = path + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI, WebSocket
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from pipeteer import connect
+from pipeteer.runtime.security import Security, SecurityMiddleware
 from pipeteer.runtime.service import StageService
 from tests.apps.review import Doc, app
 from tests.integration.serving import TOKENS, Served, serve, write_tokens
@@ -214,3 +218,22 @@ def test_bad_token_files_are_named(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 2 and f"auth token file '{bad}', line 1: the token is shorter than 16" in r.stderr
+
+
+def test_websocket_handshakes_are_checked_too() -> None:
+    """A user's web stage may serve a websocket: without credentials, or from another site, it is closed."""
+    inner = FastAPI()
+
+    @inner.websocket("/ws")
+    async def ws(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.send_text("hello")
+        await socket.close()
+
+    guarded = SecurityMiddleware(inner, Security(tokens={TOKENS["alice"]: "alice"}))
+    bearer = {"Authorization": f"Bearer {TOKENS['alice']}"}
+    for headers in ({}, {**bearer, "Origin": "http://evil.example"}):
+        with pytest.raises(WebSocketDisconnect), TestClient(guarded).websocket_connect("/ws", headers=headers) as s:
+            s.receive_text()
+    with TestClient(guarded).websocket_connect("/ws", headers=bearer) as s:
+        assert s.receive_text() == "hello"
