@@ -261,3 +261,18 @@ def test_the_whole_example_is_worked_from_the_console(browser: Browser, tmp_path
         manual = pending(s, "manual-correct")
         assert manual == ["hard"] or "hard" in pending(s, "validation")
         page.screenshot(path=str(shots / "console-example.png"))
+
+
+def test_both_reviewers_approving_one_card_emit_it_once(browser: Browser, served: Served) -> None:
+    push(served, "validation", {"shared": corrected_pair(2)})
+    alice = login(browser, served, "alice", "/validation/")
+    bob = login(browser, served, "bob", "/validation/")
+    for page in (alice, bob):
+        page.wait_for_selector(".card[data-id=shared] button.approve")
+    alice.click(".card[data-id=shared] button.approve")
+    bob.click(".card[data-id=shared] button.approve")
+    for page in (alice, bob):
+        page.wait_for_selector(".card[data-id=shared].done")
+    messages = sorted(p.inner_text(".card[data-id=shared] .msg") for p in (alice, bob))
+    assert messages[0] == "approved" and "no pending task 'shared'" in messages[1], messages
+    eventually(lambda: list(outputs(served)) == ["shared"])
