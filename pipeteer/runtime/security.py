@@ -89,7 +89,7 @@ class Security:
     (True, 'alice', None)
     """
 
-    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)  # token -> reviewer name
     proxy_header: str | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
@@ -100,23 +100,21 @@ class Security:
     allowed_origins: tuple[str, ...] = ()
     no_auth: bool = False  # serving people's pages on a public address without authentication is intended
 
-    def __post_init__(self) -> None:
-        # Tokens are kept by their digest: a lookup then reveals nothing about a near miss.
-        digests = {hashlib.sha256(t.encode()).digest(): n for t, n in self.tokens.items()}
-        object.__setattr__(self, "_digests", digests)
-        object.__setattr__(self, "tokens", {})  # the tokens themselves are not kept
-
     @property
     def enabled(self) -> bool:
-        return bool(self._digests) or self.proxy_header is not None  # type: ignore[attr-defined]
+        return bool(self.tokens) or self.proxy_header is not None
 
     @property
     def token_login(self) -> bool:
-        return bool(self._digests)  # type: ignore[attr-defined]
+        return bool(self.tokens)
 
     def name_of_token(self, token: str) -> str | None:
-        name: str | None = self._digests.get(hashlib.sha256(token.encode()).digest())  # type: ignore[attr-defined]
-        return name
+        """Whose token this is; every token is compared in constant time, so timing tells nothing."""
+        found = None
+        for known, name in self.tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = name
+        return found
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Security:
