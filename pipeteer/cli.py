@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
             "PIPETEER_AUTH_TOKEN_FILE, or trust an auth proxy with --auth-proxy-header X-Forwarded-User "
             "--trusted-proxy ADDRESS; or pass --no-auth (PIPETEER_NO_AUTH=1) if something in front of it authenticates"
         )
-    console = ConsoleSettings(lease_seconds=args.lease_seconds, undo_seconds=args.undo_seconds)
+    console = ConsoleSettings.from_env(lease_seconds=args.lease_seconds, undo_seconds=args.undo_seconds)
     service = StageService(app, args.backend, stages=args.stage or None, security=security, console=console)
     where = f"http://{args.host}:{args.port}"
     kinds = ", ".join(

@@ -171,8 +171,9 @@ class Security:
 
     # --- sessions: "name.expiry.signature", the name base64url-encoded ---
 
-    def session_cookie(self, name: str, now: float | None = None) -> str:
-        expiry = int((time.time() if now is None else now) + self.session_seconds)
+    def session_cookie(self, name: str, now: float | None = None, seconds: float | None = None) -> str:
+        """A signed token naming `name` until `seconds` (default: the session length) from now."""
+        expiry = int((time.time() if now is None else now) + (self.session_seconds if seconds is None else seconds))
         payload = f"{base64.urlsafe_b64encode(name.encode()).decode().rstrip('=')}.{expiry}"
         return f"{payload}.{self._sign(payload)}"
 
@@ -358,6 +359,9 @@ class SecurityMiddleware:
             client = scope.get("client")
             if client and _trusted(client[0], s.trusted_proxies):
                 return user.strip()[:200]
+        peer = headers.get("x-pipeteer-peer")  # another instance acting for a reviewer (console peers)
+        if peer is not None:
+            return s.session_name(peer)
         cookie = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
         return s.session_name(cookie) if cookie else None
 

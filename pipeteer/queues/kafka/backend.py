@@ -404,3 +404,10 @@ class KafkaQueue(BaseQueue[T]):
     def __len__(self) -> int:
         engine = self.backend.engines.get(self.path)
         return 0 if engine is None else engine.pending_count()
+
+    def pending_since(self) -> list[tuple[str, float]]:
+        """The items this instance holds, with when each was first consumed (wall clock, kept in the
+        changelog, so comparable across instances), oldest first: what a console merges."""
+        engine = self.backend.engines.get(self.path)
+        entries = [] if engine is None else engine.snapshot()
+        return sorted(((e.id, e.consumed_at) for e in entries), key=lambda pair: pair[1])

@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeteer.errors import InexistentItem, PipeteerError
-from pipeteer.runtime.console.desk import Decision, Desk, NothingToUndo, TaskTaken
+from pipeteer.runtime.console.desk import Decision, Desk, NothingToUndo, TaskTaken, candidates
 from pipeteer.runtime.console.forms import FormError, actions_for, build, field_bytes, image_type, show
+from pipeteer.runtime.console.peers import INSTANCE_HEADER, Peers, parse_peers
 from pipeteer.runtime.security import current_reviewer
 from pipeteer.spec import Wrapped
 
@@ -48,10 +50,18 @@ STATIC = {
 
 @dataclass(frozen=True)
 class ConsoleSettings:
-    """`lease_seconds`: how long an opened task stays with its reviewer; `undo_seconds`: the undo window."""
+    """`lease_seconds`: how long an opened task stays with its reviewer; `undo_seconds`: the undo window;
+    `peers`: the other instances of the same human stages (see `peers`), from `PIPETEER_CONSOLE_PEERS`."""
 
     lease_seconds: float = 300.0
     undo_seconds: float = 5.0
+    peers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ConsoleSettings:
+        env = os.environ if env is None else env
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cls(peers=parse_peers(env.get("PIPETEER_CONSOLE_PEERS", "")), **given)
 
 
 def render(template: str, **context: Any) -> HTMLResponse:
@@ -75,6 +85,7 @@ class Console:
         self._applier: asyncio.Task[None] | None = None
         # One snapshot per stage (None: all stages) shared by every live view, however many are open
         self._snapshots: dict[str | None, tuple[float, Any]] = {}
+        self.peers = Peers(settings.peers, lambda name: service.security.session_cookie(name, seconds=60))
 
     # --- queues of a stage ---
 
@@ -91,6 +102,42 @@ class Console:
     async def pending(self, stage: str) -> list[str]:
         ids: list[str] = await self._raw(stage).keys()
         return ids
+
+    async def held(self, stage: str) -> list[dict[str, Any]]:
+        """The tasks this instance holds: id, holder, whether decided, and since when it waits (for merging)."""
+        raw = self._raw(stage)
+        since = getattr(raw, "pending_since", None)  # Kafka: when each task was consumed, comparable across instances
+        timed: list[tuple[str, float]] = since() if callable(since) else [(id, float(i)) for i, id in enumerate(await self.pending(stage))]
+        desk = self.desks[stage]
+        now = time.time()
+        return [{"id": id, "holder": desk.holder(id, now), "decided": id in desk.waiting, "since": t} for id, t in timed]
+
+    async def listing(self, stage: str) -> list[dict[str, Any]]:
+        """Every pending task of the stage, this instance's and its peers', oldest first."""
+        items = await self.held(stage)
+        if self.peers:
+            for answer in await self.peers.ask_all("GET", "/console/api/held", {"stage": stage}, reviewer()):
+                items += answer.get("items", [])
+            items.sort(key=lambda i: i["since"])
+        return items
+
+    async def routed(self, request: Request, stage: str, id: str, local: bool,
+                     action: Callable[[], Awaitable[Any]], path: str | None = None) -> Any:
+        """Act on a task here if this instance holds it (or was asked as a peer), else where it is held.
+
+        Forwarded as this request (or as a POST to `path` with only stage and id, for `next`)."""
+        if local or not self.peers or await self._raw(stage).has(id):
+            return await action()
+        if path is None:
+            method, path = request.method, request.url.path
+            params = {k: v for k, v in request.query_params.items() if k != "local"}
+            body, content_type = await request.body() or None, request.headers.get("content-type")
+        else:
+            method, params, body, content_type = "POST", {"stage": stage, "id": id}, None, None
+        r = await self.peers.forward(method, path, params, reviewer(), body, content_type)
+        if r is None:
+            raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)")
+        return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
     def _desk(self, stage: str | None) -> Desk:
         if stage not in self.desks:
@@ -110,6 +157,22 @@ class Console:
             "holder": desk.holder(id, time.time()),
             "actions": asdict(actions_for(self._output_type(stage))),
         }
+
+    async def open(self, request: Request, stage: str, id: str, local: bool = False, path: str | None = None) -> Any:
+        """Lease the task to the reviewer (where it is held) and give its detail; 409 if someone else has it."""
+        desk = self.desks[stage]
+
+        async def open_here() -> dict[str, Any]:
+            out = await self.detail(stage, id)
+            try:
+                lease = desk.lease(id, reviewer(), time.time())
+            except TaskTaken as e:
+                raise HTTPException(409, detail=str(e)) from None
+            out["holder"] = lease.reviewer
+            out["lease_until"] = lease.until
+            return out
+
+        return await self.routed(request, stage, id, local, open_here, path)
 
     # --- applying decisions ---
 
@@ -152,6 +215,7 @@ class Console:
                 d = desk.take(id)
                 if d is not None:
                     await self.apply(stage, d)
+        await self.peers.close()
 
     # --- HTTP ---
 
@@ -182,101 +246,116 @@ class Console:
         async def stages() -> list[dict[str, Any]]:
             return await console.stage_counts()
 
+        @router.get("/console/api/held")
+        async def held(stage: str, response: Response) -> dict[str, Any]:
+            """The tasks this instance holds (what its peers merge into their listings)."""
+            console._desk(stage)
+            response.headers[INSTANCE_HEADER] = console.peers.instance
+            return {"instance": console.peers.instance, "items": await console.held(stage)}
+
         @router.get("/console/api/tasks")
         async def tasks(stage: str, offset: int = 0, limit: int = PAGE_SIZE) -> dict[str, Any]:
-            desk = console._desk(stage)
+            console._desk(stage)
             if offset < 0 or not 1 <= limit <= 500:
                 raise HTTPException(422, detail="offset must be >= 0 and limit between 1 and 500")
-            ids = await console.pending(stage)
-            now = time.time()
-            page = ids[offset : offset + limit]
+            items = await console.listing(stage)
             return {
                 "stage": stage,
-                "total": len(ids),
+                "total": len(items),
                 "offset": offset,
                 "limit": limit,
-                "items": [{"id": id, "holder": desk.holder(id, now)} for id in page],
+                "items": [{"id": i["id"], "holder": i["holder"]} for i in items[offset : offset + limit]],
             }
 
         @router.get("/console/api/task")
-        async def task(stage: str, id: str) -> dict[str, Any]:
+        async def task(request: Request, stage: str, id: str, local: bool = False) -> Any:
             console._desk(stage)
-            return await console.detail(stage, id)
+            return await console.routed(request, stage, id, local, lambda: console.detail(stage, id))
 
         @router.get("/console/api/field")
-        async def field(stage: str, id: str, name: str) -> Response:
+        async def field(request: Request, stage: str, id: str, name: str, local: bool = False) -> Any:
             console._desk(stage)
-            try:
-                state = await console._raw(stage).read(id)
-            except InexistentItem:
-                raise HTTPException(404, detail="task is not pending") from None
-            data = field_bytes(state, name)
-            if data is None:
-                raise HTTPException(404, detail="no such bytes field")
-            return Response(data, media_type=image_type(data) or "application/octet-stream",
-                            headers={"Cache-Control": "private, max-age=300",
-                                     "Content-Disposition": "inline" if image_type(data) else "attachment"})
+
+            async def local_field() -> Response:
+                try:
+                    state = await console._raw(stage).read(id)
+                except InexistentItem:
+                    raise HTTPException(404, detail="task is not pending") from None
+                data = field_bytes(state, name)
+                if data is None:
+                    raise HTTPException(404, detail="no such bytes field")
+                return Response(data, media_type=image_type(data) or "application/octet-stream",
+                                headers={"Cache-Control": "private, max-age=300",
+                                         "Content-Disposition": "inline" if image_type(data) else "attachment"})
+
+            return await console.routed(request, stage, id, local, local_field)
 
         @router.post("/console/api/open")
-        async def open_task(stage: str, id: str) -> dict[str, Any]:
-            desk = console._desk(stage)
-            out = await console.detail(stage, id)
-            try:
-                lease = desk.lease(id, reviewer(), time.time())
-            except TaskTaken as e:
-                raise HTTPException(409, detail=str(e)) from None
-            out["holder"] = lease.reviewer
-            out["lease_until"] = lease.until
-            return out
+        async def open_task(request: Request, stage: str, id: str, local: bool = False) -> Any:
+            console._desk(stage)
+            return await console.open(request, stage, id, local)
 
         @router.post("/console/api/next")
-        async def next_task(stage: str, after: str | None = None) -> dict[str, Any]:
-            desk = console._desk(stage)
-            me = reviewer()
-            ids = await console.pending(stage)
-            while True:
-                id = desk.next_for(me, ids, time.time(), after)
-                if id is None:
-                    return {"task": None, "total": len(ids)}
+        async def next_task(request: Request, stage: str, after: str | None = None) -> dict[str, Any]:
+            console._desk(stage)
+            items = await console.listing(stage)
+            listed = [(i["id"], i["holder"]) for i in items if not i["decided"]]
+            for id in candidates(reviewer(), listed, after)[:20]:
                 try:
-                    lease = desk.lease(id, me, time.time())
-                    detail = await console.detail(stage, id)
-                except HTTPException:  # completed meanwhile by another process: forget it, try the next
-                    desk.release(id, me)
-                    ids.remove(id)
+                    opened = await console.open(request, stage, id, path="/console/api/open")
+                except HTTPException:  # taken or completed meanwhile: the next one
                     continue
-                detail["lease_until"] = lease.until
-                return {"task": detail, "total": len(ids)}
+                if isinstance(opened, Response):  # answered by the peer holding it
+                    if opened.status_code != 200:
+                        continue
+                    opened = json.loads(bytes(opened.body))
+                return {"task": opened, "total": len(items)}
+            return {"task": None, "total": len(items)}
 
         @router.post("/console/api/release")
-        async def release(stage: str, id: str) -> dict[str, Any]:
-            return {"released": console._desk(stage).release(id, reviewer())}
+        async def release(request: Request, stage: str, id: str, local: bool = False) -> Any:
+            desk = console._desk(stage)
+
+            async def release_here() -> dict[str, Any]:
+                return {"released": desk.release(id, reviewer())}
+
+            return await console.routed(request, stage, id, local, release_here)
 
         @router.post("/console/api/decide")
-        async def decide(stage: str, id: str, request: Request) -> dict[str, Any]:
+        async def decide(request: Request, stage: str, id: str, local: bool = False) -> Any:
             desk = console._desk(stage)
-            value, label = await console._decision(stage, request)
-            if not await console._raw(stage).has(id):
-                raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)")
-            try:
-                d = desk.decide(id, reviewer(), value, label, time.time())
-            except TaskTaken as e:
-                raise HTTPException(409, detail=str(e)) from None
-            if console.settings.undo_seconds <= 0 and desk.take(id) is not None:
-                outcome = await console.apply(stage, d)
-                if outcome != "applied":
-                    raise HTTPException(409, detail=f"task {id[:100]!r}: {outcome}")
-                return {"id": id, "state": "applied", "label": label}
-            return {"id": id, "state": "waiting", "label": label, "undo_seconds": console.settings.undo_seconds}
+
+            async def decide_here() -> dict[str, Any]:
+                value, label = await console._decision(stage, request)
+                if not await console._raw(stage).has(id):
+                    raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)")
+                try:
+                    d = desk.decide(id, reviewer(), value, label, time.time())
+                except TaskTaken as e:
+                    raise HTTPException(409, detail=str(e)) from None
+                if console.settings.undo_seconds <= 0 and desk.take(id) is not None:
+                    outcome = await console.apply(stage, d)
+                    if outcome != "applied":
+                        raise HTTPException(409, detail=f"task {id[:100]!r}: {outcome}")
+                    return {"id": id, "state": "applied", "label": label}
+                return {"id": id, "state": "waiting", "label": label, "undo_seconds": console.settings.undo_seconds}
+
+            return await console.routed(request, stage, id, local, decide_here)
 
         @router.post("/console/api/undo")
-        async def undo(stage: str, id: str) -> dict[str, Any]:
+        async def undo(request: Request, stage: str, id: str, local: bool = False) -> Any:
             desk = console._desk(stage)
-            try:
-                d = desk.undo(id, reviewer(), time.time())
-            except NothingToUndo:
-                raise HTTPException(409, detail=f"nothing to undo on task {id[:100]!r}: the decision was already applied") from None
-            return {"id": id, "state": "undone", "label": d.label}
+
+            async def undo_here() -> dict[str, Any]:
+                try:
+                    d = desk.undo(id, reviewer(), time.time())
+                except NothingToUndo:
+                    raise HTTPException(409, detail=f"nothing to undo on task {id[:100]!r}: the decision was already applied") from None
+                return {"id": id, "state": "undone", "label": d.label}
+
+            if local or not console.peers or id in desk.waiting:
+                return await undo_here()
+            return await console.routed(request, stage, id, local, undo_here)
 
         @router.get("/console/api/events")
         async def events(request: Request, stage: str | None = None) -> StreamingResponse:
@@ -312,10 +391,12 @@ class Console:
     async def stage_counts(self) -> list[dict[str, Any]]:
         out = []
         for s in self.service.stages:
-            human = s in self.desks
-            ids = await self.pending(s)
-            out.append({"stage": s, "human": human, "pending": len(ids),
-                        "taken": sum(1 for id in ids if self.desks[s].holder(id, time.time())) if human else 0})
+            if s in self.desks:
+                items = await self.listing(s)
+                out.append({"stage": s, "human": True, "pending": len(items),
+                            "taken": sum(1 for i in items if i["holder"])})
+            else:
+                out.append({"stage": s, "human": False, "pending": len(await self.pending(s)), "taken": 0})
         return out
 
     async def snapshot(self, stage: str | None) -> Any:
@@ -327,8 +408,9 @@ class Console:
         if stage is None:
             value: Any = await self.stage_counts()
         else:
-            ids = await self.pending(stage)
-            value = {"stage": stage, "total": len(ids), "head": ids[:PAGE_SIZE], "version": self.desks[stage].version}
+            items = await self.listing(stage)
+            value = {"stage": stage, "total": len(items),
+                     "head": [(i["id"], i["holder"], i["decided"]) for i in items[:PAGE_SIZE]]}
         self._snapshots[stage] = (now, value)
         return value
 

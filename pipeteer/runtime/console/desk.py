@@ -14,7 +14,7 @@ directly and the console only turns HTTP requests into calls:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,24 @@ class Decision:
     value: Any
     due: float
     label: str
+
+
+def candidates(reviewer: str, listed: Sequence[tuple[str, str | None]], after: str | None = None) -> list[str]:
+    """The tasks to offer `reviewer`, in order: oldest first, free or already theirs, starting after `after`.
+
+    `listed` is (id, holder) of every undecided task, oldest first. `after` wraps around, so
+    skipping the last task comes back to the first one still free (the skipped one last).
+
+    >>> candidates("bob", [("t0", "alice"), ("t1", None), ("t2", "bob")], after="t1")
+    ['t2', 't1']
+    """
+    order = [id for id, holder in listed if holder is None or holder == reviewer]
+    ids = [id for id, _ in listed]
+    if after is not None and after in ids:
+        position = {id: i for i, id in enumerate(ids)}
+        pivot = position[after]
+        order.sort(key=lambda id: (position[id] <= pivot, position[id]))
+    return order
 
 
 class Desk:
@@ -93,22 +111,13 @@ class Desk:
         return True
 
     def next_for(self, reviewer: str, ids: Iterable[str], now: float, after: str | None = None) -> str | None:
-        """The first task (in `ids` order, oldest first) free for `reviewer`, starting after `after` if given.
+        """The first task (in `ids` order, oldest first) free for `reviewer`, starting after `after` if given."""
+        listed = [(id, self.holder(id, now)) for id in ids if id not in self.waiting]
+        return next(iter(candidates(reviewer, listed, after)), None)
 
-        A task the reviewer already holds counts as free for them; `after` wraps around, so
-        skipping the last task comes back to the first one still free.
-        """
-        order = list(ids)
-        if after is not None and after in order:
-            i = order.index(after)
-            order = order[i + 1 :] + order[: i + 1]  # the skipped task last: it comes back if it is the only one
-        for id in order:
-            if id in self.waiting:
-                continue
-            by = self.holder(id, now)
-            if by is None or by == reviewer:
-                return id
-        return None
+    def listing(self, ids: Iterable[str], now: float) -> list[tuple[str, str | None, bool]]:
+        """(id, who holds it, whether a decision on it is waiting) for each of `ids`."""
+        return [(id, self.holder(id, now), id in self.waiting) for id in ids]
 
     def decide(self, id: str, reviewer: str, value: Any, label: str, now: float) -> Decision:
         """Hold `reviewer`'s decision on `id`; it is due after the undo window."""

@@ -47,11 +47,12 @@ class StageProcess:
     log_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    fixed_port: int = 0  # known before it starts (its peers are told where it is)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
     def start(self) -> StageProcess:
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         self.starts += 1
         env = {**os.environ, "PIPETEER_INSTANCE": self.instance, **self.env}
         log = open(self.log_dir / f"{self.instance}.{self.starts}.log", "wb")
