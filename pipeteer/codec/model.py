@@ -17,12 +17,14 @@ import inspect
 import itertools
 import os
 import re
+import sys
 import textwrap
 import types
 import typing
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pipeteer.codec.check import mismatch
@@ -92,6 +94,34 @@ class _Where:
 
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def importable_module(cls: type) -> str:
+    """The module a class is imported from in other processes: `cls.__module__`, except for `__main__`.
+
+    A state class defined in a stage run as a script (`python stage.py`, `python -m pkg.stage`)
+    is `__main__.Doc` there but `stage.Doc` in the process that imports it: its Avro name (and so
+    its fingerprint) must not depend on how the module was started. Only a class with no module
+    file at all (a notebook, `python -c`) keeps `__main__`.
+    """
+    module = cls.__module__
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name).removesuffix(".__main__")
+    file = getattr(main, "__file__", None)
+    if file:  # a script: its name, under the packages (folders with __init__.py) that hold it
+        path = Path(file).resolve()
+        parts = [path.stem]
+        folder = path.parent
+        while (folder / "__init__.py").exists() and folder.name.isidentifier():
+            parts.insert(0, folder.name)
+            folder = folder.parent
+        if all(p.isidentifier() for p in parts):
+            return ".".join(parts)
+    return module
 
 
 def _fail(where: _Where, tp: Any, problem: str) -> SchemaError:
@@ -218,7 +248,7 @@ class _Deriver:
         raise _fail(where, tp, f"{type_name(tp)} is not supported (use list[T], dict[str, T], X | None)")
 
     def _fullname(self, cls: type, where: _Where) -> str:
-        namespace = self.namespace if self.namespace is not None else cls.__module__
+        namespace = self.namespace if self.namespace is not None else importable_module(cls)
         # Classes defined inside functions keep a readable name; two of them colliding is caught below.
         qualname = cls.__qualname__.replace("<locals>.", "")
         fullname = f"{namespace}.{qualname}" if namespace else qualname
