@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 STAGE = '''
 from dataclasses import dataclass
 
