@@ -8,6 +8,7 @@ from pathlib import Path
 
 STAGE = '''
 from dataclasses import dataclass
+from pipeteer.codec import codec_for
 
 @dataclass
 class Doc:
