@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
+from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import InexistentItem
 from pipeteer.queues.base import BaseQueue, DeadLetter
 
@@ -55,15 +56,25 @@ class MemoryQueue(BaseQueue[T]):
     ('a', 1)
     """
 
-    def __init__(self, Type: Any, name: str = "memory") -> None:
+    def __init__(self, Type: Any, name: str = "memory", *, claim: ClaimCheck | None = None) -> None:
         super().__init__(Type, name)
+        self.claim = claim if claim is not None and claim.applies_to(Type) else None
+        """With a claim check, large `bytes` are kept in its blob store and the queue holds references."""
         # OrderedDict: finding the oldest item stays O(1) however many were removed before it
         self._items: OrderedDict[str, T] = OrderedDict()
         self._notifier = Notifier()
         self._dead: dict[str, DeadLetter] = {}
 
+    async def _light(self, value: Any) -> Any:
+        return value if self.claim is None else await asyncio.to_thread(self.claim.dehydrate, value)
+
+    async def _value(self, id: str, value: T) -> T:
+        if self.claim is None:
+            return value
+        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self.describe())
+
     async def _push(self, id: str, value: T) -> None:
-        self._items[id] = value
+        self._items[id] = await self._light(value)
         self._notifier.notify()
 
     async def _read_next(self) -> tuple[str, T]:
@@ -72,7 +83,7 @@ class MemoryQueue(BaseQueue[T]):
             for id, value in self._items.items():
                 if id not in deferred:
                     self._held = id
-                    return id, value
+                    return id, await self._value(id, value)
             waiter = self._notifier.waiter()
             try:
                 await asyncio.wait_for(waiter, None if due is None else max(due - time.monotonic(), 0))
@@ -100,9 +111,10 @@ class MemoryQueue(BaseQueue[T]):
 
     async def _read(self, id: str) -> T:
         try:
-            return self._items[id]
+            value = self._items[id]
         except KeyError:
             raise InexistentItem(id, self.describe()) from None
+        return await self._value(id, value)
 
     async def has(self, id: str) -> bool:
         return id in self._items
@@ -114,17 +126,18 @@ class MemoryQueue(BaseQueue[T]):
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         for id, v in list(self._items.items()):
-            yield id, v
+            yield id, await self._value(id, v)
 
     async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
         if not isinstance(dst, MemoryQueue):
             return await super().move(id, dst, value)
         dst.check(id, value)
+        light = await dst._light(value)
         # No await between the check and the two writes: atomic for every other task.
         if id not in self._items:
             raise InexistentItem(id, self.describe())
         del self._items[id]
-        dst._items[id] = value
+        dst._items[id] = light
         self._done(id)
         self._notifier.notify()
         dst._notifier.notify()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pipeteer.codec import codec_for
+from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import ConfigError, InexistentItem
 from pipeteer.queues.base import BaseQueue, DeadLetter
 from pipeteer.queues.memory import Notifier
@@ -101,13 +102,17 @@ class SqliteQueue(BaseQueue[T]):
     'hello'
     """
 
-    def __init__(self, Type: Any, *, path: str | os.PathLike[str], table: str) -> None:
+    def __init__(
+        self, Type: Any, *, path: str | os.PathLike[str], table: str, claim: ClaimCheck | None = None
+    ) -> None:
         if not table or '"' in table or "\x00" in table:
             raise ConfigError(f"invalid SQLite table name {table!r}: use letters, digits, '-' or '_'")
         super().__init__(Type, table)
         self.store = SqliteStore.at(path)
         self.table = table
         self.codec = codec_for(Type)
+        self.claim = claim if claim is not None and claim.applies_to(Type) else None
+        """Large `bytes` are stored as blobs (rows carry references), hydrated off the event loop when read."""
 
     def describe(self) -> str:
         return f"queue {self.table!r} ({self.store.path})"
@@ -116,11 +121,35 @@ class SqliteQueue(BaseQueue[T]):
         self.store.ensure_table(self.table)
         return self.store.conn()
 
+    def _source(self, id: str) -> str:
+        return f"SQLite table {self.table!r} item {id!r} in {self.store.path}"
+
     def _decode(self, id: str, data: bytes) -> T:
-        return self.codec.decode(data, source=f"SQLite table {self.table!r} item {id!r} in {self.store.path}")
+        """The stored value, references and all (no blob I/O)."""
+        return self.codec.decode(data, source=self._source(id))
+
+    def _hydrated(self, id: str, data: bytes) -> T:
+        value = self._decode(id, data)
+        return value if self.claim is None else self.claim.hydrate(value, id=id, source=self._source(id))
+
+    async def _value(self, id: str, data: bytes) -> T:
+        """The value a stage sees: blobs read and verified in a worker thread, never on the event loop."""
+        if self.claim is None:
+            return self._decode(id, data)
+        return await asyncio.to_thread(self._hydrated, id, data)
+
+    async def _encode(self, value: Any) -> bytes:
+        """The row of a value: large `bytes` written to the blob store first (hashing and I/O in a thread)."""
+        if self.claim is None:
+            return self.codec.encode(value)
+        return await asyncio.to_thread(self._encode_light, value)
+
+    def _encode_light(self, value: Any) -> bytes:
+        assert self.claim is not None
+        return self.codec.encode(self.claim.dehydrate(value))
 
     async def _push(self, id: str, value: T) -> None:
-        data = self.codec.encode(value)
+        data = await self._encode(value)
         self._conn().execute(
             f'INSERT INTO "{self.table}" (id, value) VALUES (?, ?) '
             "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
@@ -142,8 +171,8 @@ class SqliteQueue(BaseQueue[T]):
             ).fetchone()
             if row is not None:
                 waiter.cancel()
-                self._held = row[0]
-                return row[0], self._decode(row[0], row[1])
+                self._held = row[0]  # set first: a missing blob fails *this* item (retry, dead letter)
+                return row[0], await self._value(row[0], row[1])
             timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.monotonic(), 0))
             try:
                 await asyncio.wait_for(waiter, timeout)
@@ -221,7 +250,7 @@ class SqliteQueue(BaseQueue[T]):
         row = self._conn().execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
         if row is None:
             raise InexistentItem(id, self.describe())
-        return self._decode(id, row[0])
+        return await self._value(id, row[0])
 
     async def has(self, id: str) -> bool:
         sql = f'SELECT 1 FROM "{self.table}" WHERE id = ?'
@@ -234,7 +263,7 @@ class SqliteQueue(BaseQueue[T]):
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         async for id, data in self._pages("value"):
-            yield id, self._decode(id, data)
+            yield id, await self._value(id, data)
 
     async def _iter_keys(self) -> AsyncIterator[str]:
         async for id, _ in self._pages("NULL"):
@@ -263,7 +292,7 @@ class SqliteQueue(BaseQueue[T]):
             return await super().move(id, dst, value)
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue
-        data = dst.codec.encode(value)  # the codec checks the value's type (ValueTypeError), once
+        data = await dst._encode(value)  # the codec checks the value's type (ValueTypeError), once
         dst.store.ensure_table(dst.table)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")

@@ -187,9 +187,10 @@ class KafkaSettings:
     schema_dir: str | None = None
     """Where `.avsc` files of older schema versions live, so their records still decode."""
     blobs: str | None = None
-    """A blob store URL (`s3://bucket/prefix?endpoint=…`, or a directory every instance shares): records
-    larger than `claim_check_bytes` go there and the topic carries a reference (claim check)."""
-    claim_check_bytes: int = 256 * 1024
+    """A blob store URL (`s3://bucket/prefix?endpoint=…`, or a directory every instance shares): `bytes`
+    values larger than `claim_check_bytes` go there and the records carry references (claim check)."""
+    claim_check_bytes: int = 32 * 1024
+    """`bytes` values above this size go to the blob store (when `blobs` is set)."""
     static_membership: bool = False
     """Join consumer groups as a static member named by `instance` (KIP-345): a restarted instance
     takes its partitions back at once, with no rebalance. On by default when the instance is named."""
