@@ -35,6 +35,14 @@ POLL_SECONDS = 0.05
 
 _PAGE = 256
 
+WAL_LIMIT = 32 << 20
+"""`journal_size_limit`: after a checkpoint resets the WAL, its file is truncated to this size, so a
+long stream does not leave a WAL as large as its largest burst."""
+
+TIDY_SECONDS = 1.0
+"""At most this often, after items left a queue, free pages are returned to the file system
+(`incremental_vacuum`) and the WAL is checkpointed (PASSIVE: never waits for readers)."""
+
 
 class SqliteStore:
     """One SQLite file, with a connection per process and thread (connections must not cross a fork)."""
@@ -47,6 +55,7 @@ class SqliteStore:
         self._conns: dict[tuple[int, int], sqlite3.Connection] = {}
         self._notifiers: dict[str, Notifier] = {}
         self._tables: set[tuple[int, str]] = set()
+        self._tidied = 0.0
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> SqliteStore:
@@ -64,10 +73,28 @@ class SqliteStore:
         if conn is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            # Only a new database takes auto_vacuum (an older one keeps its mode; VACUUM converts it):
+            # with it, space freed by items that left is given back by `tidy`, not kept forever.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             self._conns[key] = conn
         return conn
+
+    def tidy(self, *, force: bool = False) -> None:
+        """Give free pages back and checkpoint the WAL, at most every `TIDY_SECONDS` (cheap when there is nothing to do)."""
+        now = time.monotonic()
+        if not force and now - self._tidied < TIDY_SECONDS:
+            return
+        self._tidied = now
+        conn = self.conn()
+        try:
+            # executescript steps the pragma to its end (execute() would free a single page)
+            conn.executescript("PRAGMA incremental_vacuum(4096);")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.OperationalError:  # busy (another process writes): next time
+            pass
 
     def ensure_table(self, table: str) -> None:
         key = (os.getpid(), table)
@@ -260,6 +287,7 @@ class SqliteQueue(BaseQueue[T]):
         cur = self._conn().execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
         if cur.rowcount == 0:
             raise InexistentItem(id, self.describe())
+        self.store.tidy()
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         async for id, data in self._pages("value"):
@@ -310,6 +338,7 @@ class SqliteQueue(BaseQueue[T]):
         conn.execute("COMMIT")
         self._done(id)
         dst.store.notifier(dst.table).notify()
+        self.store.tidy()
 
     def __len__(self) -> int:
         return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0])
