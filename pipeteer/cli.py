@@ -157,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     from pipeteer.compile.commands import register as register_compile
+    from pipeteer.runtime.batch import register as register_batch
 
     register_compile(sub)
+    register_batch(sub)
     return parser
 
 

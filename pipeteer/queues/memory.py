@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter
+from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -64,6 +64,7 @@ class MemoryQueue(BaseQueue[T]):
         self._items: OrderedDict[str, T] = OrderedDict()
         self._notifier = Notifier()
         self._dead: dict[str, DeadLetter] = {}
+        self._at: dict[str, float] = {}  # id -> when it arrived (for `pending`)
 
     async def _light(self, value: Any) -> Any:
         return value if self.claim is None else await asyncio.to_thread(self.claim.dehydrate, value)
@@ -75,6 +76,7 @@ class MemoryQueue(BaseQueue[T]):
 
     async def _push(self, id: str, value: T) -> None:
         self._items[id] = await self._light(value)
+        self._at.setdefault(id, time.time())
         self._notifier.notify()
 
     async def _read_next(self) -> tuple[str, T]:
@@ -92,6 +94,7 @@ class MemoryQueue(BaseQueue[T]):
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
         value = self._items.pop(id)
+        self._at.pop(id, None)
         self._dead[id] = DeadLetter(id, value, error_class, message, trace, attempts, time.time())
 
     def dead_letters(self) -> list[DeadLetter]:
@@ -103,6 +106,7 @@ class MemoryQueue(BaseQueue[T]):
         back = [id for id in self._dead if ids is None or id in ids]
         for id in back:
             self._items[id] = self._dead.pop(id).value
+            self._at[id] = time.time()
         self._notifier.notify()
         return back
 
@@ -122,6 +126,7 @@ class MemoryQueue(BaseQueue[T]):
     async def pop(self, id: str) -> None:
         if self._items.pop(id, _MISSING) is _MISSING:
             raise InexistentItem(id, self.describe())
+        self._at.pop(id, None)
         self._notifier.notify()
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
@@ -137,13 +142,20 @@ class MemoryQueue(BaseQueue[T]):
         if id not in self._items:
             raise InexistentItem(id, self.describe())
         del self._items[id]
+        self._at.pop(id, None)
         dst._items[id] = light
+        dst._at.setdefault(id, time.time())
         self._done(id)
         self._notifier.notify()
         dst._notifier.notify()
 
     def __len__(self) -> int:
         return len(self._items)
+
+    async def pending(self) -> Pending:
+        oldest = next(iter(self._items), None)
+        at = None if oldest is None else self._at.get(oldest)
+        return Pending(len(self._items), None if at is None else max(0.0, time.time() - at))
 
 
 _MISSING: Any = object()

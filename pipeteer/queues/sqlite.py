@@ -13,6 +13,7 @@ item either wholly before or wholly after the move, never in both or neither.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import ConfigError, InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter
+from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 from pipeteer.queues.memory import Notifier
 
 T = TypeVar("T")
@@ -100,10 +101,15 @@ class SqliteStore:
         key = (os.getpid(), table)
         if key in self._tables:
             return
-        self.conn().execute(
+        conn = self.conn()
+        conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{table}" '
-            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)"
+            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL, at REAL)"
         )
+        columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        if "at" not in columns:  # a file from before items had a time: `at` NULL for those
+            with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
+                conn.execute(f'ALTER TABLE "{table}" ADD COLUMN at REAL')
         self._tables.add(key)
 
     def notifier(self, table: str) -> Notifier:
@@ -178,9 +184,9 @@ class SqliteQueue(BaseQueue[T]):
     async def _push(self, id: str, value: T) -> None:
         data = await self._encode(value)
         self._conn().execute(
-            f'INSERT INTO "{self.table}" (id, value) VALUES (?, ?) '
+            f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
             "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-            (id, data),
+            (id, data, time.time()),
         )
         self.store.notifier(self.table).notify()
 
@@ -255,9 +261,9 @@ class SqliteQueue(BaseQueue[T]):
             latest = {id: value for _, id, value in rows if ids is None or id in ids}
             for id, value in latest.items():
                 conn.execute(
-                    f'INSERT INTO "{self.table}" (id, value) VALUES (?, ?) '
+                    f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
                     "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-                    (id, value),
+                    (id, value, time.time()),
                 )
                 conn.execute(f'DELETE FROM "{self.dead_letter_table}" WHERE id = ?', (id,))
         except BaseException:
@@ -328,9 +334,9 @@ class SqliteQueue(BaseQueue[T]):
             if conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,)).rowcount == 0:
                 raise InexistentItem(id, self.describe())
             conn.execute(
-                f'INSERT INTO "{dst.table}" (id, value) VALUES (?, ?) '
+                f'INSERT INTO "{dst.table}" (id, value, at) VALUES (?, ?, ?) '
                 "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-                (id, data),
+                (id, data, time.time()),
             )
         except BaseException:
             conn.execute("ROLLBACK")
@@ -342,3 +348,7 @@ class SqliteQueue(BaseQueue[T]):
 
     def __len__(self) -> int:
         return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0])
+
+    async def pending(self) -> Pending:
+        count, oldest = self._conn().execute(f'SELECT COUNT(*), MIN(at) FROM "{self.table}"').fetchone()
+        return Pending(int(count), None if oldest is None else max(0.0, time.time() - oldest))
