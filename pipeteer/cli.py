@@ -158,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pipeteer.compile.commands import register as register_compile
     from pipeteer.runtime.batch import register as register_batch
+    from pipeteer.runtime.blobs import register as register_blobs
 
     register_compile(sub)
     register_batch(sub)
+    register_blobs(sub)
     return parser
 
 

@@ -64,7 +64,9 @@ class BlobStore(Protocol):
 
     def list(self) -> Iterator[BlobInfo]: ...
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str, *, written_before: float | None = None) -> bool:
+        """Remove a blob (if it was last written before `written_before`, seconds since the epoch); True if removed."""
+        ...
 
 
 def _check_key(key: str) -> str:
@@ -89,8 +91,10 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
-        if path.exists():  # written once: identical content is never written twice
-            return
+        if path.exists():  # written once: identical content is never written twice ...
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(path)  # ... but its time is renewed: `blobs gc` spares it for its grace period
+                return
         path.parent.mkdir(parents=True, exist_ok=True)
         # temp name, fsync, rename: a reader never sees half a blob, a crash leaves only a temp file
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
@@ -125,9 +129,15 @@ class LocalBlobStore:
                     st = entry.stat()
                     yield BlobInfo(entry.name, st.st_size, st.st_mtime)
 
-    def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(key))
+    def delete(self, key: str, *, written_before: float | None = None) -> bool:
+        path = self.path(key)
+        try:
+            if written_before is not None and path.stat().st_mtime >= written_before:
+                return False  # written (or re-used by a push) since it was listed
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
 
 
 MULTIPART_CHUNK = 8 << 20
@@ -170,7 +180,12 @@ class S3BlobStore:
         name = self._key(key)
         try:
             self.client.head_object(Bucket=self.bucket, Key=name)
-            return  # written once
+            # written once; its time renewed (a copy onto itself), so `blobs gc` spares it for its grace period
+            self.client.copy_object(
+                Bucket=self.bucket, Key=name, CopySource={"Bucket": self.bucket, "Key": name},
+                MetadataDirective="REPLACE",
+            )
+            return
         except Exception as e:
             if not _is_not_found(e):
                 raise
@@ -195,8 +210,18 @@ class S3BlobStore:
             for obj in page.get("Contents", ()):
                 yield BlobInfo(obj["Key"].rsplit("/", 1)[-1], int(obj["Size"]), obj["LastModified"].timestamp())
 
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+    def delete(self, key: str, *, written_before: float | None = None) -> bool:
+        name = self._key(key)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=name)
+        except Exception as e:
+            if _is_not_found(e):
+                return False
+            raise
+        if written_before is not None and head["LastModified"].timestamp() >= written_before:
+            return False
+        self.client.delete_object(Bucket=self.bucket, Key=name)
+        return True
 
 
 def _is_not_found(e: Exception) -> bool:

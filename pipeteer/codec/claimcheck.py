@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import threading
 import typing
 from collections import OrderedDict
@@ -60,6 +61,7 @@ __all__ = [
     "blob_store_from_url",
     "claim_check_from",
     "content_key",
+    "keys_in",
     "parse_ref",
 ]
 
@@ -240,6 +242,20 @@ class ClaimCheck:
     def is_light(self, value: Any) -> bool:
         """True when `value` holds no reference (hydrating it would change nothing)."""
         return next(iter(refs(value)), None) is None
+
+
+_REF = re.compile(re.escape(REF_MAGIC + HASH_NAME.encode() + b":") + rb"([0-9a-f]{16,128}):[0-9]+")
+
+
+def keys_in(data: bytes | None) -> set[str]:
+    """The blob keys referenced anywhere in a record (scanned as bytes: any schema, any framing).
+
+    >>> keys_in(b"..." + make_ref("ab" * 32, 10) + b"...") == {"ab" * 32}
+    True
+    """
+    if not data or REF_MAGIC not in data:
+        return set()
+    return {m.group(1).decode() for m in _REF.finditer(data)}
 
 
 def refs(value: Any) -> Iterator[tuple[str, int]]:
