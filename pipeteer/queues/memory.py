@@ -133,6 +133,10 @@ class MemoryQueue(BaseQueue[T]):
         for id, v in list(self._items.items()):
             yield id, await self._value(id, v)
 
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        for id in list(self._items):
+            yield id
+
     async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
         if not isinstance(dst, MemoryQueue):
             return await super().move(id, dst, value)

@@ -338,6 +338,11 @@ async def _first_keys(q: ReadQueue[Any], n: int) -> AsyncIterator[str]:
             return
 
 
+async def _pop(q: ReadQueue[Any], id: str) -> None:
+    with contextlib.suppress(InexistentItem):
+        await q.pop(id)
+
+
 async def drained(queues: WorkflowQueues, app: App) -> bool:
     """No item waits in any stage or in the output."""
     for stage in app.stages():
@@ -408,9 +413,8 @@ async def pull_outputs(
                 await asyncio.to_thread(commit)
                 written += len(records)
                 bar.update(len(records))
-            for id in ids:
-                with contextlib.suppress(InexistentItem):
-                    await Qout.pop(id)
+            # at once: on Kafka each pop waits for the transaction it is in, and they all share one
+            await asyncio.gather(*(_pop(Qout, id) for id in ids))
             if expect is not None and len(done) >= expect:
                 break
     finally:

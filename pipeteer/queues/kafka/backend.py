@@ -376,6 +376,10 @@ class KafkaQueue(BaseQueue[T]):
         for e in (await self._engine()).snapshot():
             yield e.id, await self._value(e.id, e.value)
 
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        for e in (await self._engine()).snapshot():
+            yield e.id
+
     async def wait_change(self) -> None:
         await (await self._engine()).wait_change()
 
