@@ -23,18 +23,23 @@ def all_records(bootstrap: str, prefix: str) -> list[bytes]:
     return [m.value() or b"" for t in topics for m in read_topic(bootstrap, t, timeout=5)]
 
 
+def run_and_pull(url: str, tmp_path: Path, expect: int) -> None:
+    """Run the stage (its own process) until `pull` has written `expect` outputs in all."""
+    stage = StageProcess(APP, "keep", url, "keep-1", tmp_path).start()
+    try:
+        stage.wait_ready()
+        run("pull", APP, str(tmp_path / "out"), "--backend", url, "--expect", str(expect), "-q", cwd=tmp_path)
+    finally:
+        stage.stop()
+
+
 def test_a_batch_of_images_flows_with_small_records_and_gc_spares_pending_ones(
     kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path
 ) -> None:
     photos = make_photos(tmp_path / "in", 40, 300_000)
     url = backend_url(kafka_bootstrap, kafka_prefix, blobs=tmp_path / "blobs")
     run("push", APP, str(tmp_path / "in"), "--backend", url, "-q", cwd=tmp_path)
-    stage = StageProcess(APP, "keep", url, "keep-1", tmp_path).start()
-    try:
-        stage.wait_ready()
-        run("pull", APP, str(tmp_path / "out"), "--backend", url, "--expect", "40", "-q", cwd=tmp_path)
-    finally:
-        stage.stop()
+    run_and_pull(url, tmp_path, 40)
     check_outputs(tmp_path / "out", photos)
     records = all_records(kafka_bootstrap, kafka_prefix)
     assert len(records) >= 80 and max(len(r) for r in records) < 64 * 1024  # references, not images
@@ -43,12 +48,7 @@ def test_a_batch_of_images_flows_with_small_records_and_gc_spares_pending_ones(
     run("push", APP, str(tmp_path / "in2"), "--backend", url, "-q", cwd=tmp_path)
     out = run("blobs", "gc", APP, "--backend", url, "--delete", "--grace", "0", cwd=tmp_path)
     assert out.startswith("removed 40 blob(s)"), out
-    stage = StageProcess(APP, "keep", url, "keep-1", tmp_path).start()
-    try:
-        stage.wait_ready()
-        run("pull", APP, str(tmp_path / "out"), "--backend", url, "--expect", "41", "-q", cwd=tmp_path)
-    finally:
-        stage.stop()
+    run_and_pull(url, tmp_path, 41)
     check_outputs(tmp_path / "out", {**photos, **extra})
 
 
