@@ -35,15 +35,21 @@ from pipeteer.runtime.batch import item_id  # noqa: E402
 APP = "tests.apps.photos:app"
 
 
-def make_files(root: Path, count: int, size: int) -> dict[str, str]:
-    """`count` distinct files of `size` bytes (PNG signature + random bytes); id -> content hash."""
+def make_files(root: Path, count: int, size: int, distinct: int | None = None) -> dict[str, str]:
+    """`count` files of `size` bytes (PNG signature + random bytes), `distinct` different contents
+    (all, by default; fewer, hard links, to measure many items without as many bytes on disk);
+    id -> content hash."""
     root.mkdir(parents=True, exist_ok=True)
     block = os.urandom(size)
     made = {}
     for i in range(count):
-        data = b"\x89PNG\r\n\x1a\n" + i.to_bytes(8, "big") + block[16:]
         path = root / f"img{i:05d}.png"
-        path.write_bytes(data)
+        if distinct is not None and i >= distinct:
+            os.link(root / f"img{i % distinct:05d}.png", path)
+            data = path.read_bytes()
+        else:
+            data = b"\x89PNG\r\n\x1a\n" + i.to_bytes(8, "big") + block[16:]
+            path.write_bytes(data)
         made[item_id(path, data)] = content_key(data)
     return made
 
@@ -128,7 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     size = int(args.size_mib * (1 << 20))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-images-"))
     with ExitStack() as stack:
-        made = make_files(work / "in", args.count, size)
+        made = make_files(work / "in", args.count, size, args.distinct)
         files = sorted((work / "in").iterdir())
         drop_caches_hint(files)
         copy = copyfile_rate(files, work / "copy")
@@ -148,13 +154,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env["PIPETEER_KAFKA_RECEIVE_MESSAGE_MAX_BYTES"] = "1000000000"  # noida-db ignores fetch limits
         sampler.start()
         started = time.perf_counter()
+        push = pipeteer("push", APP, str(work / "in"), "--backend", url, "-q", cwd=work, env=env, log=work / "push.log")
+        sampler.procs["push"] = push
+        if args.backlog:  # the stage starts with every item waiting
+            push.wait()
         stage = pipeteer("run", APP, "--backend", url, "--port", "0", cwd=work, env=env, log=work / "run.log")
         sampler.procs["stage (run)"] = stage
         pull = pipeteer("pull", APP, str(work / "out"), "--backend", url, "--expect", str(args.count), "-q",
                         cwd=work, env=env, log=work / "pull.log")
         sampler.procs["pull"] = pull
-        push = pipeteer("push", APP, str(work / "in"), "--backend", url, "-q", cwd=work, env=env, log=work / "push.log")
-        sampler.procs["push"] = push
         try:
             for name, p in (("push", push), ("pull", pull)):
                 if p.wait(args.timeout) != 0:
@@ -169,6 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         records = [json.loads(line) for line in lines]
         ids = [r["id"] for r in records]
         identical = all(content_key((work / "out" / r["files"]["img"]).read_bytes()) == made[r["id"]] for r in records)
+        assert len(ids) == len(set(ids)), "an output was written twice"
         result: dict[str, Any] = {
             "backend": args.backend,
             "items": args.count,
@@ -198,6 +207,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--size-mib", type=float, default=2.0)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--distinct", type=int, default=None, help="only this many different contents (hard links)")
+    parser.add_argument("--backlog", action="store_true", help="push everything before the stage starts")
     parser.add_argument("--bootstrap", default=os.environ.get("PIPETEER_TEST_KAFKA"), help="an existing broker")
     parser.add_argument("--workdir", default=None, help="where files, database and blobs go (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=1800)

@@ -47,7 +47,7 @@ from pipeteer.codec.blobstore import (
 )
 from pipeteer.codec.framing import ValueCodec
 from pipeteer.codec.schema import Schema
-from pipeteer.errors import ConfigError, DecodeError
+from pipeteer.errors import BlobError, ConfigError
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -73,14 +73,6 @@ and SQLite rows stay small, so the database and its WAL do not grow with the ima
 
 REF_MAGIC = b"\x00\xffpipeteer-blob\x00"
 _PREFIX = REF_MAGIC + HASH_NAME.encode() + b":"
-
-
-class BlobError(DecodeError):
-    """A referenced blob is missing or corrupt. Names the item, the field and the blob key."""
-
-    def __init__(self, message: str, *, id: str, field: str, key: str, source: str | None = None) -> None:
-        self.id, self.field, self.key = id, field, key
-        super().__init__(message, source=source)
 
 
 def make_ref(key: str, size: int) -> bytes:
@@ -238,10 +230,6 @@ class ClaimCheck:
 
         result: T = _walk(value, back, "")
         return result
-
-    def is_light(self, value: Any) -> bool:
-        """True when `value` holds no reference (hydrating it would change nothing)."""
-        return next(iter(refs(value)), None) is None
 
 
 _REF = re.compile(re.escape(REF_MAGIC + HASH_NAME.encode() + b":") + rb"([0-9a-f]{16,128}):[0-9]+")

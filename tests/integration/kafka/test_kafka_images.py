@@ -83,7 +83,7 @@ def test_a_corrupt_blob_sends_the_item_to_dead_letters_naming_id_field_and_key(
         stage.stop()
     (dead,) = read_topic(kafka_bootstrap, dlq)
     headers = {k: v.decode() for k, v in dead.headers()}
-    assert dead.key() == b"bad" and headers["pipeteer.error.class"] == "pipeteer.codec.claimcheck.BlobError"
+    assert dead.key() == b"bad" and headers["pipeteer.error.class"] == "pipeteer.errors.BlobError"
     message = headers["pipeteer.error.message"]
     assert "item 'bad'" in message and "field 'img'" in message and key in message and "corrupt" in message
     assert [m.key() for m in read_topic(kafka_bootstrap, out)] == [b"good"]
