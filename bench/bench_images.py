@@ -60,6 +60,28 @@ def drop_caches_hint(paths: list[Path]) -> None:
         p.read_bytes()
 
 
+def hash_rates(size: int) -> dict[str, float]:
+    """MB/s of the hashes a blob store could use, on one value of `size` bytes (why BLAKE3)."""
+    import hashlib
+
+    import blake3
+
+    data = os.urandom(size)
+    hashes = {
+        "blake3": lambda: blake3.blake3(data).digest(),
+        "sha256": lambda: hashlib.sha256(data).digest(),
+        "blake2b": lambda: hashlib.blake2b(data).digest(),
+    }
+    rates = {}
+    for name, f in hashes.items():
+        f()
+        started = time.perf_counter()
+        for _ in range(10):
+            f()
+        rates[name] = round(10 * size / (time.perf_counter() - started) / 1e6)
+    return rates
+
+
 def copyfile_rate(files: list[Path], dest: Path) -> float:
     dest.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -189,6 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio": round(args.count * size / 1e6 / took / copy, 3),
             "peak_rss_mb": {k: round(v / 1e6, 1) for k, v in sampler.rss.items()},
             "outputs_once": sorted(ids) == sorted(made),
+            "hash_mb_per_s": hash_rates(size),
             "bytes_identical": identical,
         }
         if args.backend == "sqlite":

@@ -29,7 +29,8 @@ from pipeteer.errors import ConfigError
 
 HASH_NAME = "blake3"
 """BLAKE3 hashes at ~5.6 GB/s on one core here, sha256 at ~1.4 GB/s and blake2b at ~0.7 GB/s
-(5 MiB values; `bench/bench_codec.py`): a blob is hashed when written and verified when read."""
+(5 MiB values; `bench/bench_images.py` prints them): a blob is hashed when written and verified
+when read, so the hash must not cost more than the copy."""
 
 TMP_PREFIX = ".tmp-"
 
