@@ -61,6 +61,7 @@ __all__ = [
     "blob_store_from_url",
     "claim_check_from",
     "content_key",
+    "has_refs",
     "keys_in",
     "parse_ref",
 ]
@@ -141,6 +142,24 @@ def _walk(value: Any, f: Callable[[bytes, str], bytes], path: str) -> Any:
     return value
 
 
+def _any_bytes(value: Any, pred: Callable[[bytes], bool]) -> bool:
+    """Whether some `bytes` inside `value` satisfies `pred` (stops at the first)."""
+    if type(value) is bytes:
+        return pred(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_any_bytes(getattr(value, f.name), pred) for f in dataclasses.fields(value))
+    if isinstance(value, list | tuple):
+        return any(_any_bytes(v, pred) for v in value)
+    if isinstance(value, dict):
+        return any(_any_bytes(v, pred) for v in value.values())
+    return False
+
+
+def has_refs(value: Any) -> bool:
+    """Whether hydrating `value` would read a blob (so that a value without any skips the worker thread)."""
+    return _any_bytes(value, lambda b: b.startswith(_PREFIX))
+
+
 class ClaimCheck:
     """Moves large `bytes` out of values into `store`, and back. Thread-safe; do the I/O off the event loop.
 
@@ -180,6 +199,10 @@ class ClaimCheck:
 
     def applies_to(self, tp: Any) -> bool:
         return may_hold_bytes(tp)
+
+    def is_heavy(self, value: Any) -> bool:
+        """Whether dehydrating `value` would store a blob (so that a small value skips the worker thread)."""
+        return _any_bytes(value, lambda b: len(b) > self.threshold or b.startswith(REF_MAGIC))
 
     def dehydrate(self, value: T) -> T:
         """`value` with its large `bytes` stored and replaced by references (blocking I/O)."""

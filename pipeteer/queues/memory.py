@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
-from pipeteer.codec.claimcheck import ClaimCheck
+from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import InexistentItem
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 
@@ -67,10 +67,12 @@ class MemoryQueue(BaseQueue[T]):
         self._at: dict[str, float] = {}  # id -> when it arrived (for `pending`)
 
     async def _light(self, value: Any) -> Any:
-        return value if self.claim is None else await asyncio.to_thread(self.claim.dehydrate, value)
+        if self.claim is None or not self.claim.is_heavy(value):
+            return value
+        return await asyncio.to_thread(self.claim.dehydrate, value)
 
     async def _value(self, id: str, value: T) -> T:
-        if self.claim is None:
+        if self.claim is None or not has_refs(value):
             return value
         return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self.describe())
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pipeteer.codec import codec_for
-from pipeteer.codec.claimcheck import ClaimCheck
+from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import ConfigError, InexistentItem
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 from pipeteer.queues.memory import Notifier
@@ -161,25 +161,18 @@ class SqliteQueue(BaseQueue[T]):
         """The stored value, references and all (no blob I/O)."""
         return self.codec.decode(data, source=self._source(id))
 
-    def _hydrated(self, id: str, data: bytes) -> T:
-        value = self._decode(id, data)
-        return value if self.claim is None else self.claim.hydrate(value, id=id, source=self._source(id))
-
     async def _value(self, id: str, data: bytes) -> T:
         """The value a stage sees: blobs read and verified in a worker thread, never on the event loop."""
-        if self.claim is None:
-            return self._decode(id, data)
-        return await asyncio.to_thread(self._hydrated, id, data)
+        value = self._decode(id, data)
+        if self.claim is None or not has_refs(value):
+            return value
+        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
 
     async def _encode(self, value: Any) -> bytes:
         """The row of a value: large `bytes` written to the blob store first (hashing and I/O in a thread)."""
-        if self.claim is None:
-            return self.codec.encode(value)
-        return await asyncio.to_thread(self._encode_light, value)
-
-    def _encode_light(self, value: Any) -> bytes:
-        assert self.claim is not None
-        return self.codec.encode(self.claim.dehydrate(value))
+        if self.claim is not None and self.claim.is_heavy(value):
+            value = await asyncio.to_thread(self.claim.dehydrate, value)
+        return self.codec.encode(value)
 
     async def _push(self, id: str, value: T) -> None:
         data = await self._encode(value)

@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeteer.codec import make_codec
-from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
+from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from, has_refs
 from pipeteer.errors import QueueError
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
@@ -310,16 +310,15 @@ class KafkaQueue(BaseQueue[T]):
 
     async def _value(self, id: str, value: Any) -> Any:
         """The value the stage sees: blobs read and verified in a worker thread, outside the engine's lock."""
-        if self.claim is None:
+        if self.claim is None or not has_refs(value):
             return value
         return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
 
     async def encode(self, value: Any) -> bytes:
         """The record of a value: large `bytes` written to the blob store first (in a worker thread)."""
-        if self.claim is None:
-            return self.codec.encode(value)
-        claim, codec = self.claim, self.codec
-        return await asyncio.to_thread(lambda: codec.encode(claim.dehydrate(value)))
+        if self.claim is not None and self.claim.is_heavy(value):
+            value = await asyncio.to_thread(self.claim.dehydrate, value)
+        return self.codec.encode(value)
 
     def describe(self) -> str:
         return f"queue {self.name!r} (topic {self.topic})"
