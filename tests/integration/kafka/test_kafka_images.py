@@ -39,6 +39,8 @@ def test_a_batch_of_images_flows_with_small_records_and_gc_spares_pending_ones(
     photos = make_photos(tmp_path / "in", 40, 300_000)
     url = backend_url(kafka_bootstrap, kafka_prefix, blobs=tmp_path / "blobs")
     run("push", APP, str(tmp_path / "in"), "--backend", url, "-q", cwd=tmp_path)
+    status = run("status", APP, "--backend", url, cwd=tmp_path).splitlines()
+    assert status[1].split()[:2] == ["keep", "40"]  # no stage has consumed them yet
     run_and_pull(url, tmp_path, 40)
     check_outputs(tmp_path / "out", photos)
     records = all_records(kafka_bootstrap, kafka_prefix)
