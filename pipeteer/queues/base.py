@@ -16,6 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, G
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
+from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import InexistentItem, ValueTypeError
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -221,6 +222,8 @@ class BaseQueue(Queue[T]):
     and the retry bookkeeping of the automatic stage reading it (`fail`)."""
 
     retry: Retry = Retry()
+    claim: ClaimCheck | None = None
+    """Where this queue's large `bytes` go (None: kept inline); see `pipeteer.codec.claimcheck`."""
 
     def __init__(self, Type: Any, name: str) -> None:
         self.Type = Type

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeteer.codec.blobstore import TMP_PREFIX, content_key
+from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key
 from pipeteer.errors import ConfigError, InexistentItem
 from pipeteer.queues.base import BaseQueue, Pending, ReadQueue
 from pipeteer.runtime.app import App
@@ -257,20 +257,41 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_output(dest: Path, id: str, value: Any) -> dict[str, Any]:
+def link_atomically(path: Path, data: bytes, blobs: LocalBlobStore) -> bool:
+    """Make `path` a hard link to the blob holding `data` (already durable there); False when it
+    cannot be (no such blob, or another file system): write it then."""
+    blob = blobs.path(content_key(data))
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(blob, tmp)
+    except OSError:
+        return False
+    os.replace(tmp, path)
+    return True
+
+
+def write_output(dest: Path, id: str, value: Any, *, link: LocalBlobStore | None = None) -> dict[str, Any]:
     """Write an output's bytes as files; returns its manifest record (the files are durable, the
-    directory entry is made durable by the caller's directory fsync)."""
+    directory entry is made durable by the caller's directory fsync). With `link`, a claim-checked
+    value's file is a hard link to its blob in that store instead of a copy."""
     record: dict[str, Any] = {"id": id}
     files: dict[str, str] = {}
+
+    def save(name: str, data: bytes) -> None:
+        if link is None or not link_atomically(dest / name, data, link):  # (a small value has no blob)
+            write_atomically(dest / name, data)
+
     if isinstance(value, bytes):
         files["value"] = f"{id}{_ext(value)}"
-        write_atomically(dest / files["value"], value)
+        save(files["value"], value)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             v = getattr(value, f.name)
             if isinstance(v, bytes):
                 files[f.name] = f"{id}.{f.name}{_ext(v)}"
-                write_atomically(dest / files[f.name], v)
+                save(files[f.name], v)
             else:
                 record[f.name] = _json(v)
     else:
@@ -364,11 +385,15 @@ async def pull_outputs(
     concurrency: int = 8,
     poll: float = 0.2,
     quiet: bool = False,
+    link: bool = False,
 ) -> int:
     """Write outputs to `dest` (see the module doc). Returns how many this run wrote.
 
     Stops when the output queue is empty, unless `follow` (wait for more, until interrupted),
     `until_empty` (until no stage holds an item either) or `expect` (until the manifest has that many).
+    `link`: files of claim-checked values are hard links to their blobs (a local blob store on
+    the same file system), not copies: no second write of the bytes, but the files must not be
+    modified in place (that would change the blob).
     """
     dest.mkdir(parents=True, exist_ok=True)
     done = manifest_ids(dest / MANIFEST)  # outputs already written (by this run or an earlier one)
@@ -376,6 +401,10 @@ async def pull_outputs(
     Qout = queues.Qout
     if not isinstance(Qout, BaseQueue):
         raise ConfigError(f"pipeteer pull: the output queue of {app.name!r} cannot be read")
+    store = Qout.claim.store if link and Qout.claim is not None else None
+    blobs = store if isinstance(store, LocalBlobStore) else None
+    if link and blobs is None:
+        raise ConfigError(f"pipeteer pull --link: the blob store of {queues.backend.url} is not a local directory")
     bar = _progress(None if expect is None else max(expect - len(done), 0), "item", "pull", quiet)
     slots = asyncio.Semaphore(concurrency)
     written = 0
@@ -388,7 +417,7 @@ async def pull_outputs(
                 value = await Qout.read(id)
             except InexistentItem:
                 return None
-            return await asyncio.to_thread(write_output, dest, id, value)
+            return await asyncio.to_thread(write_output, dest, id, value, link=blobs)
 
     try:
         while True:
@@ -497,7 +526,7 @@ def cmd_pull(args: Any) -> int:
         n = asyncio.run(
             pull_outputs(
                 app, queues, Path(args.dest), follow=args.follow, until_empty=args.until_empty,
-                expect=args.expect, concurrency=args.concurrency, quiet=args.quiet,
+                expect=args.expect, concurrency=args.concurrency, quiet=args.quiet, link=args.link,
             )
         )
     finally:
@@ -538,6 +567,11 @@ def register(sub: Any) -> None:
     until.add_argument("--until-empty", action="store_true", help="until no stage holds an item")
     until.add_argument("--expect", type=int, default=None, help="until the manifest lists this many outputs")
     pull.add_argument("--concurrency", type=int, default=8, help="outputs written at once (default 8)")
+    pull.add_argument(
+        "--link", action="store_true",
+        help="hard-link files to their blobs (local blob store, same file system) instead of copying; "
+        "do not modify them in place",
+    )
     pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     pull.set_defaults(func=cmd_pull)
 

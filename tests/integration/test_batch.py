@@ -97,7 +97,8 @@ def test_sources_ids_and_default_ingest(tmp_path: Path) -> None:
         expand_sources(["nothing-here"])
 
 
-def test_push_run_pull_status_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("link", [False, True], ids=["copies", "links"])
+def test_push_run_pull_status_end_to_end(tmp_path: Path, link: bool) -> None:
     photos = make_photos(tmp_path / "in", 30, 100_000)
     backend = f"sqlite:///{tmp_path / 'q.db'}"
     run("push", APP, str(tmp_path / "in"), "--backend", backend, "-q", cwd=tmp_path)
@@ -106,11 +107,14 @@ def test_push_run_pull_status_end_to_end(tmp_path: Path) -> None:
     assert status.splitlines()[1].split()[:2] == ["keep", "30"]
     worker = pipeteer("run", APP, "--backend", backend, "--port", "0", cwd=tmp_path)
     try:
-        run("pull", APP, str(tmp_path / "out"), "--backend", backend, "--expect", "30", "-q", cwd=tmp_path)
+        extra = ["--link"] if link else []
+        run("pull", APP, str(tmp_path / "out"), "--backend", backend, "--expect", "30", "-q", *extra, cwd=tmp_path)
     finally:
         worker.terminate()
         worker.wait(30)
     check_outputs(tmp_path / "out", photos)
+    links = {p.stat().st_nlink for p in (tmp_path / "out").glob("*.png")}
+    assert links == ({2} if link else {1})  # --link: each file is its blob (one inode), else a copy
     assert len(list((tmp_path / "q.blobs").rglob("*"))) > 30  # the images are beside the database
     assert os.path.getsize(tmp_path / "q.db") < 1 << 20  # not in it
     assert "(output)" in run("status", APP, "--backend", backend, cwd=tmp_path)
