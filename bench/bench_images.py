@@ -159,7 +159,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         made = make_files(work / "in", args.count, size, args.distinct)
         files = sorted((work / "in").iterdir())
         drop_caches_hint(files)
+        # The setup's own writes are flushed first, so that neither copyfile nor pipeteer's first
+        # fsync (which on ext4 commits every dirty file in its journal transaction) pays for them.
+        os.sync()
         copy = copyfile_rate(files, work / "copy")
+        os.sync()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         sampler = Sampler()
         if args.backend == "sqlite":
