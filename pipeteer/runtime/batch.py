@@ -86,7 +86,7 @@ def item_id(path: Path, data: bytes) -> str:
     """An id from a file's name and content: the same file always gets the same id.
 
     >>> item_id(Path("photos/IMG 0001.png"), b"png")
-    'IMG_0001-b5d4cbaa6fa5b06c'
+    'IMG_0001-bad7c9a32d645d0e'
     """
     stem = _UNSAFE.sub("_", path.stem).strip("._-")[:48] or "item"
     return f"{stem}-{content_key(data)[:16]}"

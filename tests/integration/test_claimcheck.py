@@ -199,3 +199,15 @@ def test_s3_compatible_store_multipart(s3_endpoint: str) -> None:
     store.delete(key)
     with pytest.raises(BlobError, match="is missing"):
         cc.hydrate(light, id="x")
+
+
+@pytest.mark.parametrize(
+    "module", ["pipeteer.codec.claimcheck", "pipeteer.codec.blobstore", "pipeteer.runtime.batch"]
+)
+def test_docstring_examples(module: str) -> None:
+    """The examples in these modules' docstrings run as written (they touch temporary files)."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
