@@ -17,6 +17,7 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,33 @@ class LocalBlobStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def adopt(self, key: str, source: str | os.PathLike[str]) -> bool:
+        """Store the file `source` (whose content has the key `key`) as a hard link, not a copy: True
+        when the blob is there now, False when it cannot be linked (another file system) — `put` it.
+        The file must then not be modified in place (that would change the blob; reads would say so)."""
+        path = self.path(key)
+        if path.exists():
+            return True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{TMP_PREFIX}{key}-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.link(source, tmp)
+        except OSError:
+            return False
+        try:
+            if self.fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return True
 
     def get(self, key: str) -> bytes:
         try:

@@ -164,15 +164,16 @@ class ClaimCheck:
     """Moves large `bytes` out of values into `store`, and back. Thread-safe; do the I/O off the event loop.
 
     `dehydrate` hashes and writes (once per content), `hydrate` reads and verifies. A small
-    cache remembers the keys of values it hydrated recently, so a stage that passes an image
-    on unchanged (an identity or routing stage) does not hash it again to push it.
+    cache remembers the keys of values whose key is known already: read from the store (a stage
+    passing an image on unchanged does not hash it again, nor write it), or hashed by the caller
+    (`pipeteer push` hashes a file for its id: the blob is written without hashing it twice).
     """
 
     def __init__(self, store: BlobStore, threshold: int = DEFAULT_THRESHOLD, *, verify: bool = True) -> None:
         self.store = store
         self.threshold = threshold
         self.verify = verify
-        self._recent: OrderedDict[int, tuple[bytes, str]] = OrderedDict()
+        self._recent: OrderedDict[int, tuple[bytes, str, bool]] = OrderedDict()
         self._recent_bytes = 0
         self._lock = threading.Lock()
 
@@ -181,21 +182,23 @@ class ClaimCheck:
 
     RECENT_BYTES = 16 << 20
 
-    def _remember(self, data: bytes, key: str) -> None:
+    def remember(self, data: bytes, key: str, *, stored: bool) -> None:
+        """`key` is the content key of `data`, and the store holds that blob if `stored`: dehydrating
+        `data` (the same object) will not hash it again, nor write it if stored."""
         with self._lock:
             if id(data) in self._recent:
                 return
-            self._recent[id(data)] = (data, key)
+            self._recent[id(data)] = (data, key, stored)
             self._recent_bytes += len(data)
             while self._recent_bytes > self.RECENT_BYTES and len(self._recent) > 1:
-                _, (old, _) = self._recent.popitem(last=False)
+                _, (old, _, _) = self._recent.popitem(last=False)
                 self._recent_bytes -= len(old)
 
-    def _known_key(self, data: bytes) -> str | None:
+    def _known(self, data: bytes) -> tuple[str, bool] | None:
         with self._lock:
             hit = self._recent.get(id(data))
         # the cache holds the object itself, so an equal id means the same (immutable) bytes
-        return hit[1] if hit is not None and hit[0] is data else None
+        return (hit[1], hit[2]) if hit is not None and hit[0] is data else None
 
     def applies_to(self, tp: Any) -> bool:
         return may_hold_bytes(tp)
@@ -210,9 +213,9 @@ class ClaimCheck:
         def out(data: bytes, path: str) -> bytes:
             if len(data) <= self.threshold and not data.startswith(REF_MAGIC):
                 return data
-            key = self._known_key(data)
-            if key is None:
-                key = content_key(data)
+            known = self._known(data)
+            key = content_key(data) if known is None else known[0]
+            if known is None or not known[1]:
                 self.store.put(key, data)
             return make_ref(key, len(data))
 
@@ -248,7 +251,7 @@ class ClaimCheck:
                     f"({len(blob)} bytes, expected {size} with {HASH_NAME} {key})",
                     id=id, field=path, key=key, source=source,
                 )
-            self._remember(blob, key)
+            self.remember(blob, key, stored=True)
             return blob
 
         result: T = _walk(value, back, "")

@@ -82,14 +82,15 @@ def default_ingest(tp: Any) -> Callable[[Path, bytes], Any]:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def item_id(path: Path, data: bytes) -> str:
-    """An id from a file's name and content: the same file always gets the same id.
+def item_id(path: Path, data: bytes, key: str | None = None) -> str:
+    """An id from a file's name and content (`key`: its content key, if computed already): the same
+    file always gets the same id.
 
     >>> item_id(Path("photos/IMG 0001.png"), b"png")
     'IMG_0001-bad7c9a32d645d0e'
     """
     stem = _UNSAFE.sub("_", path.stem).strip("._-")[:48] or "item"
-    return f"{stem}-{content_key(data)[:16]}"
+    return f"{stem}-{(key or content_key(data))[:16]}"
 
 
 def expand_sources(sources: Sequence[str]) -> list[Path]:
@@ -178,9 +179,28 @@ async def push_files(
     ledger: Path,
     concurrency: int = 8,
     quiet: bool = False,
+    link: bool = False,
 ) -> PushReport:
-    """Push one item per file (see the module doc); resumes from `ledger`."""
+    """Push one item per file (see the module doc); resumes from `ledger`.
+
+    `link`: a file whose content goes to a local blob store (on the same file system) is stored
+    there as a hard link, not a copy; it must then not be modified in place.
+    """
     ingest = app.ingest or default_ingest(app.workflow.Tin)
+    claim = queues.Qin.claim if isinstance(queues.Qin, BaseQueue) else None
+    store = claim.store if claim is not None else None
+    if link and not isinstance(store, LocalBlobStore):
+        raise ConfigError(f"pipeteer push --link: the blob store of {queues.backend.url} is not a local directory")
+
+    def load(path: Path) -> tuple[bytes, str]:
+        data = path.read_bytes()
+        key = content_key(data)
+        if claim is not None and len(data) > claim.threshold:
+            # the id's hash is the blob's key: pushing the value will not hash it again
+            adopted = link and isinstance(store, LocalBlobStore) and store.adopt(key, path)
+            claim.remember(data, key, stored=adopted)
+        return data, key
+
     done = Ledger(ledger)
     sizes = {p: p.stat().st_size for p in files}
     bar = _progress(sum(sizes.values()), "B", "push", quiet)
@@ -191,8 +211,8 @@ async def push_files(
     async def items() -> AsyncIterator[tuple[str, Any]]:
         nonlocal skipped, pushed_bytes
         for path in files:
-            data = await asyncio.to_thread(path.read_bytes)
-            id = item_id(path, data)
+            data, key = await asyncio.to_thread(load, path)
+            id = item_id(path, data, key)
             if id in done.ids:
                 skipped += 1
                 bar.update(sizes[path])
@@ -507,7 +527,9 @@ def cmd_push(args: Any) -> int:
     started = time.monotonic()
     try:
         report = asyncio.run(
-            push_files(app, queues, files, ledger=ledger, concurrency=args.concurrency, quiet=args.quiet)
+            push_files(
+                app, queues, files, ledger=ledger, concurrency=args.concurrency, quiet=args.quiet, link=args.link
+            )
         )
     finally:
         _close(queues)
@@ -555,6 +577,11 @@ def register(sub: Any) -> None:
     push.add_argument("--backend", default=None, help=backend_help)
     push.add_argument("--concurrency", type=int, default=8, help="pushes under way at once (default 8)")
     push.add_argument("--ledger", default=None, help="file of pushed ids (default .pipeteer/pushed-WORKFLOW.ids)")
+    push.add_argument(
+        "--link", action="store_true",
+        help="store large files as hard links in the blob store (local, same file system) instead of copies; "
+        "do not modify them in place afterwards",
+    )
     push.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     push.set_defaults(func=cmd_push)
 

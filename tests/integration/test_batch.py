@@ -101,20 +101,21 @@ def test_sources_ids_and_default_ingest(tmp_path: Path) -> None:
 def test_push_run_pull_status_end_to_end(tmp_path: Path, link: bool) -> None:
     photos = make_photos(tmp_path / "in", 30, 100_000)
     backend = f"sqlite:///{tmp_path / 'q.db'}"
-    run("push", APP, str(tmp_path / "in"), "--backend", backend, "-q", cwd=tmp_path)
-    run("push", APP, str(tmp_path / "in"), "--backend", backend, "-q", cwd=tmp_path)  # adds nothing twice
+    extra = ["--link"] if link else []
+    run("push", APP, str(tmp_path / "in"), "--backend", backend, "-q", *extra, cwd=tmp_path)
+    run("push", APP, str(tmp_path / "in"), "--backend", backend, "-q", *extra, cwd=tmp_path)  # adds nothing twice
     status = run("status", APP, "--backend", backend, cwd=tmp_path)
     assert status.splitlines()[1].split()[:2] == ["keep", "30"]
     worker = pipeteer("run", APP, "--backend", backend, "--port", "0", cwd=tmp_path)
     try:
-        extra = ["--link"] if link else []
         run("pull", APP, str(tmp_path / "out"), "--backend", backend, "--expect", "30", "-q", *extra, cwd=tmp_path)
     finally:
         worker.terminate()
         worker.wait(30)
     check_outputs(tmp_path / "out", photos)
-    links = {p.stat().st_nlink for p in (tmp_path / "out").glob("*.png")}
-    assert links == ({2} if link else {1})  # --link: each file is its blob (one inode), else a copy
+    # --link: the photo, its blob and its output are one file (three names of one inode); else copies
+    for d in ("in", "out"):
+        assert {p.stat().st_nlink for p in (tmp_path / d).glob("*.png")} == ({3} if link else {1})
     assert len(list((tmp_path / "q.blobs").rglob("*"))) > 30  # the images are beside the database
     assert os.path.getsize(tmp_path / "q.db") < 1 << 20  # not in it
     assert "(output)" in run("status", APP, "--backend", backend, cwd=tmp_path)

@@ -211,3 +211,13 @@ def test_docstring_examples(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_key_known_ahead_is_not_hashed_again_but_still_stored(tmp_path: Path) -> None:
+    from pipeteer.codec.claimcheck import content_key
+
+    cc = ClaimCheck(LocalBlobStore(tmp_path), threshold=10)
+    data = os.urandom(1000)
+    cc.remember(data, content_key(data), stored=False)  # as `pipeteer push` does with the id's hash
+    light = cc.dehydrate(Photo("p", data))
+    assert cc.hydrate(light).img == data and len(blob_files(tmp_path)) == 1
