@@ -180,13 +180,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env["PIPETEER_KAFKA_RECEIVE_MESSAGE_MAX_BYTES"] = "1000000000"  # noida-db ignores fetch limits
         sampler.start()
         started = time.perf_counter()
-        push = pipeteer("push", APP, str(work / "in"), "--backend", url, "-q", cwd=work, env=env, log=work / "push.log")
+        link = ["--link"] if args.link else []
+        push = pipeteer("push", APP, str(work / "in"), "--backend", url, "-q", *link, cwd=work, env=env,
+                        log=work / "push.log")
         sampler.procs["push"] = push
         if args.backlog:  # the stage starts with every item waiting
             push.wait()
         stage = pipeteer("run", APP, "--backend", url, "--port", "0", cwd=work, env=env, log=work / "run.log")
         sampler.procs["stage (run)"] = stage
-        link = ["--link"] if args.link else []
         pull = pipeteer("pull", APP, str(work / "out"), "--backend", url, "--expect", str(args.count), "-q", *link,
                         cwd=work, env=env, log=work / "pull.log")
         sampler.procs["pull"] = pull
@@ -207,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assert len(ids) == len(set(ids)), "an output was written twice"
         result: dict[str, Any] = {
             "backend": args.backend,
-            "pull": "--link" if args.link else "copies",
+            "files": "--link" if args.link else "copies",
             "items": args.count,
             "size_mib": args.size_mib,
             "total_mb": round(args.count * size / 1e6, 1),
@@ -238,7 +239,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--distinct", type=int, default=None, help="only this many different contents (hard links)")
     parser.add_argument("--backlog", action="store_true", help="push everything before the stage starts")
-    parser.add_argument("--link", action="store_true", help="pull --link: output files hard-linked to their blobs")
+    parser.add_argument("--link", action="store_true", help="push --link and pull --link: blobs and outputs hard-linked, not copied")
     parser.add_argument("--bootstrap", default=os.environ.get("PIPETEER_TEST_KAFKA"), help="an existing broker")
     parser.add_argument("--workdir", default=None, help="where files, database and blobs go (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=1800)
