@@ -426,10 +426,6 @@ class KafkaQueue(BaseQueue[T]):
         """Put dead letters back on their original topic: all not replayed yet (exactly once), or the latest of each id."""
         return [d.id for d in self.dead_letter_topic().replay(None if ids is None else list(ids))]
 
-    def __len__(self) -> int:
-        engine = self.backend.engines.get(self.path)
-        return 0 if engine is None else engine.pending_count()
-
     async def pending(self) -> Pending:
         """In the process running the stage, its pending table; elsewhere (`pipeteer status`), the records
         after the stage's committed input offsets (approximate: transaction markers count too, and
@@ -458,3 +454,8 @@ class KafkaQueue(BaseQueue[T]):
             return Pending(total, None)
         finally:
             consumer.close()
+
+    def __len__(self) -> int:
+        engine = self.backend.engines.get(self.path)
+        return 0 if engine is None else engine.pending_count()
+
