@@ -366,6 +366,35 @@ class KafkaQueue(BaseQueue[T]):
     async def has(self, id: str) -> bool:
         return (await self._engine()).has(id)
 
+    async def pending(self) -> Pending:
+        """In the process running the stage, its pending table; elsewhere (`pipeteer status`), the records
+        after the stage's committed input offsets (approximate: transaction markers count too, and
+        items a person has not finished yet are in the changelog, past those offsets; oldest age unknown)."""
+        engine = self.backend.engines.get(self.path)
+        if engine is not None:
+            return Pending(engine.pending_count(), engine.table.oldest_age() if engine.pending_count() else None)
+        return await asyncio.to_thread(self._waiting)
+
+    def _waiting(self) -> Pending:
+        from confluent_kafka import Consumer, TopicPartition
+
+        group = self.backend.names.group(self.backend.reader_of(self.path))
+        conf = self.backend.settings.connection.client_config(
+            "consumer", **{"group.id": group, "enable.auto.commit": False}
+        )
+        consumer = Consumer(conf)
+        try:
+            meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+            if meta is None or meta.error is not None:
+                return Pending(0, None)
+            total = 0
+            for tp in consumer.committed([TopicPartition(self.topic, p) for p in meta.partitions], timeout=10):
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                total += max(high - (tp.offset if tp.offset >= 0 else low), 0)
+            return Pending(total, None)
+        finally:
+            consumer.close()
+
     async def pop(self, id: str) -> None:
         fut = (await self._engine()).finish(id, None, None)
         if fut is not None:
@@ -425,35 +454,6 @@ class KafkaQueue(BaseQueue[T]):
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back on their original topic: all not replayed yet (exactly once), or the latest of each id."""
         return [d.id for d in self.dead_letter_topic().replay(None if ids is None else list(ids))]
-
-    async def pending(self) -> Pending:
-        """In the process running the stage, its pending table; elsewhere (`pipeteer status`), the records
-        after the stage's committed input offsets (approximate: transaction markers count too, and
-        items a person has not finished yet are in the changelog, past those offsets; oldest age unknown)."""
-        engine = self.backend.engines.get(self.path)
-        if engine is not None:
-            return Pending(engine.pending_count(), engine.table.oldest_age() if engine.pending_count() else None)
-        return await asyncio.to_thread(self._waiting)
-
-    def _waiting(self) -> Pending:
-        from confluent_kafka import Consumer, TopicPartition
-
-        group = self.backend.names.group(self.backend.reader_of(self.path))
-        conf = self.backend.settings.connection.client_config(
-            "consumer", **{"group.id": group, "enable.auto.commit": False}
-        )
-        consumer = Consumer(conf)
-        try:
-            meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-            if meta is None or meta.error is not None:
-                return Pending(0, None)
-            total = 0
-            for tp in consumer.committed([TopicPartition(self.topic, p) for p in meta.partitions], timeout=10):
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                total += max(high - (tp.offset if tp.offset >= 0 else low), 0)
-            return Pending(total, None)
-        finally:
-            consumer.close()
 
     def __len__(self) -> int:
         engine = self.backend.engines.get(self.path)
