@@ -458,4 +458,3 @@ class KafkaQueue(BaseQueue[T]):
     def __len__(self) -> int:
         engine = self.backend.engines.get(self.path)
         return 0 if engine is None else engine.pending_count()
-
