@@ -5,6 +5,7 @@
 
 from pipeteer.codec import AvroDecimal
 from pipeteer.errors import (
+    BlobError,
     CodecError,
     ConfigError,
     DecodeError,
@@ -26,6 +27,7 @@ from pipeteer.wiring import PipelineQueues, QueueKV, WorkflowQueues, make_queues
 __all__ = [
     "App",
     "AvroDecimal",
+    "BlobError",
     "CodecError",
     "ConfigError",
     "DecodeError",

@@ -187,8 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     from pipeteer.compile.commands import register as register_compile
+    from pipeteer.runtime.batch import register as register_batch
+    from pipeteer.runtime.blobs import register as register_blobs
 
     register_compile(sub)
+    register_batch(sub)
+    register_blobs(sub)
     return parser
 
 

@@ -8,6 +8,7 @@
     ├── CodecError
     │   ├── SchemaError      a type that cannot become an Avro schema
     │   └── DecodeError      bytes that cannot become a value
+    │       └── BlobError    a claim-checked value's blob is missing or corrupt (names id, field, key)
     ├── ConfigError          a bad backend URL, app reference or setting
     └── StageError           a stage failed; carries stage / topic / partition / offset / id
 
@@ -82,6 +83,14 @@ class DecodeError(CodecError):
     ) -> None:
         self.source, self.expected, self.found = source, expected, found
         super().__init__(message)
+
+
+class BlobError(DecodeError):
+    """A referenced blob is missing or corrupt. Names the item (`id`), the `field` and the blob `key`."""
+
+    def __init__(self, message: str, *, id: str, field: str, key: str, source: str | None = None) -> None:
+        self.id, self.field, self.key = id, field, key
+        super().__init__(message, source=source)
 
 
 class ConfigError(PipeteerError):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
 from pipeteer.queues.base import BaseQueue
 
@@ -30,6 +31,8 @@ class MemoryBackend:
 
     url: str = "memory://"
     queues: dict[tuple[str, ...], BaseQueue[Any]] = field(default_factory=dict)
+    claim: ClaimCheck | None = None
+    """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.memory import MemoryQueue
@@ -37,7 +40,7 @@ class MemoryBackend:
         key = tuple(path)
         q = self.queues.get(key)
         if q is None:
-            q = self.queues[key] = MemoryQueue(Type, "-".join(key))
+            q = self.queues[key] = MemoryQueue(Type, "-".join(key), claim=self.claim)
         return q
 
     def close(self) -> None:
@@ -50,16 +53,28 @@ class SqliteBackend:
 
     url: str
     path: str
+    claim: ClaimCheck | None = None
+    """Large `bytes` go to this blob store (by default a directory beside the database, see `default_blobs`)."""
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.sqlite import SqliteQueue
 
-        return SqliteQueue(Type, path=self.path, table="-".join(path))
+        return SqliteQueue(Type, path=self.path, table="-".join(path), claim=self.claim)
 
     def close(self) -> None:
         from pipeteer.queues.sqlite import SqliteStore
 
         SqliteStore.at(self.path).close()
+
+
+def default_blobs(db_path: str) -> str:
+    """The blob directory of a SQLite database: beside it, named after it.
+
+    >>> default_blobs("data/queues.db")
+    'data/queues.blobs'
+    """
+    root, ext = os.path.splitext(db_path)
+    return (root if ext else db_path) + ".blobs"
 
 
 def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, str] | None = None) -> Backend:
@@ -69,12 +84,21 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
     'data/q.db'
     >>> backend_from_url("sqlite:////var/lib/q.db", workflow_name="wf").path
     '/var/lib/q.db'
+    >>> backend_from_url("sqlite:///q.db?blobs=off", workflow_name="wf", env={}).claim is None
+    True
     """
     env = os.environ if env is None else env
     url = url or env.get("PIPETEER_BACKEND") or DEFAULT_BACKEND
     parts = urlsplit(url)
+    if parts.scheme in ("memory", "sqlite"):
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(options) - {"blobs", "claim_check_bytes"})
+        if unknown:
+            raise ConfigError(f"backend URL {url!r}: unknown option(s) {unknown}; known: blobs, claim_check_bytes")
+        blobs = env.get("PIPETEER_BLOBS", options.get("blobs"))
+        threshold = env.get("PIPETEER_CLAIM_CHECK_BYTES", options.get("claim_check_bytes"))
     if parts.scheme == "memory":
-        return MemoryBackend(url)
+        return MemoryBackend(url, claim=claim_check_from(blobs, threshold, where=f"backend URL {url!r}"))
     if parts.scheme == "sqlite":
         # sqlite:///relative.db and sqlite:////abs/path.db, as SQLAlchemy spells them
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -82,7 +106,8 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
             raise ConfigError(
                 f"backend URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
-        return SqliteBackend(url, path)
+        claim = claim_check_from(blobs, threshold, default=default_blobs(path), where=f"backend URL {url!r}")
+        return SqliteBackend(url, path, claim)
     if parts.scheme == "kafka":
         try:
             from pipeteer.queues.kafka import KafkaBackend

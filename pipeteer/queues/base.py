@@ -8,13 +8,15 @@ Backends subclass `BaseQueue` and implement the underscored primitives; views
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
+from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import InexistentItem, ValueTypeError
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -108,11 +110,65 @@ class ReadQueue(ABC, Generic[T_co]):
 
 
 class WriteQueue(ABC, Generic[T]):
-    """The writing side: `push`, and the views `premap` / `prefilter`."""
+    """The writing side: `push`, `push_many`, and the views `premap` / `prefilter`."""
 
     @abstractmethod
     async def push(self, id: str, value: T) -> None:
         """Store `value` under `id` (replacing any pending item with the same id)."""
+
+    async def push_many(
+        self,
+        items: Iterable[tuple[str, T]] | AsyncIterable[tuple[str, T]],
+        *,
+        concurrency: int = 8,
+        done: Callable[[str], None] | None = None,
+    ) -> int:
+        """Push `(id, value)` pairs, `concurrency` at a time (large values are hashed and written to
+        the blob store in worker threads meanwhile); `done(id)` is called as each is stored.
+        Returns how many were pushed; the first failure is raised once the pushes under way end.
+
+        >>> async def load(q, photos):
+        ...     return await q.push_many((p.name, p) for p in photos)
+        """
+        if concurrency < 1:
+            raise ValueError(f"push_many: concurrency must be >= 1, got {concurrency}")
+        slots = asyncio.Semaphore(concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        errors: list[BaseException] = []
+        count = 0
+
+        async def one(id: str, value: T) -> None:
+            try:
+                await self.push(id, value)
+                if done is not None:
+                    done(id)
+            except BaseException as e:
+                errors.append(e)
+            finally:
+                slots.release()
+
+        async def pairs() -> AsyncIterator[tuple[str, T]]:
+            if isinstance(items, AsyncIterable):
+                async for pair in items:
+                    yield pair
+            else:
+                for pair in items:
+                    yield pair
+
+        async for id, value in pairs():
+            await slots.acquire()
+            if errors:
+                slots.release()
+                break
+            task = asyncio.ensure_future(one(id, value))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            count += 1
+        if tasks:
+            await asyncio.gather(*tasks)
+        if errors:
+            raise errors[0]
+        return count
 
     def premap(self, f: Callable[[U], T]) -> WriteQueue[U]:
         """A view that pushes `f(value)`."""
@@ -141,6 +197,14 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """What waits in a queue: how many items, and for how long the oldest has (None: unknown, or empty)."""
+
+    count: int
+    oldest_age: float | None
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """An item taken out of a stage because its processing kept failing."""
 
@@ -158,6 +222,8 @@ class BaseQueue(Queue[T]):
     and the retry bookkeeping of the automatic stage reading it (`fail`)."""
 
     retry: Retry = Retry()
+    claim: ClaimCheck | None = None
+    """Where this queue's large `bytes` go (None: kept inline); see `pipeteer.codec.claimcheck`."""
 
     def __init__(self, Type: Any, name: str) -> None:
         self.Type = Type
@@ -190,6 +256,10 @@ class BaseQueue(Queue[T]):
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
         raise NotImplementedError(f"{self.describe()} keeps no dead letters")
+
+    @abstractmethod
+    async def pending(self) -> Pending:
+        """How many items wait here and the age of the oldest (for `pipeteer status`)."""
 
     def _done(self, id: str) -> None:
         """Bookkeeping after an item left this queue by a move."""

@@ -8,8 +8,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
+from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter
+from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -55,15 +56,29 @@ class MemoryQueue(BaseQueue[T]):
     ('a', 1)
     """
 
-    def __init__(self, Type: Any, name: str = "memory") -> None:
+    def __init__(self, Type: Any, name: str = "memory", *, claim: ClaimCheck | None = None) -> None:
         super().__init__(Type, name)
+        self.claim = claim if claim is not None and claim.applies_to(Type) else None
+        """With a claim check, large `bytes` are kept in its blob store and the queue holds references."""
         # OrderedDict: finding the oldest item stays O(1) however many were removed before it
         self._items: OrderedDict[str, T] = OrderedDict()
         self._notifier = Notifier()
         self._dead: dict[str, DeadLetter] = {}
+        self._at: dict[str, float] = {}  # id -> when it arrived (for `pending`)
+
+    async def _light(self, value: Any) -> Any:
+        if self.claim is None or not self.claim.is_heavy(value):
+            return value
+        return await asyncio.to_thread(self.claim.dehydrate, value)
+
+    async def _value(self, id: str, value: T) -> T:
+        if self.claim is None or not has_refs(value):
+            return value
+        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self.describe())
 
     async def _push(self, id: str, value: T) -> None:
-        self._items[id] = value
+        self._items[id] = await self._light(value)
+        self._at.setdefault(id, time.time())
         self._notifier.notify()
 
     async def _read_next(self) -> tuple[str, T]:
@@ -72,7 +87,7 @@ class MemoryQueue(BaseQueue[T]):
             for id, value in self._items.items():
                 if id not in deferred:
                     self._held = id
-                    return id, value
+                    return id, await self._value(id, value)
             waiter = self._notifier.waiter()
             try:
                 await asyncio.wait_for(waiter, None if due is None else max(due - time.monotonic(), 0))
@@ -81,6 +96,7 @@ class MemoryQueue(BaseQueue[T]):
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
         value = self._items.pop(id)
+        self._at.pop(id, None)
         self._dead[id] = DeadLetter(id, value, error_class, message, trace, attempts, time.time())
 
     def dead_letters(self) -> list[DeadLetter]:
@@ -92,6 +108,7 @@ class MemoryQueue(BaseQueue[T]):
         back = [id for id in self._dead if ids is None or id in ids]
         for id in back:
             self._items[id] = self._dead.pop(id).value
+            self._at[id] = time.time()
         self._notifier.notify()
         return back
 
@@ -100,9 +117,10 @@ class MemoryQueue(BaseQueue[T]):
 
     async def _read(self, id: str) -> T:
         try:
-            return self._items[id]
+            value = self._items[id]
         except KeyError:
             raise InexistentItem(id, self.describe()) from None
+        return await self._value(id, value)
 
     async def has(self, id: str) -> bool:
         return id in self._items
@@ -110,27 +128,40 @@ class MemoryQueue(BaseQueue[T]):
     async def pop(self, id: str) -> None:
         if self._items.pop(id, _MISSING) is _MISSING:
             raise InexistentItem(id, self.describe())
+        self._at.pop(id, None)
         self._notifier.notify()
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         for id, v in list(self._items.items()):
-            yield id, v
+            yield id, await self._value(id, v)
+
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        for id in list(self._items):
+            yield id
 
     async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
         if not isinstance(dst, MemoryQueue):
             return await super().move(id, dst, value)
         dst.check(id, value)
+        light = await dst._light(value)
         # No await between the check and the two writes: atomic for every other task.
         if id not in self._items:
             raise InexistentItem(id, self.describe())
         del self._items[id]
-        dst._items[id] = value
+        self._at.pop(id, None)
+        dst._items[id] = light
+        dst._at.setdefault(id, time.time())
         self._done(id)
         self._notifier.notify()
         dst._notifier.notify()
 
     def __len__(self) -> int:
         return len(self._items)
+
+    async def pending(self) -> Pending:
+        oldest = next(iter(self._items), None)
+        at = None if oldest is None else self._at.get(oldest)
+        return Pending(len(self._items), None if at is None else max(0.0, time.time() - at))
 
 
 _MISSING: Any = object()

@@ -13,6 +13,7 @@ item either wholly before or wholly after the move, never in both or neither.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pipeteer.codec import codec_for
+from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import ConfigError, InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter
+from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 from pipeteer.queues.memory import Notifier
 
 T = TypeVar("T")
@@ -33,6 +35,14 @@ POLL_SECONDS = 0.05
 """How often a waiting reader looks for items pushed by *other processes* (same-process pushes wake it at once)."""
 
 _PAGE = 256
+
+WAL_LIMIT = 32 << 20
+"""`journal_size_limit`: after a checkpoint resets the WAL, its file is truncated to this size, so a
+long stream does not leave a WAL as large as its largest burst."""
+
+TIDY_SECONDS = 1.0
+"""At most this often, after items left a queue, free pages are returned to the file system
+(`incremental_vacuum`) and the WAL is checkpointed (PASSIVE: never waits for readers)."""
 
 
 class SqliteStore:
@@ -46,6 +56,7 @@ class SqliteStore:
         self._conns: dict[tuple[int, int], sqlite3.Connection] = {}
         self._notifiers: dict[str, Notifier] = {}
         self._tables: set[tuple[int, str]] = set()
+        self._tidied = 0.0
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> SqliteStore:
@@ -63,19 +74,42 @@ class SqliteStore:
         if conn is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            # Only a new database takes auto_vacuum (an older one keeps its mode; VACUUM converts it):
+            # with it, space freed by items that left is given back by `tidy`, not kept forever.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             self._conns[key] = conn
         return conn
+
+    def tidy(self, *, force: bool = False) -> None:
+        """Give free pages back and checkpoint the WAL, at most every `TIDY_SECONDS` (cheap when there is nothing to do)."""
+        now = time.monotonic()
+        if not force and now - self._tidied < TIDY_SECONDS:
+            return
+        self._tidied = now
+        conn = self.conn()
+        try:
+            # executescript steps the pragma to its end (execute() would free a single page)
+            conn.executescript("PRAGMA incremental_vacuum(4096);")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.OperationalError:  # busy (another process writes): next time
+            pass
 
     def ensure_table(self, table: str) -> None:
         key = (os.getpid(), table)
         if key in self._tables:
             return
-        self.conn().execute(
+        conn = self.conn()
+        conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{table}" '
-            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)"
+            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL, at REAL)"
         )
+        columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        if "at" not in columns:  # a file from before items had a time: `at` NULL for those
+            with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
+                conn.execute(f'ALTER TABLE "{table}" ADD COLUMN at REAL')
         self._tables.add(key)
 
     def notifier(self, table: str) -> Notifier:
@@ -101,13 +135,17 @@ class SqliteQueue(BaseQueue[T]):
     'hello'
     """
 
-    def __init__(self, Type: Any, *, path: str | os.PathLike[str], table: str) -> None:
+    def __init__(
+        self, Type: Any, *, path: str | os.PathLike[str], table: str, claim: ClaimCheck | None = None
+    ) -> None:
         if not table or '"' in table or "\x00" in table:
             raise ConfigError(f"invalid SQLite table name {table!r}: use letters, digits, '-' or '_'")
         super().__init__(Type, table)
         self.store = SqliteStore.at(path)
         self.table = table
         self.codec = codec_for(Type)
+        self.claim = claim if claim is not None and claim.applies_to(Type) else None
+        """Large `bytes` are stored as blobs (rows carry references), hydrated off the event loop when read."""
 
     def describe(self) -> str:
         return f"queue {self.table!r} ({self.store.path})"
@@ -116,15 +154,32 @@ class SqliteQueue(BaseQueue[T]):
         self.store.ensure_table(self.table)
         return self.store.conn()
 
+    def _source(self, id: str) -> str:
+        return f"SQLite table {self.table!r} item {id!r} in {self.store.path}"
+
     def _decode(self, id: str, data: bytes) -> T:
-        return self.codec.decode(data, source=f"SQLite table {self.table!r} item {id!r} in {self.store.path}")
+        """The stored value, references and all (no blob I/O)."""
+        return self.codec.decode(data, source=self._source(id))
+
+    async def _value(self, id: str, data: bytes) -> T:
+        """The value a stage sees: blobs read and verified in a worker thread, never on the event loop."""
+        value = self._decode(id, data)
+        if self.claim is None or not has_refs(value):
+            return value
+        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
+
+    async def _encode(self, value: Any) -> bytes:
+        """The row of a value: large `bytes` written to the blob store first (hashing and I/O in a thread)."""
+        if self.claim is not None and self.claim.is_heavy(value):
+            value = await asyncio.to_thread(self.claim.dehydrate, value)
+        return self.codec.encode(value)
 
     async def _push(self, id: str, value: T) -> None:
-        data = self.codec.encode(value)
+        data = await self._encode(value)
         self._conn().execute(
-            f'INSERT INTO "{self.table}" (id, value) VALUES (?, ?) '
+            f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
             "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-            (id, data),
+            (id, data, time.time()),
         )
         self.store.notifier(self.table).notify()
 
@@ -142,8 +197,8 @@ class SqliteQueue(BaseQueue[T]):
             ).fetchone()
             if row is not None:
                 waiter.cancel()
-                self._held = row[0]
-                return row[0], self._decode(row[0], row[1])
+                self._held = row[0]  # set first: a missing blob fails *this* item (retry, dead letter)
+                return row[0], await self._value(row[0], row[1])
             timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.monotonic(), 0))
             try:
                 await asyncio.wait_for(waiter, timeout)
@@ -199,9 +254,9 @@ class SqliteQueue(BaseQueue[T]):
             latest = {id: value for _, id, value in rows if ids is None or id in ids}
             for id, value in latest.items():
                 conn.execute(
-                    f'INSERT INTO "{self.table}" (id, value) VALUES (?, ?) '
+                    f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
                     "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-                    (id, value),
+                    (id, value, time.time()),
                 )
                 conn.execute(f'DELETE FROM "{self.dead_letter_table}" WHERE id = ?', (id,))
         except BaseException:
@@ -221,7 +276,7 @@ class SqliteQueue(BaseQueue[T]):
         row = self._conn().execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
         if row is None:
             raise InexistentItem(id, self.describe())
-        return self._decode(id, row[0])
+        return await self._value(id, row[0])
 
     async def has(self, id: str) -> bool:
         sql = f'SELECT 1 FROM "{self.table}" WHERE id = ?'
@@ -231,10 +286,11 @@ class SqliteQueue(BaseQueue[T]):
         cur = self._conn().execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
         if cur.rowcount == 0:
             raise InexistentItem(id, self.describe())
+        self.store.tidy()
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         async for id, data in self._pages("value"):
-            yield id, self._decode(id, data)
+            yield id, await self._value(id, data)
 
     async def _iter_keys(self) -> AsyncIterator[str]:
         async for id, _ in self._pages("NULL"):
@@ -263,7 +319,7 @@ class SqliteQueue(BaseQueue[T]):
             return await super().move(id, dst, value)
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue
-        data = dst.codec.encode(value)  # the codec checks the value's type (ValueTypeError), once
+        data = await dst._encode(value)  # the codec checks the value's type (ValueTypeError), once
         dst.store.ensure_table(dst.table)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -271,9 +327,9 @@ class SqliteQueue(BaseQueue[T]):
             if conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,)).rowcount == 0:
                 raise InexistentItem(id, self.describe())
             conn.execute(
-                f'INSERT INTO "{dst.table}" (id, value) VALUES (?, ?) '
+                f'INSERT INTO "{dst.table}" (id, value, at) VALUES (?, ?, ?) '
                 "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-                (id, data),
+                (id, data, time.time()),
             )
         except BaseException:
             conn.execute("ROLLBACK")
@@ -281,6 +337,11 @@ class SqliteQueue(BaseQueue[T]):
         conn.execute("COMMIT")
         self._done(id)
         dst.store.notifier(dst.table).notify()
+        self.store.tidy()
 
     def __len__(self) -> int:
         return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0])
+
+    async def pending(self) -> Pending:
+        count, oldest = self._conn().execute(f'SELECT COUNT(*), MIN(at) FROM "{self.table}"').fetchone()
+        return Pending(int(count), None if oldest is None else max(0.0, time.time() - oldest))

@@ -39,6 +39,9 @@ class App:
 
     workflow: Workflow[Any, Any]
     artifacts: Mapping[str, ArtifactFactory] = field(default_factory=dict)
+    ingest: Callable[[Path, bytes], Any] | None = None
+    """How `pipeteer push` makes an input item of a file: `ingest(path, content)`. None: the
+    default, for an input state of one `bytes` field (or `bytes` itself), see `pipeteer.runtime.batch`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "artifacts", MappingProxyType(dict(self.artifacts)))
@@ -54,6 +57,8 @@ class App:
         reasons += [
             f"artifact {k!r} is {f!r}, not a callable" for k, f in self.artifacts.items() if not callable(f)
         ]
+        if self.ingest is not None and not callable(self.ingest):
+            reasons.append(f"ingest is {self.ingest!r}, not a callable (path, content) -> input")
         for tp in self.workflow.state_types():  # schema problems now, not inside a running stage
             try:
                 codec_for(tp)

@@ -6,6 +6,7 @@ def test_public_surface_is_pinned() -> None:
     assert pipeteer.__all__ == [
         "App",
         "AvroDecimal",
+        "BlobError",
         "CodecError",
         "ConfigError",
         "DecodeError",

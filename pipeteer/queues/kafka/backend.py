@@ -18,9 +18,9 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeteer.codec import make_codec
-from pipeteer.codec.claimcheck import BlobStore, ClaimCheckCodec, blob_store_from_url
+from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from, has_refs
 from pipeteer.errors import QueueError
-from pipeteer.queues.base import BaseQueue, DeadLetter
+from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
@@ -106,13 +106,16 @@ class KafkaBackend:
         self._lock = threading.Lock()
         self._metrics: Any = None
         self._ensuring = asyncio.Lock()
-        self._blobs: BlobStore | None = None
+        self._claim: ClaimCheck | None = None
 
-    def blob_store(self) -> BlobStore | None:
-        """The claim-check store (`blobs=` / `PIPETEER_BLOBS`), made once; None when not configured."""
-        if self._blobs is None and self.settings.blobs:
-            self._blobs = blob_store_from_url(self.settings.blobs)
-        return self._blobs
+    def claim_check(self) -> ClaimCheck | None:
+        """The claim check (`blobs=` / `PIPETEER_BLOBS`: a shared directory or `s3://bucket/prefix`),
+        made once; None when not configured."""
+        if self._claim is None and self.settings.blobs:
+            self._claim = claim_check_from(
+                self.settings.blobs, self.settings.claim_check_bytes, where=f"backend {self.url!r}"
+            )
+        return self._claim
 
     @classmethod
     def from_url(cls, url: str, *, workflow_name: str, env: Mapping[str, str] | None = None) -> KafkaBackend:
@@ -296,8 +299,26 @@ class KafkaQueue(BaseQueue[T]):
             schema_dir=settings.schema_dir,
             subject=f"{self.topic}-value",
         )
-        store = backend.blob_store()
-        self.codec = codec if store is None else ClaimCheckCodec(codec, store, settings.claim_check_bytes)
+        self.codec = codec
+        """Records carry references in place of large `bytes` (pending tables, changelogs and dead
+        letters hold those); `claim` hydrates a value when the stage reads it."""
+        claim = backend.claim_check()
+        self.claim = claim if claim is not None and claim.applies_to(Type) else None
+
+    def _source(self, id: str) -> str:
+        return f"{self.describe()} item {id!r}"
+
+    async def _value(self, id: str, value: Any) -> Any:
+        """The value the stage sees: blobs read and verified in a worker thread, outside the engine's lock."""
+        if self.claim is None or not has_refs(value):
+            return value
+        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
+
+    async def encode(self, value: Any) -> bytes:
+        """The record of a value: large `bytes` written to the blob store first (in a worker thread)."""
+        if self.claim is not None and self.claim.is_heavy(value):
+            value = await asyncio.to_thread(self.claim.dehydrate, value)
+        return self.codec.encode(value)
 
     def describe(self) -> str:
         return f"queue {self.name!r} (topic {self.topic})"
@@ -315,7 +336,7 @@ class KafkaQueue(BaseQueue[T]):
         return asyncio.ensure_future(self.backend.engine_for(self).start())
 
     async def _push(self, id: str, value: T) -> None:
-        await self.backend.produce(self.topic, id, self.codec.encode(value))
+        await self.backend.produce(self.topic, id, await self.encode(value))
 
     async def read(self, id: str | None = None) -> Any:
         # The stage loop's hot path: served from the pending table without further awaits
@@ -326,9 +347,9 @@ class KafkaQueue(BaseQueue[T]):
                 e = engine.try_next()
                 if e is not None:
                     self._held = e.id
-                    return e.id, e.value
+                    return e.id, await self._value(e.id, e.value)
             else:
-                return engine.get(id).value
+                return await self._value(id, engine.get(id).value)
         if id is None:
             return await self._read_next()
         return await self._read(id)
@@ -336,14 +357,43 @@ class KafkaQueue(BaseQueue[T]):
     async def _read_next(self) -> tuple[str, T]:
         e = await (await self._engine()).next_item()
         self._held = e.id
-        return e.id, e.value
+        return e.id, await self._value(e.id, e.value)
 
     async def _read(self, id: str) -> T:
-        value: T = (await self._engine()).get(id).value
+        value: T = await self._value(id, (await self._engine()).get(id).value)
         return value
 
     async def has(self, id: str) -> bool:
         return (await self._engine()).has(id)
+
+    async def pending(self) -> Pending:
+        """In the process running the stage, its pending table; elsewhere (`pipeteer status`), the records
+        after the stage's committed input offsets (approximate: transaction markers count too, and
+        items a person has not finished yet are in the changelog, past those offsets; oldest age unknown)."""
+        engine = self.backend.engines.get(self.path)
+        if engine is not None:
+            return Pending(engine.pending_count(), engine.table.oldest_age() if engine.pending_count() else None)
+        return await asyncio.to_thread(self._waiting)
+
+    def _waiting(self) -> Pending:
+        from confluent_kafka import Consumer, TopicPartition
+
+        group = self.backend.names.group(self.backend.reader_of(self.path))
+        conf = self.backend.settings.connection.client_config(
+            "consumer", **{"group.id": group, "enable.auto.commit": False}
+        )
+        consumer = Consumer(conf)
+        try:
+            meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+            if meta is None or meta.error is not None:
+                return Pending(0, None)
+            total = 0
+            for tp in consumer.committed([TopicPartition(self.topic, p) for p in meta.partitions], timeout=10):
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                total += max(high - (tp.offset if tp.offset >= 0 else low), 0)
+            return Pending(total, None)
+        finally:
+            consumer.close()
 
     async def pop(self, id: str) -> None:
         fut = (await self._engine()).finish(id, None, None)
@@ -352,7 +402,11 @@ class KafkaQueue(BaseQueue[T]):
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         for e in (await self._engine()).snapshot():
-            yield e.id, e.value
+            yield e.id, await self._value(e.id, e.value)
+
+    async def _iter_keys(self) -> AsyncIterator[str]:
+        for e in (await self._engine()).snapshot():
+            yield e.id
 
     async def wait_change(self) -> None:
         await (await self._engine()).wait_change()
@@ -363,7 +417,7 @@ class KafkaQueue(BaseQueue[T]):
             return await super().move(id, dst, value)
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue
-        data = dst.codec.encode(value)  # the codec checks the value's type (ValueTypeError), once
+        data = await dst.encode(value)  # the codec checks the value's type (ValueTypeError), once
         engine = self._started or await self._engine()
         fut = engine.finish(id, dst.topic, data)
         if self._held == id:

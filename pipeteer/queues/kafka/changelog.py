@@ -48,6 +48,8 @@ def stage_consumer_config(settings: KafkaSettings, group: str, on_error: Callabl
         },
     )
     conf.setdefault("queued.min.messages", PREFETCH)  # a user's property of that name wins
+    # librdkafka prefetches up to 64 MiB per partition by default: keep it within the byte budget
+    conf.setdefault("queued.max.messages.kbytes", max(1024, settings.transactions.max_pending_bytes >> 12))
     return conf
 
 

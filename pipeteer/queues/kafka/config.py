@@ -159,6 +159,9 @@ class Transactions:
     timeout_ms: int = 10_000
     max_pending: int = 10_000
     """Consumption pauses while this many items are pending (and resumes at half)."""
+    max_pending_bytes: int = 64 << 20
+    """... or while their records hold this many bytes (large values are references, so this bounds
+    the memory of a backlog of images too); a consumed batch never takes more than what is left."""
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,10 @@ class KafkaSettings:
     schema_dir: str | None = None
     """Where `.avsc` files of older schema versions live, so their records still decode."""
     blobs: str | None = None
-    """A blob store URL (`s3://bucket/prefix?endpoint=…`, or a directory every instance shares): records
-    larger than `claim_check_bytes` go there and the topic carries a reference (claim check)."""
-    claim_check_bytes: int = 256 * 1024
+    """A blob store URL (`s3://bucket/prefix?endpoint=…`, or a directory every instance shares): `bytes`
+    values larger than `claim_check_bytes` go there and the records carry references (claim check)."""
+    claim_check_bytes: int = 32 * 1024
+    """`bytes` values above this size go to the blob store (when `blobs` is set)."""
     static_membership: bool = False
     """Join consumer groups as a static member named by `instance` (KIP-345): a restarted instance
     takes its partitions back at once, with no rebalance. On by default when the instance is named."""
@@ -235,6 +239,7 @@ class KafkaSettings:
             records=_int(opts, "commit_records", Transactions.records),
             timeout_ms=_int(opts, "transaction_timeout_ms", Transactions.timeout_ms),
             max_pending=_int(opts, "max_pending", Transactions.max_pending),
+            max_pending_bytes=_int(opts, "max_pending_bytes", Transactions.max_pending_bytes),
         )
         retries = Retries(
             attempts=_int(opts, "retries", Retries.attempts),
@@ -270,6 +275,7 @@ _ENV_OPTIONS = {
     "commit_records": "PIPETEER_COMMIT_RECORDS",
     "transaction_timeout_ms": "PIPETEER_TRANSACTION_TIMEOUT_MS",
     "max_pending": "PIPETEER_MAX_PENDING",
+    "max_pending_bytes": "PIPETEER_MAX_PENDING_BYTES",
     "retries": "PIPETEER_RETRIES",
     "retry_backoff_ms": "PIPETEER_RETRY_BACKOFF_MS",
     "retry_backoff_max_ms": "PIPETEER_RETRY_BACKOFF_MAX_MS",

@@ -354,7 +354,7 @@ class StageEngine:
         # `consume` cannot be woken when one is ready, and with all input already consumed (a
         # backlog within `max_pending`) it would otherwise wait its whole timeout every time.
         timeout = BUSY_POLL if self._busy else min(self.tx.interval, 0.1)
-        msgs = self._consumer.consume(BATCH, timeout)
+        msgs = self._consumer.consume(self._batch_size(), timeout)
         if msgs:
             self._broker_down_since = None
             self._ingest(msgs)
@@ -381,15 +381,27 @@ class StageEngine:
                     self._consumer.list_topics(self.topic, timeout=1)
                     self._broker_down_since = None
 
+    def _batch_size(self) -> int:
+        """How many records the next `consume` may take: what is left of both budgets (items and bytes),
+        so flow control applies before a batch is decoded, not after."""
+        left = self.tx.max_pending - len(self.table)
+        room = self.tx.max_pending_bytes - self.table.bytes
+        if self.table.entries:
+            left = min(left, room * len(self.table) // max(self.table.bytes, 1))
+        return max(1, min(BATCH, left))
+
     def _flow_control(self) -> None:
-        """Pause consumption while `max_pending` items are pending; resume at half.
+        """Pause consumption while `max_pending` items are pending or their records hold
+        `max_pending_bytes`; resume at half of both.
 
         Re-applied after every assignment: the client keeps a partition's pause across a
         revoke and re-assign, so a stale pause would otherwise stall it for good.
         """
-        n = len(self.table)
-        limit = self.tx.max_pending
-        paused = n >= limit or (self._paused and n >= limit // 2)
+        n, size = len(self.table), self.table.bytes
+        limit, byte_limit = self.tx.max_pending, self.tx.max_pending_bytes
+        paused = (n >= limit or size >= byte_limit) or (
+            self._paused and (n >= limit // 2 or size >= byte_limit // 2)
+        )
         if paused == self._paused and not self._reassigned:
             return
         assignment = self._consumer.assignment()

@@ -99,6 +99,8 @@ class PendingTable:
         self._committed: dict[int, int] = {}
         self._outputs: list[Record] = []
         self._finished = 0
+        self.bytes = 0
+        """Bytes of the pending items' records (references, not blobs: large values are claim-checked)."""
 
     # --- the consuming side -------------------------------------------------------------------
 
@@ -109,7 +111,11 @@ class PendingTable:
         self._committed.pop(partition, None)
         for e in restored:
             e.logged, e.dirty = True, False
+            old = self.entries.get(e.id)
+            if old is not None:
+                self.bytes -= len(old.raw)
             self.entries[e.id] = e
+            self.bytes += len(e.raw)
 
     def drop(self, partitions: Iterable[int]) -> list[Entry]:
         """Forget partitions (revoked, or reset after an aborted transaction); returns the dropped items."""
@@ -117,6 +123,7 @@ class PendingTable:
         dropped = [e for e in self.entries.values() if e.partition in ps]
         for e in dropped:
             del self.entries[e.id]
+            self.bytes -= len(e.raw)
         for p in ps:
             self._marks.pop(p, None)
             self._position.pop(p, None)
@@ -147,6 +154,7 @@ class PendingTable:
         pop = entries.pop
         marks: deque[Entry] | None = None
         partition = -1
+        size = 0
         for entry in batch:
             p = entry.partition
             if p != partition:
@@ -158,9 +166,12 @@ class PendingTable:
             if old is not None:
                 old.done = True
                 entry.logged = old.logged
+                size -= len(old.raw)
             marks.append(entry)  # type: ignore[union-attr]  # set on the first entry
             entries[entry.id] = entry
             position[p] = entry.offset + 1
+            size += len(entry.raw)
+        self.bytes += size
 
     def consumed_done(self, partition: int, offset: int, records: Iterable[Record] = ()) -> None:
         """A consumed record that is finished at once (undecodable: its dead letter is in `records`)."""
@@ -194,6 +205,7 @@ class PendingTable:
     def finish_entry(self, e: Entry, record: Record | None) -> None:
         """`finish` for an entry already taken out of `entries` (the stage loop's hot path)."""
         e.done = True
+        self.bytes -= len(e.raw)
         if e.logged:
             self._outputs.append(Record(self.changelog_topic, e.id, None, e.partition, source=e.partition))
         if record is not None:

@@ -88,3 +88,11 @@ def test_stage_consumer_prefetch_is_bounded_unless_the_user_says_otherwise() -> 
     assert default["queued.min.messages"] == PREFETCH and default["isolation.level"] == "read_committed"
     tuned = KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_KAFKA_QUEUED_MIN_MESSAGES": "50000"})
     assert stage_consumer_config(tuned, "g", lambda e: None)["queued.min.messages"] == "50000"
+
+
+def test_byte_budget_of_pending_items_bounds_the_prefetch_too() -> None:
+    from pipeteer.queues.kafka.changelog import stage_consumer_config
+
+    s = KafkaSettings.from_url("kafka://b:1?max_pending_bytes=1000", env={"PIPETEER_MAX_PENDING_BYTES": "33554432"})
+    assert s.transactions.max_pending_bytes == 32 << 20  # the environment wins
+    assert stage_consumer_config(s, "g", lambda e: None)["queued.max.messages.kbytes"] == 8192

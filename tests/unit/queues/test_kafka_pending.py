@@ -107,3 +107,17 @@ def test_retry_backoff_skips_items_until_due() -> None:
     assert first is not None and first.id == "b"
     again = t.first_ready(11.0)
     assert again is not None and again.id == "a"
+
+
+def test_pending_bytes_follow_the_items_held() -> None:
+    t = PendingTable(CL)
+    t.assign(0, [entry("r", 0)])
+    t.assign(1, [])
+    t.add_many([entry("a", 1), entry("b", 2), entry("a", 3), entry("c", 0, partition=1)])
+    assert t.bytes == len(b"rawr") + len(b"rawa") + len(b"rawb") + len(b"rawc")  # the replaced 'a' counts once
+    t.finish("b", [out("b")])
+    assert t.bytes == 12
+    t.drop([1])
+    assert t.bytes == 8
+    t.clear()
+    assert t.bytes == 0

@@ -1,0 +1,608 @@
+"""Batches of files in and out of a workflow: `pipeteer push`, `pipeteer pull`, `pipeteer status`.
+
+    pipeteer push topologies.perspective_correction:app photos/ --backend sqlite:///q.db
+    pipeteer run  topologies.perspective_correction:app --backend sqlite:///q.db
+    pipeteer pull topologies.perspective_correction:app out/ --backend sqlite:///q.db --follow
+    pipeteer status topologies.perspective_correction:app --backend sqlite:///q.db
+
+**push** makes one input item per file (`App.ingest`, or the default for an input state of one
+`bytes` field) under an id derived from the file's name and content, so pushing a file twice
+adds it once. Pushed ids are recorded in a ledger (`.pipeteer/pushed-WORKFLOW.ids` by default):
+a re-run, after a crash or `kill -9`, skips them and pushes the rest. An item pushed but not yet
+in the ledger when push died is pushed again on the re-run; ids being the same, `pull` writes
+its output once whatever happened (below).
+
+**pull** writes each output's `bytes` fields as files `DEST/ID.FIELD.EXT` (temp name, fsync,
+rename) and its other fields as a line of `DEST/manifest.jsonl` (appended and fsynced after
+the files), and only then pops the output. A re-run after a crash skips the ids the manifest
+already has (popping them), so every output is written once and none is lost.
+
+From Python: `await queues.Qin.push_many(pairs)` and `async for id, value in outputs(queues.Qout)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import datetime
+import enum
+import glob
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key
+from pipeteer.errors import ConfigError, InexistentItem
+from pipeteer.queues.base import BaseQueue, Pending, ReadQueue
+from pipeteer.runtime.app import App
+from pipeteer.runtime.connect import connect
+from pipeteer.wiring import WorkflowQueues
+
+MANIFEST = "manifest.jsonl"
+
+
+# --- ingest and ids --------------------------------------------------------------------------
+
+
+def default_ingest(tp: Any) -> Callable[[Path, bytes], Any]:
+    """How a file becomes an input item when the app gives no `ingest`: the bytes themselves for
+    `bytes`, else the one `bytes` field of a dataclass whose other fields have defaults."""
+    if tp is bytes:
+        return lambda path, data: data
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        import typing
+
+        hints = typing.get_type_hints(tp)
+        fields = [f for f in dataclasses.fields(tp) if f.init]
+        blobs = [f.name for f in fields if hints.get(f.name) is bytes]
+        required = [
+            f.name
+            for f in fields
+            if f.name not in blobs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if len(blobs) == 1 and not required:
+            name = blobs[0]
+            return lambda path, data: tp(**{name: data})
+    raise ConfigError(
+        f"pipeteer push: the input state {getattr(tp, '__name__', tp)!r} is not one bytes field: "
+        "give the app an ingest (App(workflow, artifacts, ingest=lambda path, content: Input(...)))"
+    )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def item_id(path: Path, data: bytes, key: str | None = None) -> str:
+    """An id from a file's name and content (`key`: its content key, if computed already): the same
+    file always gets the same id.
+
+    >>> item_id(Path("photos/IMG 0001.png"), b"png")
+    'IMG_0001-bad7c9a32d645d0e'
+    """
+    stem = _UNSAFE.sub("_", path.stem).strip("._-")[:48] or "item"
+    return f"{stem}-{(key or content_key(data))[:16]}"
+
+
+def expand_sources(sources: Sequence[str]) -> list[Path]:
+    """Files named by SOURCE arguments: a file, a directory (its files, recursively, hidden ones
+    left out), a glob pattern, or `@LIST` (a file naming one path per line). Sorted, each once."""
+    found: list[Path] = []
+    for source in sources:
+        if source.startswith("@"):
+            listing = Path(source[1:])
+            if not listing.is_file():
+                raise ConfigError(f"pipeteer push: list file {listing} does not exist")
+            lines = [line.strip() for line in listing.read_text().splitlines()]
+            found += expand_sources([line for line in lines if line and not line.startswith("#")])
+            continue
+        path = Path(source)
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(source):
+            matches = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise ConfigError(f"pipeteer push: pattern {source!r} matches no file")
+            found += matches
+        else:
+            raise ConfigError(f"pipeteer push: {source!r} is no file, directory, pattern or @list")
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+class Ledger:
+    """Ids already done, one per line in a file appended to as they are done (fsynced per batch)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a torn last line (crash mid-write) is cut off: that one is simply done again
+        self.ids = {line for line in _whole_lines(path) if line}
+        self._file = open(path, "a")
+
+    def add(self, ids: Iterable[str]) -> None:
+        new = [id for id in ids if id not in self.ids]
+        if new:
+            self._file.write("".join(f"{id}\n" for id in new))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self.ids.update(new)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _progress(total: int | None, unit: str, desc: str, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    bytes_ = unit == "B"
+    return tqdm(
+        total=total, unit=unit, unit_scale=bytes_, unit_divisor=1024 if bytes_ else 1000, desc=desc,
+        disable=quiet or None, file=sys.stderr, dynamic_ncols=True,
+    )
+
+
+# --- push ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushReport:
+    pushed: int
+    skipped: int
+    bytes: int
+
+
+async def push_files(
+    app: App,
+    queues: WorkflowQueues,
+    files: Sequence[Path],
+    *,
+    ledger: Path,
+    concurrency: int = 8,
+    quiet: bool = False,
+    link: bool = False,
+) -> PushReport:
+    """Push one item per file (see the module doc); resumes from `ledger`.
+
+    `link`: a file whose content goes to a local blob store (on the same file system) is stored
+    there as a hard link, not a copy; it must then not be modified in place.
+    """
+    ingest = app.ingest or default_ingest(app.workflow.Tin)
+    claim = queues.Qin.claim if isinstance(queues.Qin, BaseQueue) else None
+    store = claim.store if claim is not None else None
+    if link and not isinstance(store, LocalBlobStore):
+        raise ConfigError(f"pipeteer push --link: the blob store of {queues.backend.url} is not a local directory")
+
+    def load(path: Path) -> tuple[bytes, str]:
+        data = path.read_bytes()
+        key = content_key(data)
+        if claim is not None and len(data) > claim.threshold:
+            # the id's hash is the blob's key: pushing the value will not hash it again
+            adopted = link and isinstance(store, LocalBlobStore) and store.adopt(key, path)
+            claim.remember(data, key, stored=adopted)
+        return data, key
+
+    done = Ledger(ledger)
+    sizes = {p: p.stat().st_size for p in files}
+    bar = _progress(sum(sizes.values()), "B", "push", quiet)
+    skipped = 0
+    pushed_bytes = 0
+    finished: list[str] = []
+
+    async def items() -> AsyncIterator[tuple[str, Any]]:
+        nonlocal skipped, pushed_bytes
+        for path in files:
+            data, key = await asyncio.to_thread(load, path)
+            id = item_id(path, data, key)
+            if id in done.ids:
+                skipped += 1
+                bar.update(sizes[path])
+                continue
+            try:
+                value = ingest(path, data)
+            except Exception as e:
+                raise ConfigError(f"pipeteer push: ingesting {path} failed: {type(e).__name__}: {e}") from e
+            pushed_bytes += len(data)
+            yield id, value
+            bar.update(sizes[path])
+
+    def on_done(id: str) -> None:
+        finished.append(id)
+        if len(finished) >= 32:
+            done.add(finished)
+            finished.clear()
+
+    try:
+        pushed = await queues.Qin.push_many(items(), concurrency=concurrency, done=on_done)
+    finally:
+        done.add(finished)
+        done.close()
+        bar.close()
+    return PushReport(pushed, skipped, pushed_bytes)
+
+
+# --- pull ------------------------------------------------------------------------------------
+
+
+def _ext(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return ".png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    return ".bin"
+
+
+def _json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return _json(value.value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    return value
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` so that it is either absent or whole, and durable once this returns."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def link_atomically(path: Path, data: bytes, blobs: LocalBlobStore) -> bool:
+    """Make `path` a hard link to the blob holding `data` (already durable there); False when it
+    cannot be (no such blob, or another file system): write it then."""
+    blob = blobs.path(content_key(data))
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(blob, tmp)
+    except OSError:
+        return False
+    os.replace(tmp, path)
+    return True
+
+
+def write_output(dest: Path, id: str, value: Any, *, link: LocalBlobStore | None = None) -> dict[str, Any]:
+    """Write an output's bytes as files; returns its manifest record (the files are durable, the
+    directory entry is made durable by the caller's directory fsync). With `link`, a claim-checked
+    value's file is a hard link to its blob in that store instead of a copy."""
+    record: dict[str, Any] = {"id": id}
+    files: dict[str, str] = {}
+
+    def save(name: str, data: bytes) -> None:
+        if link is None or not link_atomically(dest / name, data, link):  # (a small value has no blob)
+            write_atomically(dest / name, data)
+
+    if isinstance(value, bytes):
+        files["value"] = f"{id}{_ext(value)}"
+        save(files["value"], value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if isinstance(v, bytes):
+                files[f.name] = f"{id}.{f.name}{_ext(v)}"
+                save(files[f.name], v)
+            else:
+                record[f.name] = _json(v)
+    else:
+        record["value"] = _json(value)
+    record["files"] = files
+    return record
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def manifest_ids(path: Path) -> set[str]:
+    """The ids a manifest lists. A torn last line (a crash mid-append) is cut off: that output was
+    not popped, so it is written again."""
+    return {json.loads(line)["id"] for line in _whole_lines(path) if line.strip()}
+
+
+def _whole_lines(path: Path) -> list[str]:
+    """The complete lines of a file appended to line by line; a torn last line is cut off the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    if len(whole) != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(len(whole))
+    return whole.decode().splitlines()
+
+
+async def outputs(Qout: ReadQueue[Any], *, follow: bool = True, poll: float = 0.2) -> AsyncIterator[tuple[str, Any]]:
+    """The workflow's outputs as they come: each is popped when the loop asks for the next one
+    (so, after the loop body handled it; an item whose body raised stays in the queue).
+
+    >>> async def save(queues):
+    ...     async for id, out in outputs(queues.Qout, follow=False):
+    ...         print(id)
+    """
+    while True:
+        ids = [id async for id in _first_keys(Qout, 1)]
+        if not ids:
+            if not follow:
+                return
+            await asyncio.sleep(poll)
+            continue
+        try:
+            value = await Qout.read(ids[0])
+        except InexistentItem:
+            continue
+        yield ids[0], value
+        with contextlib.suppress(InexistentItem):
+            await Qout.pop(ids[0])
+
+
+async def _first_keys(q: ReadQueue[Any], n: int) -> AsyncIterator[str]:
+    count = 0
+    async for id in q.keys():
+        yield id
+        count += 1
+        if count >= n:
+            return
+
+
+async def _pop(q: ReadQueue[Any], id: str) -> None:
+    with contextlib.suppress(InexistentItem):
+        await q.pop(id)
+
+
+async def drained(queues: WorkflowQueues, app: App) -> bool:
+    """No item waits in any stage or in the output."""
+    for stage in app.stages():
+        q = queues.stage_queue(stage)
+        if isinstance(q, BaseQueue) and (await q.pending()).count:
+            return False
+    out = queues.Qout
+    return not (isinstance(out, BaseQueue) and (await out.pending()).count)
+
+
+async def pull_outputs(
+    app: App,
+    queues: WorkflowQueues,
+    dest: Path,
+    *,
+    follow: bool = False,
+    until_empty: bool = False,
+    expect: int | None = None,
+    concurrency: int = 8,
+    poll: float = 0.2,
+    quiet: bool = False,
+    link: bool = False,
+) -> int:
+    """Write outputs to `dest` (see the module doc). Returns how many this run wrote.
+
+    Stops when the output queue is empty, unless `follow` (wait for more, until interrupted),
+    `until_empty` (until no stage holds an item either) or `expect` (until the manifest has that many).
+    `link`: files of claim-checked values are hard links to their blobs (a local blob store on
+    the same file system), not copies: no second write of the bytes, but the files must not be
+    modified in place (that would change the blob).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    done = manifest_ids(dest / MANIFEST)  # outputs already written (by this run or an earlier one)
+    lines = open(dest / MANIFEST, "a")
+    Qout = queues.Qout
+    if not isinstance(Qout, BaseQueue):
+        raise ConfigError(f"pipeteer pull: the output queue of {app.name!r} cannot be read")
+    store = Qout.claim.store if link and Qout.claim is not None else None
+    blobs = store if isinstance(store, LocalBlobStore) else None
+    if link and blobs is None:
+        raise ConfigError(f"pipeteer pull --link: the blob store of {queues.backend.url} is not a local directory")
+    bar = _progress(None if expect is None else max(expect - len(done), 0), "item", "pull", quiet)
+    slots = asyncio.Semaphore(concurrency)
+    written = 0
+
+    async def one(id: str) -> dict[str, Any] | None:
+        if id in done:
+            return None  # written by an earlier run that died before popping it
+        async with slots:
+            try:
+                value = await Qout.read(id)
+            except InexistentItem:
+                return None
+            return await asyncio.to_thread(write_output, dest, id, value, link=blobs)
+
+    try:
+        while True:
+            ids = [id async for id in _first_keys(Qout, concurrency * 4)]
+            if not ids:
+                if expect is not None and len(done) >= expect:
+                    break
+                if expect is None and not follow and (not until_empty or await drained(queues, app)):
+                    break
+                await asyncio.sleep(poll)
+                continue
+            records = [r for r in await asyncio.gather(*(one(id) for id in ids)) if r is not None]
+            if records:
+
+                def commit(records: list[dict[str, Any]] = records) -> None:
+                    _fsync_dir(dest)  # the files' names are durable before the manifest names them
+                    lines.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+                    lines.flush()
+                    os.fsync(lines.fileno())
+                    done.update(r["id"] for r in records)
+
+                await asyncio.to_thread(commit)
+                written += len(records)
+                bar.update(len(records))
+            # at once: on Kafka each pop waits for the transaction it is in, and they all share one
+            await asyncio.gather(*(_pop(Qout, id) for id in ids))
+            if expect is not None and len(done) >= expect:
+                break
+    finally:
+        bar.close()
+        lines.close()
+    return written
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+async def status(app: App, queues: WorkflowQueues) -> dict[str, Pending]:
+    """Per stage, what waits in it; and the outputs waiting to be pulled (`'(output)'`)."""
+    out: dict[str, Pending] = {}
+    for stage in app.stages():
+        q = queues.stage_queue(stage)
+        if isinstance(q, BaseQueue):
+            out[stage] = await q.pending()
+    if isinstance(queues.Qout, BaseQueue):
+        out["(output)"] = await queues.Qout.pending()
+    return out
+
+
+def format_status(rows: dict[str, Pending]) -> str:
+    width = max([len(k) for k in rows] + [5])
+    lines = [f"{'stage':<{width}}  {'pending':>8}  oldest"]
+    for name, p in rows.items():
+        age = "-" if p.oldest_age is None else _age(p.oldest_age)
+        lines.append(f"{name:<{width}}  {p.count:>8}  {age}")
+    return "\n".join(lines)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def _queues(args: Any) -> tuple[App, WorkflowQueues]:
+    from pipeteer.runtime.app import require_app
+
+    app = require_app(args.app)
+    return app, connect(app, args.backend)
+
+
+def _close(queues: WorkflowQueues) -> None:
+    close = getattr(queues.backend, "close", None)
+    if close is not None:
+        close()
+
+
+def cmd_push(args: Any) -> int:
+    app, queues = _queues(args)
+    files = expand_sources(args.sources)
+    ledger = Path(args.ledger or Path(".pipeteer") / f"pushed-{app.name}.ids")
+    started = time.monotonic()
+    try:
+        report = asyncio.run(
+            push_files(
+                app, queues, files, ledger=ledger, concurrency=args.concurrency, quiet=args.quiet, link=args.link
+            )
+        )
+    finally:
+        _close(queues)
+    took = max(time.monotonic() - started, 1e-9)
+    print(
+        f"pushed {report.pushed} item(s) ({report.bytes / 1e6:.1f} MB, {report.bytes / 1e6 / took:.1f} MB/s); "
+        f"{report.skipped} already pushed (ledger {ledger})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_pull(args: Any) -> int:
+    app, queues = _queues(args)
+    try:
+        n = asyncio.run(
+            pull_outputs(
+                app, queues, Path(args.dest), follow=args.follow, until_empty=args.until_empty,
+                expect=args.expect, concurrency=args.concurrency, quiet=args.quiet, link=args.link,
+            )
+        )
+    finally:
+        _close(queues)
+    print(f"pulled {n} output(s) into {args.dest} ({MANIFEST})", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: Any) -> int:
+    app, queues = _queues(args)
+    try:
+        rows = asyncio.run(status(app, queues))
+    finally:
+        _close(queues)
+    print(format_status(rows))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `push`, `pull` and `status` to the `pipeteer` command."""
+    backend_help = "memory://, sqlite:///path.db or kafka://host:port (default: $PIPETEER_BACKEND, else sqlite:///queues.db)"
+
+    push = sub.add_parser("push", help="push files as input items (ids from content; resumable)")
+    push.add_argument("app", help="the app, as module:attribute")
+    push.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories, glob patterns or @LIST files")
+    push.add_argument("--backend", default=None, help=backend_help)
+    push.add_argument("--concurrency", type=int, default=8, help="pushes under way at once (default 8)")
+    push.add_argument("--ledger", default=None, help="file of pushed ids (default .pipeteer/pushed-WORKFLOW.ids)")
+    push.add_argument(
+        "--link", action="store_true",
+        help="store large files as hard links in the blob store (local, same file system) instead of copies; "
+        "do not modify them in place afterwards",
+    )
+    push.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    push.set_defaults(func=cmd_push)
+
+    pull = sub.add_parser("pull", help="write outputs as files plus a JSONL manifest, then pop them")
+    pull.add_argument("app", help="the app, as module:attribute")
+    pull.add_argument("dest", help="directory to write to (manifest.jsonl inside)")
+    pull.add_argument("--backend", default=None, help=backend_help)
+    until = pull.add_mutually_exclusive_group()
+    until.add_argument("--follow", action="store_true", help="keep waiting for outputs until interrupted")
+    until.add_argument("--until-empty", action="store_true", help="until no stage holds an item")
+    until.add_argument("--expect", type=int, default=None, help="until the manifest lists this many outputs")
+    pull.add_argument("--concurrency", type=int, default=8, help="outputs written at once (default 8)")
+    pull.add_argument(
+        "--link", action="store_true",
+        help="hard-link files to their blobs (local blob store, same file system) instead of copying; "
+        "do not modify them in place",
+    )
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pull.set_defaults(func=cmd_pull)
+
+    st = sub.add_parser("status", help="items pending per stage (and age of the oldest); outputs waiting")
+    st.add_argument("app", help="the app, as module:attribute")
+    st.add_argument("--backend", default=None, help=backend_help)
+    st.set_defaults(func=cmd_status)

@@ -1,0 +1,154 @@
+"""`pipeteer blobs gc`: remove the blobs that no pending item, output or dead letter references.
+
+    pipeteer blobs gc APP --backend sqlite:///q.db              # dry run: how many, how large
+    pipeteer blobs gc APP --backend sqlite:///q.db --delete     # remove them
+
+Safe while stages run:
+
+- References are found in one consistent view. SQLite: every table (queues, outputs, dead
+  letters) read in one read transaction, so an item moving from one table to the next is seen
+  in exactly one of them. Kafka: each stage's committed input offsets are read first, then every
+  topic of the workflow from those offsets to its end (changelogs and dead letters whole), so an
+  item that moves meanwhile is found in its newer place. Records are scanned as bytes for
+  references, whatever their schema.
+- A blob written (or re-used by a push, which renews its time) within the grace period is never
+  removed: a value being pushed has its blobs stored *before* its record exists. The time is
+  checked again just before each removal.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeteer.codec.blobstore import BlobInfo, BlobStore
+from pipeteer.codec.claimcheck import ClaimCheck, keys_in, refs
+from pipeteer.errors import ConfigError
+from pipeteer.queues.backends import MemoryBackend, SqliteBackend
+from pipeteer.wiring import WorkflowQueues
+
+DEFAULT_GRACE = 3600.0
+"""Seconds a blob is spared after it was written or re-used (longer than any push of one item takes)."""
+
+@dataclass
+class Collection:
+    """What a gc found: blobs referenced, blobs it may remove (older than the grace period), removed."""
+
+    referenced: set[str]
+    unreferenced: list[BlobInfo] = field(default_factory=list)
+    removed: int = 0
+    removed_bytes: int = 0
+
+    @property
+    def unreferenced_bytes(self) -> int:
+        return sum(b.size for b in self.unreferenced)
+
+
+def collect(store: BlobStore, referenced: set[str], *, grace: float = DEFAULT_GRACE, delete: bool = False) -> Collection:
+    """The blobs of `store` not in `referenced` and older than `grace` seconds; removed if `delete`."""
+    cutoff = time.time() - grace
+    out = Collection(referenced)
+    out.unreferenced = [b for b in store.list() if b.key not in referenced and b.modified < cutoff]
+    if delete:
+        for b in out.unreferenced:
+            if store.delete(b.key, written_before=cutoff):
+                out.removed += 1
+                out.removed_bytes += b.size
+    return out
+
+
+def referenced_sqlite(path: str) -> set[str]:
+    """Every key referenced by any table of a SQLite file, read in one transaction (one snapshot)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    found: set[str] = set()
+    try:
+        conn.execute("BEGIN")  # the snapshot starts at the first read and holds to COMMIT
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            columns = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
+            if "value" not in columns:
+                continue
+            for (value,) in conn.execute(f'SELECT value FROM "{table}"'):
+                if isinstance(value, bytes):
+                    found |= keys_in(value)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return found
+
+
+def referenced_memory(backend: MemoryBackend) -> set[str]:
+    from pipeteer.queues.memory import MemoryQueue
+
+    found: set[str] = set()
+    for q in backend.queues.values():
+        if isinstance(q, MemoryQueue):
+            values: Iterable[Any] = [*q._items.values(), *(d.value for d in q.dead_letters())]
+            for v in values:
+                found.update(key for key, _ in refs(v))
+    return found
+
+
+def referenced_keys(queues: WorkflowQueues) -> tuple[ClaimCheck | None, set[str]]:
+    """The backend's claim check (None: it has none) and every blob key its items reference."""
+    backend = queues.backend
+    if isinstance(backend, SqliteBackend):
+        return backend.claim, referenced_sqlite(backend.path)
+    if isinstance(backend, MemoryBackend):
+        return backend.claim, referenced_memory(backend)
+    from pipeteer.queues.kafka import KafkaBackend
+    from pipeteer.queues.kafka.blobrefs import referenced_kafka
+
+    if isinstance(backend, KafkaBackend):
+        return backend.claim_check(), referenced_kafka(backend)
+    raise ConfigError(f"blobs gc: backend {backend!r} is not supported")
+
+
+def gc(queues: WorkflowQueues, *, grace: float = DEFAULT_GRACE, delete: bool = False) -> Collection:
+    """Find (and with `delete`, remove) the blobs of the workflow's backend that nothing references."""
+    claim, referenced = referenced_keys(queues)
+    if claim is None:
+        raise ConfigError(f"blobs gc: backend {queues.backend.url} has no blob store (set blobs= or PIPETEER_BLOBS)")
+    return collect(claim.store, referenced, grace=grace, delete=delete)
+
+
+def cmd_gc(args: Any) -> int:
+    from pipeteer.runtime.app import require_app
+    from pipeteer.runtime.connect import connect
+
+    if args.grace < 0:
+        raise ConfigError(f"blobs gc: --grace must be >= 0 seconds, got {args.grace}")
+    queues = connect(require_app(args.app), args.backend)
+    try:
+        found = gc(queues, grace=args.grace, delete=args.delete)
+    finally:
+        queues.backend.close()
+    mb = found.unreferenced_bytes / 1e6
+    if args.delete:
+        print(f"removed {found.removed} blob(s), {found.removed_bytes / 1e6:.1f} MB; {len(found.referenced)} referenced")
+    else:
+        print(
+            f"{len(found.unreferenced)} unreferenced blob(s), {mb:.1f} MB, older than {args.grace:g}s "
+            f"({len(found.referenced)} referenced); run with --delete to remove them"
+        )
+    sys.stdout.flush()
+    return 0
+
+
+def register(sub: Any) -> None:
+    blobs = sub.add_parser("blobs", help="the blob store of large values").add_subparsers(
+        dest="blobs_command", required=True, metavar="ACTION"
+    )
+    p = blobs.add_parser("gc", help="remove blobs nothing references (dry run unless --delete)")
+    p.add_argument("app", help="the app, as module:attribute")
+    p.add_argument("--backend", default=None, help="the backend URL (default: $PIPETEER_BACKEND, else sqlite:///queues.db)")
+    p.add_argument("--delete", action="store_true", help="remove them (default: only count them)")
+    p.add_argument(
+        "--grace", type=float, default=DEFAULT_GRACE,
+        help=f"spare blobs written or re-used within this many seconds (default {DEFAULT_GRACE:g})",
+    )
+    p.set_defaults(func=cmd_gc)
