@@ -274,5 +274,6 @@ def test_both_reviewers_approving_one_card_emit_it_once(browser: Browser, served
     for page in (alice, bob):
         page.wait_for_selector(".card[data-id=shared].done")
     messages = sorted(p.inner_text(".card[data-id=shared] .msg") for p in (alice, bob))
-    assert messages[0] == "approved" and "no pending task 'shared'" in messages[1], messages
+    assert messages[0] == "approved", messages
+    assert "no pending task 'shared'" in messages[1] or "being completed by another request" in messages[1], messages
     eventually(lambda: list(outputs(served)) == ["shared"])
