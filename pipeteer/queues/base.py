@@ -32,13 +32,20 @@ class Listing(Generic[T_co]):
     ...     return await q.keys()
     """
 
-    def __init__(self, source: Callable[[], AsyncIterator[T_co]]) -> None:
+    def __init__(
+        self,
+        source: Callable[[], AsyncIterator[T_co]],
+        collect: Callable[[], Awaitable[list[T_co]]] | None = None,
+    ) -> None:
         self._source = source
+        self._whole = collect  # a backend's faster way to the whole list, when it has one
 
     def __aiter__(self) -> AsyncIterator[T_co]:
         return self._source()
 
     async def _collect(self) -> list[T_co]:
+        if self._whole is not None:
+            return await self._whole()
         return [x async for x in self._source()]
 
     def __await__(self) -> Generator[Any, None, list[T_co]]:
