@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeteer.compile import alerts
 from pipeteer.compile.config import LIBRARY_DEFAULTS
 from pipeteer.compile.topology import StageSpec, TopicSpec, Topology
 from pipeteer.errors import ConfigError
@@ -192,6 +193,8 @@ def helm_values(topology: Topology) -> dict[str, Any]:
         "workflow": topology.workflow,
         "partitions": topology.partitions,
         "stages": stages,
+        # rendered as a PrometheusRule when prometheusRule.enabled (the Prometheus Operator)
+        "alertRules": alerts.rules(topology)["groups"][0]["rules"],
     }
 
 
@@ -210,7 +213,7 @@ def prometheus_config(topology: Topology) -> dict[str, Any]:
                 "static_configs": [
                     {
                         "targets": [f"{compose_service_name(s)}:{s.port}"],
-                        "labels": {"workflow": topology.workflow, "service": compose_service_name(s)},
+                        "labels": {"service": compose_service_name(s)},  # metrics carry `workflow` themselves
                     }
                     for s in topology.stages
                 ],

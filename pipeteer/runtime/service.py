@@ -60,7 +60,7 @@ class StageService:
                 raise ConfigError(f"app {app.name!r} has no stage {s!r} (stages: {', '.join(known)})")
         self.app = app
         self.stages = list(stages or known)
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(workflow=app.name)
         self.progress = StageProgress(self.metrics)
         self.restart = restart
         self.security = security if security is not None else Security()
@@ -76,6 +76,7 @@ class StageService:
             count = getattr(raw, "__len__", None)
             if count is not None:
                 self.progress.of(s).watch_pending(count)
+            self.progress.of(s).watch_ready(self.ready)
             if retry is not None and isinstance(raw, BaseQueue):
                 raw.retry = retry
         self.console = Console(self, console or ConsoleSettings())

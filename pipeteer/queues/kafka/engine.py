@@ -527,6 +527,8 @@ class StageEngine:
     def _on_transaction_error(self, e: KafkaException) -> None:
         err = e.args[0] if e.args else None
         fatal = isinstance(err, KafkaError) and err.fatal()
+        if self.metrics is not None:
+            self.metrics.commit_failures.inc()
         log.warning(
             "stage %r: transaction failed (%s); %s",
             self.stage_name,
