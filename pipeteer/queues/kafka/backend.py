@@ -21,6 +21,7 @@ from pipeteer.codec import make_codec
 from pipeteer.codec.claimcheck import BlobStore, ClaimCheckCodec, blob_store_from_url
 from pipeteer.errors import QueueError
 from pipeteer.queues.base import BaseQueue, DeadLetter
+from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
@@ -81,6 +82,10 @@ def readers(workflow: Any) -> dict[tuple[str, ...], tuple[str, ...]]:
     return out
 
 
+METADATA_TRY = 2.0
+"""Seconds of one metadata request while creating topics (repeated up to the operation's timeout)."""
+
+
 class KafkaBackend:
     """The Kafka backend of one workflow: makes its queues and owns their clients.
 
@@ -95,6 +100,8 @@ class KafkaBackend:
         self.settings = settings
         self.workflow_name = workflow_name
         self.names = TopicNames(workflow_name, settings.connection.prefix)
+        self.watch = health.watch(settings.connection.bootstrap_servers)
+        """Whether the cluster answers, and why not (shared by every client of the process)."""
         self.queues: dict[tuple[str, ...], KafkaQueue[Any]] = {}
         self.engines: dict[tuple[str, ...], StageEngine] = {}
         self._readers: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -148,6 +155,15 @@ class KafkaBackend:
         """Every queue this process consumes is assigned, restored and reachable."""
         return all(e.ready() for e in self.engines.values())
 
+    def unready_reasons(self) -> list[str]:
+        """Why some queue this process consumes cannot serve now (empty: all can)."""
+        return [r for e in self.engines.values() if (r := e.unready_reason()) is not None]
+
+    def stage_unavailable(self, path: Sequence[str]) -> str | None:
+        """Why the stage reading queue `path` cannot serve a request now (None: it can, or it is not started here)."""
+        engine = self.engines.get(tuple(path))
+        return None if engine is None else engine.unready_reason()
+
     def close(self) -> None:
         """Commit and stop every stage engine, flush and stop the producer."""
         for engine in list(self.engines.values()):
@@ -184,7 +200,7 @@ class KafkaBackend:
             missing = {k: v for k, v in wanted.items() if k not in self._created}
         if not missing:
             return
-        existing = set(self.admin().list_topics(timeout=30).topics)
+        existing = self._cluster_topics(timeout=30)
         to_create = {k: v for k, v in missing.items() if k not in existing}
         if to_create and t.create_missing:
             log.info("creating topics %s", sorted(to_create))
@@ -205,6 +221,21 @@ class KafkaBackend:
                         raise QueueError(f"cannot create topic {name!r}: {err}") from e
         with self._lock:
             self._created.update(missing)
+
+    def _cluster_topics(self, timeout: float) -> set[str]:
+        """The cluster's topic names. Asked in short tries, serving the admin client's errors and logs
+        between them, so that an unreachable cluster is known (and said) within seconds."""
+        admin = self.admin()
+        tries = max(int(timeout / METADATA_TRY), 1)
+        for attempt in range(tries):
+            try:
+                return set(admin.list_topics(timeout=METADATA_TRY).topics)
+            except KafkaException as e:
+                if attempt == tries - 1:
+                    raise health.translate(e, self.watch.bootstrap) from None
+            finally:
+                admin.poll(0)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def ensure_topics(self, topics: Iterable[str]) -> None:
         topics = set(topics)
