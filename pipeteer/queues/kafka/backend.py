@@ -25,6 +25,7 @@ from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
+from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.spec import names
 
 log = logging.getLogger("pipeteer.kafka")
@@ -112,6 +113,7 @@ class KafkaBackend:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._metrics: Any = None
+        self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._blobs: BlobStore | None = None
 
@@ -135,8 +137,18 @@ class KafkaBackend:
         self._readers = readers(workflow)
 
     def use_metrics(self, metrics: Any) -> None:
-        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...)."""
+        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...).
+
+        The consumer lag of every stage of the workflow is measured from the cluster (see `lag`)."""
         self._metrics = metrics
+        if self._lag is None and self._readers:
+            stages = [StageInput("/".join(stage), self.names.queue(queue), self.names.group(stage))
+                      for queue, stage in sorted(self._readers.items())]
+            self._lag = LagMonitor(self.admin, stages, self._report_lag, reachable=lambda: self.watch.reason() is None)
+            self._lag.start()
+
+    def _report_lag(self, stage: str, partition: int, lag: int) -> None:
+        self._metrics.stage(stage).lag(partition).set(lag)
 
     def stage_metrics(self, stage: str) -> Any:
         return None if self._metrics is None else self._metrics.stage(stage)
@@ -166,6 +178,9 @@ class KafkaBackend:
 
     def close(self) -> None:
         """Commit and stop every stage engine, flush and stop the producer."""
+        if self._lag is not None:
+            self._lag.stop()
+            self._lag = None
         for engine in list(self.engines.values()):
             engine.close()
         self.engines.clear()

@@ -414,8 +414,7 @@ class StageEngine:
         if due:
             self._commit()
         if now - self._last_lag >= LAG_EVERY:
-            self._last_lag = now
-            self._report_lag()
+            self._last_lag = now  # (the lag itself is measured from the cluster: pipeteer.queues.kafka.lag)
             if self._broker_down_since is not None:  # an idle stage learns that the broker is back
                 with contextlib.suppress(KafkaException):
                     self._consumer.list_topics(self.topic, timeout=1)
@@ -686,18 +685,6 @@ class StageEngine:
         if len(self._dropped_streamed) > 10_000:
             self._dropped_streamed.clear()
         self._dropped_streamed.update((e.id, e) for e in dropped if e.streamed)
-
-    def _report_lag(self) -> None:
-        if self.metrics is None:
-            return
-        tps = self._consumer.assignment()
-        if not tps:
-            return
-        with contextlib.suppress(KafkaException):
-            for tp in self._consumer.position(tps):
-                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    self.metrics.lag(tp.partition).set(max(high - tp.offset, 0))
 
     def _shutdown(self) -> None:
         try:

@@ -1,0 +1,99 @@
+"""The compiled dashboard and alerts against live stages: the example's three stages as separate
+`pipeteer run` processes, Debian's Prometheus scraping them (loopback only), traffic through them
+(photos pushed, a person approving, rejecting and correcting over HTTP), then every dashboard and
+alert expression evaluated over Prometheus' HTTP API: none invalid, none empty where traffic
+flowed (what a backend cannot measure is declared by the dashboard, `BACKEND_METRICS`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeteer.compile import build_topology, dashboard
+from pipeteer.compile.alerts import rules
+from pipeteer.compile.dashboard import BACKEND_METRICS, expressions, families, substitute
+from pipeteer.compile.manifests import dump_yaml
+from tests.integration.deploy.live import (
+    NAMESPACE,
+    Prometheus,
+    Stages,
+    finite,
+    prometheus_scraping,
+    push,
+    review,
+    wait_for,
+)
+from topologies.perspective_correction import app
+from topologies.perspective_correction.samples import make_samples
+
+TOPO = build_topology(app, app_ref="topologies.perspective_correction:app")
+WF = TOPO.workflow
+VARIABLES = {"namespace": NAMESPACE, "workflow": WF, "stage": ".*"}
+
+
+def check_dashboard(prom: Prometheus, backend: str, start: float) -> None:
+    end = time.time()
+    model = dashboard(TOPO)
+    filled = BACKEND_METRICS[backend]
+    checked = 0
+    for title, expr in expressions(model):
+        query = substitute(expr, VARIABLES, rate_interval="15s")
+        values = prom.values(query, start, end)  # fails on an invalid expression
+        if families(expr) <= filled:
+            assert finite(values), f"{title}: no data on {backend} although traffic flowed: {query}"
+            checked += 1
+    assert checked >= len(TOPO.stages) * 5
+    # the variables' queries (Grafana's label_values) find this deployment
+    series = prom.api("series", **{"match[]": f'pipeteer_stage_ready{{workflow="{WF}"}}'})
+    assert {s["namespace"] for s in series} == {NAMESPACE}
+    assert {s["stage"] for s in series} == set(TOPO.stage_names())
+    # another namespace or workflow selects nothing
+    other = substitute(expressions(model)[0][1], {**VARIABLES, "namespace": "elsewhere"}, rate_interval="15s")
+    assert prom.values(other, start, end) == []
+
+
+def check_alert_expressions(prom: Prometheus) -> None:
+    for rule in rules(TOPO)["groups"][0]["rules"]:
+        prom.api("query", query=rule["expr"])  # valid PromQL
+    groups = prom.api("rules")["groups"]
+    loaded = [r for g in groups for r in g["rules"]]
+    assert len(loaded) == len(rules(TOPO)["groups"][0]["rules"])
+    wait_for("every rule evaluated", lambda: all(r["health"] == "ok" for g in prom.api("rules")["groups"]
+                                                  for r in g["rules"]))
+    # healthy stages: nothing fires
+    assert prom.api("query", query=f'ALERTS{{workflow="{WF}", alertname="PipeteerStageDown"}}')["result"] == []
+
+
+def test_dashboard_and_alerts_on_sqlite(prometheus: Path, tmp_path: Path) -> None:
+    stages = Stages(f"sqlite:///{tmp_path / 'queues.db'}", tmp_path)
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text(dump_yaml(rules(TOPO)))
+    samples = {f"p{i:02d}": s for i, s in enumerate(make_samples(12, seed=3, hard_ratio=0.25))}
+    try:
+        for s in TOPO.stage_names():
+            stages.start(s)
+        with prometheus_scraping(prometheus, stages, rule_file, tmp_path) as prom:
+            start = time.time()
+            wait_for("the stages scraped", lambda: prom.value(f'count(pipeteer_stage_ready{{workflow="{WF}"}} == 1)') == 3)
+            push(stages.backend, samples)
+            completed = review(stages, samples, approve=4)
+            produced = f'sum(pipeteer_items_produced_total{{workflow="{WF}", stage="manual-correct"}})'
+            wait_for("the last completions scraped", lambda: (prom.value(produced) or 0) >= 3)
+            wait_for("a few more scrapes", lambda: time.time() > start + 20 or None, timeout=60)
+            check_dashboard(prom, "sqlite", start)
+            check_alert_expressions(prom)
+            completions = prom.value(f'sum(pipeteer_reviewer_completions_total{{workflow="{WF}"}})')
+            assert completions == completed  # every task people completed, by alice
+            # a stage that stops is alerted on (pending until its `for:` has passed)
+            stages.running["manual-correct"].stop()
+            down = f'ALERTS{{alertname="PipeteerStageDown", workflow="{WF}", stage="manual-correct"}}'
+            wait_for("PipeteerStageDown pending", lambda: prom.api("query", query=down)["result"])
+    finally:
+        stages.stop_all()
+
+
+@pytest.mark.parametrize("backend", sorted(BACKEND_METRICS))
+def test_every_backend_declares_what_it_measures(backend: str) -> None:
+    assert {"pipeteer_items_consumed_total", "pipeteer_pending_items"} <= BACKEND_METRICS[backend]
