@@ -135,6 +135,13 @@ class StageMetrics:
     def completions(self, reviewer: str) -> Any:
         return self.metrics.completions.labels(*self.key, reviewer)
 
+    def export_measured(self) -> None:
+        """For a backend that measures commits, rebalances and dead letters: export their series from now on, at 0
+        (a series born at its first increment hides that increment from `rate` and `increase`)."""
+        for family in (self.metrics.commit, self.metrics.commit_failures, self.metrics.rebalances,
+                       self.metrics.dead_letters):
+            family.labels(*self.key)
+
     def watch_pending(self, count: Callable[[], float]) -> None:
         """Compute the pending gauge at scrape time (backends that can count their queue)."""
         self.pending.set_function(count)

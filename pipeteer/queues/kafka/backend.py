@@ -151,7 +151,11 @@ class KafkaBackend:
         self._metrics.stage(stage).lag(partition).set(lag)
 
     def stage_metrics(self, stage: str) -> Any:
-        return None if self._metrics is None else self._metrics.stage(stage)
+        if self._metrics is None:
+            return None
+        m = self._metrics.stage(stage)
+        m.export_measured()
+        return m
 
     def reader_of(self, path: Sequence[str]) -> tuple[str, ...]:
         return self._readers.get(tuple(path), tuple(path))

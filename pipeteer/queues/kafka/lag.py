@@ -35,12 +35,18 @@ class StageInput:
     group: str
 
 
-def group_lag(admin: Any, topic: str, group: str, timeout: float = 10.0) -> dict[int, int]:
-    """Records per partition of `topic` that `group` has not committed yet (all partitions; {} if no topic)."""
-    meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
-    if meta is None or meta.error is not None:
+def partitions(admin: Any, timeout: float = 10.0) -> dict[str, list[int]]:
+    """Every topic's partitions. (All topics: asking for one that does not exist yet would make a broker
+    with `auto.create.topics.enable` create it, with its default partition count.)"""
+    meta = admin.list_topics(timeout=timeout).topics
+    return {name: sorted(t.partitions) for name, t in meta.items() if t.error is None}
+
+
+def group_lag(admin: Any, topic: str, group: str, parts: list[int], timeout: float = 10.0) -> dict[int, int]:
+    """Records per partition of `topic` (partitions `parts`) that `group` has not committed yet."""
+    if not parts:
         return {}
-    tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+    tps = [TopicPartition(topic, p) for p in parts]
 
     def offsets(spec: Any) -> dict[int, int]:
         futures = admin.list_offsets({tp: spec for tp in tps}, isolation_level=IsolationLevel.READ_COMMITTED,
@@ -81,11 +87,18 @@ class LagMonitor:
             self._thread.join(timeout)
 
     def measure(self) -> None:
+        if not self.reachable():
+            return
+        try:
+            topics = partitions(self.admin())
+        except KafkaException as e:
+            log.debug("consumer lag not measured: %s", e)
+            return
         for s in self.stages:
-            if self._stop.is_set() or not self.reachable():
-                return
+            if self._stop.is_set() or s.topic not in topics:  # (a topic not created yet has no lag)
+                continue
             try:
-                lags = group_lag(self.admin(), s.topic, s.group)
+                lags = group_lag(self.admin(), s.topic, s.group, topics[s.topic])
             except KafkaException as e:  # the brokers' health is said elsewhere (health.BrokerWatch)
                 log.debug("lag of stage %r not measured: %s", s.stage, e)
                 continue

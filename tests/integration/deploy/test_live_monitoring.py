@@ -23,6 +23,7 @@ from tests.integration.deploy.live import (
     prometheus_scraping,
     push,
     review,
+    tasks,
     wait_for,
 )
 from topologies.perspective_correction import app
@@ -97,3 +98,46 @@ def test_dashboard_and_alerts_on_sqlite(prometheus: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize("backend", sorted(BACKEND_METRICS))
 def test_every_backend_declares_what_it_measures(backend: str) -> None:
     assert {"pipeteer_items_consumed_total", "pipeteer_pending_items"} <= BACKEND_METRICS[backend]
+
+
+def test_dashboard_alerts_and_a_stopped_stage_lag_on_kafka(
+    prometheus: Path, tmp_path: Path, kafka_bootstrap: str, kafka_prefix: str
+) -> None:
+    backend = f"kafka://{kafka_bootstrap}?prefix={kafka_prefix}&partitions=2"
+    stages = Stages(backend, tmp_path, env={"PIPETEER_COMMIT_INTERVAL_MS": "100"})
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text(dump_yaml(rules(TOPO)))
+    samples = {f"k{i:02d}": s for i, s in enumerate(make_samples(8, seed=5, hard_ratio=0.25))}
+    later = {f"late{i:02d}": s for i, s in enumerate(make_samples(6, seed=50, hard_ratio=0.0))}
+    try:
+        for s in TOPO.stage_names():
+            stages.start(s)
+        with prometheus_scraping(prometheus, stages, rule_file, tmp_path) as prom:
+            start = time.time()
+            wait_for("the stages scraped", lambda: prom.value(f'count(pipeteer_stage_ready{{workflow="{WF}"}} == 1)') == 3)
+            push(backend, samples)
+            review(stages, samples, approve=3)
+            produced = f'sum(pipeteer_items_produced_total{{workflow="{WF}", stage="manual-correct"}})'
+            wait_for("the last completions scraped", lambda: (prom.value(produced) or 0) >= 2)
+            wait_for("a few more scrapes", lambda: time.time() > start + 20 or None, timeout=60)
+            check_dashboard(prom, "kafka", start)
+            check_alert_expressions(prom)
+            # every partition of every stage has a lag series, from the start
+            lag = prom.api("query", query=f'pipeteer_consumer_lag{{workflow="{WF}"}}')["result"]
+            assert {(r["metric"]["stage"], r["metric"]["partition"]) for r in lag} == {
+                (s, str(p)) for s in TOPO.stage_names() for p in range(2)
+            }
+            # a stopped stage: its backlog shows as its consumer lag (measured by the other stages' services)
+            stages.running["validation"].stop()
+            manual = stages.running["manual-correct"]
+            before = len(tasks(manual, "manual-correct"))
+            push(backend, later)
+            consumed = f'sum(pipeteer_items_consumed_total{{workflow="{WF}", stage="auto-correct"}})'
+            wait_for("the later photos corrected", lambda: (prom.value(consumed) or 0) >= len(samples) + len(later))
+            to_validation = len(later) - (len(tasks(manual, "manual-correct")) - before)
+            backlog = f'sum(max by (partition) (pipeteer_consumer_lag{{workflow="{WF}", stage="validation"}}))'
+            shown = wait_for("the validation backlog in its lag",
+                             lambda: (v := prom.value(backlog)) is not None and v >= to_validation and v)
+            assert to_validation > 0 and shown >= to_validation
+    finally:
+        stages.stop_all()
