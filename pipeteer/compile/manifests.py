@@ -28,6 +28,7 @@ BACKEND_ENV = "PIPETEER_BACKEND"
 COMPOSE_IMAGE = "pipeteer:dev"
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
+COMPOSE_RULES = "/etc/prometheus/rules/pipeteer.yaml"
 GRAFANA_IMAGE = "grafana/grafana:11.3.1"
 
 _RESOURCES = {
@@ -203,9 +204,10 @@ def compose_service_name(stage: StageSpec) -> str:
 
 
 def prometheus_config(topology: Topology) -> dict[str, Any]:
-    """Prometheus scrape config for the compose stack: every stage service's /metrics."""
+    """Prometheus config for the compose stack: every stage service's /metrics, and the compiled alerting rules."""
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        "rule_files": [COMPOSE_RULES],  # the compiled alerting rules (prometheus/rules.yaml)
         "scrape_configs": [
             {
                 "job_name": "pipeteer",
@@ -368,7 +370,10 @@ def compose(topology: Topology, compiled_dir: str) -> dict[str, Any]:
     services["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
         "command": ["--config.file=/etc/prometheus/prometheus.yml"],
-        "volumes": [f"./{compiled_dir}/compose/prometheus.yml:/etc/prometheus/prometheus.yml:ro"],
+        "volumes": [
+            f"./{compiled_dir}/compose/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+            f"./{compiled_dir}/prometheus/rules.yaml:{COMPOSE_RULES}:ro",
+        ],
         "ports": ["9090:9090"],
         "depends_on": sorted(compose_service_name(s) for s in topology.stages),
     }
