@@ -216,7 +216,7 @@ def _variable(name: str, label: str, query: str, current: str | None) -> dict[st
 
 
 def _templating(topology: Topology) -> list[dict[str, Any]]:
-    wf = topology.workflow
+    wf = topology.workflow  # the default; the variable lists every workflow Prometheus knows
     return [
         {
             "name": "datasource",
@@ -229,8 +229,9 @@ def _templating(topology: Topology) -> list[dict[str, Any]]:
             "regex": "",
             "options": [],
         },
-        _variable("namespace", "Namespace", f'label_values(pipeteer_stage_ready{{workflow=~"{wf}"}}, namespace)', None),
+        # in dependency order: the namespaces running the chosen workflow, then their stages
         _variable("workflow", "Workflow", "label_values(pipeteer_stage_ready, workflow)", wf),
+        _variable("namespace", "Namespace", 'label_values(pipeteer_stage_ready{workflow=~"$workflow"}, namespace)', None),
         _variable("stage", "Stage",
                   'label_values(pipeteer_stage_ready{namespace=~"$namespace", workflow=~"$workflow"}, stage)', None),
     ]

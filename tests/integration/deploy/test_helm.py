@@ -177,6 +177,7 @@ def test_services_ingress_monitoring_and_autoscaling(helm: Path, values: Path) -
         (["--set", "securityContext.runAsUser=1000"], "runAsUser"),
         (["--set", "securityContext.readOnlyRootFilesystem=false"], "readOnlyRootFilesystem"),
         (["--set", "stages.auto-correct.replicas=7"], "exceeds its 6 partitions"),
+        (["--set", "alertRules[0].for=soon"], "/alertRules/0/for"),
     ],
 )
 def test_unsafe_values_are_refused(helm: Path, values: Path, extra: list[str], message: str) -> None:

@@ -79,7 +79,7 @@ def test_dashboard_rows_panels_and_datasource() -> None:
     rows = [p for p in model["panels"] if p["type"] == "row"]
     assert [r["title"] for r in rows] == [f"{s.name} ({'people' if s.web else 'automatic'})" for s in TOPO.stages]
     variables = {v["name"]: v for v in model["templating"]["list"]}
-    assert list(variables) == ["datasource", "namespace", "workflow", "stage"]
+    assert list(variables) == ["datasource", "workflow", "namespace", "stage"]
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     assert variables["workflow"]["current"]["value"] == TOPO.workflow
     panels = [p for p in model["panels"] if p["type"] != "row"]
