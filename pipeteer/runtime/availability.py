@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-WAIT = 0.8
+WAIT = 0.5
 """Seconds a request waits for its stage to become available before the 503 (the answer comes within a second)."""
 RETRY_AFTER = 5
 

@@ -536,6 +536,7 @@ class StageEngine:
         if self._produced_in_txn or plan.offsets:
             started = time.monotonic()
             self._commit_transaction()
+            self._reachable()  # (a commit with nothing in it asks nothing of the brokers: it proves nothing)
             took = time.monotonic() - started
             if self.metrics is not None:
                 self.metrics.commit.observe(took)
@@ -547,7 +548,6 @@ class StageEngine:
         self._produced_in_txn = False
         self._ingested = 0
         self._last_commit = time.monotonic()
-        self._reachable()
         waiters, self._committing = self._committing, []
         self._settle(waiters, None)
 
