@@ -76,7 +76,8 @@ class Metrics:
         )
         self.lag = Gauge(
             "pipeteer_consumer_lag",
-            "Records of the stage's input its consumer group has not committed yet, per partition",
+            "Records of the stage's input its consumer group has not committed yet, per partition "
+            "(every stage service of the workflow reports every stage's: take the max per partition)",
             (*labels, "partition"),
             registry=r,
         )
