@@ -331,7 +331,7 @@ class StageEngine:
                 except Exception as again:
                     failing += 1
                     error = translate(again, self.backend.watch.bootstrap)
-                    if isinstance(error, BrokerUnreachable):  # said once by the watch, not a traceback a try
+                    if isinstance(error, BrokerUnreachable):  # said once by the watch, not a traceback per try
                         self.backend.watch.down(error.error)
                     else:
                         log.exception("stage %r: recovering from %s failed; retrying", self.stage_name, e)
