@@ -203,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     func: Command = args.func
+    if func is not _run and not args.verbose:  # a command's outcome is its one line; the service logs them
+        logging.getLogger("pipeteer.kafka.client").setLevel(logging.CRITICAL)
     try:
         return func(args)
     except PipeteerError as e:

@@ -4,7 +4,8 @@
     ├── SpecError            invalid Pipeline / Wrapped / Workflow (all reasons collected, raised once)
     ├── QueueError
     │   ├── InexistentItem   (also a KeyError) an id that is not in the queue
-    │   └── RoutingError     a value that no stage accepts
+    │   ├── RoutingError     a value that no stage accepts
+    │   └── BrokerUnreachable no Kafka broker at the bootstrap servers answers
     ├── CodecError
     │   ├── SchemaError      a type that cannot become an Avro schema
     │   └── DecodeError      bytes that cannot become a value
@@ -116,3 +117,24 @@ class StageError(PipeteerError):
         self.partition = partition
         self.offset = offset
         super().__init__(message)
+
+
+class BrokerUnreachable(QueueError):
+    """No Kafka broker at `bootstrap` answers; the message says what to check.
+
+    >>> print(BrokerUnreachable("127.0.0.1:19999", "Connection refused"))  # doctest: +ELLIPSIS
+    cannot reach the Kafka brokers at 127.0.0.1:19999 (Connection refused): check ...
+    """
+
+    HINT = (
+        "check the bootstrap servers (kafka://HOST:PORT in --backend or PIPETEER_BACKEND, --bootstrap for "
+        "`topics`), that the brokers are running and reachable from this host (address, port, DNS, firewall), "
+        "and the client security settings (PIPETEER_KAFKA_SECURITY_PROTOCOL, PIPETEER_KAFKA_SASL_*, "
+        "PIPETEER_KAFKA_SSL_*)"
+    )
+
+    def __init__(self, bootstrap: str, error: str, *, seconds: float | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.error = error
+        since = "" if seconds is None else f" for {seconds:.0f}s"
+        super().__init__(f"cannot reach the Kafka brokers at {bootstrap}{since} ({error}): {self.HINT}")

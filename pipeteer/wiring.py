@@ -178,7 +178,10 @@ class StageInput(ReadQueue[Any]):
         return item
 
     async def _read(self, id: str) -> Any:
-        return self._f(await self.queue.read(id))
+        value = self._f(await self.queue.read(id))
+        for hook in self.hooks:  # a page showing the item to a person: its processing time starts here
+            hook.read(self.stage, id)
+        return value
 
     async def has(self, id: str) -> bool:
         return await self.queue.has(id)

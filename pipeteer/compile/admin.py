@@ -100,7 +100,11 @@ def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> Any:
         from confluent_kafka.admin import AdminClient
     except ImportError:  # pragma: no cover - depends on the install
         raise ConfigError("topics plan/apply need confluent-kafka: pip install 'pipeteer[kafka]'") from None
-    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, **dict(client_config or {})}
+    from pipeteer.queues.kafka.health import watch
+
+    # librdkafka's logs through Python logging, rate-limited, rather than a line per connection attempt
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **watch(bootstrap).client_config(),
+                            **dict(client_config or {})}
     return AdminClient(conf)
 
 
@@ -189,8 +193,17 @@ def plan_topics(
     cluster topics under it that `topics` does not list are planned for deletion
     (refused unless `allow_delete`).
     """
+    from confluent_kafka import KafkaException
+
+    from pipeteer.queues.kafka.health import translate
+
     admin = _admin(bootstrap, client_config)
-    metadata = admin.list_topics(timeout=timeout)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as e:
+        raise translate(e, bootstrap) from None
+    finally:
+        admin.poll(0)  # serves the client's log messages
     cluster = {name: t for name, t in metadata.topics.items() if not name.startswith("__")}
     cluster_partitions = {name: len(t.partitions) for name, t in cluster.items()}
     wanted = {t.name: t for t in topics}

@@ -5,6 +5,7 @@
     DIR/schemas/*.avsc                   Avro schemas of the state types (pipeteer.codec)
     DIR/helm/values.yaml                 values for helm/pipeteer, one entry per stage
     DIR/grafana/dashboard.json           Grafana dashboard, one row per stage
+    DIR/prometheus/rules.yaml            Prometheus alerting rules (the chart renders them too)
     DIR/compose/prometheus.yml           scrape config for docker-compose.yml
     DIR/compose/grafana/*.yaml           Grafana provisioning for docker-compose.yml
     DIR/topology.json, topology.mmd, topology.txt
@@ -20,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeteer.compile import describe, manifests
+from pipeteer.compile import alerts, describe, manifests
 from pipeteer.compile.config import TopologyConfig
 from pipeteer.compile.dashboard import dashboard as build_dashboard
 from pipeteer.compile.topology import AppLike, Topology, build_topology
@@ -41,6 +42,7 @@ def render(topology: Topology, *, strimzi_cluster: str = manifests.STRIMZI_CLUST
         ),
         "helm/values.yaml": manifests.dump_yaml(manifests.helm_values(topology)),
         "grafana/dashboard.json": dump_json(build_dashboard(topology)),
+        "prometheus/rules.yaml": manifests.dump_yaml(alerts.rules(topology)),
         "compose/prometheus.yml": manifests.dump_yaml(manifests.prometheus_config(topology)),
         "topology.json": dump_json(topology.to_dict()),
         "topology.mmd": describe.mermaid(topology),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeteer.compile import alerts
 from pipeteer.compile.config import LIBRARY_DEFAULTS
 from pipeteer.compile.topology import StageSpec, TopicSpec, Topology
 from pipeteer.errors import ConfigError
@@ -27,6 +28,7 @@ BACKEND_ENV = "PIPETEER_BACKEND"
 COMPOSE_IMAGE = "pipeteer:dev"
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
+COMPOSE_RULES = "/etc/prometheus/rules/pipeteer.yaml"
 GRAFANA_IMAGE = "grafana/grafana:11.3.1"
 
 _RESOURCES = {
@@ -192,6 +194,8 @@ def helm_values(topology: Topology) -> dict[str, Any]:
         "workflow": topology.workflow,
         "partitions": topology.partitions,
         "stages": stages,
+        # rendered as a PrometheusRule when prometheusRule.enabled (the Prometheus Operator)
+        "alertRules": alerts.rules(topology)["groups"][0]["rules"],
     }
 
 
@@ -200,9 +204,10 @@ def compose_service_name(stage: StageSpec) -> str:
 
 
 def prometheus_config(topology: Topology) -> dict[str, Any]:
-    """Prometheus scrape config for the compose stack: every stage service's /metrics."""
+    """Prometheus config for the compose stack: every stage service's /metrics, and the compiled alerting rules."""
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        "rule_files": [COMPOSE_RULES],  # the compiled alerting rules (prometheus/rules.yaml)
         "scrape_configs": [
             {
                 "job_name": "pipeteer",
@@ -210,7 +215,7 @@ def prometheus_config(topology: Topology) -> dict[str, Any]:
                 "static_configs": [
                     {
                         "targets": [f"{compose_service_name(s)}:{s.port}"],
-                        "labels": {"workflow": topology.workflow, "service": compose_service_name(s)},
+                        "labels": {"service": compose_service_name(s)},  # metrics carry `workflow` themselves
                     }
                     for s in topology.stages
                 ],
@@ -365,7 +370,10 @@ def compose(topology: Topology, compiled_dir: str) -> dict[str, Any]:
     services["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
         "command": ["--config.file=/etc/prometheus/prometheus.yml"],
-        "volumes": [f"./{compiled_dir}/compose/prometheus.yml:/etc/prometheus/prometheus.yml:ro"],
+        "volumes": [
+            f"./{compiled_dir}/compose/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+            f"./{compiled_dir}/prometheus/rules.yaml:{COMPOSE_RULES}:ro",
+        ],
         "ports": ["9090:9090"],
         "depends_on": sorted(compose_service_name(s) for s in topology.stages),
     }

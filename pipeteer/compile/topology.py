@@ -37,6 +37,8 @@ class AppLike(Protocol):
 
     def is_web(self, stage: str) -> bool: ...
 
+    def task_age_limit(self, stage: str) -> float: ...
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -128,6 +130,8 @@ class StageSpec:
     k8s_name: str
     port: int
     routes: tuple[RouteSpec, ...]
+    task_age_limit: float | None = None
+    """Web stages: seconds a person's task may wait before it is alerted on (`App(task_age_limits=...)`)."""
 
     @property
     def kind(self) -> str:
@@ -327,6 +331,7 @@ class _Builder:
                 k8s_name=names.k8s_name(self.wf, *path),
                 port=DEFAULT_PORT,
                 routes=tuple(routes),
+                task_age_limit=self.app.task_age_limit(stage_name) if self._is_web(stage_name) else None,
             )
         )
 

@@ -7,6 +7,7 @@ import inspect
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +18,9 @@ from pipeteer.spec import Stage, Workflow, Wrapped
 from pipeteer.wiring import PipelineQueues, WorkflowQueues
 
 ArtifactFactory = Callable[..., Any]
+
+DEFAULT_TASK_AGE_LIMIT = 24 * 3600.0
+"""How long a person's task may wait (seconds) before the compiled alerts say so, unless the app says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,10 @@ class App:
     >>> app = App(Workflow(int, float, pipelines={"double": Pipeline(int, float)}), {"double": double})
     >>> app.is_web("double")
     False
+
+    `task_age_limits` says, per web (human) stage, how long a task may wait for a person before the
+    compiled alert `PipeteerHumanTaskTooOld` fires (seconds, or a `timedelta`; default
+    `DEFAULT_TASK_AGE_LIMIT`, a day): `App(workflow, artifacts, task_age_limits={"validation": 4 * 3600})`.
     """
 
     workflow: Workflow[Any, Any]
@@ -42,9 +50,11 @@ class App:
     ingest: Callable[[Path, bytes], Any] | None = None
     """How `pipeteer push` makes an input item of a file: `ingest(path, content)`. None: the
     default, for an input state of one `bytes` field (or `bytes` itself), see `pipeteer.runtime.batch`."""
+    task_age_limits: Mapping[str, float | timedelta] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "artifacts", MappingProxyType(dict(self.artifacts)))
+        object.__setattr__(self, "task_age_limits", MappingProxyType(dict(self.task_age_limits)))
         if not isinstance(self.workflow, Workflow):
             raise SpecError("app", [f"{self.workflow!r} is not a Workflow"])
         leaves = self.stages()
@@ -64,6 +74,14 @@ class App:
                 codec_for(tp)
             except SchemaError as e:
                 reasons.append(str(e))
+        for k, limit in self.task_age_limits.items():
+            seconds = limit.total_seconds() if isinstance(limit, timedelta) else limit
+            if k not in leaves:
+                reasons.append(f"task_age_limits names no stage {k!r} (stages: {', '.join(leaves)})")
+            elif k in self.artifacts and callable(self.artifacts[k]) and not self.is_web(k):
+                reasons.append(f"task_age_limits[{k!r}]: {k!r} is an automatic stage; only people's tasks wait")
+            elif isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+                reasons.append(f"task_age_limits[{k!r}] must be a positive number of seconds or a timedelta, got {limit!r}")
         if reasons:
             raise SpecError(f"app of workflow {self.workflow.name!r}", reasons)
 
@@ -78,6 +96,11 @@ class App:
     def is_web(self, stage: str) -> bool:
         """A web (human) stage returns an ASGI app; an automatic one is an `async def`."""
         return not inspect.iscoroutinefunction(self.artifacts[stage])
+
+    def task_age_limit(self, stage: str) -> float:
+        """Seconds a person's task of `stage` may wait before it is alerted on."""
+        limit = self.task_age_limits.get(stage, DEFAULT_TASK_AGE_LIMIT)
+        return float(limit.total_seconds() if isinstance(limit, timedelta) else limit)
 
     def stage_queues(self, queues: WorkflowQueues, stage: str) -> PipelineQueues:
         """What the stage's factory is called with: the `internal` queues of a Wrapped stage."""

@@ -11,12 +11,15 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeteer.errors import ConfigError
 from pipeteer.runtime.app import require_app
 from pipeteer.runtime.connect import connect
+
+T = TypeVar("T")
 
 
 def _topic(args: argparse.Namespace) -> Any:
@@ -29,9 +32,23 @@ def _topic(args: argparse.Namespace) -> Any:
     return topic()
 
 
+def _clearly(call: Callable[[], T], topic: Any) -> T:
+    """`call()`, with "no broker answered" said as a `BrokerUnreachable` naming the bootstrap servers."""
+    from pipeteer.queues.kafka.health import translate
+
+    try:
+        return call()
+    except Exception as e:
+        error = translate(e, topic.settings.connection.bootstrap_servers)
+        if error is e:
+            raise
+        raise error from None
+
+
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     """Print the stage's dead letters not replayed yet: id, time, error, source topic[partition]@offset."""
-    letters = _topic(args).pending()
+    topic = _topic(args)
+    letters = _clearly(topic.pending, topic)
     if getattr(args, "json", False):
         rows = [{**asdict(d), "value": d.value[:64].hex()} for d in letters]
         print(json.dumps(rows, indent=2))
@@ -56,7 +73,8 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     """Re-inject dead letters into their original topic (`--all`: exactly once; `--id`: the latest of each)."""
     if bool(args.all) == bool(args.id):
         raise ConfigError("dlq replay: give --id ID (repeatable) or --all")
-    replayed = _topic(args).replay(None if args.all else list(args.id))
+    topic = _topic(args)
+    replayed = _clearly(lambda: topic.replay(None if args.all else list(args.id)), topic)
     for d in replayed:
         print(f"replayed {d.id} -> {d.source_topic}")
     print(f"{len(replayed)} dead letter(s) replayed for stage {args.stage!r}", file=sys.stderr)

@@ -27,53 +27,65 @@ METRIC_NAMES = (
     "pipeteer_rebalances_total",
     "pipeteer_processing_seconds",
     "pipeteer_commit_seconds",
+    "pipeteer_commit_failures_total",
     "pipeteer_pending_items",
     "pipeteer_oldest_pending_age_seconds",
     "pipeteer_consumer_lag",
     "pipeteer_reviewer_completions_total",
+    "pipeteer_stage_ready",
 )
+"""Every family carries the labels `workflow` and `stage` (a deployment's namespace and pod are added by
+the scraper), so that two workflows with a stage of the same name are never summed together."""
+
+LABELS = ("workflow", "stage")
 
 
 class Metrics:
-    """Every pipeteer metric, registered once on `registry` (pass a fresh one per test or process)."""
+    """Every pipeteer metric of one workflow, registered once on `registry` (pass a fresh one per test or process).
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    >>> m = Metrics(workflow="wf")
+    >>> m.stage("validation").consumed.inc()
+    >>> m.registry.get_sample_value("pipeteer_items_consumed_total", {"workflow": "wf", "stage": "validation"})
+    1.0
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, workflow: str = "") -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.workflow = workflow
         r = self.registry
-        self.consumed = Counter(
-            "pipeteer_items_consumed", "Items a stage finished reading", ["stage"], registry=r
-        )
-        self.produced = Counter("pipeteer_items_produced", "Items a stage emitted", ["stage"], registry=r)
-        self.failed = Counter("pipeteer_items_failed", "Stage failures (exceptions)", ["stage"], registry=r)
+        labels = LABELS
+        self.consumed = Counter("pipeteer_items_consumed", "Items a stage finished reading", labels, registry=r)
+        self.produced = Counter("pipeteer_items_produced", "Items a stage emitted", labels, registry=r)
+        self.failed = Counter("pipeteer_items_failed", "Stage failures (exceptions)", labels, registry=r)
         self.dead_letters = Counter(
-            "pipeteer_dead_letters", "Items sent to the dead-letter topic", ["stage"], registry=r
+            "pipeteer_dead_letters", "Items sent to the dead-letter topic", labels, registry=r
         )
-        self.rebalances = Counter(
-            "pipeteer_rebalances", "Partition assignments changed", ["stage"], registry=r
-        )
+        self.rebalances = Counter("pipeteer_rebalances", "Partition assignments changed", labels, registry=r)
         self.processing = Histogram(
-            "pipeteer_processing_seconds",
-            "From read to emit, per item",
-            ["stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "pipeteer_processing_seconds", "From read to emit, per item", labels, buckets=LATENCY_BUCKETS, registry=r
         )
         self.commit = Histogram(
-            "pipeteer_commit_seconds",
-            "Transaction commit latency",
-            ["stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "pipeteer_commit_seconds", "Transaction commit latency", labels, buckets=LATENCY_BUCKETS, registry=r
         )
-        self.pending = Gauge("pipeteer_pending_items", "Items waiting in the stage", ["stage"], registry=r)
+        self.commit_failures = Counter(
+            "pipeteer_commit_failures", "Transactions that failed to commit (their work is redone)", labels, registry=r
+        )
+        self.pending = Gauge("pipeteer_pending_items", "Items waiting in the stage", labels, registry=r)
         self.oldest_pending = Gauge(
-            "pipeteer_oldest_pending_age_seconds", "Age of the oldest pending item", ["stage"], registry=r
+            "pipeteer_oldest_pending_age_seconds", "Age of the oldest pending item", labels, registry=r
         )
         self.lag = Gauge(
-            "pipeteer_consumer_lag", "Records behind the end of the input", ["stage", "partition"], registry=r
+            "pipeteer_consumer_lag",
+            "Records of the stage's input its consumer group has not committed yet, per partition "
+            "(every stage service of the workflow reports every stage's: take the max per partition)",
+            (*labels, "partition"),
+            registry=r,
         )
         self.completions = Counter(
-            "pipeteer_reviewer_completions", "Tasks a person completed", ["stage", "reviewer"], registry=r
+            "pipeteer_reviewer_completions", "Tasks a person completed", (*labels, "reviewer"), registry=r
+        )
+        self.ready = Gauge(
+            "pipeteer_stage_ready", "1 while the stage's service is ready (its /readyz answers 200)", labels, registry=r
         )
 
     def stage(self, stage: str) -> StageMetrics:
@@ -81,27 +93,63 @@ class Metrics:
 
 
 class StageMetrics:
-    """One stage's view of `Metrics` (labels bound)."""
+    """One stage's view of `Metrics` (labels bound).
+
+    What every backend reports is bound at once (its series exist from start-up, at 0); what only
+    some backends measure (commit latency and failures, rebalances, oldest pending age, consumer lag, dead letters) is bound on
+    first use, so a backend that cannot measure it exports no series rather than a misleading 0 or NaN.
+    """
 
     def __init__(self, metrics: Metrics, stage: str) -> None:
         self.metrics = metrics
         self.name = stage
-        self.consumed = metrics.consumed.labels(stage)
-        self.produced = metrics.produced.labels(stage)
-        self.failed = metrics.failed.labels(stage)
-        self.dead_letters = metrics.dead_letters.labels(stage)
-        self.rebalances = metrics.rebalances.labels(stage)
-        self.processing = metrics.processing.labels(stage)
-        self.commit = metrics.commit.labels(stage)
-        self.pending = metrics.pending.labels(stage)
-        self.oldest_pending = metrics.oldest_pending.labels(stage)
+        self.key = (metrics.workflow, stage)
+        self.consumed = metrics.consumed.labels(*self.key)
+        self.produced = metrics.produced.labels(*self.key)
+        self.failed = metrics.failed.labels(*self.key)
+        self.processing = metrics.processing.labels(*self.key)
+        self.pending = metrics.pending.labels(*self.key)
+
+    @property
+    def dead_letters(self) -> Any:
+        return self.metrics.dead_letters.labels(*self.key)
+
+    @property
+    def rebalances(self) -> Any:
+        return self.metrics.rebalances.labels(*self.key)
+
+    @property
+    def commit(self) -> Any:
+        return self.metrics.commit.labels(*self.key)
+
+    @property
+    def commit_failures(self) -> Any:
+        return self.metrics.commit_failures.labels(*self.key)
+
+    @property
+    def oldest_pending(self) -> Any:
+        return self.metrics.oldest_pending.labels(*self.key)
 
     def lag(self, partition: int) -> Any:
-        return self.metrics.lag.labels(self.name, str(partition))
+        return self.metrics.lag.labels(*self.key, str(partition))
+
+    def completions(self, reviewer: str) -> Any:
+        return self.metrics.completions.labels(*self.key, reviewer)
+
+    def export_measured(self) -> None:
+        """For a backend that measures commits, rebalances and dead letters: export their series from now on, at 0
+        (a series born at its first increment hides that increment from `rate` and `increase`)."""
+        for family in (self.metrics.commit, self.metrics.commit_failures, self.metrics.rebalances,
+                       self.metrics.dead_letters):
+            family.labels(*self.key)
 
     def watch_pending(self, count: Callable[[], float]) -> None:
         """Compute the pending gauge at scrape time (backends that can count their queue)."""
         self.pending.set_function(count)
+
+    def watch_ready(self, ready: Callable[[], bool]) -> None:
+        """Compute the readiness gauge at scrape time."""
+        self.metrics.ready.labels(*self.key).set_function(lambda: float(ready()))
 
 
 class StageProgress:
@@ -132,6 +180,6 @@ class StageProgress:
             m.processing.observe(time.monotonic() - started)
         reviewer = current_reviewer.get()
         if reviewer is not None:  # a person completed it (authenticated request, or a console decision)
-            self.metrics.completions.labels(stage, reviewer).inc()
+            m.completions(reviewer).inc()
             audit.info(json.dumps({"event": "completed", "stage": stage, "id": id, "to": target,
                                    "reviewer": reviewer, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))

@@ -19,9 +19,10 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeteer.errors import ConfigError
+from pipeteer.errors import BrokerUnreachable, ConfigError
 from pipeteer.queues.base import BaseQueue, Retry
 from pipeteer.runtime.app import App
+from pipeteer.runtime.availability import StageGate
 from pipeteer.runtime.connect import connect
 from pipeteer.runtime.console import Console, ConsoleSettings, login_page
 from pipeteer.runtime.metrics import Metrics, StageProgress
@@ -60,7 +61,7 @@ class StageService:
                 raise ConfigError(f"app {app.name!r} has no stage {s!r} (stages: {', '.join(known)})")
         self.app = app
         self.stages = list(stages or known)
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(workflow=app.name)
         self.progress = StageProgress(self.metrics)
         self.restart = restart
         self.security = security if security is not None else Security()
@@ -76,11 +77,12 @@ class StageService:
             count = getattr(raw, "__len__", None)
             if count is not None:
                 self.progress.of(s).watch_pending(count)
+            self.progress.of(s).watch_ready(self.ready)
             if retry is not None and isinstance(raw, BaseQueue):
                 raw.retry = retry
         self.console = Console(self, console or ConsoleSettings())
         self.root = self._root()
-        self.asgi = SecurityMiddleware(self.root, self.security)
+        self.asgi = SecurityMiddleware(StageGate(self.root, list(self.web), self.unavailable), self.security)
 
     def _root(self) -> FastAPI:
         docs = self.security.api_docs
@@ -98,9 +100,9 @@ class StageService:
 
         @root.get("/readyz")
         async def readyz(response: Response) -> dict[str, Any]:
-            ready = service.ready()
-            response.status_code = 200 if ready else 503
-            return {"ready": ready, "stages": service.stages}
+            reasons = service.unready_reasons()
+            response.status_code = 503 if reasons else 200
+            return {"ready": not reasons, "stages": service.stages, "reasons": reasons}
 
         @root.get("/metrics")
         async def metrics() -> Response:
@@ -142,9 +144,25 @@ class StageService:
 
     def ready(self) -> bool:
         """Every automatic stage is running and the backend (when it can say) is ready."""
-        check = getattr(self.queues.backend, "ready", None)
-        alive = all(not t.done() for t in self.tasks.values())
-        return alive and (check() if callable(check) else True)
+        return not self.unready_reasons()
+
+    def unready_reasons(self) -> list[str]:
+        """Why the service is not ready, in words (empty when it is)."""
+        reasons = [f"stage {s!r} stopped" for s, t in self.tasks.items() if t.done()]
+        check = getattr(self.queues.backend, "unready_reasons", None)  # Kafka: partitions, restore, brokers
+        if callable(check):
+            reasons += check()
+        else:
+            ready = getattr(self.queues.backend, "ready", None)
+            if callable(ready) and not ready():
+                reasons.append(f"backend {self.queues.backend.url} not ready")
+        return reasons
+
+    def unavailable(self, stage: str) -> str | None:
+        """Why `stage` cannot serve a request now (None: it can)."""
+        check = getattr(self.queues.backend, "stage_unavailable", None)
+        path = getattr(self.queues.stage_queue(stage), "path", None)
+        return check(path) if callable(check) and path is not None else None
 
     async def _supervise(self, stage: str) -> None:
         delay = self.restart.initial
@@ -155,6 +173,10 @@ class StageService:
                 return
             except asyncio.CancelledError:
                 raise
+            except BrokerUnreachable as e:  # not the stage's fault: wait for the cluster, without a traceback
+                log.warning("stage %r waits for its backend: %s; retrying in %.1fs", stage, e.error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.restart.maximum)
             except Exception as e:
                 self.progress.of(stage).failed.inc()
                 queue = self.queues.stage_queue(stage)

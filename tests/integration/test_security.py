@@ -80,7 +80,7 @@ def test_tokens_name_the_reviewer_and_completions_are_recorded(served: Served) -
         r = http.post("/review/review", params={"id": "d1", "ok": "true"})
         assert r.status_code == 200, r.text
         metrics = http.get("/metrics").text
-    assert 'pipeteer_reviewer_completions_total{reviewer="bob",stage="review"} 1.0' in metrics
+    assert 'pipeteer_reviewer_completions_total{reviewer="bob",stage="review",workflow="news"} 1.0' in metrics
 
 
 def test_cross_origin_state_changes_are_refused_whatever_the_credentials(served: Served) -> None:

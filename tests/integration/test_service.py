@@ -58,10 +58,10 @@ async def test_run_serves_web_stages_metrics_and_health(tmp_path: Path) -> None:
             assert 'href="/review/"' in page and '<td class="name">summarize</td>' in page
             metrics = (await http.get("/metrics")).text
         assert await qs.Qout.items() == [("d1", Published("headline1", True))]
-        assert 'pipeteer_items_consumed_total{stage="summarize"} 3.0' in metrics
-        assert 'pipeteer_items_produced_total{stage="review"} 1.0' in metrics
-        assert 'pipeteer_pending_items{stage="review"} 2.0' in metrics
-        assert 'pipeteer_processing_seconds_count{stage="summarize"} 3.0' in metrics
+        assert 'pipeteer_items_consumed_total{stage="summarize",workflow="news"} 3.0' in metrics
+        assert 'pipeteer_items_produced_total{stage="review",workflow="news"} 1.0' in metrics
+        assert 'pipeteer_pending_items{stage="review",workflow="news"} 2.0' in metrics
+        assert 'pipeteer_processing_seconds_count{stage="summarize",workflow="news"} 3.0' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -4,6 +4,8 @@
     python -m topologies.perspective_correction                 # the demo: generated photos, a simulated person
 """
 
+from datetime import timedelta
+
 from pipeteer import App
 from topologies.perspective_correction.auto import automatic_correction
 from topologies.perspective_correction.web import manual_api, validation_api
@@ -16,6 +18,8 @@ app = App(
         "validation": validation_api,
         "manual-correct": manual_api,
     },
+    # a photo should not wait for a person longer than this (alert PipeteerHumanTaskTooOld)
+    task_age_limits={"validation": timedelta(hours=4), "manual-correct": timedelta(hours=8)},
 )
 
 __all__ = ["app", "workflow"]

@@ -108,8 +108,19 @@ async def run(items: int, workdir: Path, seed: int, timeout: float) -> int:
     if scores:
         print(f"similarity of the outputs to the true pages: mean {sum(scores) / len(scores):.2f}, min {min(scores):.2f}")
     print(f"outputs: {workdir / 'outputs'}/*.png   queues: {workdir / 'queues.db'}")
-    print(f"run it yourself: pipeteer run topologies.perspective_correction:app --backend {url}")
+    print(f"run it yourself: {pipeteer_command()} run topologies.perspective_correction:app --backend {url}")
     return 0 if len(outputs) == items else 1
+
+
+def pipeteer_command() -> str:
+    """The `pipeteer` script of the Python running the demo, as typed from here (`.venv/bin/pipeteer`)."""
+    script = Path(sys.executable).parent / "pipeteer"  # not resolved: a venv's python is a symlink
+    if not script.exists():
+        return "pipeteer"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def main(argv: list[str] | None = None) -> int:

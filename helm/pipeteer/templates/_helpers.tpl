@@ -1,15 +1,43 @@
-{{/* Name of a stage's resources: release name + the stage's compiled k8s name, at most 63 characters. */}}
-{{- define "pipeteer.stageName" -}}
-{{- $root := index . 0 -}}{{- $stage := index . 1 -}}
-{{- if contains $root.Release.Name $stage.name -}}
-{{- $stage.name | trunc 63 | trimSuffix "-" -}}
+{{/*
+A resource name from the release name and a suffix, valid as a DNS-1035 label (what Services need:
+lowercase letters, digits and '-', starting with a letter, at most 63 characters) and distinct for
+every (release, suffix) pair. Used as is when the plain "release-suffix" is such a label; otherwise
+(a release name starting with a digit or holding dots, or too long) the release part is cleaned and
+truncated, the suffix kept, and a hash of the plain name added, so that names never collide:
+  demo + perspective-correction-validation -> demo-perspective-correction-validation
+  1pc  + perspective-correction-validation -> p-1pc-perspective-correction-validation-<hash>
+*/}}
+{{- define "pipeteer.name63" -}}
+{{- $release := index . 0 -}}{{- $suffix := index . 1 -}}
+{{- $plain := printf "%s-%s" $release $suffix -}}
+{{- if contains $release $suffix -}}{{- $plain = $suffix -}}{{- end -}}
+{{- if and (le (len $plain) 63) (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $plain) -}}
+{{- $plain -}}
 {{- else -}}
-{{- printf "%s-%s" $root.Release.Name $stage.name | trunc 63 | trimSuffix "-" -}}
+{{- $hash := sha256sum $plain | trunc 8 -}}
+{{- $head := regexReplaceAll "[^-a-z0-9]" $release "-" -}}
+{{- if not (regexMatch "^[a-z]" $head) -}}{{- $head = printf "p-%s" $head -}}{{- end -}}
+{{- $clean := regexReplaceAll "[^-a-z0-9]" $suffix "-" -}}
+{{- $tail := printf "%s-%s" $clean $hash -}}
+{{- $room := sub 62 (len $tail) | int -}}
+{{- if lt $room 3 -}}{{/* a very long suffix: its start, then the hash */}}
+{{- if not (regexMatch "^[a-z]" $clean) -}}{{- $clean = printf "p-%s" $clean -}}{{- end -}}
+{{- printf "%s-%s" (regexReplaceAll "-+$" ($clean | trunc 54) "") $hash -}}
+{{- else -}}
+{{- $head = regexReplaceAll "-+$" ($head | trunc $room) "" -}}
+{{- printf "%s-%s" $head $tail -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{/* Name of a stage's resources: release name + the stage's compiled k8s name (see pipeteer.name63). */}}
+{{- define "pipeteer.stageName" -}}
+{{- $root := index . 0 -}}{{- $stage := index . 1 -}}
+{{- include "pipeteer.name63" (list $root.Release.Name $stage.name) -}}
+{{- end -}}
+
 {{- define "pipeteer.fullname" -}}
-{{- printf "%s-%s" .Release.Name (.Values.workflow | default .Chart.Name) | trunc 63 | trimSuffix "-" -}}
+{{- include "pipeteer.name63" (list .Release.Name (.Values.workflow | default .Chart.Name)) -}}
 {{- end -}}
 
 {{/* Labels of every resource except the instance (stage resources add it with their selector labels). */}}

@@ -21,9 +21,11 @@ from pipeteer.codec import make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from, has_refs
 from pipeteer.errors import QueueError
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
+from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
+from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.spec import names
 
 log = logging.getLogger("pipeteer.kafka")
@@ -81,6 +83,10 @@ def readers(workflow: Any) -> dict[tuple[str, ...], tuple[str, ...]]:
     return out
 
 
+METADATA_TRY = 2.0
+"""Seconds of one metadata request while creating topics (repeated up to the operation's timeout)."""
+
+
 class KafkaBackend:
     """The Kafka backend of one workflow: makes its queues and owns their clients.
 
@@ -95,6 +101,8 @@ class KafkaBackend:
         self.settings = settings
         self.workflow_name = workflow_name
         self.names = TopicNames(workflow_name, settings.connection.prefix)
+        self.watch = health.watch(settings.connection.bootstrap_servers)
+        """Whether the cluster answers, and why not (shared by every client of the process)."""
         self.queues: dict[tuple[str, ...], KafkaQueue[Any]] = {}
         self.engines: dict[tuple[str, ...], StageEngine] = {}
         self._readers: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -105,6 +113,7 @@ class KafkaBackend:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._metrics: Any = None
+        self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._claim: ClaimCheck | None = None
 
@@ -131,11 +140,25 @@ class KafkaBackend:
         self._readers = readers(workflow)
 
     def use_metrics(self, metrics: Any) -> None:
-        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...)."""
+        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...).
+
+        The consumer lag of every stage of the workflow is measured from the cluster (see `lag`)."""
         self._metrics = metrics
+        if self._lag is None and self._readers:
+            stages = [StageInput("/".join(stage), self.names.queue(queue), self.names.group(stage))
+                      for queue, stage in sorted(self._readers.items())]
+            self._lag = LagMonitor(self.admin, stages, self._report_lag, reachable=lambda: self.watch.reason() is None)
+            self._lag.start()
+
+    def _report_lag(self, stage: str, partition: int, lag: int) -> None:
+        self._metrics.stage(stage).lag(partition).set(lag)
 
     def stage_metrics(self, stage: str) -> Any:
-        return None if self._metrics is None else self._metrics.stage(stage)
+        if self._metrics is None:
+            return None
+        m = self._metrics.stage(stage)
+        m.export_measured()
+        return m
 
     def reader_of(self, path: Sequence[str]) -> tuple[str, ...]:
         return self._readers.get(tuple(path), tuple(path))
@@ -151,8 +174,20 @@ class KafkaBackend:
         """Every queue this process consumes is assigned, restored and reachable."""
         return all(e.ready() for e in self.engines.values())
 
+    def unready_reasons(self) -> list[str]:
+        """Why some queue this process consumes cannot serve now (empty: all can)."""
+        return [r for e in self.engines.values() if (r := e.unready_reason()) is not None]
+
+    def stage_unavailable(self, path: Sequence[str]) -> str | None:
+        """Why the stage reading queue `path` cannot serve a request now (None: it can, or it is not started here)."""
+        engine = self.engines.get(tuple(path))
+        return None if engine is None else engine.unready_reason()
+
     def close(self) -> None:
         """Commit and stop every stage engine, flush and stop the producer."""
+        if self._lag is not None:
+            self._lag.stop()
+            self._lag = None
         for engine in list(self.engines.values()):
             engine.close()
         self.engines.clear()
@@ -187,7 +222,7 @@ class KafkaBackend:
             missing = {k: v for k, v in wanted.items() if k not in self._created}
         if not missing:
             return
-        existing = set(self.admin().list_topics(timeout=30).topics)
+        existing = self._cluster_topics(timeout=30)
         to_create = {k: v for k, v in missing.items() if k not in existing}
         if to_create and t.create_missing:
             log.info("creating topics %s", sorted(to_create))
@@ -208,6 +243,21 @@ class KafkaBackend:
                         raise QueueError(f"cannot create topic {name!r}: {err}") from e
         with self._lock:
             self._created.update(missing)
+
+    def _cluster_topics(self, timeout: float) -> set[str]:
+        """The cluster's topic names. Asked in short tries, serving the admin client's errors and logs
+        between them, so that an unreachable cluster is known (and said) within seconds."""
+        admin = self.admin()
+        tries = max(int(timeout / METADATA_TRY), 1)
+        for attempt in range(tries):
+            try:
+                return set(admin.list_topics(timeout=METADATA_TRY).topics)
+            except KafkaException as e:
+                if attempt == tries - 1:
+                    raise health.translate(e, self.watch.bootstrap) from None
+            finally:
+                admin.poll(0)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def ensure_topics(self, topics: Iterable[str]) -> None:
         topics = set(topics)

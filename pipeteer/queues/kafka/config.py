@@ -135,8 +135,12 @@ class KafkaConnection:
     def client_config(self, role: str | None = None, **overrides: Any) -> dict[str, Any]:
         """The librdkafka configuration for one client (`role`: producer, consumer or admin):
         connection properties that apply to that kind of client, then `overrides`."""
+        from pipeteer.queues.kafka.health import watch
+
         props = {k: v for k, v in self.properties.items() if _for_role(k, role)}
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **props}
+        # librdkafka's logs and errors go through Python logging, rate-limited (pipeteer.queues.kafka.health)
+        conf.update(watch(self.bootstrap_servers).client_config())
         conf.update(overrides)
         return conf
 

@@ -40,9 +40,10 @@ from confluent_kafka import (
 )
 
 from pipeteer.codec import kafka_source
-from pipeteer.errors import DecodeError, InexistentItem, QueueError
+from pipeteer.errors import BrokerUnreachable, DecodeError, InexistentItem, QueueError
 from pipeteer.queues.kafka.changelog import read_changelog, restore_consumer, stage_consumer
 from pipeteer.queues.kafka.deadletters import dead_letter_record
+from pipeteer.queues.kafka.health import translate
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
 from pipeteer.queues.memory import Notifier
 
@@ -94,6 +95,7 @@ class StageEngine:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = threading.Event()
+        self._attempted = threading.Event()  # set after each start-up attempt, failed or not
         self._start_error: BaseException | None = None
         self._consumer: Any = None
         self._producer: Any = None
@@ -128,9 +130,9 @@ class StageEngine:
             )
             self._thread.start()
         if not self._started.is_set():
-            await asyncio.to_thread(self._started.wait)
-        if self._start_error is not None:
-            raise self._start_error
+            await asyncio.to_thread(self._attempted.wait)
+        if not self._started.is_set() and self._start_error is not None:
+            raise self._start_error  # the thread keeps trying; a later start() may succeed
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is finished, leave the group, stop the thread."""
@@ -140,13 +142,21 @@ class StageEngine:
 
     def ready(self) -> bool:
         """Assigned (the group was joined), restored, and the broker reachable."""
-        return (
-            self._started.is_set()
-            and self._start_error is None
-            and self._ever_assigned
-            and not self._restoring
-            and self._broker_down_since is None
-        )
+        return self.unready_reason() is None
+
+    def unready_reason(self) -> str | None:
+        """Why this stage instance cannot serve now (None: it can), in words for /readyz and pages."""
+        down = self.backend.watch.reason()
+        if self._broker_down_since is not None or (down and not self._started.is_set()):
+            return f"stage {self.stage_name!r}: " + (down or f"Kafka brokers at {self.backend.watch.bootstrap} unreachable")
+        if not self._started.is_set():
+            error = f" (last attempt: {self._start_error})" if self._start_error is not None else ""
+            return f"stage {self.stage_name!r}: starting on {self.topic}{error}"
+        if not self._ever_assigned:
+            return f"stage {self.stage_name!r}: waiting for partitions of {self.topic} (consumer group {self.group})"
+        if self._restoring:
+            return f"stage {self.stage_name!r}: restoring its pending items from {self.changelog}"
+        return None
 
     # --- the asyncio side ---------------------------------------------------------------------
 
@@ -281,28 +291,32 @@ class StageEngine:
     # --- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            log.info("stage %r: starting on %s as instance %r", self.stage_name, self.topic, self.backend.settings.instance)
-            self.backend.ensure_topics_sync(
-                self.backend.known_topics() | {self.topic}, extra_stage=self.stage
-            )
-            settings = self.backend.settings
-            self._restorer = restore_consumer(settings, self.group)
-            self._consumer = stage_consumer(settings, self.group, self._on_client_error)
-            self._consumer.subscribe(
-                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-            )
-            # The group join proceeds in the client's background threads meanwhile; partitions are
-            # only restored (in `_on_assign`, called from `consume`) after the zombie is fenced.
-            self._producer = self._make_producer()
-            self._producer.begin_transaction()
-            log.info("stage %r: producer %r ready; joining group %s", self.stage_name, self.transactional_id, self.group)
-        except BaseException as e:
-            log.exception("stage %r: cannot start on %s", self.stage_name, self.topic)
-            self._start_error = e
-            self._started.set()
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self._set_up()
+                break
+            except BaseException as e:
+                error = translate(e, self.backend.watch.bootstrap)
+                self._start_error = error
+                if isinstance(error, BrokerUnreachable):  # said once by the watch; no traceback
+                    self.backend.watch.down(error.error)
+                else:
+                    log.exception("stage %r: cannot start on %s", self.stage_name, self.topic)
+                self._attempted.set()
+                self._stop.wait(min(2.0 * 2**attempt, 30.0))
+                attempt += 1
+        else:  # stopped before it could start
+            self._attempted.set()
+            for client in (self._consumer, self._restorer):
+                with contextlib.suppress(Exception):
+                    if client is not None:
+                        client.close()
+            self._consumer = self._producer = self._restorer = None
             return
+        self._start_error = None
         self._started.set()
+        self._attempted.set()
         failing = 0
         while not self._stop.is_set():
             try:
@@ -314,13 +328,37 @@ class StageEngine:
             except KafkaException as e:
                 try:
                     self._on_transaction_error(e)
-                except Exception:
+                except Exception as again:
                     failing += 1
-                    log.exception("stage %r: recovering from %s failed; retrying", self.stage_name, e)
+                    error = translate(again, self.backend.watch.bootstrap)
+                    if isinstance(error, BrokerUnreachable):  # said once by the watch, not a traceback per try
+                        self.backend.watch.down(error.error)
+                    else:
+                        log.exception("stage %r: recovering from %s failed; retrying", self.stage_name, e)
             except Exception:
                 failing += 1
                 log.exception("stage %r: unexpected error in the Kafka loop; rewinding", self.stage_name)
         self._shutdown()
+
+    def _set_up(self) -> None:
+        """Topics, clients, group subscription and transactional producer (each made once, so a retry goes on)."""
+        log.info("stage %r: starting on %s as instance %r", self.stage_name, self.topic, self.backend.settings.instance)
+        self.backend.ensure_topics_sync(self.backend.known_topics() | {self.topic}, extra_stage=self.stage)
+        settings = self.backend.settings
+        if self._restorer is None:
+            self._restorer = restore_consumer(settings, self.group)
+        if self._consumer is None:
+            self._consumer = stage_consumer(settings, self.group, self._on_client_error)
+            self._consumer.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+        # The group join proceeds in the client's background threads meanwhile; partitions are
+        # only restored (in `_on_assign`, called from `consume`) after the zombie is fenced.
+        if self._producer is None:
+            self._producer = self._make_producer()
+            self._producer.begin_transaction()
+        self._reachable()
+        log.info("stage %r: producer %r ready; joining group %s", self.stage_name, self.transactional_id, self.group)
 
     def _make_producer(self) -> Any:
         producer = Producer(
@@ -341,12 +379,14 @@ class StageEngine:
         return producer
 
     def _on_client_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            if self._broker_down_since is None:
-                self._broker_down_since = time.monotonic()
-            log.warning("stage %r: all brokers down: %s", self.stage_name, err)
-        else:
-            log.warning("stage %r: Kafka client error: %s", self.stage_name, err)
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and self._broker_down_since is None:
+            self._broker_down_since = time.monotonic()
+        self.backend.watch.on_error(err)  # logs it, rate-limited
+
+    def _reachable(self) -> None:
+        """The cluster answered."""
+        self._broker_down_since = None
+        self.backend.watch.up()
 
     def _step(self) -> None:
         self._flow_control()
@@ -356,7 +396,7 @@ class StageEngine:
         timeout = BUSY_POLL if self._busy else min(self.tx.interval, 0.1)
         msgs = self._consumer.consume(self._batch_size(), timeout)
         if msgs:
-            self._broker_down_since = None
+            self._reachable()
             self._ingest(msgs)
         with self.lock:
             records = self.table.take_outputs()
@@ -374,12 +414,11 @@ class StageEngine:
         if due:
             self._commit()
         if now - self._last_lag >= LAG_EVERY:
-            self._last_lag = now
-            self._report_lag()
+            self._last_lag = now  # (the lag itself is measured from the cluster: pipeteer.queues.kafka.lag)
             if self._broker_down_since is not None:  # an idle stage learns that the broker is back
                 with contextlib.suppress(KafkaException):
                     self._consumer.list_topics(self.topic, timeout=1)
-                    self._broker_down_since = None
+                    self._reachable()
 
     def _batch_size(self) -> int:
         """How many records the next `consume` may take: what is left of both budgets (items and bytes),
@@ -509,6 +548,7 @@ class StageEngine:
         if self._produced_in_txn or plan.offsets:
             started = time.monotonic()
             self._commit_transaction()
+            self._reachable()  # (a commit with nothing in it asks nothing of the brokers: it proves nothing)
             took = time.monotonic() - started
             if self.metrics is not None:
                 self.metrics.commit.observe(took)
@@ -520,7 +560,6 @@ class StageEngine:
         self._produced_in_txn = False
         self._ingested = 0
         self._last_commit = time.monotonic()
-        self._broker_down_since = None
         waiters, self._committing = self._committing, []
         self._settle(waiters, None)
 
@@ -539,6 +578,8 @@ class StageEngine:
     def _on_transaction_error(self, e: KafkaException) -> None:
         err = e.args[0] if e.args else None
         fatal = isinstance(err, KafkaError) and err.fatal()
+        if self.metrics is not None:
+            self.metrics.commit_failures.inc()
         log.warning(
             "stage %r: transaction failed (%s); %s",
             self.stage_name,
@@ -656,18 +697,6 @@ class StageEngine:
         if len(self._dropped_streamed) > 10_000:
             self._dropped_streamed.clear()
         self._dropped_streamed.update((e.id, e) for e in dropped if e.streamed)
-
-    def _report_lag(self) -> None:
-        if self.metrics is None:
-            return
-        tps = self._consumer.assignment()
-        if not tps:
-            return
-        with contextlib.suppress(KafkaException):
-            for tp in self._consumer.position(tps):
-                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    self.metrics.lag(tp.partition).set(max(high - tp.offset, 0))
 
     def _shutdown(self) -> None:
         try:

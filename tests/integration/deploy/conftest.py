@@ -4,6 +4,8 @@
   installed on first use into .cache/tools/ (override with PIPETEER_TOOLS_CACHE).
 - docker-compose is Debian's package (its `config` command needs no Docker engine), installed with
   apt-get when missing and running as root.
+- Prometheus and promtool are Debian's package `prometheus`, installed with apt-get when missing
+  and running as root (.ci/run installs it beforehand).
 - The Kafka broker is the session's (tests/conftest.py, tests/kafka_broker.py).
 """
 
@@ -65,26 +67,41 @@ def helm() -> Path:
     return exe
 
 
-@pytest.fixture(scope="session")
-def docker_compose() -> Path:
-    """Path of Debian's docker-compose (installed with apt-get when missing)."""
-    found = shutil.which("docker-compose")
+def _apt_install(package: str, command: str) -> Path:
+    """Path of `command`, installing Debian's `package` with apt-get when it is missing."""
+    found = shutil.which(command)
     if found is None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.fail(
-                "docker-compose is missing: install Debian's docker-compose package (apt-get install docker-compose)"
-            )
+            pytest.fail(f"{command} is missing: install Debian's {package} package (apt-get install {package})")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(
             ["apt-get", "update", "-q"], check=True, env=env, timeout=600, stdout=subprocess.DEVNULL
         )
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker-compose"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
             check=True,
             env=env,
             timeout=900,
             stdout=subprocess.DEVNULL,
         )
-        found = shutil.which("docker-compose")
-        assert found, "apt-get installed docker-compose but it is not on PATH"
+        found = shutil.which(command)
+        assert found, f"apt-get installed {package} but {command} is not on PATH"
     return Path(found)
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> Path:
+    """Path of Debian's docker-compose (installed with apt-get when missing)."""
+    return _apt_install("docker-compose", "docker-compose")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    """Path of Debian's promtool (package prometheus, installed with apt-get when missing)."""
+    return _apt_install("prometheus", "promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Path:
+    """Path of Debian's prometheus server binary."""
+    return _apt_install("prometheus", "prometheus")

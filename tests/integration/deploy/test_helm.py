@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,9 +51,9 @@ def helm_run(helm: Path, *args: str, check: bool = True) -> subprocess.Completed
     return proc
 
 
-def render(helm: Path, values: Path, extra: Sequence[str]) -> list[dict[str, Any]]:
+def render(helm: Path, values: Path, extra: Sequence[str], release: str = "demo") -> list[dict[str, Any]]:
     out = helm_run(
-        helm, "template", "demo", str(CHART), "--namespace", "work", "-f", str(values), *extra
+        helm, "template", release, str(CHART), "--namespace", "work", "-f", str(values), *extra
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -176,6 +177,7 @@ def test_services_ingress_monitoring_and_autoscaling(helm: Path, values: Path) -
         (["--set", "securityContext.runAsUser=1000"], "runAsUser"),
         (["--set", "securityContext.readOnlyRootFilesystem=false"], "readOnlyRootFilesystem"),
         (["--set", "stages.auto-correct.replicas=7"], "exceeds its 6 partitions"),
+        (["--set", "alertRules[0].for=soon"], "/alertRules/0/for"),
     ],
 )
 def test_unsafe_values_are_refused(helm: Path, values: Path, extra: list[str], message: str) -> None:
@@ -225,3 +227,51 @@ def test_web_stages_without_authentication_do_not_render(helm: Path, values: Pat
     assert config["data"]["PIPETEER_AUTH_TRUSTED_PROXIES"] == "10.0.0.0/8"
     off = render(helm, values, [*NO_AUTH, "--set", "auth.disabled=true"])
     assert by_kind(off, "ConfigMap")[0]["data"]["PIPETEER_NO_AUTH"] == "1"
+
+
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+STAGE_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler")
+
+
+@pytest.mark.parametrize(
+    "release",
+    [
+        pytest.param("demo", id="short"),
+        pytest.param("perspective-correction-production-europe-west-blue-1", id="long-53"),
+        pytest.param("1pc", id="digit-first"),
+        pytest.param("0.0-0" + "9" * 48, id="maximal-digits-and-dots"),
+        pytest.param("a" * 53, id="maximal-letters"),
+    ],
+)
+def test_stage_resource_names_are_unique_and_valid_for_any_release_name(
+    helm: Path, values: Path, release: str
+) -> None:
+    assert len(release) <= 53  # what Helm accepts
+    docs = render(helm, values, ALL_FEATURES, release=release)
+    validate_all(docs)
+    for kind in STAGE_KINDS:
+        found = [d["metadata"]["name"] for d in by_kind(docs, kind)]
+        assert len(found) == len(TOPO.stages), kind
+        assert len(set(found)) == len(found), f"{kind} names collide for release {release!r}: {found}"
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        # Service names must be DNS-1035 labels; the same rule for every other name keeps them uniform
+        assert len(name) <= 63 and DNS_1035.match(name), f"{doc['kind']}/{name} (release {release!r})"
+    # each stage's Deployment still says which stage it runs
+    for d in by_kind(docs, "Deployment"):
+        stage = TOPO.stage(d["metadata"]["labels"]["pipeteer.io/stage"])
+        assert stage.k8s_name in d["metadata"]["name"]
+
+
+def test_release_names_that_differ_only_in_their_last_characters_get_distinct_names(
+    helm: Path, values: Path
+) -> None:
+    first, second = "x" * 52 + "1", "x" * 52 + "2"
+    names = [
+        {d["metadata"]["name"] for d in by_kind(render(helm, values, BASE, release=r), "Deployment")}
+        for r in (first, second)
+    ]
+    assert len(names[0]) == len(TOPO.stages) and names[0].isdisjoint(names[1])
+    # names stay the same from one render to the next (upgrades keep their resources)
+    again = {d["metadata"]["name"] for d in by_kind(render(helm, values, BASE, release=first), "Deployment")}
+    assert again == names[0]

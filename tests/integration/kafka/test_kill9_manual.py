@@ -77,14 +77,14 @@ def check_service_endpoints(base: str) -> None:
     text = ""
     while time.monotonic() < deadline:
         text = httpx.get(base + "/metrics").text
-        if 'pipeteer_consumer_lag{partition="0",stage="answer"}' in text:
+        if 'pipeteer_consumer_lag{partition="0",stage="answer",workflow="tasks"}' in text:
             break
         time.sleep(0.2)
     for line in (
-        'pipeteer_rebalances_total{stage="answer"} 1.0',
-        f'pipeteer_pending_items{{stage="answer"}} {float(N)}',
-        'pipeteer_consumer_lag{partition="0",stage="answer"}',
-        'pipeteer_oldest_pending_age_seconds{stage="answer"}',
+        'pipeteer_rebalances_total{stage="answer",workflow="tasks"} 1.0',
+        f'pipeteer_pending_items{{stage="answer",workflow="tasks"}} {float(N)}',
+        'pipeteer_consumer_lag{partition="0",stage="answer",workflow="tasks"}',
+        'pipeteer_oldest_pending_age_seconds{stage="answer",workflow="tasks"}',
     ):
         assert line in text, f"{line!r} not in /metrics"
 

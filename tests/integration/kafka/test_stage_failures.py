@@ -68,7 +68,7 @@ async def test_failing_items_are_retried_then_dead_lettered(
         assert sorted((d.id, d.value) for d in await asyncio.to_thread(q.dead_letters)) == [
             ("i17", 17), ("i27", 27), ("i7", 7)
         ]
-        assert service.metrics.dead_letters.labels("fmt")._value.get() == 3
+        assert service.metrics.dead_letters.labels(app.name, "fmt")._value.get() == 3
     finally:
         await service.stop()
     ref = "tests.integration.kafka.test_stage_failures:app"

@@ -94,5 +94,5 @@ def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[bytes]) -> FastAPI:
 
 ARTIFACTS = {"auto-correct": auto_correct, "validation": validation_api, "manual-correct": manual_api}
 
-app = App(workflow, artifacts=ARTIFACTS)
+app = App(workflow, artifacts=ARTIFACTS, task_age_limits={"validation": 4 * 3600})
 APP_REF = "tests.unit.compile.sample_app:app"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeteer.compile import TopologyConfig, build_topology, dashboard
-from pipeteer.compile.dashboard import METRICS, metric_names
+from pipeteer.compile.dashboard import METRICS, expressions, metric_names, substitute
 from pipeteer.compile.manifests import (
     compose,
     compose_service_name,
@@ -77,34 +77,62 @@ def test_replicas_are_bounded_by_partitions() -> None:
 def test_dashboard_rows_panels_and_datasource() -> None:
     model = dashboard(TOPO)
     rows = [p for p in model["panels"] if p["type"] == "row"]
-    assert [r["title"] for r in rows] == [f"{s.name} ({s.kind})" for s in TOPO.stages]
-    variables = model["templating"]["list"]
-    assert variables[0]["type"] == "datasource" and variables[0]["query"] == "prometheus"
+    assert [r["title"] for r in rows] == [f"{s.name} ({'people' if s.web else 'automatic'})" for s in TOPO.stages]
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    assert list(variables) == ["datasource", "workflow", "namespace", "stage"]
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert variables["workflow"]["current"]["value"] == TOPO.workflow
     panels = [p for p in model["panels"] if p["type"] != "row"]
     ids = [p["id"] for p in model["panels"]]
     assert len(ids) == len(set(ids))
     for s in TOPO.stages:
-        mine = [p for p in panels if p["title"].startswith(f"{s.name}: ")]
-        titles = {p["title"].split(": ", 1)[1] for p in mine}
-        pending = "Pending human tasks" if s.web else "Pending items"
+        mine = {p["title"].split(": ", 1)[1]: p for p in panels if p["title"].startswith(f"{s.name}: ")}
+        waiting, oldest = (
+            ("Tasks waiting for people", "Oldest task waiting") if s.web else ("Pending items", "Oldest pending item")
+        )
         people = {"Completions by reviewer"} if s.web else set()
-        assert titles == {"Throughput", "Consumer lag", pending, "Commit latency", "Dead letters", "Errors", *people}
-        for p in mine:
+        assert set(mine) == {
+            "Throughput", waiting, oldest, "Processing time", "Consumer lag", "Dead letters", "Failed items",
+            "Rebalances", "Commit latency", "Commit failures", *people,
+        }
+        # counts are counts, ages are seconds, each on its own panel (own axis)
+        units = {title: p["fieldConfig"]["defaults"]["unit"] for title, p in mine.items()}
+        assert units[waiting] == units["Rebalances"] == units["Dead letters"] == units["Consumer lag"] == "none"
+        assert units[oldest] == units["Processing time"] == units["Commit latency"] == "s"
+        assert units["Throughput"] == "ops"
+        processing = [t["expr"] for t in mine["Processing time"]["targets"]]
+        assert [q.split(",")[0] for q in processing] == [
+            "histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99"
+        ]
+        for p in mine.values():
             assert p["datasource"]["uid"] == "${datasource}"
             for t in p["targets"]:
+                for v in ("namespace", "workflow", "stage"):  # every query scoped by the variables
+                    assert f'{v}=~"${v}"' in t["expr"], (p["title"], t["expr"])
                 assert f'stage="{s.name}"' in t["expr"]
-    quantiles = [t["expr"] for p in panels if p["title"].endswith("Commit latency") for t in p["targets"]]
-    assert any("histogram_quantile(0.5," in q for q in quantiles) and any(
-        "histogram_quantile(0.99," in q for q in quantiles
-    )
+        # what SQLite cannot measure says so instead of drawing 0
+        assert "kafka only" in mine["Consumer lag"]["fieldConfig"]["defaults"]["noValue"]
+        assert "Measured on kafka only" in mine[oldest]["description"]
+        assert "noValue" not in mine["Throughput"]["fieldConfig"]["defaults"]
     # only names the runtime's metric families expose as samples
     exposed = set()
     for family, kind in METRICS.items():
         exposed |= {family + s for s in ("_bucket", "_sum", "_count")} if kind == "histogram" else {family}
     assert metric_names(model) <= exposed
-    # panels of a row do not overlap and fit the 24-column grid
+    # panels fit the 24-column grid and never overlap
+    cells = set()
     for p in panels:
-        assert p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24
+        mine_cells = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine_cells, p["title"]
+        cells |= mine_cells
+
+
+def test_dashboard_expressions_substitute_like_grafana() -> None:
+    [(_, expr), *_] = expressions(dashboard(TOPO))
+    done = substitute(expr, {"workflow": TOPO.workflow})
+    assert "$" not in done and f'workflow=~"{TOPO.workflow}"' in done and 'namespace=~".*"' in done
 
 
 def test_compose_stack_matches_the_topology() -> None:

@@ -1,0 +1,171 @@
+"""What the Kafka clients say about the cluster: librdkafka's logs through Python logging, rate-limited,
+and an unreachable cluster reported once, clearly, with what to check.
+
+librdkafka logs each failed connection attempt of each client (admin, producers, consumers) on
+stderr: with the brokers away that is a line every few hundred milliseconds per client, none
+naming what to do. Here every client of a process gets the same `ClientLog` (its `logger`
+property: logs are delivered by the client's own poll/consume calls, on the thread that makes
+them) and the same `BrokerWatch` (its `error_cb`): a message is logged once per `interval` per
+distinct text (numbers masked), with the count of repeats it stood for; the first error that
+says the cluster cannot be reached is logged once as an error naming the bootstrap servers and
+what to check, and `reason()` says the same to `/readyz` and to pages until the cluster answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from pipeteer.errors import BrokerUnreachable
+
+log = logging.getLogger("pipeteer.kafka.client")
+
+INTERVAL = 60.0
+"""Seconds during which a repeated message is counted instead of logged again."""
+
+UNREACHABLE = frozenset({
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TRANSPORT,
+    KafkaError._RESOLVE,
+    KafkaError._TIMED_OUT,
+})
+"""Client errors that mean: no broker of the cluster could be reached."""
+
+_VARYING = re.compile(r"\d+(\.\d+)?")
+
+
+def _key(text: str) -> str:
+    """What makes two messages "the same": their text with numbers masked (times, counts, client ids).
+
+    >>> _key("rdkafka#consumer-2: Connect failed (after 0ms in state CONNECT)")
+    'rdkafka#consumer-#: Connect failed (after #ms in state CONNECT)'
+    """
+    return _VARYING.sub("#", text)
+
+
+class RateLimiter:
+    """Logs a message at most once per `interval` per distinct text; the next one says how many were held back.
+
+    >>> r = RateLimiter(logging.getLogger("doc"), interval=60, clock=iter([0, 1, 2, 61]).__next__)
+    >>> [r.allow("connect failed (after 0ms)"), r.allow("connect failed (after 1ms)"),
+    ...  r.allow("connect failed (after 5ms)"), r.allow("connect failed (after 0ms)")]
+    [(True, 0), (False, 0), (False, 0), (True, 2)]
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._seen: dict[str, tuple[float, int]] = {}  # key -> (last logged at, repeats held back since)
+        self._lock = threading.Lock()
+
+    def allow(self, text: str, key: str | None = None) -> tuple[bool, int]:
+        """(log it now?, repeats held back since it was last logged); `key` says what counts as the same."""
+        key = _key(key if key is not None else text)
+        now = self.clock()
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last[0] < self.interval:
+                self._seen[key] = (last[0], last[1] + 1)
+                return False, 0
+            if len(self._seen) > 1000:  # distinct texts are few; this bounds a pathological stream
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+            return True, 0 if last is None else last[1]
+
+    def log(self, level: int, text: str, key: str | None = None) -> None:
+        ok, held = self.allow(text, key)
+        if ok:
+            more = f" (and {held} more like it in the last {self.interval:g}s)" if held else ""
+            self.logger.log(level, "%s%s", text, more)
+
+
+class ClientLog:
+    """librdkafka's `logger`: its messages as Python log records (confluent-kafka gives Python levels), rate-limited."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:  # called by confluent-kafka: ("%s [%s] %s", fac, client, text)
+        try:
+            text = fmt % args if args else fmt
+        except (TypeError, ValueError):
+            text = " ".join(str(a) for a in (fmt, *args))
+        # the same message from another client of the process (its name differs) is the same message
+        key = f"{args[0]} {args[-1]}" if len(args) == 3 else text
+        self.limiter.log(level if isinstance(level, int) else logging.INFO, text, key)
+
+
+class BrokerWatch:
+    """One process's view of one cluster: whether it is reachable, and why not."""
+
+    def __init__(self, bootstrap: str, limiter: RateLimiter) -> None:
+        self.bootstrap = bootstrap
+        self.limiter = limiter
+        self.down_since: float | None = None
+        self.last_error: str | None = None
+        self._told = False
+
+    def on_error(self, err: KafkaError) -> None:
+        """The clients' `error_cb`."""
+        if err.code() in UNREACHABLE:
+            self.down(str(err.str()))
+        else:
+            self.limiter.log(logging.WARNING, f"Kafka client error: {err.str()}")
+
+    def down(self, why: str) -> None:
+        self.last_error = why
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        if not self._told:  # once per outage, as an error; the client messages themselves are rate-limited
+            self._told = True
+            log.error("%s", BrokerUnreachable(self.bootstrap, why))
+        else:
+            self.limiter.log(logging.WARNING, f"Kafka brokers at {self.bootstrap} still unreachable: {why}")
+
+    def up(self) -> None:
+        if self.down_since is not None:
+            log.warning("Kafka brokers at %s reachable again after %.0fs", self.bootstrap,
+                        time.monotonic() - self.down_since)
+        self.down_since = None
+        self._told = False
+
+    def reason(self) -> str | None:
+        """Why the cluster cannot be used now (None: it answered since its last failure)."""
+        if self.down_since is None:
+            return None
+        return str(BrokerUnreachable(self.bootstrap, self.last_error or "no answer",
+                                     seconds=time.monotonic() - self.down_since))
+
+    def client_config(self) -> dict[str, Any]:
+        """The properties that route a client's logs and errors here."""
+        return {"logger": ClientLog(self.limiter), "error_cb": self.on_error}
+
+
+_watches: dict[str, BrokerWatch] = {}
+_watches_lock = threading.Lock()
+
+
+def watch(bootstrap: str) -> BrokerWatch:
+    """The process's watch of the cluster at `bootstrap` (one per cluster: every client shares it)."""
+    with _watches_lock:
+        w = _watches.get(bootstrap)
+        if w is None:
+            w = _watches[bootstrap] = BrokerWatch(bootstrap, RateLimiter(log))
+        return w
+
+
+def translate(error: BaseException, bootstrap: str) -> BaseException:
+    """A client exception that means "no broker answered" as a `BrokerUnreachable`; others unchanged."""
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        err = error.args[0]
+        if err.code() in UNREACHABLE:
+            return BrokerUnreachable(bootstrap, str(err.str()))
+    return error

@@ -1,0 +1,70 @@
+"""Rate-limited client logs and the unreachable-cluster account (no broker: the client's own error objects)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from pipeteer.errors import BrokerUnreachable
+from pipeteer.queues.kafka.health import BrokerWatch, ClientLog, RateLimiter, translate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def connect_failed(ms: int) -> str:
+    return f"127.0.0.1:19999/bootstrap: Connect to ipv4#127.0.0.1:19999 failed: Connection refused (after {ms}ms in state CONNECT)"
+
+
+def test_one_line_per_distinct_message_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    limiter = RateLimiter(logging.getLogger("test.health"), interval=60, clock=clock)
+    client = ClientLog(limiter)
+    with caplog.at_level(logging.DEBUG, logger="test.health"):
+        for i in range(500):  # what librdkafka says in a minute of retries, from several clients
+            clock.now = i * 0.1
+            client.log(logging.ERROR, "%s [%s] %s", "FAIL", f"rdkafka#consumer-{i % 3}", connect_failed(i % 7))
+        client.log(logging.WARNING, "%s", "another message")
+        clock.now = 61.0
+        client.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#producer-9", connect_failed(0))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("FAIL [rdkafka#consumer-0]") and "Connection refused" in lines[0]
+    assert lines[1] == "another message"
+    assert lines[2].endswith("(and 499 more like it in the last 60s)")
+    assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.WARNING, logging.ERROR]
+
+
+def test_the_watch_says_once_what_to_check_and_knows_when_the_cluster_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watch = BrokerWatch("kafka-0.example:9092,kafka-1.example:9092", RateLimiter(logging.getLogger("test.watch")))
+    assert watch.reason() is None
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(100):
+            watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "2/2 brokers are down"))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "kafka-0.example:9092,kafka-1.example:9092" in errors[0] and "firewall" in errors[0]
+    reason = watch.reason()
+    assert reason is not None and "cannot reach the Kafka brokers at kafka-0.example:9092" in reason
+    assert "2/2 brokers are down" in reason
+    watch.up()
+    assert watch.reason() is None
+
+
+def test_client_errors_that_mean_unreachable_become_one_clear_error() -> None:
+    down = translate(KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata")), "h:9092")
+    assert isinstance(down, BrokerUnreachable) and down.bootstrap == "h:9092"
+    assert str(down).startswith("cannot reach the Kafka brokers at h:9092 (Failed to get metadata): check")
+    other = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "not allowed"))
+    assert translate(other, "h:9092") is other
+    plain = ValueError("x")
+    assert translate(plain, "h:9092") is plain
