@@ -203,8 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     func: Command = args.func
+    client_log = logging.getLogger("pipeteer.kafka.client")
+    level = client_log.level
     if func is not _run and not args.verbose:  # a command's outcome is its one line; the service logs them
-        logging.getLogger("pipeteer.kafka.client").setLevel(logging.CRITICAL)
+        client_log.setLevel(logging.CRITICAL)
     try:
         return func(args)
     except PipeteerError as e:
@@ -212,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        client_log.setLevel(level)  # main() called in-process (tests, scripts) leaves logging as it was
 
 
 if __name__ == "__main__":

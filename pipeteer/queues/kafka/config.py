@@ -9,7 +9,7 @@ Environment variables are read in one place, `from_url`:
 - `PIPETEER_TOPIC_PREFIX`, `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
 - `PIPETEER_SCHEMA_REGISTRY` (Confluent wire format), `PIPETEER_SCHEMA_DIR` (older `.avsc` versions).
 - `PIPETEER_BLOBS` (claim check: a blob store URL for large records, e.g. images) and
-  `PIPETEER_CLAIM_CHECK_BYTES` (records above this size go there; default 256 KiB).
+  `PIPETEER_CLAIM_CHECK_BYTES` (`bytes` values above this size go there; default 32 KiB).
 - `PIPETEER_COMMIT_INTERVAL_MS`, `PIPETEER_COMMIT_RECORDS`, `PIPETEER_MAX_PENDING`,
   `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS`.
 - `PIPETEER_INSTANCE`: this instance's stable name (its transactional ids derive from it, so a
