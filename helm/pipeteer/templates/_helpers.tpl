@@ -36,6 +36,12 @@ truncated, the suffix kept, and a hash of the plain name added, so that names ne
 {{- include "pipeteer.name63" (list $root.Release.Name $stage.name) -}}
 {{- end -}}
 
+{{/* The headless Service through which the instances of a human stage find each other. */}}
+{{- define "pipeteer.peersName" -}}
+{{- $root := index . 0 -}}{{- $stage := index . 1 -}}
+{{- include "pipeteer.name63" (list $root.Release.Name (printf "%s-peers" $stage.name)) -}}
+{{- end -}}
+
 {{- define "pipeteer.fullname" -}}
 {{- include "pipeteer.name63" (list .Release.Name (.Values.workflow | default .Chart.Name)) -}}
 {{- end -}}

@@ -59,7 +59,8 @@ def render(helm: Path, values: Path, extra: Sequence[str], release: str = "demo"
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
+    """The documents of a kind; for Services, the stages' own (not the headless ones human stages' instances find each other by)."""
+    return [d for d in docs if d["kind"] == kind and not (kind == "Service" and d["spec"].get("clusterIP") == "None")]
 
 
 def validate_all(docs: list[dict[str, Any]]) -> None:
@@ -275,3 +276,18 @@ def test_release_names_that_differ_only_in_their_last_characters_get_distinct_na
     # names stay the same from one render to the next (upgrades keep their resources)
     again = {d["metadata"]["name"] for d in by_kind(render(helm, values, BASE, release=first), "Deployment")}
     assert again == names[0]
+
+
+def test_human_stages_find_their_other_instances(helm: Path, values: Path) -> None:
+    docs = render(helm, values, BASE)
+    headless = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"}
+    web = [d for d in by_kind(docs, "Deployment") if any(
+        e["name"] == "PIPETEER_CONSOLE_PEERS" for e in d["spec"]["template"]["spec"]["containers"][0]["env"])]
+    assert web and len(headless) == len(web)
+    for deployment in web:
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        _, name, port = env["PIPETEER_CONSOLE_PEERS"].split(":")
+        service = headless[name]
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        assert service["spec"]["ports"][0]["port"] == int(port)
+    validate_all(docs)
