@@ -46,12 +46,10 @@ KAFKA_ONLY = frozenset({
     "pipeteer_rebalances_total",
     "pipeteer_commit_seconds",
     "pipeteer_commit_failures_total",
-    "pipeteer_oldest_pending_age_seconds",
     "pipeteer_consumer_lag",
-    "pipeteer_dead_letters_total",
 })
-"""Families only the Kafka backend measures: consumer groups (rebalances, lag), transactions
-(commit latency), the pending table's ages and the dead-letter topic."""
+"""Families only the Kafka backend measures: consumer groups (rebalances, lag) and transactions
+(commit latency and failures). The oldest pending age and dead letters are measured on every backend."""
 
 BACKEND_METRICS: Mapping[str, frozenset[str]] = {
     "kafka": frozenset(METRICS),

@@ -229,6 +229,8 @@ class BaseQueue(Queue[T]):
     and the retry bookkeeping of the automatic stage reading it (`fail`)."""
 
     retry: Retry = Retry()
+    on_dead_letter: Callable[[str], None] | None = None
+    """Told the id of each item this queue sets aside as a dead letter (the service counts them)."""
     claim: ClaimCheck | None = None
     """Where this queue's large `bytes` go (None: kept inline); see `pipeteer.codec.claimcheck`."""
 
@@ -259,6 +261,8 @@ class BaseQueue(Queue[T]):
         self._failures.pop(id, None)
         trace = "".join(traceback.format_exception(error))
         self._dead_letter(id, type(error).__qualname__, str(error), trace, attempts)
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(id)
         return id
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:

@@ -143,6 +143,10 @@ class StageMetrics:
                        self.metrics.dead_letters):
             family.labels(*self.key)
 
+    def count_dead_letter(self, id: str) -> None:
+        """A queue set item `id` aside as a dead letter (backends whose queues count them here)."""
+        self.dead_letters.inc()
+
     def watch_pending(self, count: Callable[[], float]) -> None:
         """Compute the pending gauge at scrape time (backends that can count their queue)."""
         self.pending.set_function(count)

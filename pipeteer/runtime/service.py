@@ -31,6 +31,9 @@ from pipeteer.wiring import WorkflowQueues
 
 log = logging.getLogger("pipeteer.run")
 
+PENDING_EVERY = 1.0
+"""Seconds between two measures of the oldest pending age on backends that do not report it."""
+
 
 @dataclass(frozen=True)
 class Restart:
@@ -69,7 +72,10 @@ class StageService:
         use_metrics = getattr(self.queues.backend, "use_metrics", None)
         if use_metrics is not None:  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
             use_metrics(self.metrics)
+        # Other backends: the service measures the oldest pending age and counts dead letters itself
+        self.measures_pending = use_metrics is None
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.watchers: list[asyncio.Task[None]] = []
         self.opening: list[Any] = []
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
@@ -80,6 +86,9 @@ class StageService:
             self.progress.of(s).watch_ready(self.ready)
             if retry is not None and isinstance(raw, BaseQueue):
                 raw.retry = retry
+            if self.measures_pending and isinstance(raw, BaseQueue):
+                raw.on_dead_letter = self.progress.of(s).count_dead_letter
+                self.progress.of(s).dead_letters.inc(0)  # exported from the start, at 0
         self.console = Console(self, console or ConsoleSettings())
         self.root = self._root()
         self.asgi = SecurityMiddleware(StageGate(self.root, list(self.web), self.unavailable), self.security)
@@ -191,8 +200,24 @@ class StageService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.restart.maximum)
 
+    async def _watch_oldest(self) -> None:
+        """The oldest pending age of each stage, every PENDING_EVERY seconds (backends that do not report it)."""
+        queues = {s: self.queues.stage_queue(s) for s in self.stages}
+        while True:
+            for s, raw in queues.items():
+                if isinstance(raw, BaseQueue):
+                    try:
+                        pending = await raw.pending()
+                    except Exception as e:  # a busy or missing file now: measured again next time
+                        log.debug("stage %r: oldest pending age not measured: %s", s, e)
+                        continue
+                    self.progress.of(s).oldest_pending.set(pending.oldest_age or 0.0)
+            await asyncio.sleep(PENDING_EVERY)
+
     def start(self) -> None:
         self.console.start()
+        if self.measures_pending:
+            self.watchers.append(asyncio.create_task(self._watch_oldest(), name="oldest-pending"))
         for s in self.stages:
             open_queue = getattr(self.queues.stage_queue(s), "open", None)
             if open_queue is not None:  # Kafka: join the group and restore pending items before any request
@@ -202,9 +227,10 @@ class StageService:
 
     async def stop(self) -> None:
         await self.console.stop()
-        for t in self.tasks.values():
+        running = [*self.tasks.values(), *self.watchers]
+        for t in running:
             t.cancel()
-        for t in self.tasks.values():
+        for t in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         close = getattr(self.queues.backend, "close", None)

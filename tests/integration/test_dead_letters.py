@@ -62,6 +62,28 @@ async def test_poison_item_is_dead_lettered_and_others_flow(backend_url: str) ->
     ]
     assert "raise ValueError" in letters[0].stacktrace
     assert await qs.Qin.keys() == []
+    # the service counts them on every backend, as the Kafka engine does
+    sample = service.metrics.registry.get_sample_value
+    assert sample("pipeteer_dead_letters_total", {"workflow": "fmt", "stage": "fmt"}) == 1.0
+    assert sample("pipeteer_items_failed_total", {"workflow": "fmt", "stage": "fmt"}) == 5.0  # 3 bad + 2 flaky
+
+
+async def test_the_oldest_pending_age_is_measured_on_every_backend(backend_url: str) -> None:
+    service = StageService(App(wf, {"fmt": fmt}), backend_url)
+    await service.queues.Qin.push("waiting", 1)  # the stage is not started: it waits
+    await asyncio.sleep(0.3)
+    service.watchers.append(asyncio.create_task(service._watch_oldest()))
+    try:
+        sample = service.metrics.registry.get_sample_value
+        labels = {"workflow": "fmt", "stage": "fmt"}
+        for _ in range(100):
+            if (sample("pipeteer_oldest_pending_age_seconds", labels) or 0) > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert 0.3 <= (sample("pipeteer_oldest_pending_age_seconds", labels) or 0) < 30
+        assert sample("pipeteer_dead_letters_total", labels) == 0.0  # exported from the start
+    finally:
+        await service.stop()
 
 
 @pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
