@@ -1,4 +1,9 @@
-"""In-process queues: for tests, notebooks and `memory://`. Values are kept as objects."""
+"""In-process queues: for tests, notebooks and `memory://`.
+
+Values are kept encoded, by the same codec (and claim check) as SQLite and Kafka: what a test on
+`memory://` (the `TestDriver`) accepts is exactly what production accepts, and a stage reads a
+copy, never the object another stage still holds.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
+from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import InexistentItem
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
@@ -60,24 +66,27 @@ class MemoryQueue(BaseQueue[T]):
         super().__init__(Type, name)
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
         """With a claim check, large `bytes` are kept in its blob store and the queue holds references."""
+        self.codec = codec_for(Type)
         # OrderedDict: finding the oldest item stays O(1) however many were removed before it
-        self._items: OrderedDict[str, T] = OrderedDict()
+        self._items: OrderedDict[str, bytes] = OrderedDict()
         self._notifier = Notifier()
-        self._dead: dict[str, DeadLetter] = {}
+        self._dead: dict[str, tuple[DeadLetter, bytes]] = {}
         self._at: dict[str, float] = {}  # id -> when it arrived (for `pending`)
 
-    async def _light(self, value: Any) -> Any:
-        if self.claim is None or not self.claim.is_heavy(value):
-            return value
-        return await asyncio.to_thread(self.claim.dehydrate, value)
+    async def _encode(self, value: Any) -> bytes:
+        """The stored form: large `bytes` to the blob store first (in a thread), then the codec."""
+        if self.claim is not None and self.claim.is_heavy(value):
+            value = await asyncio.to_thread(self.claim.dehydrate, value)
+        return self.codec.encode(value)
 
-    async def _value(self, id: str, value: T) -> T:
+    async def _value(self, id: str, data: bytes) -> T:
+        value: T = self.codec.decode(data, source=f"{self.describe()}, item {id!r}")
         if self.claim is None or not has_refs(value):
             return value
         return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self.describe())
 
     async def _push(self, id: str, value: T) -> None:
-        self._items[id] = await self._light(value)
+        self._items[id] = await self._encode(value)
         self._at.setdefault(id, time.time())
         self._notifier.notify()
 
@@ -95,19 +104,20 @@ class MemoryQueue(BaseQueue[T]):
                 pass
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
-        value = self._items.pop(id)
+        data = self._items.pop(id)
         self._at.pop(id, None)
-        self._dead[id] = DeadLetter(id, value, error_class, message, trace, attempts, time.time())
+        value = self.codec.decode(data)  # as stored: references, not blobs
+        self._dead[id] = (DeadLetter(id, value, error_class, message, trace, attempts, time.time()), data)
 
     def dead_letters(self) -> list[DeadLetter]:
         """The items this queue's stage gave up on, oldest first."""
-        return list(self._dead.values())
+        return [letter for letter, _ in self._dead.values()]
 
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back in the queue (all, or those of the ids given)."""
         back = [id for id in self._dead if ids is None or id in ids]
         for id in back:
-            self._items[id] = self._dead.pop(id).value
+            self._items[id] = self._dead.pop(id)[1]
             self._at[id] = time.time()
         self._notifier.notify()
         return back
@@ -117,10 +127,10 @@ class MemoryQueue(BaseQueue[T]):
 
     async def _read(self, id: str) -> T:
         try:
-            value = self._items[id]
+            data = self._items[id]
         except KeyError:
             raise InexistentItem(id, self.describe()) from None
-        return await self._value(id, value)
+        return await self._value(id, data)
 
     async def has(self, id: str) -> bool:
         return id in self._items
@@ -143,7 +153,7 @@ class MemoryQueue(BaseQueue[T]):
         if not isinstance(dst, MemoryQueue):
             return await super().move(id, dst, value)
         dst.check(id, value)
-        light = await dst._light(value)
+        light = await dst._encode(value)
         # No await between the check and the two writes: atomic for every other task.
         if id not in self._items:
             raise InexistentItem(id, self.describe())

@@ -164,7 +164,8 @@ async def test_memory_backend_with_blobs(tmp_path: Path) -> None:
     await queues.Qin.push("p1", BIG)
     assert await queues.Qin.read("p1") == BIG
     assert len(blob_files(tmp_path)) == 1
-    assert parse_ref(queues.Qin._items["p1"].img) is not None  # type: ignore[attr-defined]
+    stored = queues.Qin.codec.decode(queues.Qin._items["p1"])  # type: ignore[attr-defined]
+    assert parse_ref(stored.img) is not None and len(queues.Qin._items["p1"]) < 1000  # type: ignore[attr-defined]
 
 
 @pytest.fixture

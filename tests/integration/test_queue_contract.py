@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -144,3 +145,25 @@ async def test_move_is_atomic_and_checks(make_queue: QueueFactory) -> None:
     with pytest.raises(ValueTypeError):
         await src.move("2", dst, 2)  # type: ignore[arg-type]
     assert await src.keys() == ["2"] and await dst.keys() == ["1"]  # nothing half-moved
+
+
+@dataclass
+class Stamped:
+    at: datetime.datetime
+    n: int
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (Stamped(datetime.datetime(2026, 1, 1), 1), "naive"),  # no time zone: ambiguous once stored
+        (Stamped(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), 2**63), "long"),  # past Avro's long
+    ],
+)
+async def test_values_production_rejects_are_rejected_everywhere(make_queue: QueueFactory, bad: Stamped, why: str) -> None:
+    """One codec on every backend, memory (and so the TestDriver) included: the same values fail the same way."""
+    q = make_queue(Stamped, "stamped")
+    await q.push("ok", Stamped(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), 1))
+    with pytest.raises(ValueTypeError):
+        await q.push("bad", bad)
+    assert await q.keys() == ["ok"]  # nothing stored, nothing already stored lost
