@@ -90,6 +90,16 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
         return cmd_dlq_list(args)
     letters = _stage_queue(args).dead_letters()
+    if args.json:  # the same fields as on Kafka, less where a record came from (there is no topic)
+        import json
+
+        rows = [
+            {"id": d.id, "error_class": d.error_class, "error_message": d.error_message, "stacktrace": d.stacktrace,
+             "attempts": d.attempts, "failed_at": d.failed_at, "value": repr(d.value)[:200]}
+            for d in letters
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     if not letters:
         print(f"no dead letters for stage {args.stage!r}")
         return 0
@@ -180,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stage", required=True, help="the stage whose dead letters to use")
         if name == "list":
             p.add_argument("--stacktrace", action="store_true", help="print each stack trace")
-            p.add_argument("--json", action="store_true", help="print JSON (Kafka)")
+            p.add_argument("--json", action="store_true", help="print JSON")
         else:
             p.add_argument("--id", action="append", help="replay this item (repeatable)")
             p.add_argument("--all", action="store_true", help="replay every dead letter")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 
@@ -103,6 +104,9 @@ async def test_dead_letters_listed_and_replayed_from_the_cli(backend_url: str) -
     ref = ["tests.integration.test_dead_letters:app", "--backend", backend_url, "--stage", "fmt"]
     listed = subprocess.run([*cli, "list", *ref], capture_output=True, text=True, check=True)
     assert "bad" in listed.stdout and "ValueError: cannot format -7" in listed.stdout and "attempts=2" in listed.stdout
+    as_json = subprocess.run([*cli, "list", *ref, "--json"], capture_output=True, text=True, check=True)
+    [row] = json.loads(as_json.stdout)
+    assert (row["id"], row["error_class"], row["attempts"], row["value"]) == ("bad", "ValueError", 2, "-7")
     replayed = subprocess.run([*cli, "replay", *ref, "--all"], capture_output=True, text=True, check=True)
     assert "replayed bad" in replayed.stdout
     assert await service.queues.Qin.items() == [("bad", -7)]
