@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
-from pipeteer.queues.base import BaseQueue
+from pipeteer.queues.base import RETRY_OPTIONS, BaseQueue, Retry
 
 DEFAULT_BACKEND = "sqlite:///queues.db"
 
@@ -33,6 +33,7 @@ class MemoryBackend:
     queues: dict[tuple[str, ...], BaseQueue[Any]] = field(default_factory=dict)
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
+    retry: Retry = field(default_factory=Retry)
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.memory import MemoryQueue
@@ -41,6 +42,7 @@ class MemoryBackend:
         q = self.queues.get(key)
         if q is None:
             q = self.queues[key] = MemoryQueue(Type, "-".join(key), claim=self.claim)
+            q.retry = self.retry
         return q
 
     def close(self) -> None:
@@ -55,11 +57,14 @@ class SqliteBackend:
     path: str
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (by default a directory beside the database, see `default_blobs`)."""
+    retry: Retry = field(default_factory=Retry)
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.sqlite import SqliteQueue
 
-        return SqliteQueue(Type, path=self.path, table="-".join(path), claim=self.claim)
+        q: BaseQueue[Any] = SqliteQueue(Type, path=self.path, table="-".join(path), claim=self.claim)
+        q.retry = self.retry
+        return q
 
     def close(self) -> None:
         from pipeteer.queues.sqlite import SqliteStore
@@ -92,13 +97,17 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
     parts = urlsplit(url)
     if parts.scheme in ("memory", "sqlite"):
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = sorted(set(options) - {"blobs", "claim_check_bytes"})
+        known = ["blobs", "claim_check_bytes", *RETRY_OPTIONS]
+        unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ConfigError(f"backend URL {url!r}: unknown option(s) {unknown}; known: blobs, claim_check_bytes")
+            raise ConfigError(f"backend URL {url!r}: unknown option(s) {unknown}; known: {', '.join(known)}")
         blobs = env.get("PIPETEER_BLOBS", options.get("blobs"))
         threshold = env.get("PIPETEER_CLAIM_CHECK_BYTES", options.get("claim_check_bytes"))
+        # the retry policy: URL query < environment, as on Kafka
+        retry = Retry.from_options({k: env.get(v, options.get(k, "")) for k, v in RETRY_OPTIONS.items()},
+                                   f"backend URL {url!r}")
     if parts.scheme == "memory":
-        return MemoryBackend(url, claim=claim_check_from(blobs, threshold, where=f"backend URL {url!r}"))
+        return MemoryBackend(url, claim=claim_check_from(blobs, threshold, where=f"backend URL {url!r}"), retry=retry)
     if parts.scheme == "sqlite":
         # sqlite:///relative.db and sqlite:////abs/path.db, as SQLAlchemy spells them
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -107,7 +116,7 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
                 f"backend URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         claim = claim_check_from(blobs, threshold, default=default_blobs(path), where=f"backend URL {url!r}")
-        return SqliteBackend(url, path, claim)
+        return SqliteBackend(url, path, claim, retry)
     if parts.scheme == "kafka":
         try:
             from pipeteer.queues.kafka import KafkaBackend

@@ -12,12 +12,12 @@ import asyncio
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from pipeteer.codec.claimcheck import ClaimCheck
-from pipeteer.errors import InexistentItem, ValueTypeError
+from pipeteer.errors import ConfigError, InexistentItem, ValueTypeError
 from pipeteer.types import checker, type_name, value_type_name
 
 T = TypeVar("T")
@@ -201,6 +201,33 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         return float(min(self.initial * 2 ** (attempt - 1), self.maximum))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str], where: str) -> Retry:
+        """The policy every backend reads from its URL query or environment (same names, same meaning):
+        `retries` (after the first attempt: `attempts` = retries + 1), `retry_backoff_ms`, `retry_backoff_max_ms`.
+
+        >>> Retry.from_options({"retries": "2", "retry_backoff_ms": "10"}, "test")
+        Retry(attempts=3, initial=0.01, maximum=30.0)
+        """
+        def number(key: str, default: int) -> int:
+            raw = options.get(key)
+            if raw is None or raw == "":
+                return default
+            if not raw.isdigit():
+                raise ConfigError(f"{where}: {key}={raw!r} is not a whole number >= 0")
+            return int(raw)
+
+        return cls(
+            attempts=number("retries", cls.attempts - 1) + 1,
+            initial=number("retry_backoff_ms", int(cls.initial * 1000)) / 1000,
+            maximum=number("retry_backoff_max_ms", int(cls.maximum * 1000)) / 1000,
+        )
+
+
+RETRY_OPTIONS = {"retries": "PIPETEER_RETRIES", "retry_backoff_ms": "PIPETEER_RETRY_BACKOFF_MS",
+                 "retry_backoff_max_ms": "PIPETEER_RETRY_BACKOFF_MAX_MS"}
+"""The retry policy's URL options and the environment variables that override them, on every backend."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ See `pending` for the exactly-once reasoning and `engine` for the transaction lo
 """
 
 from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue, TopicNames, readers
-from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Retries, Topics, Transactions
+from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Topics, Transactions
 from pipeteer.queues.kafka.engine import CommitAborted, StageEngine
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "KafkaConnection",
     "KafkaQueue",
     "KafkaSettings",
-    "Retries",
     "StageEngine",
     "TopicNames",
     "Topics",

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pipeteer.errors import ConfigError
+from pipeteer.queues.base import RETRY_OPTIONS, Retry
 from pipeteer.spec.names import DEFAULT_PREFIX
 
 _SECRET_WORDS = ("password", "secret", "token", "key.pem", "keystore", "private", "sasl.jaas", "oauthbearer.config")
@@ -169,25 +170,14 @@ class Transactions:
 
 
 @dataclass(frozen=True)
-class Retries:
-    """A failing item is retried `attempts` times with exponential backoff, then dead-lettered."""
-
-    attempts: int = 3
-    backoff: float = 0.5
-    backoff_max: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.backoff * (2 ** max(attempt - 1, 0)), self.backoff_max))
-
-
-@dataclass(frozen=True)
 class KafkaSettings:
     """Everything the Kafka backend is configured with."""
 
     connection: KafkaConnection
     topics: Topics = Topics()
     transactions: Transactions = Transactions()
-    retries: Retries = Retries()
+    retries: Retry = field(default_factory=Retry)
+    """The same policy, with the same meaning, as every backend's (`pipeteer.queues.base.Retry`)."""
     instance: str = ""
     schema_registry: str | None = None
     """A schema registry URL: records use the Confluent wire format (else Avro single-object encoding)."""
@@ -245,11 +235,7 @@ class KafkaSettings:
             max_pending=_int(opts, "max_pending", Transactions.max_pending),
             max_pending_bytes=_int(opts, "max_pending_bytes", Transactions.max_pending_bytes),
         )
-        retries = Retries(
-            attempts=_int(opts, "retries", Retries.attempts),
-            backoff=_int(opts, "retry_backoff_ms", int(Retries.backoff * 1000)) / 1000,
-            backoff_max=_int(opts, "retry_backoff_max_ms", int(Retries.backoff_max * 1000)) / 1000,
-        )
+        retries = Retry.from_options(opts, "Kafka backend options")
         named = bool(opts.get("instance"))
         instance = opts.get("instance") or f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
         static = opts.get("static_membership", "true" if named else "false").lower() not in ("0", "false", "no")
@@ -280,9 +266,7 @@ _ENV_OPTIONS = {
     "transaction_timeout_ms": "PIPETEER_TRANSACTION_TIMEOUT_MS",
     "max_pending": "PIPETEER_MAX_PENDING",
     "max_pending_bytes": "PIPETEER_MAX_PENDING_BYTES",
-    "retries": "PIPETEER_RETRIES",
-    "retry_backoff_ms": "PIPETEER_RETRY_BACKOFF_MS",
-    "retry_backoff_max_ms": "PIPETEER_RETRY_BACKOFF_MAX_MS",
+    **RETRY_OPTIONS,
     "instance": "PIPETEER_INSTANCE",
     "static_membership": "PIPETEER_STATIC_MEMBERSHIP",
     "schema_registry": "PIPETEER_SCHEMA_REGISTRY",

@@ -241,7 +241,7 @@ class StageEngine:
             if e is None:
                 return None
             e.attempts += 1
-            if e.attempts <= self.retries.attempts:
+            if e.attempts < self.retries.attempts:  # attempts in all, as on every backend
                 e.not_before = time.monotonic() + self.retries.delay(e.attempts)
                 return id
             record = self.dead_letter(e.id, e.raw, error, e.partition, e.offset, e.attempts)
