@@ -60,6 +60,10 @@ class RoutingError(QueueError):
     """A stage produced a value whose type no stage accepts."""
 
 
+class CommitAborted(QueueError):
+    """The transaction holding a completion was aborted (Kafka); the item is pending again, so retry it."""
+
+
 class ValueTypeError(PipeteerError, TypeError):
     """A value does not have the type the queue or stage declares."""
 

@@ -5,7 +5,8 @@ See `pending` for the exactly-once reasoning and `engine` for the transaction lo
 
 from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue, TopicNames, readers
 from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Topics, Transactions
-from pipeteer.queues.kafka.engine import CommitAborted, StageEngine
+from pipeteer.errors import CommitAborted
+from pipeteer.queues.kafka.engine import StageEngine
 
 __all__ = [
     "CommitAborted",

@@ -40,7 +40,7 @@ from confluent_kafka import (
 )
 
 from pipeteer.codec import kafka_source
-from pipeteer.errors import BrokerUnreachable, DecodeError, InexistentItem, QueueError
+from pipeteer.errors import BrokerUnreachable, CommitAborted, DecodeError, InexistentItem
 from pipeteer.queues.kafka.changelog import read_changelog, restore_consumer, stage_consumer
 from pipeteer.queues.kafka.deadletters import dead_letter_record
 from pipeteer.queues.kafka.health import translate
@@ -60,10 +60,6 @@ BUSY_POLL = 0.005
 between waits); an idle stage waits up to the commit interval."""
 TXN_BYTES = 8 << 20
 """A transaction is committed early once it carries this many bytes: commit latency stays bounded for large records."""
-
-
-class CommitAborted(QueueError):
-    """The transaction holding this completion was aborted; the item is pending again (retry)."""
 
 
 class StageEngine:
