@@ -3,9 +3,9 @@
 See `pending` for the exactly-once reasoning and `engine` for the transaction loop.
 """
 
+from pipeteer.errors import CommitAborted
 from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue, TopicNames, readers
 from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Topics, Transactions
-from pipeteer.errors import CommitAborted
 from pipeteer.queues.kafka.engine import StageEngine
 
 __all__ = [
