@@ -25,6 +25,24 @@ U = TypeVar("U")
 T_co = TypeVar("T_co", covariant=True)
 
 
+TURN_SECONDS = 0.002
+_turn = [time.monotonic()]
+
+
+async def take_turn() -> None:
+    """Let the event loop run other tasks if this one has held it for `TURN_SECONDS`.
+
+    A stage loop reading a backlog finds an item at once every time and would never suspend:
+    the other stages, web pages and /healthz of the process would wait until its queue is
+    empty. Reads call this before handing an item out; yielding at most every 2 ms (rather than
+    every item) keeps the cost of the extra loop iterations small.
+    """
+    now = time.monotonic()
+    if now - _turn[0] >= TURN_SECONDS:
+        await asyncio.sleep(0)
+        _turn[0] = time.monotonic()
+
+
 class Listing(Generic[T_co]):
     """The result of `items()`, `keys()` and `values()`: iterate it with `async for`, or `await` it for a list.
 
@@ -298,6 +316,15 @@ class BaseQueue(Queue[T]):
     @abstractmethod
     async def pending(self) -> Pending:
         """How many items wait here and the age of the oldest (for `pipeteer status`)."""
+
+    def lost(self, error: BaseException) -> str | None:
+        """Whether `error` says the item this stage was working on was completed elsewhere (another
+        process of the same stage won the race for it): then forget it and return its id, else None."""
+        if isinstance(error, InexistentItem) and error.id is not None and error.id == self._held:
+            self._held = None
+            self._failures.pop(error.id, None)
+            return error.id
+        return None
 
     def _done(self, id: str) -> None:
         """Bookkeeping after an item left this queue by a move."""

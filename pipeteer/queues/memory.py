@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
+from pipeteer.queues.base import BaseQueue, DeadLetter, Pending, take_turn
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -96,6 +96,7 @@ class MemoryQueue(BaseQueue[T]):
             for id, value in self._items.items():
                 if id not in deferred:
                     self._held = id
+                    await take_turn()  # stages in one process take turns under a backlog
                     return id, await self._value(id, value)
             waiter = self._notifier.waiter()
             try:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import ConfigError, InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter, Listing, Pending
+from pipeteer.queues.base import BaseQueue, DeadLetter, Listing, Pending, take_turn
 from pipeteer.queues.memory import Notifier
 
 T = TypeVar("T")
@@ -198,6 +198,7 @@ class SqliteQueue(BaseQueue[T]):
             if row is not None:
                 waiter.cancel()
                 self._held = row[0]  # set first: a missing blob fails *this* item (retry, dead letter)
+                await take_turn()  # under a backlog, the process's other tasks still get the loop
                 return row[0], await self._value(row[0], row[1])
             timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.monotonic(), 0))
             try:

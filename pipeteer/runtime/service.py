@@ -187,8 +187,12 @@ class StageService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.restart.maximum)
             except Exception as e:
-                self.progress.of(stage).failed.inc()
                 queue = self.queues.stage_queue(stage)
+                gone = queue.lost(e) if isinstance(queue, BaseQueue) else None
+                if gone is not None:  # another process of this stage completed it first: not a failure
+                    log.info("stage %r: item %r was completed by another process; going on", stage, gone)
+                    continue
+                self.progress.of(stage).failed.inc()
                 item = queue.fail(e) if isinstance(queue, BaseQueue) else None
                 if item is not None:
                     # the queue retries that item after its own backoff (or dead-letters it); others go on now
