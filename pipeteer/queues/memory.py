@@ -30,6 +30,8 @@ class Notifier:
 
     def waiter(self) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if len(self._waiters) >= 64:  # waiters given up (cancelled) while nothing was notified
+            self._waiters = [w for w in self._waiters if not w.done()]
         self._waiters.append(fut)
         return fut
 

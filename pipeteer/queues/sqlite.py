@@ -31,8 +31,11 @@ from pipeteer.queues.memory import Notifier
 T = TypeVar("T")
 U = TypeVar("U")
 
-POLL_SECONDS = 0.05
-"""How often a waiting reader looks for items pushed by *other processes* (same-process pushes wake it at once)."""
+POLL_SECONDS = 0.01
+"""The longest a waiting reader goes without noticing a push by *another process* (same-process pushes
+wake it at once). It checks the file's `data_version` (cheap: no query) every 1 ms at first, backing
+off to this while nothing changes."""
+FIRST_LOOK = 0.001
 
 _PAGE = 256
 
@@ -200,11 +203,28 @@ class SqliteQueue(BaseQueue[T]):
                 self._held = row[0]  # set first: a missing blob fails *this* item (retry, dead letter)
                 await take_turn()  # under a backlog, the process's other tasks still get the loop
                 return row[0], await self._value(row[0], row[1])
-            timeout = POLL_SECONDS if due is None else min(POLL_SECONDS, max(due - time.monotonic(), 0))
             try:
-                await asyncio.wait_for(waiter, timeout)
+                await self._wait(waiter, due)
+            finally:
+                waiter.cancel()
+
+    async def _wait(self, waiter: asyncio.Future[None], due: float | None = None) -> None:
+        """Until this process pushes (the waiter), another process commits (`data_version`), or `due`."""
+        conn = self._conn()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        interval = FIRST_LOOK
+        while True:
+            timeout = interval if due is None else min(interval, max(due - time.monotonic(), 0))
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+                return
             except TimeoutError:
                 pass
+            if due is not None and time.monotonic() >= due:
+                return
+            if conn.execute("PRAGMA data_version").fetchone()[0] != version:
+                return
+            interval = min(interval * 2, POLL_SECONDS)
 
     @property
     def dead_letter_table(self) -> str:
@@ -268,10 +288,11 @@ class SqliteQueue(BaseQueue[T]):
         return list(latest)
 
     async def wait_change(self) -> None:
+        waiter = self.store.notifier(self.table).waiter()
         try:
-            await asyncio.wait_for(self.store.notifier(self.table).waiter(), POLL_SECONDS)
-        except TimeoutError:
-            pass
+            await self._wait(waiter)
+        finally:
+            waiter.cancel()
 
     async def _read(self, id: str) -> T:
         row = self._conn().execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
