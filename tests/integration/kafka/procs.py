@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeteer.queues.kafka.changelog import consume_to_end
 from tests.kafka_broker import free_port
@@ -98,6 +98,22 @@ class StageProcess:
             self.proc.wait(10)
 
 
+def watermarks(c: Consumer, topic: str, partition: int, timeout: float = 30) -> tuple[int, int]:
+    """The partition's low and high watermarks, once it has a leader (a topic created a moment ago may not yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, partition), 10, False)
+            return low, high
+        except KafkaException as e:
+            if (not e.args[0].retriable() and e.args[0].code() not in _NO_LEADER_YET) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+_NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
 def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
     """Every record of `topic` a read_committed consumer sees, from the beginning to the current end."""
     c = Consumer(
@@ -114,7 +130,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
         parts = sorted(meta.partitions)
         ends = {}
         for p in parts:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), 10, False)
+            low, high = watermarks(c, topic, p)
             if high > low:
                 ends[p] = high
         out: list[Any] = []
@@ -133,7 +149,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "isolation.level": "read_committed"})
     try:
         parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), 10, False)[1] for p in parts}
+        return {p: watermarks(c, topic, p)[1] for p in parts}
     finally:
         c.close()
 
