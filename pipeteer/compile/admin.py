@@ -114,13 +114,26 @@ def _result(future: Any, what: str, timeout: float) -> Any:
 
 
 def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
+    """The offsets `spec` of `partitions`, asked again while a leader is moving or not elected yet
+    (a partition created a moment ago answers "not leader" for a while)."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
     if not partitions:
         return {}
-    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
-    return {
-        (tp.topic, tp.partition): _result(f, f"offsets of {tp.topic}", timeout).offset
-        for tp, f in futures.items()
-    }
+    moving = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
+        try:
+            return {(tp.topic, tp.partition): f.result(timeout=timeout).offset for tp, f in futures.items()}
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in moving)
+            if not transient or time.monotonic() >= deadline:
+                raise ConfigError(f"offsets of {sorted({tp.topic for tp in partitions})}: {err or e}") from None
+        time.sleep(0.1)
 
 
 def pending_counts(
