@@ -2,22 +2,54 @@
 
 1. `PIPETEER_TEST_KAFKA=host:port` if set (an existing cluster; nothing is started or stopped);
 2. a Kafka container through testcontainers when a Docker engine answers;
-3. else the `noida-db` Kafka-protocol broker from PyPI, started on a free loopback port with its
-   own data directory, and stopped by its process id.
+3. Apache Kafka (`KAFKA_VERSION`, a single KRaft node: broker and controller in one JVM) from
+   Maven Central's jars, when `java` and `mvn` exist: `tests/kafka-broker/pom.xml` resolves
+   `org.apache.kafka:kafka_2.13` and its runtime dependencies once into `~/.cache/pipeteer/`
+   (`PIPETEER_KAFKA_JARS` overrides the place; about 45 MB, 10 s on a fresh machine), the log
+   directory is formatted with a fresh cluster id, and the broker runs on free loopback ports
+   with a bounded heap (`HEAP`), warnings only in `broker.log` beside its data;
+4. else, as a fallback, the `noida-db` Kafka-protocol broker from PyPI.
 
-Quirks of noida-db 0.2.3 found here, beyond those DESIGN.md lists (tests work around them; the
-product does not depend on them):
+`PIPETEER_TEST_BROKER=kafka|noida` picks 3 or 4 (skipping 1 and 2), e.g. to run the suite on
+noida-db. One broker serves the whole session; each test has its own topics. Tests see which
+broker they run on through `Broker.kind` ("apache-kafka", "noida-db", "testcontainers",
+"external"); `Broker.quirky` is true on noida-db only, and the `real_kafka` fixture skips a test
+there.
 
-- Fetch ignores `fetch.max.bytes` and `max.partition.fetch.bytes`: a consumer of a backlog gets
-  all of it in one response (100 MB for 10,000 records of 10 KB), which librdkafka refuses above
-  `receive.message.max.bytes` (100 MB by default) on every retry. The benchmark raises that cap.
-- A JoinGroup is sometimes never answered when static members (`group.instance.id`) join a
-  group at the same moment: the tests start instances one at a time, and keep
-  `max.poll.interval.ms` (the client's JoinGroup timeout, plus 3 s) short.
-- Open transactions are never timed out: the transaction of a producer killed for good (its
-  transactional id never used again) stays open, and read_committed consumers of the partitions
-  it wrote wait for ever. Kafka aborts it after `transaction.timeout.ms`; the tests always
-  restart a killed instance under its own name, which fences and aborts it.
+Differences seen between Apache Kafka 4.4.0 and noida-db 0.2.3 (the product depends on none of
+them; where the tests work around noida-db, they do so on noida-db only):
+
+- Open transactions: Kafka aborts the open transaction of a producer that never returns after
+  its `transaction.timeout.ms` (looked for every `transaction.abort.timed.out.transaction.cleanup
+  .interval.ms`, 1 s here instead of 10 s); noida-db never does, so read_committed consumers of
+  the partitions it wrote wait for ever. Tests on noida-db restart a killed instance under its own
+  name, which fences and aborts it.
+- Static members (`group.instance.id`): Kafka removes one whose session times out and moves its
+  partitions; noida-db never expires one that left. Two static members rejoining one after the
+  other were handed each other's partitions on noida-db; on Kafka, members restarted together
+  get their own partitions back without a rebalance.
+- JoinGroup: noida-db sometimes never answers the JoinGroup of static members joining at the
+  same moment (tests there start instances one at a time and keep `max.poll.interval.ms`, the
+  client's JoinGroup timeout, short); Kafka answers every one, with the default timeouts.
+- Fetch: Kafka holds an empty fetch for `fetch.wait.max.ms`; noida-db answers at once, so an
+  idle caught-up consumer re-fetches in a loop and costs CPU (see bench/bench_kafka_stage.py for
+  figures). noida-db also ignores `fetch.max.bytes` and `max.partition.fetch.bytes`: a consumer
+  of a backlog gets all of it in one response (100 MB for 10,000 records of 10 KB), which
+  librdkafka refuses above `receive.message.max.bytes`; Kafka keeps to the limits.
+- Topic creation, deletion and config changes: on Kafka they are asynchronous. CreateTopics
+  answers once the controller has created the topic; for a moment after, metadata does not list
+  it (a consumer subscribing then does not see it until its next metadata refresh, minutes
+  later), and once listed with a leader, ListOffsets may still answer NOT_LEADER_OR_FOLLOWER.
+  An altered topic config is described with its old value for a moment. noida-db answers with
+  the change already visible. The product now waits for new topics' leaders, and asks offsets
+  again while a leader is not elected yet (a real cluster's leader moves too).
+- Producer ids: an idempotent/transactional producer may stall ~0.5 s on its first send on
+  noida-db while its producer id is fetched; on Kafka a new transactional producer may be told
+  CONCURRENT_TRANSACTIONS or COORDINATOR_LOAD_IN_PROGRESS for a moment (librdkafka retries).
+- Storage: noida-db keeps topic data in memory (tests delete their topics); Kafka writes a log
+  directory, removed when the broker stops.
+- Start and footprint: Kafka needs a JVM (about 3 s to answer after its log directory is
+  formatted, about 0.5 GB resident with this heap); noida-db is one native binary.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def assert_exactly_once(bootstrap: str, prefix: str, n: int) -> None:
 
 def assignment(bootstrap: str, group: str) -> dict[str, set[int]]:
     """The group's members by instance name, with the partitions each is assigned."""
-    d = AdminClient({"bootstrap.servers": bootstrap}).describe_consumer_groups([group])[group].result()
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the answer is in
+    d = admin.describe_consumer_groups([group])[group].result(timeout=30)
     return {m.group_instance_id: {tp.partition for tp in m.assignment.topic_partitions} for m in d.members}
 
 
@@ -92,7 +93,7 @@ def test_static_members_restarted_together(real_kafka: Broker, kafka_prefix: str
     url = backend_url(real_kafka, kafka_prefix, commit_records=100, commit_interval_ms=200)
     asyncio.run(push_copy_items(url, n))
     _, out_topic, group = topics(kafka_prefix)
-    procs = [StageProcess(APP, "copy", url, f"copy-{i}", tmp_path, env={"SLOW_SECONDS": "0.002"}) for i in (1, 2, 3)]
+    procs = [StageProcess(APP, "copy", url, f"copy-{i}", tmp_path, env={"SLOW_SECONDS": "0.005"}) for i in (1, 2, 3)]
     try:
         for p in procs:
             p.start()
@@ -104,8 +105,8 @@ def test_static_members_restarted_together(real_kafka: Broker, kafka_prefix: str
                 p.kill9()
             for p in procs:
                 p.start()
-        for p in procs:
-            p.wait_ready()
+            for p in procs:
+                p.wait_ready()
         wait_outputs(bootstrap, out_topic, n)
         assert all(p.starts == 3 for p in procs)
         assert_exactly_once(bootstrap, kafka_prefix, n)
