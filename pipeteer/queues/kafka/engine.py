@@ -553,10 +553,9 @@ class StageEngine:
         self._reset_state(CommitAborted(f"{self.queue.describe()}: transaction aborted ({error}); try again"))
         assignment = [tp.partition for tp in self._consumer.assignment()]
         self._restore(assignment)
-        if assignment:  # a restore that failed in `_on_assign` is done now
-            self._ever_assigned = True
-            self._wake()
         if assignment:
+            self._ever_assigned = True  # a restore that failed in `_on_assign` is done now
+            self._wake()
             committed = self._consumer.committed([TopicPartition(self.topic, p) for p in assignment], 30)
             for tp in committed:
                 offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
