@@ -318,7 +318,9 @@ def start_apache_kafka(data_dir: Path) -> Broker:
     props.write_text("".join(f"{k}={v}\n" for k, v in server_properties(data_dir, port, controller_port).items()))
     log4j = data_dir / "log4j2.yaml"
     log4j.write_text(LOG4J2)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # as Kafka's own ids: one starting with "-" reads as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     formatted = subprocess.run(
         _java(jars, log4j, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"),
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
