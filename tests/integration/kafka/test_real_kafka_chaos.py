@@ -121,13 +121,13 @@ def test_static_members_restarted_together(real_kafka: Broker, kafka_prefix: str
 
 
 def test_instance_killed_for_good(real_kafka: Broker, kafka_prefix: str, tmp_path: Path) -> None:
-    n = 4000
+    n = 6000
     bootstrap = real_kafka.bootstrap
     # Long transactions (commits every 5 s), so the killed instance dies with one open; set through
     # the client-property passthrough, as a deployment would.
     url = backend_url(real_kafka, kafka_prefix, commit_records=100_000, commit_interval_ms=5000)
     env = {
-        "SLOW_SECONDS": "0.003",
+        "SLOW_SECONDS": "0.004",  # ~12 s of work for the instance to kill: it is killed mid-stream
         "PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS": str(TRANSACTION_TIMEOUT_MS),
         "PIPETEER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
     }
@@ -144,7 +144,8 @@ def test_instance_killed_for_good(real_kafka: Broker, kafka_prefix: str, tmp_pat
         assert mine, "the instance to kill owns no partition"
         # Kill it while a transaction of its own has outputs in the partitions it owns (an id keeps
         # its partition number from input to output, so no one else writes there).
-        while not open_transactions(bootstrap, out_topic, mine):
+        deadline = time.monotonic() + 60
+        while not open_transactions(bootstrap, out_topic, mine) and time.monotonic() < deadline:
             time.sleep(0.01)
         doomed.kill9()
         assert open_transactions(bootstrap, out_topic, mine), "it died right after a commit; nothing left open"
