@@ -14,6 +14,8 @@ committed input offsets reach the input's end.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -143,12 +145,20 @@ def test_instance_killed_for_good(real_kafka: Broker, kafka_prefix: str, tmp_pat
         mine = assignment(bootstrap, group)[doomed.instance]
         assert mine, "the instance to kill owns no partition"
         # Kill it while a transaction of its own has outputs in the partitions it owns (an id keeps
-        # its partition number from input to output, so no one else writes there).
+        # its partition number from input to output, so no one else writes there). It is frozen
+        # (SIGSTOP) first, and a commit it had already asked for has a second to complete: a
+        # transaction still open after that can only end by Kafka's timeout.
+        assert doomed.proc is not None
         deadline = time.monotonic() + 60
-        while not open_transactions(bootstrap, out_topic, mine) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while True:
+            assert time.monotonic() < deadline, f"{doomed.instance} left no transaction open on {mine} in 60 s"
+            os.kill(doomed.proc.pid, signal.SIGSTOP)
+            time.sleep(1.0)
+            if open_transactions(bootstrap, out_topic, mine):
+                break
+            os.kill(doomed.proc.pid, signal.SIGCONT)
+            time.sleep(0.3)
         doomed.kill9()
-        assert open_transactions(bootstrap, out_topic, mine), "it died right after a commit; nothing left open"
         wait_outputs(bootstrap, out_topic, n)
         assert doomed.starts == 1 and not doomed.alive()
         assert_exactly_once(bootstrap, kafka_prefix, n)
