@@ -1,6 +1,7 @@
 """Records/s of one automatic pipeteer stage on Kafka, beside two baselines measured in the same run.
 
-    python bench/bench_kafka_stage.py [--bootstrap HOST:PORT] [--small 100000] [--large 20000] [--repeat 3]
+    python bench/bench_kafka_stage.py [--broker kafka|noida | --bootstrap HOST:PORT]
+                                      [--small 100000] [--large 20000] [--repeat 3] [--idle-seconds 10]
 
 Variants, each in a fresh process (so peak RSS is its own), each reading its own copy of the
 same pre-filled input (4 partitions, Avro single-object records) with its own consumer group and
@@ -17,11 +18,15 @@ medians. The variants:
 The transform is the same everywhere: decode the Avro record, upper-case its text, encode.
 Figures: records/s from the start of the variant until all records were processed and
 committed (Quix: processed), the time until the first output was visible to a
-read_committed consumer, and peak RSS. Without --bootstrap the noida-db broker is started.
+read_committed consumer, and peak RSS. Last, the CPU an idle, caught-up stage process (`pipeteer
+run` of a copy stage) and the broker burn over `--idle-seconds`, read from /proc.
 
-On that broker, ~10 KB records measure the broker more than the stage: it answers a fetch with
-the whole backlog at once (see `tests/kafka_broker.py`), so all three variants wait for one
-response of up to the whole input before their first record.
+Without --bootstrap a broker is started as the tests start it (`tests/kafka_broker.py`):
+`--broker kafka` is Apache Kafka from Maven Central's jars (the default when `java` and `mvn`
+exist), `--broker noida` the noida-db broker. On noida-db, ~10 KB records measure the broker more
+than the stage: it answers a fetch with the whole backlog at once, so all three variants wait for
+one response of up to the whole input before their first record; and it does not long-poll, so
+an idle consumer costs CPU that it does not cost on Kafka.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ PARTITIONS = 4
 NOIDA_FETCH = {"receive.message.max.bytes": 1_000_000_000}
 """The local noida-db broker ignores `fetch.max.bytes`: a fetch of 4 partitions of ~10 KB records can
 answer with everything at once (100 MB for 10,000 records), above librdkafka's default 100 MB cap,
-which then fails every retry. Every variant's consumer gets the same larger cap."""
+which then fails every retry. Every variant's consumer gets the same larger cap, on every broker
+(on Kafka, which keeps to the fetch limits, it changes nothing)."""
 
 
 @dataclass
@@ -290,9 +296,53 @@ def measure(variant: str, bootstrap: str, topic: str, n: int, prefix: str) -> di
     raise RuntimeError(f"{variant} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
 
 
+def cpu_seconds(group: int) -> float:
+    """CPU time (user + system) of the processes in process group `group`, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group:  # fields after the command name: state, ppid, pgrp, ..., utime, stime
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def idle_cpu(bootstrap: str, prefix: str, seconds: float, broker: Any) -> tuple[float, float]:
+    """Share of a core that a `pipeteer run` stage process with nothing left to do uses over
+    `seconds` (and the broker meanwhile, when this run started it), once it has caught up."""
+    from pipeteer.spec import names
+    from tests.integration.kafka.procs import StageProcess, push_copy_items, read_topic
+
+    url = f"kafka://{bootstrap}?prefix={prefix}"
+    n = 100
+    asyncio.run(push_copy_items(url, n))
+    log_dir = Path(tempfile.mkdtemp(prefix="pipeteer-bench-idle-"))
+    stage = StageProcess("tests.integration.kafka.apps:copy_app", "copy", url, "idle-1", log_dir).start()
+    try:
+        stage.wait_ready()
+        out_topic = names.queue_topic("copy", ["output"], prefix)
+        while len(read_topic(bootstrap, out_topic)) < n:
+            time.sleep(0.2)
+        time.sleep(2.0)  # the last commit, lag reports and the like settle
+        assert stage.proc is not None
+        groups = [stage.proc.pid] + ([broker.pid] if broker is not None and broker.pid else [])
+        before, started = [cpu_seconds(g) for g in groups], time.monotonic()
+        time.sleep(seconds)
+        after, elapsed = [cpu_seconds(g) for g in groups], time.monotonic() - started
+        used = [(b - a) / elapsed for a, b in zip(before, after, strict=True)]
+        return used[0], used[1] if len(used) > 1 else float("nan")
+    finally:
+        stage.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bootstrap", default=os.environ.get("PIPETEER_TEST_KAFKA"))
+    ap.add_argument("--bootstrap", default=os.environ.get("PIPETEER_TEST_KAFKA"), help="an existing broker")
+    ap.add_argument("--broker", choices=["kafka", "noida"], help="the broker to start (default: kafka if it can run)")
+    ap.add_argument("--idle-seconds", type=float, default=10.0, help="how long to measure an idle stage's CPU (0: skip)")
     ap.add_argument("--small", type=int, default=100_000, help="number of ~200 B records")
     ap.add_argument("--large", type=int, default=20_000, help="number of ~10 KB records")
     ap.add_argument("--variants", default="ceiling,quix,pipeteer")
@@ -305,7 +355,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.bootstrap, args.topic, args.n, args.prefix)
         return
-    from tests.kafka_broker import Broker, delete_topics, start_noida, wait_for_kafka
+    from tests.kafka_broker import Broker, default_kind, delete_topics, start_broker, wait_for_kafka
 
     # a `timeout` or `kill` still stops the broker this run started (the `finally` below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -315,8 +365,10 @@ def main() -> None:
         wait_for_kafka(args.bootstrap)
         bootstrap = args.bootstrap
     else:
-        broker = start_noida(Path(tempfile.mkdtemp(prefix="pipeteer-bench-")))
+        kind = {"kafka": "apache-kafka", "noida": "noida-db", None: default_kind()}[args.broker]
+        broker = start_broker(kind, Path(tempfile.mkdtemp(prefix="pipeteer-bench-")))
         bootstrap = broker.bootstrap
+    print(f"broker: {broker.kind if broker else 'external'} at {bootstrap}", flush=True)
     run = f"bench{uuid.uuid4().hex[:6]}"
     variants = args.variants.split(",")
     try:
@@ -350,6 +402,10 @@ def main() -> None:
                 print(f"{label:8} {n:>7} {variant:9} {rate[variant]:>10,.0f} {rate[variant] / ceiling:>10.2f} "
                       f"{rate[variant] / quix:>8.2f} {first:>8.2f}s {rss:>7.0f}")
         print("\ntargets for pipeteer: >= 0.5 x ceiling, >= 2.0 x quix, first output <= 1 s")
+        if args.idle_seconds > 0:
+            stage_cpu, broker_cpu = idle_cpu(bootstrap, f"{run}idle", args.idle_seconds, broker)
+            print(f"\nidle, caught-up stage process over {args.idle_seconds:.0f} s: {stage_cpu:.1%} of a core"
+                  + (f"; the broker meanwhile: {broker_cpu:.1%}" if broker is not None else ""))
     finally:
         delete_topics(bootstrap, run)
         if broker is not None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pipeteer.queues.base import BaseQueue
+
+if TYPE_CHECKING:
+    from tests.kafka_broker import Broker
 
 QueueFactory = Callable[[Any, str], BaseQueue[Any]]
 
@@ -38,12 +41,26 @@ def make_queue(backend_url: str) -> QueueFactory:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """host:port of a Kafka-protocol broker for the whole session (started here if need be)."""
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The Kafka-protocol broker of the whole session (started here if need be); `.kind` says which."""
     from tests.kafka_broker import kafka_broker
 
     with kafka_broker(tmp_path_factory.mktemp("kafka")) as broker:
-        yield broker.bootstrap
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: Broker) -> str:
+    """host:port of the session's broker."""
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+def real_kafka(kafka_broker: Broker) -> Broker:
+    """The session's broker, for tests that need real Kafka's behaviour (skipped on noida-db)."""
+    if kafka_broker.quirky:
+        pytest.skip(f"needs Apache Kafka, the session's broker is {kafka_broker.kind} (see tests/kafka_broker.py)")
+    return kafka_broker
 
 
 @pytest.fixture

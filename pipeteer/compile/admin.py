@@ -118,13 +118,26 @@ def _result(future: Any, what: str, timeout: float) -> Any:
 
 
 def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
+    """The offsets `spec` of `partitions`, asked again while a leader is moving or not elected yet
+    (a partition created a moment ago answers "not leader" for a while)."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
     if not partitions:
         return {}
-    futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
-    return {
-        (tp.topic, tp.partition): _result(f, f"offsets of {tp.topic}", timeout).offset
-        for tp, f in futures.items()
-    }
+    moving = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
+        try:
+            return {(tp.topic, tp.partition): f.result(timeout=timeout).offset for tp, f in futures.items()}
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in moving)
+            if not transient or time.monotonic() >= deadline:
+                raise ConfigError(f"offsets of {sorted({tp.topic for tp in partitions})}: {err or e}") from None
+        time.sleep(0.1)
 
 
 def pending_counts(
@@ -367,7 +380,51 @@ def apply_topics(
         for name, f in admin.create_partitions(parts, operation_timeout=timeout).items():
             _result(f, f"add partitions to topic {name}", timeout)
         done += grows
+    _wait_applied(admin, done, timeout)
     return done
+
+
+def _wait_applied(admin: Any, done: Sequence[Action], timeout: float) -> None:
+    """Until the cluster shows every action in `done`.
+
+    Kafka applies topic changes asynchronously: an admin request answers once the controller
+    has made the change, and brokers' metadata and configs follow a moment later. Returning
+    earlier would let the next plan (or a stage starting on a new topic) see the old state.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while waiting := _not_yet_visible(admin, done, timeout):
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"not visible in the cluster {timeout:.0f}s after they were applied: {', '.join(waiting)}")
+        time.sleep(0.1)
+
+
+def _not_yet_visible(admin: Any, done: Sequence[Action], timeout: float) -> list[str]:
+    listed = admin.list_topics(timeout=timeout).topics
+    waiting: list[str] = []
+    alters: list[Action] = []
+    for a in done:
+        t = listed.get(a.topic)
+        if a.kind == "delete":
+            if t is not None:
+                waiting.append(f"delete {a.topic}")
+        elif a.kind == "alter-config":
+            alters.append(a)
+        elif (
+            t is None
+            or len(t.partitions) != (a.partitions or 1)
+            or any(p.leader < 0 for p in t.partitions.values())
+        ):
+            waiting.append(f"{a.kind} {a.topic}")
+    if alters:
+        configs = _describe_configs(admin, (a.topic for a in alters), timeout)
+        waiting += [
+            f"alter-config {a.topic}"
+            for a in alters
+            if any(configs.get(a.topic, {}).get(k) != v for k, v in a.config.items())
+        ]
+    return waiting
 
 
 def _wait_gone(admin: Any, names: Sequence[str], timeout: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -241,6 +242,7 @@ class KafkaBackend:
                     err = e.args[0]
                     if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                         raise QueueError(f"cannot create topic {name!r}: {err}") from e
+            self._wait_for_leaders(set(to_create))
         with self._lock:
             self._created.update(missing)
 
@@ -258,6 +260,31 @@ class KafkaBackend:
             finally:
                 admin.poll(0)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_for_leaders(self, topics: set[str], timeout: float = 30.0) -> None:
+        """Until every partition of `topics` has a leader in the cluster's metadata.
+
+        Kafka creates topics asynchronously: CreateTopics answers once the controller has
+        created them, and brokers learn of them a moment later. A consumer that subscribes in
+        that moment is told the topic does not exist and looks again only at its next metadata
+        refresh (`topic.metadata.refresh.interval.ms`, 5 minutes by default), and a producer's
+        first records wait for the leaders anyway.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self.admin().list_topics(timeout=timeout).topics
+            waiting = sorted(
+                name for name in topics
+                if name not in listed
+                or listed[name].error is not None
+                or not listed[name].partitions
+                or any(p.leader < 0 for p in listed[name].partitions.values())
+            )
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise QueueError(f"topics {waiting} have no partition leaders {timeout:.0f}s after they were created")
+            time.sleep(0.1)
 
     async def ensure_topics(self, topics: Iterable[str]) -> None:
         topics = set(topics)

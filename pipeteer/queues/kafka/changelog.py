@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeteer.codec import kafka_source
 from pipeteer.errors import DecodeError, QueueError
@@ -69,6 +69,29 @@ def restore_consumer(settings: KafkaSettings, group: str) -> Any:
     )
 
 
+_LEADER_MOVING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 30.0) -> tuple[int, int]:
+    """The partition's low and high watermarks, asked again while its leader is moving or not elected yet.
+
+    A topic created a moment ago, or a partition whose leader just changed, answers "not leader"
+    for a while: a transient state of any Kafka cluster, not a failure of the caller.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            wait = max(deadline - time.monotonic(), 1.0)
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), wait, False)
+            return int(low), int(high)
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _LEADER_MOVING)
+            if not transient or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
 def read_changelog(
     restorer: Any, changelog: str, partitions: list[int], codec: Any, stage: str
 ) -> dict[int, dict[str, Entry]]:
@@ -80,7 +103,7 @@ def read_changelog(
     out: dict[int, dict[str, Entry]] = {p: {} for p in partitions}
     ends: dict[int, int] = {}
     for p in partitions:
-        low, high = restorer.get_watermark_offsets(TopicPartition(changelog, p), 30, False)
+        low, high = watermarks(restorer, changelog, p)
         if high > low:
             ends[p] = high
     if not ends:

@@ -11,7 +11,8 @@ Environment variables are read in one place, `from_url`:
 - `PIPETEER_BLOBS` (claim check: a blob store URL for large records, e.g. images) and
   `PIPETEER_CLAIM_CHECK_BYTES` (`bytes` values above this size go there; default 32 KiB).
 - `PIPETEER_COMMIT_INTERVAL_MS`, `PIPETEER_COMMIT_RECORDS`, `PIPETEER_MAX_PENDING`,
-  `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS`.
+  `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS` (also taken from
+  the client property `transaction.timeout.ms` when not given itself).
 - `PIPETEER_INSTANCE`: this instance's stable name (its transactional ids derive from it, so a
   restarted instance fences its own zombie at once, and it joins consumer groups as a static
   member, so a restart takes its partitions back without a rebalance). Defaults to `$HOSTNAME`-pid.
@@ -222,6 +223,11 @@ class KafkaSettings:
             )
         servers = env.get("PIPETEER_KAFKA_BOOTSTRAP_SERVERS", servers)
         props.pop("bootstrap.servers", None)
+        # The producer's transaction timeout is the backend's own option (the engine sets it, and
+        # bounds its waits by it): the client property, e.g. PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS,
+        # sets that option when the option itself is not given, instead of being overridden unseen.
+        if "transaction.timeout.ms" in props:
+            opts.setdefault("transaction_timeout_ms", props.pop("transaction.timeout.ms"))
         conn = KafkaConnection(servers, props, prefix=opts.get("prefix", DEFAULT_PREFIX))
         topics = Topics(
             partitions=_int(opts, "partitions", Topics.partitions),

@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from pipeteer.queues.kafka.changelog import consume_to_end
+from pipeteer.queues.kafka.changelog import consume_to_end, watermarks
 from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.pending import Record
 
@@ -124,7 +124,7 @@ class DeadLetterTopic:
                 return []
             ends: dict[int, int] = {}
             for p in meta.partitions:
-                low, high = c.get_watermark_offsets(TopicPartition(self.topic, p), 10, False)
+                low, high = watermarks(c, self.topic, p, 10)
                 if high > max(start.get(p, low), low):
                     ends[p] = high
             out: list[Any] = []

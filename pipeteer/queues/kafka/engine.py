@@ -603,6 +603,8 @@ class StageEngine:
         assignment = [tp.partition for tp in self._consumer.assignment()]
         self._restore(assignment)
         if assignment:
+            self._ever_assigned = True  # a restore that failed in `_on_assign` is done now
+            self._wake()
             committed = self._consumer.committed([TopicPartition(self.topic, p) for p in assignment], 30)
             for tp in committed:
                 offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
@@ -629,14 +631,16 @@ class StageEngine:
         ps = [tp.partition for tp in partitions]
         log.info("stage %r: assigned %s partitions %s", self.stage_name, self.topic, ps)
         self._reassigned = True
+        if self.metrics is not None:
+            self.metrics.rebalances.inc()
         try:
             self._restore(ps)
         except Exception:
+            # The partitions stay assigned (the client assigns them whatever this callback does):
+            # the error reaches the loop, whose recovery restores them again (`_recover`).
             log.exception("stage %r: restoring the pending table failed", self.stage_name)
             raise
         self._ever_assigned = True
-        if self.metrics is not None:
-            self.metrics.rebalances.inc()
         self._wake()
 
     def _restore(self, partitions: list[int]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,8 @@ def test_destructive_changes_need_allow_delete(kafka_bootstrap: str, prefix: str
 
     for f in admin.create_topics([NewTopic(stray, 1, 1)]).values():
         f.result()
+    while stray not in admin.list_topics(timeout=10).topics:  # creation is asynchronous in Kafka
+        time.sleep(0.1)
     shrunk = topology(prefix)  # back to 2 partitions
     plan = plan_topics(shrunk.topics, kafka_bootstrap, scope=scope(shrunk))
     kinds = {a.topic: a.kind for a in plan.actions}

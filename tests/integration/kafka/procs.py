@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -15,25 +16,28 @@ from typing import Any
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from pipeteer.queues.kafka.changelog import consume_to_end
-from tests.kafka_broker import free_port
+from pipeteer.queues.kafka import KafkaBackend
+from pipeteer.queues.kafka.changelog import consume_to_end, watermarks
+from tests.integration.kafka.apps import Item, copy_workflow
+from tests.kafka_broker import Broker, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
-TEST_CLIENT_PROPS = "session.timeout.ms=6000&heartbeat.interval.ms=500&max.poll.interval.ms=20000"
-"""Kafka's default session timeout (45 s) would make every kill -9 stall its partitions that long.
+TEST_CLIENT_PROPS = "session.timeout.ms=6000&heartbeat.interval.ms=500"
+"""Kafka's default session timeout (45 s) would make every kill -9 stall its partitions that long."""
 
-`max.poll.interval.ms` is also the consumer's JoinGroup timeout (plus 3 s) and the group's
-rebalance timeout: the local broker (noida-db) sometimes never answers the JoinGroup of static
-members joining a group at the same moment (seen: two stage instances started together, both
-waiting 60 s and more with no answer). With the default 300 s a test would hang that long; with
-20 s the client gives up on the lost request and joins again.
-"""
+NOIDA_CLIENT_PROPS = "max.poll.interval.ms=20000"
+"""On noida-db only. `max.poll.interval.ms` is also the consumer's JoinGroup timeout (plus 3 s) and
+the group's rebalance timeout: noida-db sometimes never answers the JoinGroup of static members
+joining a group at the same moment (seen: two stage instances started together, both waiting 60 s
+and more with no answer). With the default 300 s a test would hang that long; with 20 s the
+client gives up on the lost request and joins again. Apache Kafka keeps the default."""
 
 
-def backend_url(bootstrap: str, prefix: str, **options: Any) -> str:
-    query = "&".join([f"prefix={prefix}", TEST_CLIENT_PROPS, *(f"{k}={v}" for k, v in options.items())])
-    return f"kafka://{bootstrap}?{query}"
+def backend_url(broker: Broker, prefix: str, **options: Any) -> str:
+    props = [TEST_CLIENT_PROPS, NOIDA_CLIENT_PROPS] if broker.quirky else [TEST_CLIENT_PROPS]
+    query = "&".join([f"prefix={prefix}", *props, *(f"{k}={v}" for k, v in options.items())])
+    return f"kafka://{broker.bootstrap}?{query}"
 
 
 @dataclass
@@ -99,13 +103,24 @@ class StageProcess:
             self.proc.wait(10)
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
-    """Every record of `topic` a read_committed consumer sees, from the beginning to the current end."""
+async def push_copy_items(url: str, n: int) -> None:
+    """Push `n` items `item-<i>` to the input of the copy workflow (tests/integration/kafka/apps.py)."""
+    backend = KafkaBackend.from_url(url, workflow_name=copy_workflow.name, env={})
+    q = backend.make_queue(Item, ["input"])
+    try:
+        for start in range(0, n, 500):
+            await asyncio.gather(*(q.push(f"item-{i}", Item(i, f"text {i}")) for i in range(start, min(start + 500, n))))
+    finally:
+        backend.close()
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30, isolation: str = "read_committed") -> list[Any]:
+    """Every record of `topic` a read_committed (or `isolation`) consumer sees, from the beginning to the current end."""
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": "unused",
-            "isolation.level": "read_committed",
+            "isolation.level": isolation,
             "enable.partition.eof": True,
             "enable.auto.commit": False,
         }
@@ -115,7 +130,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
         parts = sorted(meta.partitions)
         ends = {}
         for p in parts:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), 10, False)
+            low, high = watermarks(c, topic, p)
             if high > low:
                 ends[p] = high
         out: list[Any] = []
@@ -134,7 +149,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "isolation.level": "read_committed"})
     try:
         parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), 10, False)[1] for p in parts}
+        return {p: watermarks(c, topic, p)[1] for p in parts}
     finally:
         c.close()
 
@@ -161,8 +176,8 @@ def unconsumed(bootstrap: str, group: str, topic: str) -> int:
 def wait_stable(bootstrap: str, group: str, members: int, timeout: float = 60) -> None:
     """Until `group` is Stable with `members` members (each with an assignment).
 
-    The local test broker (noida-db) does not expire a killed member that is replaced while
-    its group is rebalancing, so the tests let a rebalance finish before the next kill -9.
+    On noida-db the tests call this between kills: it does not expire a killed member that is
+    replaced while its group is rebalancing, so a rebalance must finish before the next kill -9.
     """
     from confluent_kafka import ConsumerGroupState
     from confluent_kafka.admin import AdminClient

@@ -17,6 +17,7 @@ from pipeteer.queues.kafka import KafkaBackend
 from pipeteer.spec import names
 from tests.integration.kafka.apps import Copied, Item, copy_workflow
 from tests.integration.kafka.procs import StageProcess, backend_url, read_topic
+from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +41,9 @@ async def ensure_topics(url: str) -> None:
         backend.close()
 
 
-def test_malformed_records_are_dead_lettered_once(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path) -> None:
-    url = backend_url(kafka_bootstrap, kafka_prefix, commit_records=100)
+def test_malformed_records_are_dead_lettered_once(kafka_broker: Broker, kafka_prefix: str, tmp_path: Path) -> None:
+    kafka_bootstrap = kafka_broker.bootstrap
+    url = backend_url(kafka_broker, kafka_prefix, commit_records=100)
     asyncio.run(ensure_topics(url))
     in_topic = names.queue_topic("copy", ["input"], kafka_prefix)
     codec = codec_for(Item)

@@ -17,6 +17,7 @@ from pipeteer import InexistentItem, ValueTypeError
 from pipeteer.queues.kafka import KafkaBackend
 from tests.integration.kafka.procs import backend_url
 from tests.integration.test_queue_contract import State, a_state
+from tests.kafka_broker import Broker
 
 T = TypeVar("T")
 
@@ -31,8 +32,8 @@ async def eventually(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], t
 
 
 @pytest.fixture
-async def backend(kafka_bootstrap: str, kafka_prefix: str) -> AsyncIterator[KafkaBackend]:
-    b = KafkaBackend.from_url(backend_url(kafka_bootstrap, kafka_prefix), workflow_name="contract", env={})
+async def backend(kafka_broker: Broker, kafka_prefix: str) -> AsyncIterator[KafkaBackend]:
+    b = KafkaBackend.from_url(backend_url(kafka_broker, kafka_prefix), workflow_name="contract", env={})
     yield b
     await asyncio.to_thread(b.close)
 
@@ -97,9 +98,9 @@ async def test_move_is_atomic_and_exactly_once(backend: KafkaBackend) -> None:
     assert await eventually(lambda: keys(dst), lambda k: k == {"1", "3"}) == {"1", "3"}
 
 
-async def test_pending_items_survive_a_restart(kafka_bootstrap: str, kafka_prefix: str) -> None:
+async def test_pending_items_survive_a_restart(kafka_broker: Broker, kafka_prefix: str) -> None:
     """Items completed out of order: the next instance restores the rest from the changelog and the input."""
-    url = backend_url(kafka_bootstrap, kafka_prefix, instance="one")
+    url = backend_url(kafka_broker, kafka_prefix, instance="one")
     first = KafkaBackend.from_url(url, workflow_name="contract", env={})
     q = first.make_queue(int, ["tasks"])
     out = first.make_queue(int, ["done"])
@@ -125,7 +126,7 @@ async def test_pending_items_survive_a_restart(kafka_bootstrap: str, kafka_prefi
 
 
 async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
-    kafka_bootstrap: str, kafka_prefix: str, caplog: pytest.LogCaptureFixture
+    kafka_broker: Broker, kafka_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another producer takes the stage's transactional id mid-stream (as a restarted twin would): the
     stage's commit fails fatally, it recreates its producer, rewinds to the committed offsets, and
@@ -134,7 +135,7 @@ async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
 
     from tests.integration.kafka.procs import read_topic
 
-    url = backend_url(kafka_bootstrap, kafka_prefix, instance="solo", commit_interval_ms=50)
+    url = backend_url(kafka_broker, kafka_prefix, instance="solo", commit_interval_ms=50)
     b = KafkaBackend.from_url(url, workflow_name="fence", env={})
     src, dst = b.make_queue(int, ["src"]), b.make_queue(int, ["dst"])
     n = 400
@@ -150,13 +151,13 @@ async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
     try:
         engine = await eventually(lambda: _engine(b), lambda e: e is not None and e.committed_items > 50)
         assert engine is not None
-        intruder = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": engine.transactional_id})
+        intruder = Producer({"bootstrap.servers": kafka_broker.bootstrap, "transactional.id": engine.transactional_id})
         await asyncio.to_thread(intruder.init_transactions, 30)
         await eventually(lambda: _engine(b), lambda e: e is not None and e.committed_items >= n, timeout=60)
     finally:
         task.cancel()
         await asyncio.to_thread(b.close)
-    records = await asyncio.to_thread(read_topic, kafka_bootstrap, dst.topic)
+    records = await asyncio.to_thread(read_topic, kafka_broker.bootstrap, dst.topic)
     keys = [m.key().decode() for m in records]
     assert sorted(keys) == sorted(f"k{i}" for i in range(n))
     assert "fenced" in caplog.text and "recreating the producer" in caplog.text
@@ -166,13 +167,13 @@ async def _engine(b: KafkaBackend) -> Any:
     return b.engines.get(("src",))
 
 
-async def test_large_records_travel_by_claim_check(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Any) -> None:
+async def test_large_records_travel_by_claim_check(kafka_broker: Broker, kafka_prefix: str, tmp_path: Any) -> None:
     """Records above `claim_check_bytes` go to the blob store; the topics carry small references."""
     import os
 
     from confluent_kafka import Consumer
 
-    url = backend_url(kafka_bootstrap, kafka_prefix) + f"&blobs={tmp_path.as_uri()}&claim_check_bytes=100000"
+    url = backend_url(kafka_broker, kafka_prefix) + f"&blobs={tmp_path.as_uri()}&claim_check_bytes=100000"
     b = KafkaBackend.from_url(url, workflow_name="contract", env={})
     try:
         src, dst = b.make_queue(bytes, ["photos"]), b.make_queue(bytes, ["rectified"])
@@ -186,7 +187,7 @@ async def test_large_records_travel_by_claim_check(kafka_bootstrap: str, kafka_p
     finally:
         await asyncio.to_thread(b.close)
     consumer = Consumer(
-        {"bootstrap.servers": kafka_bootstrap, "group.id": f"{kafka_prefix}-peek", "auto.offset.reset": "earliest",
+        {"bootstrap.servers": kafka_broker.bootstrap, "group.id": f"{kafka_prefix}-peek", "auto.offset.reset": "earliest",
          "isolation.level": "read_committed"}
     )
     consumer.subscribe([src.topic])

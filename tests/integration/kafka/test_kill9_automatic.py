@@ -13,35 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from pipeteer.queues.kafka import KafkaBackend
 from pipeteer.spec import names
-from tests.integration.kafka.apps import Item, copy_workflow
 from tests.integration.kafka.procs import (
     StageProcess,
     backend_url,
     committed_offsets,
     end_offsets,
+    push_copy_items,
     read_topic,
 )
+from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.slow
 
 N = 5000
 
 
-async def push_items(url: str, n: int) -> None:
-    backend = KafkaBackend.from_url(url, workflow_name=copy_workflow.name, env={})
-    q = backend.make_queue(Item, ["input"])
-    try:
-        for start in range(0, n, 500):
-            await asyncio.gather(*(q.push(f"item-{i}", Item(i, f"text {i}")) for i in range(start, min(start + 500, n))))
-    finally:
-        backend.close()
-
-
-def test_automatic_stage_survives_kill9(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path) -> None:
-    url = backend_url(kafka_bootstrap, kafka_prefix, commit_records=100, commit_interval_ms=200)
-    asyncio.run(push_items(url, N))
+def test_automatic_stage_survives_kill9(kafka_broker: Broker, kafka_prefix: str, tmp_path: Path) -> None:
+    kafka_bootstrap = kafka_broker.bootstrap
+    url = backend_url(kafka_broker, kafka_prefix, commit_records=100, commit_interval_ms=200)
+    asyncio.run(push_copy_items(url, N))
     out_topic = names.queue_topic("copy", ["output"], kafka_prefix)
     in_topic = names.queue_topic("copy", ["input"], kafka_prefix)
     stage = StageProcess(

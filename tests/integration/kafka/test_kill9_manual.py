@@ -20,6 +20,7 @@ from pipeteer.queues.kafka import KafkaBackend
 from pipeteer.spec import names
 from tests.integration.kafka.apps import Done, Task, tasks_workflow
 from tests.integration.kafka.procs import StageProcess, backend_url, read_topic
+from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +90,9 @@ def check_service_endpoints(base: str) -> None:
         assert line in text, f"{line!r} not in /metrics"
 
 
-def test_manual_tasks_survive_kill9(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path) -> None:
-    url = backend_url(kafka_bootstrap, kafka_prefix, commit_interval_ms=50)
+def test_manual_tasks_survive_kill9(kafka_broker: Broker, kafka_prefix: str, tmp_path: Path) -> None:
+    kafka_bootstrap = kafka_broker.bootstrap
+    url = backend_url(kafka_broker, kafka_prefix, commit_interval_ms=50)
     asyncio.run(push_tasks(url))
     stage = StageProcess("tests.integration.kafka.apps:tasks_app", "answer", url, "answer-1", tmp_path).start()
     pending = {f"task-{i}" for i in range(N)}

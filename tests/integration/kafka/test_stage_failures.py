@@ -14,6 +14,7 @@ from pipeteer import App, Pipeline, ReadQueue, Workflow, WriteQueue
 from pipeteer.cli import main as cli
 from pipeteer.runtime.service import Restart, StageService
 from tests.integration.kafka.procs import backend_url, read_topic
+from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +39,10 @@ def stage_queue(service: StageService) -> Any:
 
 
 async def test_failing_items_are_retried_then_dead_lettered(
-    kafka_bootstrap: str, kafka_prefix: str, capsys: pytest.CaptureFixture[str]
+    kafka_broker: Broker, kafka_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = backend_url(kafka_bootstrap, kafka_prefix, retries=2, retry_backoff_ms=10, instance="fmt-1")
+    kafka_bootstrap = kafka_broker.bootstrap
+    url = backend_url(kafka_broker, kafka_prefix, retries=2, retry_backoff_ms=10, instance="fmt-1")
     service = StageService(app, url, restart=Restart(initial=0.01, maximum=0.05))
     q = stage_queue(service)
     try:

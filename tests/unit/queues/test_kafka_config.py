@@ -21,6 +21,17 @@ def test_url_then_environment_precedence() -> None:
     assert s.connection.properties == {"security.protocol": "SSL", "sasl.mechanism": "SCRAM-SHA-512"}
 
 
+def test_transaction_timeout_client_property_sets_the_option() -> None:
+    env = {"PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS": "7000"}
+    s = KafkaSettings.from_url("kafka://b:1", env=env)
+    assert s.transactions.timeout_ms == 7000
+    assert "transaction.timeout.ms" not in s.connection.properties
+    assert KafkaSettings.from_url("kafka://b:1?transaction.timeout.ms=8000", env={}).transactions.timeout_ms == 8000
+    # the option itself wins over the client property
+    s = KafkaSettings.from_url("kafka://b:1?transaction_timeout_ms=9000", env=env)
+    assert s.transactions.timeout_ms == 9000
+
+
 def test_secrets_are_masked_in_repr() -> None:
     s = KafkaSettings.from_url(
         "kafka://b:9093?security.protocol=SASL_SSL",
