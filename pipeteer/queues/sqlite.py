@@ -190,6 +190,7 @@ class SqliteQueue(BaseQueue[T]):
         notifier = self.store.notifier(self.table)
         while True:
             waiter = notifier.waiter()
+            version = self._version()  # before looking: a commit after this line wakes the wait below
             deferred, due = self._deferred()  # items waiting out a retry delay go last
             skip = ",".join("?" * len(deferred))
             row = self._conn().execute(
@@ -204,14 +205,17 @@ class SqliteQueue(BaseQueue[T]):
                 await take_turn()  # under a backlog, the process's other tasks still get the loop
                 return row[0], await self._value(row[0], row[1])
             try:
-                await self._wait(waiter, due)
+                await self._wait(waiter, version, due)
             finally:
                 waiter.cancel()
 
-    async def _wait(self, waiter: asyncio.Future[None], due: float | None = None) -> None:
-        """Until this process pushes (the waiter), another process commits (`data_version`), or `due`."""
-        conn = self._conn()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+    def _version(self) -> int:
+        """Changes whenever another connection commits to the file (SQLite's `data_version`)."""
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
+
+    async def _wait(self, waiter: asyncio.Future[None], version: int, due: float | None = None) -> None:
+        """Until this process pushes (the waiter), another process commits (`data_version` moves past
+        `version`, read before the caller last looked), or `due`."""
         interval = FIRST_LOOK
         while True:
             timeout = interval if due is None else min(interval, max(due - time.monotonic(), 0))
@@ -222,7 +226,7 @@ class SqliteQueue(BaseQueue[T]):
                 pass
             if due is not None and time.monotonic() >= due:
                 return
-            if conn.execute("PRAGMA data_version").fetchone()[0] != version:
+            if self._version() != version:
                 return
             interval = min(interval * 2, POLL_SECONDS)
 
@@ -288,9 +292,11 @@ class SqliteQueue(BaseQueue[T]):
         return list(latest)
 
     async def wait_change(self) -> None:
+        # A view (filter) looked before calling this, at a data_version it did not keep: wake on any
+        # change from now on, and after 50 ms at the latest in case one came in between.
         waiter = self.store.notifier(self.table).waiter()
         try:
-            await self._wait(waiter)
+            await self._wait(waiter, self._version(), time.monotonic() + 0.05)
         finally:
             waiter.cancel()
 
