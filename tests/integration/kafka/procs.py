@@ -80,7 +80,7 @@ class StageProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"{self.instance} exited: see {self.log_dir}")
+                raise RuntimeError(f"{self.instance} exited with {self.proc.returncode if self.proc else None}: see {self.log_dir}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.base + "/readyz", timeout=2).status_code == 200:
                     return

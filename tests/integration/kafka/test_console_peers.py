@@ -19,7 +19,7 @@ from pipeteer.queues.kafka import KafkaBackend
 from tests.integration.kafka.apps import Done, Task, tasks_workflow
 from tests.integration.kafka.procs import StageProcess, backend_url, read_topic
 from tests.integration.serving import TOKENS, write_tokens
-from tests.kafka_broker import free_port
+from tests.kafka_broker import Broker, free_port
 
 N = 40
 
@@ -39,8 +39,8 @@ def held(base: str, who: str) -> set[str]:
     return {i["id"] for i in r.raise_for_status().json()["items"]}
 
 
-def test_every_task_is_worked_from_either_instance(kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path) -> None:
-    url = backend_url(kafka_bootstrap, kafka_prefix, commit_interval_ms=50)
+def test_every_task_is_worked_from_either_instance(kafka_broker: Broker, kafka_prefix: str, tmp_path: Path) -> None:
+    url = backend_url(kafka_broker, kafka_prefix, commit_interval_ms=50)
     asyncio.run(push_tasks(url))
     ports = [free_port(), free_port()]
     peers = ",".join(f"http://127.0.0.1:{p}" for p in ports)
@@ -84,7 +84,7 @@ def test_every_task_is_worked_from_either_instance(kafka_bootstrap: str, kafka_p
                 assert r.status_code == 200 and r.json()["state"] in ("applied", "waiting"), (id, r.text)
             again = bob.post("/console/api/decide", params={"stage": "answer", "id": theirs}, json={"value": 0})
             assert again.status_code == 409 and again.json()["detail"] == f"task {theirs!r} was already completed by alice"
-        outputs = read_done(kafka_bootstrap, url)
+        outputs = read_done(kafka_broker.bootstrap, url)
         assert sorted(outputs) == sorted(everything) and all(outputs[id].answer == int(id[5:]) * 3 for id in outputs)
     finally:
         a.stop()

@@ -13,6 +13,7 @@ from pipeteer.spec import names
 from tests.apps.photos import Photo, app
 from tests.integration.kafka.procs import StageProcess, backend_url, read_topic
 from tests.integration.test_batch import APP, check_outputs, make_photos, run
+from tests.kafka_broker import Broker
 
 TOPICS = ("input", "output")
 
@@ -34,16 +35,16 @@ def run_and_pull(url: str, tmp_path: Path, expect: int) -> None:
 
 
 def test_a_batch_of_images_flows_with_small_records_and_gc_spares_pending_ones(
-    kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path
+    kafka_broker: Broker, kafka_prefix: str, tmp_path: Path
 ) -> None:
     photos = make_photos(tmp_path / "in", 40, 300_000)
-    url = backend_url(kafka_bootstrap, kafka_prefix, blobs=tmp_path / "blobs")
+    url = backend_url(kafka_broker, kafka_prefix, blobs=tmp_path / "blobs")
     run("push", APP, str(tmp_path / "in"), "--backend", url, "-q", cwd=tmp_path)
     status = run("status", APP, "--backend", url, cwd=tmp_path).splitlines()
     assert status[1].split()[:2] == ["keep", "40"]  # no stage has consumed them yet
     run_and_pull(url, tmp_path, 40)
     check_outputs(tmp_path / "out", photos)
-    records = all_records(kafka_bootstrap, kafka_prefix)
+    records = all_records(kafka_broker.bootstrap, kafka_prefix)
     assert len(records) >= 80 and max(len(r) for r in records) < 64 * 1024  # references, not images
     # one more, pending in the input while no stage runs: gc removes every blob but its own
     extra = make_photos(tmp_path / "in2", 1, 300_000)
@@ -55,9 +56,9 @@ def test_a_batch_of_images_flows_with_small_records_and_gc_spares_pending_ones(
 
 
 def test_a_corrupt_blob_sends_the_item_to_dead_letters_naming_id_field_and_key(
-    kafka_bootstrap: str, kafka_prefix: str, tmp_path: Path
+    kafka_broker: Broker, kafka_prefix: str, tmp_path: Path
 ) -> None:
-    url = backend_url(kafka_bootstrap, kafka_prefix, retries=0, blobs=tmp_path / "blobs")
+    url = backend_url(kafka_broker, kafka_prefix, retries=0, blobs=tmp_path / "blobs")
 
     async def push() -> str:
         queues = connect(app, url)
@@ -79,13 +80,13 @@ def test_a_corrupt_blob_sends_the_item_to_dead_letters_naming_id_field_and_key(
     try:
         stage.wait_ready()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (read_topic(kafka_bootstrap, dlq, 2) and read_topic(kafka_bootstrap, out, 2)):
+        while time.monotonic() < deadline and not (read_topic(kafka_broker.bootstrap, dlq, 2) and read_topic(kafka_broker.bootstrap, out, 2)):
             time.sleep(0.3)
     finally:
         stage.stop()
-    (dead,) = read_topic(kafka_bootstrap, dlq)
+    (dead,) = read_topic(kafka_broker.bootstrap, dlq)
     headers = {k: v.decode() for k, v in dead.headers()}
     assert dead.key() == b"bad" and headers["pipeteer.error.class"] == "pipeteer.errors.BlobError"
     message = headers["pipeteer.error.message"]
     assert "item 'bad'" in message and "field 'img'" in message and key in message and "corrupt" in message
-    assert [m.key() for m in read_topic(kafka_bootstrap, out)] == [b"good"]
+    assert [m.key() for m in read_topic(kafka_broker.bootstrap, out)] == [b"good"]
