@@ -34,6 +34,19 @@ and more with no answer). With the default 300 s a test would hang that long; wi
 client gives up on the lost request and joins again. Apache Kafka keeps the default."""
 
 
+async def push_tasks(url: str, tasks: dict[str, int]) -> None:
+    """Push `Task(n)` under each id to the `tasks` workflow's input (the human-stage tests' batch)."""
+    from pipeteer.queues.kafka import KafkaBackend
+    from tests.integration.kafka.apps import Task, tasks_workflow
+
+    backend = KafkaBackend.from_url(url, workflow_name=tasks_workflow.name, env={})
+    q = backend.make_queue(Task, ["input"])
+    try:
+        await asyncio.gather(*(q.push(id, Task(n)) for id, n in tasks.items()))
+    finally:
+        backend.close()
+
+
 def backend_url(broker: Broker, prefix: str, **options: Any) -> str:
     props = [TEST_CLIENT_PROPS, NOIDA_CLIENT_PROPS] if broker.quirky else [TEST_CLIENT_PROPS]
     query = "&".join([f"prefix={prefix}", *props, *(f"{k}={v}" for k, v in options.items())])

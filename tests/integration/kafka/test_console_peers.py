@@ -16,21 +16,12 @@ import httpx
 import pytest
 
 from pipeteer.queues.kafka import KafkaBackend
-from tests.integration.kafka.apps import Done, Task, tasks_workflow
-from tests.integration.kafka.procs import StageProcess, backend_url, read_topic
+from tests.integration.kafka.apps import Done, tasks_workflow
+from tests.integration.kafka.procs import StageProcess, backend_url, push_tasks, read_topic
 from tests.integration.serving import TOKENS, write_tokens
 from tests.kafka_broker import Broker, free_port
 
 N = 40
-
-
-async def push_tasks(url: str) -> None:
-    backend = KafkaBackend.from_url(url, workflow_name=tasks_workflow.name, env={})
-    q = backend.make_queue(Task, ["input"])
-    try:
-        await asyncio.gather(*(q.push(f"task-{i:02d}", Task(i)) for i in range(N)))
-    finally:
-        backend.close()
 
 
 def held(base: str, who: str) -> set[str]:
@@ -41,7 +32,7 @@ def held(base: str, who: str) -> set[str]:
 
 def test_every_task_is_worked_from_either_instance(kafka_broker: Broker, kafka_prefix: str, tmp_path: Path) -> None:
     url = backend_url(kafka_broker, kafka_prefix, commit_interval_ms=50)
-    asyncio.run(push_tasks(url))
+    asyncio.run(push_tasks(url, {f"task-{i:02d}": i for i in range(N)}))
     ports = [free_port(), free_port()]
     peers = ",".join(f"http://127.0.0.1:{p}" for p in ports)
     env = {"PIPETEER_AUTH_TOKEN_FILE": str(write_tokens(tmp_path / "tokens")), "PIPETEER_CONSOLE_PEERS": peers}

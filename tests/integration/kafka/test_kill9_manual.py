@@ -16,25 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeteer.queues.kafka import KafkaBackend
 from pipeteer.spec import names
-from tests.integration.kafka.apps import Done, Task, tasks_workflow
-from tests.integration.kafka.procs import StageProcess, backend_url, read_topic
+from tests.integration.kafka.apps import Done
+from tests.integration.kafka.procs import StageProcess, backend_url, push_tasks, read_topic
 from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.slow
 
 N = 1000
 KILLS = 5
-
-
-async def push_tasks(url: str) -> None:
-    backend = KafkaBackend.from_url(url, workflow_name=tasks_workflow.name, env={})
-    q = backend.make_queue(Task, ["input"])
-    try:
-        await asyncio.gather(*(q.push(f"task-{i}", Task(i)) for i in range(N)))
-    finally:
-        backend.close()
 
 
 def listed(base: str) -> set[str]:
@@ -93,7 +83,7 @@ def check_service_endpoints(base: str) -> None:
 def test_manual_tasks_survive_kill9(kafka_broker: Broker, kafka_prefix: str, tmp_path: Path) -> None:
     kafka_bootstrap = kafka_broker.bootstrap
     url = backend_url(kafka_broker, kafka_prefix, commit_interval_ms=50)
-    asyncio.run(push_tasks(url))
+    asyncio.run(push_tasks(url, {f"task-{i}": i for i in range(N)}))
     stage = StageProcess("tests.integration.kafka.apps:tasks_app", "answer", url, "answer-1", tmp_path).start()
     pending = {f"task-{i}" for i in range(N)}
     completed: dict[str, int] = {}
