@@ -141,8 +141,12 @@ async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
     n = 400
     await asyncio.gather(*(src.push(f"k{i}", i) for i in range(n)))
 
+    going = asyncio.Event()
+    going.set()
+
     async def stage() -> None:
         while True:
+            await going.wait()
             id, x = await src.read()
             await asyncio.sleep(0.002)
             await src.move(id, dst, x * 2)
@@ -151,8 +155,10 @@ async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
     try:
         engine = await eventually(lambda: _engine(b), lambda e: e is not None and e.committed_items > 50)
         assert engine is not None
+        going.clear()  # the stage still has work when the intruder has taken its id (it was done first, at times)
         intruder = Producer({"bootstrap.servers": kafka_broker.bootstrap, "transactional.id": engine.transactional_id})
         await asyncio.to_thread(intruder.init_transactions, 30)
+        going.set()
         await eventually(lambda: _engine(b), lambda e: e is not None and e.committed_items >= n, timeout=60)
     finally:
         task.cancel()
