@@ -44,6 +44,7 @@ from pipeteer.errors import ConfigError, InexistentItem
 from pipeteer.queues.base import BaseQueue, Pending, ReadQueue
 from pipeteer.runtime.app import App
 from pipeteer.runtime.connect import connect
+from pipeteer.runtime.media import extension
 from pipeteer.wiring import WorkflowQueues
 
 MANIFEST = "manifest.jsonl"
@@ -243,14 +244,6 @@ async def push_files(
 # --- pull ------------------------------------------------------------------------------------
 
 
-def _ext(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return ".png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    return ".bin"
-
-
 def _json(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -304,13 +297,13 @@ def write_output(dest: Path, id: str, value: Any, *, link: LocalBlobStore | None
             write_atomically(dest / name, data)
 
     if isinstance(value, bytes):
-        files["value"] = f"{id}{_ext(value)}"
+        files["value"] = f"{id}{extension(value)}"
         save(files["value"], value)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             v = getattr(value, f.name)
             if isinstance(v, bytes):
-                files[f.name] = f"{id}.{f.name}{_ext(v)}"
+                files[f.name] = f"{id}.{f.name}{extension(v)}"
                 save(files[f.name], v)
             else:
                 record[f.name] = _json(v)

@@ -20,28 +20,14 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from pipeteer.runtime.media import image_type
 from pipeteer.types import checker, is_union, type_name, union_members
 
-IMAGE_MAGIC = {
-    b"\x89PNG\r\n\x1a\n": "image/png",
-    b"\xff\xd8\xff": "image/jpeg",
-    b"GIF87a": "image/gif",
-    b"GIF89a": "image/gif",
-}
 TEXT_LIMIT = 2000
 
 
 class FormError(ValueError):
     """A submitted value does not fit the stage's output type; says which field and why."""
-
-
-def image_type(data: bytes) -> str | None:
-    for magic, media in IMAGE_MAGIC.items():
-        if data.startswith(magic):
-            return media
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 @dataclass(frozen=True)

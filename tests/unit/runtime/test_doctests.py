@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["pipeteer.runtime.security", "pipeteer.runtime.console.desk", "pipeteer.runtime.console.forms"]
+MODULES = ["pipeteer.runtime.security", "pipeteer.runtime.media", "pipeteer.runtime.console.desk", "pipeteer.runtime.console.forms"]
 
 
 @pytest.mark.parametrize("name", MODULES)
