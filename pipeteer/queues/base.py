@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, G
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
-from pipeteer.codec.claimcheck import ClaimCheck
+from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import ConfigError, InexistentItem, ValueTypeError
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -334,6 +334,28 @@ class BaseQueue(Queue[T]):
 
     def describe(self) -> str:
         return f"{type(self).__name__} {self.name!r} of {type_name(self.Type)}"
+
+    codec: Any
+    """The state type's codec (each backend sets it): the same bytes on every backend."""
+
+    def _source(self, id: str) -> str:
+        return f"{self.describe()} item {id!r}"
+
+    async def encode(self, value: Any) -> bytes:
+        """The stored form of a value, on every backend: large `bytes` written to the claim check's
+        blob store first (hashing and I/O in a worker thread), then the codec."""
+        if self.claim is not None and self.claim.is_heavy(value):
+            value = await asyncio.to_thread(self.claim.dehydrate, value)
+        data: bytes = self.codec.encode(value)
+        return data
+
+    async def hydrate(self, id: str, value: T) -> T:
+        """The value a stage sees: blob references replaced by their verified bytes, in a worker
+        thread (never on the event loop, nor under a lock the loop needs)."""
+        if self.claim is None or not has_refs(value):
+            return value
+        hydrated: T = await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
+        return hydrated
 
     def check(self, id: str, value: Any) -> None:
         if not isinstance(id, str) or not id:

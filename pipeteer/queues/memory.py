@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 from pipeteer.codec import codec_for
-from pipeteer.codec.claimcheck import ClaimCheck, has_refs
+from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import InexistentItem
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending, take_turn
 
@@ -75,20 +75,11 @@ class MemoryQueue(BaseQueue[T]):
         self._dead: dict[str, tuple[DeadLetter, bytes]] = {}
         self._at: dict[str, float] = {}  # id -> when it arrived (for `pending`)
 
-    async def _encode(self, value: Any) -> bytes:
-        """The stored form: large `bytes` to the blob store first (in a thread), then the codec."""
-        if self.claim is not None and self.claim.is_heavy(value):
-            value = await asyncio.to_thread(self.claim.dehydrate, value)
-        return self.codec.encode(value)
-
     async def _value(self, id: str, data: bytes) -> T:
-        value: T = self.codec.decode(data, source=f"{self.describe()}, item {id!r}")
-        if self.claim is None or not has_refs(value):
-            return value
-        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self.describe())
+        return await self.hydrate(id, self.codec.decode(data, source=self._source(id)))
 
     async def _push(self, id: str, value: T) -> None:
-        self._items[id] = await self._encode(value)
+        self._items[id] = await self.encode(value)
         self._at.setdefault(id, time.time())
         self._notifier.notify()
 
@@ -156,7 +147,7 @@ class MemoryQueue(BaseQueue[T]):
         if not isinstance(dst, MemoryQueue):
             return await super().move(id, dst, value)
         dst.check(id, value)
-        light = await dst._encode(value)
+        light = await dst.encode(value)
         # No await between the check and the two writes: atomic for every other task.
         if id not in self._items:
             raise InexistentItem(id, self.describe())

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pipeteer.codec import codec_for
-from pipeteer.codec.claimcheck import ClaimCheck, has_refs
+from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import ConfigError, InexistentItem
 from pipeteer.queues.base import BaseQueue, DeadLetter, Listing, Pending, take_turn
 from pipeteer.queues.memory import Notifier
@@ -165,20 +165,10 @@ class SqliteQueue(BaseQueue[T]):
         return self.codec.decode(data, source=self._source(id))
 
     async def _value(self, id: str, data: bytes) -> T:
-        """The value a stage sees: blobs read and verified in a worker thread, never on the event loop."""
-        value = self._decode(id, data)
-        if self.claim is None or not has_refs(value):
-            return value
-        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
-
-    async def _encode(self, value: Any) -> bytes:
-        """The row of a value: large `bytes` written to the blob store first (hashing and I/O in a thread)."""
-        if self.claim is not None and self.claim.is_heavy(value):
-            value = await asyncio.to_thread(self.claim.dehydrate, value)
-        return self.codec.encode(value)
+        return await self.hydrate(id, self._decode(id, data))
 
     async def _push(self, id: str, value: T) -> None:
-        data = await self._encode(value)
+        data = await self.encode(value)
         self._conn().execute(
             f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
             "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
@@ -364,7 +354,7 @@ class SqliteQueue(BaseQueue[T]):
             return await super().move(id, dst, value)
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue
-        data = await dst._encode(value)  # the codec checks the value's type (ValueTypeError), once
+        data = await dst.encode(value)  # the codec checks the value's type (ValueTypeError), once
         dst.store.ensure_table(dst.table)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")

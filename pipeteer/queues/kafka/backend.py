@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeteer.codec import make_codec
-from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from, has_refs
+from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import QueueError
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 from pipeteer.queues.kafka import health
@@ -382,21 +382,6 @@ class KafkaQueue(BaseQueue[T]):
         claim = backend.claim_check()
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
 
-    def _source(self, id: str) -> str:
-        return f"{self.describe()} item {id!r}"
-
-    async def _value(self, id: str, value: Any) -> Any:
-        """The value the stage sees: blobs read and verified in a worker thread, outside the engine's lock."""
-        if self.claim is None or not has_refs(value):
-            return value
-        return await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
-
-    async def encode(self, value: Any) -> bytes:
-        """The record of a value: large `bytes` written to the blob store first (in a worker thread)."""
-        if self.claim is not None and self.claim.is_heavy(value):
-            value = await asyncio.to_thread(self.claim.dehydrate, value)
-        return self.codec.encode(value)
-
     def describe(self) -> str:
         return f"queue {self.name!r} (topic {self.topic})"
 
@@ -424,9 +409,9 @@ class KafkaQueue(BaseQueue[T]):
                 e = engine.try_next()
                 if e is not None:
                     self._held = e.id
-                    return e.id, await self._value(e.id, e.value)
+                    return e.id, await self.hydrate(e.id, e.value)
             else:
-                return await self._value(id, engine.get(id).value)
+                return await self.hydrate(id, engine.get(id).value)
         if id is None:
             return await self._read_next()
         return await self._read(id)
@@ -434,10 +419,10 @@ class KafkaQueue(BaseQueue[T]):
     async def _read_next(self) -> tuple[str, T]:
         e = await (await self._engine()).next_item()
         self._held = e.id
-        return e.id, await self._value(e.id, e.value)
+        return e.id, await self.hydrate(e.id, e.value)
 
     async def _read(self, id: str) -> T:
-        value: T = await self._value(id, (await self._engine()).get(id).value)
+        value: T = await self.hydrate(id, (await self._engine()).get(id).value)
         return value
 
     async def has(self, id: str) -> bool:
@@ -453,7 +438,9 @@ class KafkaQueue(BaseQueue[T]):
         return await asyncio.to_thread(self._waiting)
 
     def _waiting(self) -> Pending:
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import Consumer
+
+        from pipeteer.queues.kafka.changelog import committed, watermarks
 
         group = self.backend.names.group(self.backend.reader_of(self.path))
         conf = self.backend.settings.connection.client_config(
@@ -465,8 +452,8 @@ class KafkaQueue(BaseQueue[T]):
             if meta is None or meta.error is not None:
                 return Pending(0, None)
             total = 0
-            for tp in consumer.committed([TopicPartition(self.topic, p) for p in meta.partitions], timeout=10):
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            for tp in committed(consumer, self.topic, sorted(meta.partitions)):
+                low, high = watermarks(consumer, self.topic, tp.partition)
                 total += max(high - (tp.offset if tp.offset >= 0 else low), 0)
             return Pending(total, None)
         finally:
@@ -479,7 +466,7 @@ class KafkaQueue(BaseQueue[T]):
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         for e in (await self._engine()).snapshot():
-            yield e.id, await self._value(e.id, e.value)
+            yield e.id, await self.hydrate(e.id, e.value)
 
     async def _iter_keys(self) -> AsyncIterator[str]:
         for e in (await self._engine()).snapshot():

@@ -69,7 +69,11 @@ def restore_consumer(settings: KafkaSettings, group: str) -> Any:
     )
 
 
-_LEADER_MOVING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
+_TRANSIENT = (
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+)
+"""States a cluster passes through (a leader or group coordinator moving or loading), asked again."""
 
 
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 30.0) -> tuple[int, int]:
@@ -78,15 +82,28 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 30.0)
     A topic created a moment ago, or a partition whose leader just changed, answers "not leader"
     for a while: a transient state of any Kafka cluster, not a failure of the caller.
     """
+    low, high = _patiently(lambda wait: consumer.get_watermark_offsets(TopicPartition(topic, partition), wait, False),
+                           timeout)
+    return int(low), int(high)
+
+
+def committed(consumer: Any, topic: str, partitions: list[int], timeout: float = 30.0) -> list[Any]:
+    """The consumer group's committed offsets of `partitions`, asked again while the group's
+    coordinator is moving or loading (a group never used yet answers "not coordinator" at first)."""
+    result: list[Any] = _patiently(lambda wait: consumer.committed([TopicPartition(topic, p) for p in partitions], wait),
+                                   timeout)
+    return result
+
+
+def _patiently(call: Any, timeout: float) -> Any:
+    """`call(wait)` until it answers, retried while Kafka says the state is transient, up to `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            wait = max(deadline - time.monotonic(), 1.0)
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), wait, False)
-            return int(low), int(high)
+            return call(max(deadline - time.monotonic(), 1.0))
         except KafkaException as e:
             err = e.args[0] if e.args else None
-            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _LEADER_MOVING)
+            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT)
             if not transient or time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
