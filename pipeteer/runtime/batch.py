@@ -34,10 +34,11 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key
 from pipeteer.errors import ConfigError, InexistentItem
@@ -408,6 +409,8 @@ async def pull_outputs(
     the same file system), not copies: no second write of the bytes, but the files must not be
     modified in place (that would change the blob).
     """
+    if concurrency < 1:
+        raise ValueError(f"pull_outputs: concurrency must be >= 1, got {concurrency}")
     dest.mkdir(parents=True, exist_ok=True)
     done = manifest_ids(dest / MANIFEST)  # outputs already written (by this run or an earlier one)
     lines = open(dest / MANIFEST, "a")
@@ -419,47 +422,87 @@ async def pull_outputs(
     if link and blobs is None:
         raise ConfigError(f"pipeteer pull --link: the blob store of {queues.backend.url} is not a local directory")
     bar = _progress(None if expect is None else max(expect - len(done), 0), "item", "pull", quiet)
-    slots = asyncio.Semaphore(concurrency)
+    # A pipeline, not rounds: up to `concurrency` outputs are read and written at once, and as each
+    # finishes its slot takes the next; whatever finished meanwhile is named in the manifest by one
+    # group commit (two fsyncs for many outputs), then popped. Many fsyncs under way at once is
+    # what makes durable writes fast: the file system commits them together.
+    busy: set[str] = set()  # ids being written, or written and waiting for the manifest and their pop
+    finished: list[dict[str, Any]] = []  # records whose files are durable, not yet in the manifest
+    stale: list[str] = []  # in the manifest already (an earlier run died before popping them)
+    running: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+    changed = asyncio.Event()
     written = 0
 
-    async def one(id: str) -> dict[str, Any] | None:
-        if id in done:
-            return None  # written by an earlier run that died before popping it
-        async with slots:
-            try:
-                value = await Qout.read(id)
-            except InexistentItem:
-                return None
-            return await asyncio.to_thread(write_output, dest, id, value, link=blobs)
+    async def one(id: str) -> None:
+        try:
+            value = await Qout.read(id)
+            finished.append(await asyncio.to_thread(write_output, dest, id, value, link=blobs))
+        except InexistentItem:  # popped meanwhile (another pull)
+            busy.discard(id)
+        except BaseException as e:
+            failures.append(e)
+        finally:
+            changed.set()
+
+    def commit(records: list[dict[str, Any]]) -> None:
+        _fsync_dir(dest)  # the files' names are durable before the manifest names them
+        lines.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        lines.flush()
+        os.fsync(lines.fileno())
+
+    async def settle() -> None:
+        """The manifest names what finished; then those outputs are popped."""
+        nonlocal written
+        records, finished[:] = finished[:], []
+        ids, stale[:] = [r["id"] for r in records] + stale, []
+        if records:
+            await asyncio.to_thread(commit, records)
+            done.update(r["id"] for r in records)
+            written += len(records)
+            bar.update(len(records))
+        # at once: on Kafka each pop waits for the transaction it is in, and they all share one
+        await asyncio.gather(*(_pop(Qout, id) for id in ids))
+        busy.difference_update(ids)
+
+    async def fill() -> None:
+        free = concurrency - len(running)
+        if free <= 0:
+            return
+        async for id in _first_keys(Qout, len(busy) + free):
+            if id in busy:
+                continue
+            busy.add(id)
+            if id in done:
+                stale.append(id)
+                continue
+            task = asyncio.ensure_future(one(id))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
     try:
-        while True:
-            ids = [id async for id in _first_keys(Qout, concurrency * 4)]
-            if not ids:
-                if expect is not None and len(done) >= expect:
-                    break
-                if expect is None and not follow and (not until_empty or await drained(queues, app)):
-                    break
-                await asyncio.sleep(poll)
-                continue
-            records = [r for r in await asyncio.gather(*(one(id) for id in ids)) if r is not None]
-            if records:
-
-                def commit(records: list[dict[str, Any]] = records) -> None:
-                    _fsync_dir(dest)  # the files' names are durable before the manifest names them
-                    lines.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
-                    lines.flush()
-                    os.fsync(lines.fileno())
-                    done.update(r["id"] for r in records)
-
-                await asyncio.to_thread(commit)
-                written += len(records)
-                bar.update(len(records))
-            # at once: on Kafka each pop waits for the transaction it is in, and they all share one
-            await asyncio.gather(*(_pop(Qout, id) for id in ids))
-            if expect is not None and len(done) >= expect:
+        while not failures:
+            changed.clear()  # first: an output finishing from here on wakes the wait below
+            if finished or stale:
+                await settle()
+            if expect is not None and len(done) >= expect and not running:
                 break
+            await fill()
+            if running or stale:
+                if not stale:
+                    await changed.wait()
+                continue
+            if expect is None and not follow and (not until_empty or await drained(queues, app)):
+                break
+            await asyncio.sleep(poll)
+        if failures:
+            await asyncio.gather(*running, return_exceptions=True)
+            if finished:
+                await settle()  # what was written is not written again
+            raise failures[0]
     finally:
+        for task in running:
+            task.cancel()
         bar.close()
         lines.close()
     return written
@@ -513,16 +556,33 @@ def _close(queues: WorkflowQueues) -> None:
         close()
 
 
+R = TypeVar("R")
+
+
+def run_io(main: Coroutine[Any, Any, R], concurrency: int) -> R:
+    """Run a command whose work is file I/O: its worker threads are enough for every item under way
+    to read and to write at once (Python's default, 6 threads on 2 cores, left items waiting for a
+    thread while others sat in fsync; fsyncs under way together are what makes durable writes fast)."""
+
+    async def with_threads() -> R:
+        threads = ThreadPoolExecutor(2 * concurrency + 2, thread_name_prefix="pipeteer-io")
+        asyncio.get_running_loop().set_default_executor(threads)
+        return await main
+
+    return asyncio.run(with_threads())
+
+
 def cmd_push(args: Any) -> int:
     app, queues = _queues(args)
     files = expand_sources(args.sources)
     ledger = Path(args.ledger or Path(".pipeteer") / f"pushed-{app.name}.ids")
     started = time.monotonic()
     try:
-        report = asyncio.run(
+        report = run_io(
             push_files(
                 app, queues, files, ledger=ledger, concurrency=args.concurrency, quiet=args.quiet, link=args.link
-            )
+            ),
+            args.concurrency,
         )
     finally:
         _close(queues)
@@ -538,11 +598,12 @@ def cmd_push(args: Any) -> int:
 def cmd_pull(args: Any) -> int:
     app, queues = _queues(args)
     try:
-        n = asyncio.run(
+        n = run_io(
             pull_outputs(
                 app, queues, Path(args.dest), follow=args.follow, until_empty=args.until_empty,
                 expect=args.expect, concurrency=args.concurrency, quiet=args.quiet, link=args.link,
-            )
+            ),
+            args.concurrency,
         )
     finally:
         _close(queues)
@@ -560,6 +621,18 @@ def cmd_status(args: Any) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 def register(sub: Any) -> None:
     """Add `push`, `pull` and `status` to the `pipeteer` command."""
     backend_help = "memory://, sqlite:///path.db or kafka://host:port (default: $PIPETEER_BACKEND, else sqlite:///queues.db)"
@@ -568,7 +641,7 @@ def register(sub: Any) -> None:
     push.add_argument("app", help="the app, as module:attribute")
     push.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories, glob patterns or @LIST files")
     push.add_argument("--backend", default=None, help=backend_help)
-    push.add_argument("--concurrency", type=int, default=8, help="pushes under way at once (default 8)")
+    push.add_argument("--concurrency", type=_at_least_one, default=8, help="pushes under way at once (default 8)")
     push.add_argument("--ledger", default=None, help="file of pushed ids (default .pipeteer/pushed-WORKFLOW.ids)")
     push.add_argument(
         "--link", action="store_true",
@@ -586,7 +659,7 @@ def register(sub: Any) -> None:
     until.add_argument("--follow", action="store_true", help="keep waiting for outputs until interrupted")
     until.add_argument("--until-empty", action="store_true", help="until no stage holds an item")
     until.add_argument("--expect", type=int, default=None, help="until the manifest lists this many outputs")
-    pull.add_argument("--concurrency", type=int, default=8, help="outputs written at once (default 8)")
+    pull.add_argument("--concurrency", type=_at_least_one, default=8, help="outputs written at once (default 8)")
     pull.add_argument(
         "--link", action="store_true",
         help="hard-link files to their blobs (local blob store, same file system) instead of copying; "
