@@ -1,14 +1,23 @@
 """Large images end to end: `pipeteer push` → a one-stage identity workflow (`pipeteer run`, its own
-process) → `pipeteer pull` to files, beside `shutil.copyfile` of the same files in the same run.
+process) → `pipeteer pull` to files, beside copies of the same files made in the same run.
 
     python bench/bench_images.py --backend sqlite --count 1000 --size-mib 2
     python bench/bench_images.py --backend sqlite --count 200 --size-mib 10
-    python bench/bench_images.py --backend kafka --count 200 --size-mib 5     # noida-db unless --bootstrap
+    python bench/bench_images.py --backend kafka --count 200 --size-mib 5     # Apache Kafka (or noida-db) unless --bootstrap
 
 Push, the stage and pull run at once (pull waits for `--count` outputs); the time is from the
-start of push to the end of pull. Reported: MB/s and its ratio to copyfile, the peak RSS of every
-process (VmHWM, sampled until it exits), the SQLite WAL's peak size, the largest Kafka record, and
-a check that every output is there once with its bytes identical.
+start of push to the end of pull. The baselines and pipeteer take turns for `--repeat` rounds
+(this machine is shared and its disk's fsync latency varies several-fold from one minute to the
+next) and the table gives medians, each round's ratio computed within that round:
+
+- `copyfile`: `shutil.copyfile` of every file, one after another (page cache; nothing durable);
+- `durable copy`: each file written to a temporary name, fsynced and renamed, by as many threads
+  as pull writes outputs at once (`--concurrency`): what pipeteer has to do twice (push stores
+  each image as a blob, pull writes it out), so the fair ceiling for copies is about half of it.
+
+Also reported: CPU seconds (user + system) per 1,000 items of each process, from `wait4`; the
+peak RSS of every process (VmHWM, sampled until it exits); the SQLite WAL's peak size; the
+largest Kafka record; and a check that every output is there once with its bytes identical.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,6 +103,33 @@ def copyfile_rate(files: list[Path], dest: Path) -> float:
     return total / took / 1e6
 
 
+def durable_copy_rate(files: list[Path], dest: Path, threads: int) -> float:
+    """MB/s of copies that are durable when done (temporary name, fsync, rename, the directory
+    fsynced at the end), `threads` at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def copy(p: Path) -> None:
+        tmp = dest / f".tmp-{p.name}"
+        with open(tmp, "wb") as f:
+            f.write(p.read_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest / p.name)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(copy, files))
+    fd = os.open(dest, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    took = time.perf_counter() - started
+    total = sum(p.stat().st_size for p in files)
+    shutil.rmtree(dest)
+    return total / took / 1e6
+
+
 class Sampler(threading.Thread):
     """Peak RSS of processes (VmHWM from /proc) and the peak size of files, every 50 ms."""
 
@@ -131,6 +168,20 @@ def pipeteer(*args: str, cwd: Path, env: dict[str, str], log: Path) -> subproces
         )
 
 
+def reap(p: subprocess.Popen[bytes], timeout: float) -> float:
+    """Wait for `p` to exit (at most `timeout` s, then kill it); its CPU seconds, user + system."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            p.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            p.kill()
+            deadline = float("inf")
+        time.sleep(0.01)
+
+
 def largest_kafka_record(bootstrap: str, prefix: str) -> int:
     from confluent_kafka import Consumer
     from confluent_kafka.admin import AdminClient
@@ -152,82 +203,131 @@ def largest_kafka_record(bootstrap: str, prefix: str) -> int:
     return largest
 
 
+def one_round(args: argparse.Namespace, work: Path, url: str, env: dict[str, str], made: dict[str, str]) -> dict[str, Any]:
+    """push | run | pull once, from an empty backend; the round's figures."""
+    sampler = Sampler()
+    if args.backend == "sqlite":
+        sampler.files["wal"] = Path(f"{url.removeprefix('sqlite:///')}-wal")
+    os.sync()
+    sampler.start()
+    started = time.perf_counter()
+    link = ["--link"] if args.link else []
+    jobs = ["--concurrency", str(args.concurrency)]
+    push = pipeteer("push", APP, str(args.inputs), "--backend", url, "-q", *link, *jobs, "--ledger",
+                    str(work / "pushed.ids"), cwd=work, env=env, log=work / "push.log")
+    sampler.procs["push"] = push
+    cpu: dict[str, float] = {}
+    if args.backlog:  # the stage starts with every item waiting
+        cpu["push"] = reap(push, args.timeout)
+    stage = pipeteer("run", APP, "--backend", url, "--port", "0", cwd=work, env=env, log=work / "run.log")
+    sampler.procs["stage (run)"] = stage
+    pull = pipeteer("pull", APP, str(work / "out"), "--backend", url, "--expect", str(args.count), "-q", *link,
+                    *jobs, cwd=work, env=env, log=work / "pull.log")
+    sampler.procs["pull"] = pull
+    try:
+        for name, p in (("push", push), ("pull", pull)):
+            if name not in cpu:
+                cpu[name] = reap(p, args.timeout)
+            if p.returncode != 0:
+                raise SystemExit(f"{name} failed: see {work / (name + '.log')}")
+        took = time.perf_counter() - started
+    finally:
+        sampler.sample()
+        stage.terminate()
+        cpu["stage (run)"] = reap(stage, 60)
+        sampler.stop.set()
+    records = [json.loads(line) for line in (work / "out" / "manifest.jsonl").read_text().splitlines()]
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)), "an output was written twice"
+    assert sorted(ids) == sorted(made), "an output is missing"
+    for r in records:
+        assert content_key((work / "out" / r["files"]["img"]).read_bytes()) == made[r["id"]], f"{r['id']}: bytes differ"
+    return {
+        "mb_per_s": args.count * args.size / 1e6 / took,
+        "cpu_s_per_1000": {k: 1000 * v / args.count for k, v in cpu.items()},
+        "peak_rss_mb": {k: v / 1e6 for k, v in sampler.rss.items()},
+        "wal_peak_mb": sampler.sizes.get("wal", 0) / 1e6,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    size = int(args.size_mib * (1 << 20))
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-images-"))
+    args.size = int(args.size_mib * (1 << 20))
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-images-"))
+    args.inputs = root / "in"
     with ExitStack() as stack:
-        made = make_files(work / "in", args.count, size, args.distinct)
-        files = sorted((work / "in").iterdir())
+        made = make_files(args.inputs, args.count, args.size, args.distinct)
+        files = sorted(args.inputs.iterdir())
         drop_caches_hint(files)
-        # The setup's own writes are flushed first, so that neither copyfile nor pipeteer's first
-        # fsync (which on ext4 commits every dirty file in its journal transaction) pays for them.
-        os.sync()
-        copy = copyfile_rate(files, work / "copy")
-        os.sync()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        sampler = Sampler()
-        if args.backend == "sqlite":
-            db = work / "q.db"
-            url = f"sqlite:///{db}"
-            sampler.files["wal"] = Path(f"{db}-wal")
-        else:
+        bootstrap = None
+        if args.backend == "kafka":
             from tests.kafka_broker import kafka_broker
 
-            bootstrap = args.bootstrap or stack.enter_context(kafka_broker(work / "kafka")).bootstrap
-            prefix = f"b{os.getpid()}"
-            url = f"kafka://{bootstrap}?prefix={prefix}&partitions={args.partitions}"
-            env["PIPETEER_BLOBS"] = str(work / "blobs")
+            bootstrap = args.bootstrap or stack.enter_context(kafka_broker(root / "kafka")).bootstrap
             env["PIPETEER_KAFKA_RECEIVE_MESSAGE_MAX_BYTES"] = "1000000000"  # noida-db ignores fetch limits
-        sampler.start()
-        started = time.perf_counter()
-        link = ["--link"] if args.link else []
-        push = pipeteer("push", APP, str(work / "in"), "--backend", url, "-q", *link, cwd=work, env=env,
-                        log=work / "push.log")
-        sampler.procs["push"] = push
-        if args.backlog:  # the stage starts with every item waiting
-            push.wait()
-        stage = pipeteer("run", APP, "--backend", url, "--port", "0", cwd=work, env=env, log=work / "run.log")
-        sampler.procs["stage (run)"] = stage
-        pull = pipeteer("pull", APP, str(work / "out"), "--backend", url, "--expect", str(args.count), "-q", *link,
-                        cwd=work, env=env, log=work / "pull.log")
-        sampler.procs["pull"] = pull
-        try:
-            for name, p in (("push", push), ("pull", pull)):
-                if p.wait(args.timeout) != 0:
-                    raise SystemExit(f"{name} failed: see {work / (name + '.log')}")
-            took = time.perf_counter() - started
-        finally:
-            sampler.sample()
-            stage.terminate()
-            stage.wait(60)
-            sampler.stop.set()
-        lines = (work / "out" / "manifest.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines]
-        ids = [r["id"] for r in records]
-        identical = all(content_key((work / "out" / r["files"]["img"]).read_bytes()) == made[r["id"]] for r in records)
-        assert len(ids) == len(set(ids)), "an output was written twice"
+        rounds: list[dict[str, Any]] = []
+        for i in range(args.repeat):
+            # The setup's (and the last round's) writes are flushed first, so that no variant's
+            # first fsync (which on ext4 commits every dirty file in its journal transaction) pays for them.
+            os.sync()
+            copy = copyfile_rate(files, root / "copy")
+            os.sync()
+            durable = durable_copy_rate(files, root / "copy", args.concurrency)
+            work = root / f"round{i}"
+            work.mkdir()
+            if args.backend == "sqlite":
+                url = f"sqlite:///{work / 'q.db'}"
+            else:
+                url = f"kafka://{bootstrap}?prefix=b{os.getpid()}r{i}&partitions={args.partitions}"
+                env["PIPETEER_BLOBS"] = str(work / "blobs")
+            r = one_round(args, work, url, env, made)
+            r.update(copyfile_mb_per_s=copy, durable_copy_mb_per_s=durable)
+            r["x_copyfile"] = r["mb_per_s"] / copy
+            r["x_durable_copy"] = r["mb_per_s"] / durable
+            if args.backend == "sqlite":
+                r["db_mb_after"] = (work / "q.db").stat().st_size / 1e6
+            else:
+                r["largest_record_bytes"] = largest_kafka_record(bootstrap or "", f"b{os.getpid()}r{i}")
+            rounds.append(r)
+            print(f"round {i + 1}/{args.repeat}: {r['mb_per_s']:.0f} MB/s, {r['x_copyfile']:.3f} x copyfile "
+                  f"({copy:.0f} MB/s), {r['x_durable_copy']:.3f} x durable copy ({durable:.0f} MB/s)", file=sys.stderr)
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+
+        def med(key: str) -> float:
+            return round(statistics.median(r[key] for r in rounds), 3)
+
+        def med_by(key: str) -> dict[str, float]:
+            return {k: round(statistics.median(r[key][k] for r in rounds), 1) for k in rounds[0][key]}
+
         result: dict[str, Any] = {
             "backend": args.backend,
             "files": "--link" if args.link else "copies",
             "items": args.count,
             "size_mib": args.size_mib,
-            "total_mb": round(args.count * size / 1e6, 1),
-            "seconds": round(took, 2),
-            "mb_per_s": round(args.count * size / 1e6 / took, 1),
-            "copyfile_mb_per_s": round(copy, 1),
-            "ratio": round(args.count * size / 1e6 / took / copy, 3),
-            "peak_rss_mb": {k: round(v / 1e6, 1) for k, v in sampler.rss.items()},
-            "outputs_once": sorted(ids) == sorted(made),
-            "hash_mb_per_s": hash_rates(size),
-            "bytes_identical": identical,
+            "total_mb": round(args.count * args.size / 1e6, 1),
+            "rounds": args.repeat,
+            "concurrency": args.concurrency,
+            "median": {
+                "pipeteer_mb_per_s": med("mb_per_s"),
+                "copyfile_mb_per_s": med("copyfile_mb_per_s"),
+                "durable_copy_mb_per_s": med("durable_copy_mb_per_s"),
+                "x_copyfile": med("x_copyfile"),
+                "x_durable_copy": med("x_durable_copy"),
+            },
+            "x_copyfile_each_round": [round(r["x_copyfile"], 3) for r in rounds],
+            "cpu_s_per_1000_items": med_by("cpu_s_per_1000"),
+            "peak_rss_mb": {k: round(max(r["peak_rss_mb"][k] for r in rounds), 1) for k in rounds[0]["peak_rss_mb"]},
+            "outputs_once_and_identical": True,  # (asserted each round)
+            "hash_mb_per_s": hash_rates(args.size),
         }
         if args.backend == "sqlite":
-            result["wal_peak_mb"] = round(sampler.sizes.get("wal", 0) / 1e6, 1)
-            result["db_mb_after"] = round((work / "q.db").stat().st_size / 1e6, 2)
+            result["wal_peak_mb"] = round(max(r["wal_peak_mb"] for r in rounds), 1)
+            result["db_mb_after"] = round(max(r["db_mb_after"] for r in rounds), 2)
         else:
-            result["largest_record_bytes"] = largest_kafka_record(bootstrap, prefix)
+            result["largest_record_bytes"] = max(r["largest_record_bytes"] for r in rounds)
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
         return result
 
 
@@ -237,6 +337,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--size-mib", type=float, default=2.0)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (baselines and pipeteer take turns); medians")
+    parser.add_argument("--concurrency", type=int, default=8, help="push and pull --concurrency, and the durable copy's threads")
     parser.add_argument("--distinct", type=int, default=None, help="only this many different contents (hard links)")
     parser.add_argument("--backlog", action="store_true", help="push everything before the stage starts")
     parser.add_argument("--link", action="store_true", help="push --link and pull --link: blobs and outputs hard-linked, not copied")
