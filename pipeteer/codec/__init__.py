@@ -17,7 +17,7 @@ framing), `registry` (Confluent wire format), `files` (`.avsc` export/load, writ
 schema store), `compat` (compatibility checks), `commands` (CLI entry points).
 """
 
-from pipeteer.codec.codec import MAGIC, Codec, WriterSchema, codec_for
+from pipeteer.codec.codec import MAGIC, Codec, UnknownWriter, WriterSchema, codec_for, unknown_writers
 from pipeteer.codec.compat import Incompatibility, Mode, compare
 from pipeteer.codec.files import (
     SchemaStore,
@@ -40,6 +40,7 @@ __all__ = [
     "Mode",
     "Schema",
     "SchemaStore",
+    "UnknownWriter",
     "ValueCodec",
     "WriterSchema",
     "canonical_form",
@@ -57,5 +58,6 @@ __all__ = [
     "schema_file_name",
     "schema_for",
     "table_source",
+    "unknown_writers",
     "unused_schema_files",
 ]

@@ -21,7 +21,9 @@ Other framings (Confluent wire format, see `registry`) reuse `encode_body` / `de
 from __future__ import annotations
 
 import io
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -38,6 +40,8 @@ from pipeteer.errors import DecodeError, SchemaError, ValueTypeError
 from pipeteer.types import type_name
 
 T = TypeVar("T")
+
+log = logging.getLogger("pipeteer.codec")
 
 MAGIC = b"\xc3\x01"
 """The two bytes that start an Avro single-object encoded record."""
@@ -209,12 +213,15 @@ class Codec(Generic[T]):
             )
         writer = self._writers.get(data[2:HEADER_SIZE])
         if writer is None:
-            raise self.decode_error(
+            fp = data[2:HEADER_SIZE].hex()
+            error = self.decode_error(
                 source,
-                f"the writer schema fingerprint {data[2:HEADER_SIZE].hex()}, which is neither the current schema "
-                f"nor a registered older one (known: {', '.join(fp.hex() for fp in self._writers)}); "
+                f"the writer schema fingerprint {fp}{_known_as(fp)}, which is neither the current schema "
+                f"nor a registered older one (known: {', '.join(f.hex() for f in self._writers)}); "
                 "add the writer's .avsc to the schema directory",
             )
+            unknown_writers.seen(self.describe(), fp, source, str(error))
+            raise error
         return self.decode_body(data, writer=writer, offset=HEADER_SIZE, source=source)
 
     def decode_body(
@@ -302,6 +309,66 @@ class Codec(Generic[T]):
     def writer(self, fp: bytes) -> WriterSchema | None:
         """The registered writer schema with fingerprint `fp`, if any."""
         return self._writers.get(fp)
+
+
+@dataclass
+class UnknownWriter:
+    """Records of one writer schema that a codec could not read: the writer's fingerprint is
+    neither the reader's schema nor a registered older one (e.g. a producer whose classes have
+    other names, or a newer version of the app upstream)."""
+
+    reader: str
+    """The schema expected: `ns.Name (fingerprint …)`."""
+    writer_fingerprint: str
+    records: int
+    first_error: str
+    first_seen: float
+    last_source: str
+
+
+class UnknownWriters:
+    """Every unknown writer schema met in this process, per (reader, writer fingerprint): each is
+    logged once as an error naming both schemas, then counted (`/readyz` and `/metrics` show them)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], UnknownWriter] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, reader: str, fingerprint: str, source: str, error: str) -> None:
+        with self._lock:
+            entry = self._seen.get((reader, fingerprint))
+            if entry is None:
+                self._seen[(reader, fingerprint)] = UnknownWriter(reader, fingerprint, 1, error, time.time(), source)
+            elif source and source == entry.last_source:
+                return  # the same record decoded again (to report it): counted once
+            else:
+                entry.records += 1
+                entry.last_source = source
+                return
+        log.error(
+            "%s (logged once per writer schema; further records are counted in /readyz and "
+            "pipeteer_unknown_writer_records_total)",
+            error,
+        )
+
+    def snapshot(self) -> list[UnknownWriter]:
+        with self._lock:
+            return [UnknownWriter(**vars(e)) for e in self._seen.values()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+unknown_writers = UnknownWriters()
+
+
+def _known_as(fp: str) -> str:
+    """` (ns.Name, the schema of another type in this process)` when some codec here writes that fingerprint."""
+    for codec in list(_CACHE.values()):
+        if codec.fingerprint.hex() == fp:
+            return f" ({codec.name}, the schema of {type_name(codec.tp)} in this process)"
+    return ""
 
 
 def _named_in_union(node: Node) -> bool:
