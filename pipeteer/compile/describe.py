@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-from pipeteer.compile.topology import INPUT_SOURCE, OUTPUT_TARGET, Topology
+from pipeteer.compile.topology import OUTPUT_TARGET, Topology
+from pipeteer.plan import INPUT_SOURCE
 
 
 def describe_text(topology: Topology) -> str:

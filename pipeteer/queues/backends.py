@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
+from pipeteer.plan import Plan
 from pipeteer.queues.base import RETRY_OPTIONS, BaseQueue, Retry
 
 DEFAULT_BACKEND = "sqlite:///queues.db"
@@ -19,6 +20,9 @@ class Backend(Protocol):
     """Makes the queues of one workflow."""
 
     url: str
+
+    def bind(self, plan: Plan, /) -> None:
+        """Serve the workflow of `plan` (before its queues are made)."""
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]: ...
 
@@ -34,6 +38,9 @@ class MemoryBackend:
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
     retry: Retry = field(default_factory=Retry)
+
+    def bind(self, plan: Plan, /) -> None:
+        pass  # a queue is named by its path alone
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.memory import MemoryQueue
@@ -58,6 +65,9 @@ class SqliteBackend:
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (by default a directory beside the database, see `default_blobs`)."""
     retry: Retry = field(default_factory=Retry)
+
+    def bind(self, plan: Plan, /) -> None:
+        pass  # a table is named by its queue's path alone
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.sqlite import SqliteQueue

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pipeteer"
 LAYERS = [
     {"errors", "types"},
     {"spec", "codec"},
+    {"plan"},
     {"queues"},
     {"wiring"},
     {"runtime"},

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pipeteer.errors import ConfigError
+from pipeteer.plan import BACKEND_PROFILE, TOPIC_KINDS, check_profile, check_topic_settings, topic_defaults
 from pipeteer.queues.base import RETRY_OPTIONS, Retry
 from pipeteer.spec.names import DEFAULT_PREFIX
 
@@ -149,11 +150,29 @@ class KafkaConnection:
 
 @dataclass(frozen=True)
 class Topics:
-    """How missing topics are created (`pipeteer topics apply` is the production way)."""
+    """How missing topics are created (`pipeteer topics apply` is the production way): the settings of
+    `pipeteer.plan.topic_defaults(kind, profile)`, with the partitions and replication factor the URL
+    or environment give, if any. `pipeteer describe APP --backend URL` prints the same settings.
 
-    partitions: int = 4
-    replication_factor: int = 1
+    >>> Topics().settings("changelog", "t")["cleanup.policy"], Topics(partitions=8).settings("data", "t")["partitions"]
+    ('compact', 8)
+    """
+
+    profile: str = BACKEND_PROFILE
+    partitions: int | None = None
+    replication_factor: int | None = None
     create_missing: bool = True
+
+    def overrides(self) -> dict[str, int | str]:
+        """What the URL or environment set over the profile."""
+        given = {"partitions": self.partitions, "replication.factor": self.replication_factor}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def settings(self, kind: str, topic: str) -> dict[str, int | str]:
+        """Every setting of a topic of `kind` this backend creates (`ConfigError` if they cannot work)."""
+        out = {**topic_defaults(kind, self.profile), **self.overrides()}
+        check_topic_settings(topic, out)
+        return out
 
 
 @dataclass(frozen=True)
@@ -230,10 +249,13 @@ class KafkaSettings:
             opts.setdefault("transaction_timeout_ms", props.pop("transaction.timeout.ms"))
         conn = KafkaConnection(servers, props, prefix=opts.get("prefix", DEFAULT_PREFIX))
         topics = Topics(
-            partitions=_int(opts, "partitions", Topics.partitions),
-            replication_factor=_int(opts, "replication_factor", Topics.replication_factor),
+            profile=check_profile(opts.get("topic_profile") or BACKEND_PROFILE, f"backend URL {mask_url(url)!r}"),
+            partitions=_positive(opts, "partitions"),
+            replication_factor=_positive(opts, "replication_factor"),
             create_missing=opts.get("create_topics", "true").lower() not in ("0", "false", "no"),
         )
+        for kind in TOPIC_KINDS:  # settings no write could succeed with: said now, not at the first push
+            topics.settings(kind, f"{conn.prefix}.<{kind} topics>")
         tx = Transactions(
             interval=_int(opts, "commit_interval_ms", int(Transactions.interval * 1000)) / 1000,
             records=_int(opts, "commit_records", Transactions.records),
@@ -264,6 +286,7 @@ class KafkaSettings:
 
 _ENV_OPTIONS = {
     "prefix": "PIPETEER_TOPIC_PREFIX",
+    "topic_profile": "PIPETEER_TOPIC_PROFILE",
     "partitions": "PIPETEER_PARTITIONS",
     "replication_factor": "PIPETEER_REPLICATION_FACTOR",
     "create_topics": "PIPETEER_CREATE_TOPICS",
@@ -280,6 +303,15 @@ _ENV_OPTIONS = {
     "blobs": "PIPETEER_BLOBS",
     "claim_check_bytes": "PIPETEER_CLAIM_CHECK_BYTES",
 }
+
+
+def _positive(opts: Mapping[str, str], key: str) -> int | None:
+    if not opts.get(key):
+        return None
+    value = _int(opts, key, 0)
+    if value < 1:
+        raise ConfigError(f"Kafka backend option {key}={opts[key]!r} must be at least 1")
+    return value
 
 
 def _int(opts: Mapping[str, str], key: str, default: int) -> int:

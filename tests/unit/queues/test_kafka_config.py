@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeteer.errors import ConfigError
-from pipeteer.queues.kafka.backend import KafkaBackend, readers
+from pipeteer.plan import Plan
+from pipeteer.queues.kafka.backend import KafkaBackend
 from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings
 
 
@@ -74,9 +75,10 @@ def test_reserved_properties_are_refused() -> None:
 def test_entry_stage_reads_the_input_queue() -> None:
     from tests.apps.chain import workflow
 
-    assert readers(workflow) == {("input",): ("square",), ("negate",): ("negate",), ("sum",): ("sum",)}
+    plan = Plan.of(workflow)
+    assert plan.readers() == {("input",): ("square",), ("negate",): ("negate",), ("sum",): ("sum",)}
     b = KafkaBackend.from_url("kafka://b:1?prefix=p", workflow_name=workflow.name, env={})
-    b.bind_workflow(workflow)
+    b.bind(plan)
     assert b.reader_of(["input"]) == ("square",)
     assert b.names.group(b.reader_of(["input"])) == "p.chain.stage.square"
     assert b.make_queue(int, ["output"]).topic == "p.chain.output"
