@@ -18,7 +18,16 @@ from typing import Any, Protocol
 
 from pipeteer.compile.config import TopologyConfig
 from pipeteer.errors import ConfigError
-from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, RoutePlan, StagePlan, TopicPlan, topic_configs
+from pipeteer.plan import (
+    COMPILE_PROFILE,
+    INPUT,
+    OUTPUT_QUEUE,
+    Plan,
+    RoutePlan,
+    StagePlan,
+    TopicPlan,
+    topic_configs,
+)
 from pipeteer.spec import names
 from pipeteer.spec.stages import OUTPUT, Workflow
 from pipeteer.types import type_name
@@ -152,6 +161,8 @@ class Topology:
     topics: tuple[TopicSpec, ...]
     routes: tuple[RouteSpec, ...]
     stage_settings: Mapping[str, Any] = field(default_factory=dict)
+    profile: str = COMPILE_PROFILE
+    """The built-in topic profile of the library defaults (`pipeteer.plan.TOPIC_PROFILES`)."""
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:
@@ -176,6 +187,7 @@ class Topology:
             "workflow": self.workflow,
             "app": self.app,
             "prefix": self.prefix,
+            "profile": self.profile,
             "partitions": self.partitions,
             "input_topic": self.input_topic,
             "output_topic": self.output_topic,
@@ -306,6 +318,7 @@ class _Builder:
             topics=tuple(sorted(topics.values(), key=lambda t: t.name)),
             routes=tuple(self._route(r) for r in plan.routes),
             stage_settings=dict(self.config.stages),
+            profile=self.config.profile,
         )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from pipeteer import settings
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
 from pipeteer.plan import Plan
@@ -102,8 +103,8 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
     >>> backend_from_url("sqlite:///q.db?blobs=off", workflow_name="wf", env={}).claim is None
     True
     """
-    env = os.environ if env is None else env
-    url = url or env.get("PIPETEER_BACKEND") or DEFAULT_BACKEND
+    env = settings.environ(env)
+    url = url or settings.BACKEND.get(env) or DEFAULT_BACKEND
     parts = urlsplit(url)
     if parts.scheme in ("memory", "sqlite"):
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -111,8 +112,8 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise ConfigError(f"backend URL {url!r}: unknown option(s) {unknown}; known: {', '.join(known)}")
-        blobs = env.get("PIPETEER_BLOBS", options.get("blobs"))
-        threshold = env.get("PIPETEER_CLAIM_CHECK_BYTES", options.get("claim_check_bytes"))
+        blobs = env.get(settings.BLOBS.name, options.get("blobs"))
+        threshold = env.get(settings.CLAIM_CHECK_BYTES.name, options.get("claim_check_bytes"))
         # the retry policy: URL query < environment, as on Kafka
         retry = Retry.from_options({k: env.get(v, options.get(k, "")) for k, v in RETRY_OPTIONS.items()},
                                    f"backend URL {url!r}")
