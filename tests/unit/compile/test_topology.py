@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from pipeteer import App, Pipeline, ReadQueue, Workflow, Wrapped, WriteQueue
 from pipeteer.compile import TopologyConfig, build_topology
 from pipeteer.compile.topology import OUTPUT_TARGET
-from pipeteer.plan import INPUT_SOURCE
 from pipeteer.errors import ConfigError
+from pipeteer.plan import INPUT_SOURCE
 from pipeteer.spec import names
 from tests.unit.compile.sample_app import APP_REF, app, workflow
 

@@ -1,0 +1,116 @@
+"""`pipeteer push|pull|status APP`: batches of files in and out of a workflow (see `pipeteer.runtime.batch`)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeteer.cli.common import BACKEND_HELP
+from pipeteer.runtime.app import App
+from pipeteer.runtime.batch import MANIFEST, expand_sources, format_status, pull_outputs, push_files, status
+from pipeteer.runtime.connect import connect
+from pipeteer.wiring import WorkflowQueues
+
+
+def _queues(args: Any) -> tuple[App, WorkflowQueues]:
+    from pipeteer.runtime.app import require_app
+
+    app = require_app(args.app)
+    return app, connect(app, args.backend)
+
+
+def _close(queues: WorkflowQueues) -> None:
+    close = getattr(queues.backend, "close", None)
+    if close is not None:
+        close()
+
+
+def cmd_push(args: Any) -> int:
+    app, queues = _queues(args)
+    files = expand_sources(args.sources)
+    ledger = Path(args.ledger or Path(".pipeteer") / f"pushed-{app.name}.ids")
+    started = time.monotonic()
+    try:
+        report = asyncio.run(
+            push_files(
+                app, queues, files, ledger=ledger, concurrency=args.concurrency, quiet=args.quiet, link=args.link
+            )
+        )
+    finally:
+        _close(queues)
+    took = max(time.monotonic() - started, 1e-9)
+    print(
+        f"pushed {report.pushed} item(s) ({report.bytes / 1e6:.1f} MB, {report.bytes / 1e6 / took:.1f} MB/s); "
+        f"{report.skipped} already pushed (ledger {ledger})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_pull(args: Any) -> int:
+    app, queues = _queues(args)
+    try:
+        n = asyncio.run(
+            pull_outputs(
+                app, queues, Path(args.dest), follow=args.follow, until_empty=args.until_empty,
+                expect=args.expect, concurrency=args.concurrency, quiet=args.quiet, link=args.link,
+            )
+        )
+    finally:
+        _close(queues)
+    print(f"pulled {n} output(s) into {args.dest} ({MANIFEST})", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: Any) -> int:
+    app, queues = _queues(args)
+    try:
+        rows = asyncio.run(status(app, queues))
+    finally:
+        _close(queues)
+    print(format_status(rows))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `push`, `pull` and `status` to the `pipeteer` command."""
+    backend_help = BACKEND_HELP
+
+    push = sub.add_parser("push", help="push files as input items (ids from content; resumable)")
+    push.add_argument("app", help="the app, as module:attribute")
+    push.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories, glob patterns or @LIST files")
+    push.add_argument("--backend", default=None, help=backend_help)
+    push.add_argument("--concurrency", type=int, default=8, help="pushes under way at once (default 8)")
+    push.add_argument("--ledger", default=None, help="file of pushed ids (default .pipeteer/pushed-WORKFLOW.ids)")
+    push.add_argument(
+        "--link", action="store_true",
+        help="store large files as hard links in the blob store (local, same file system) instead of copies; "
+        "do not modify them in place afterwards",
+    )
+    push.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    push.set_defaults(func=cmd_push)
+
+    pull = sub.add_parser("pull", help="write outputs as files plus a JSONL manifest, then pop them")
+    pull.add_argument("app", help="the app, as module:attribute")
+    pull.add_argument("dest", help="directory to write to (manifest.jsonl inside)")
+    pull.add_argument("--backend", default=None, help=backend_help)
+    until = pull.add_mutually_exclusive_group()
+    until.add_argument("--follow", action="store_true", help="keep waiting for outputs until interrupted")
+    until.add_argument("--until-empty", action="store_true", help="until no stage holds an item")
+    until.add_argument("--expect", type=int, default=None, help="until the manifest lists this many outputs")
+    pull.add_argument("--concurrency", type=int, default=8, help="outputs written at once (default 8)")
+    pull.add_argument(
+        "--link", action="store_true",
+        help="hard-link files to their blobs (local blob store, same file system) instead of copying; "
+        "do not modify them in place",
+    )
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pull.set_defaults(func=cmd_pull)
+
+    st = sub.add_parser("status", help="items pending per stage (and age of the oldest); outputs waiting")
+    st.add_argument("app", help="the app, as module:attribute")
+    st.add_argument("--backend", default=None, help=backend_help)
+    st.set_defaults(func=cmd_status)
