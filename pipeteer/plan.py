@@ -250,7 +250,8 @@ def _build(root: Workflow[Any, Any]) -> Plan:
     stages = []
     for path, stage in leaves:
         own = tuple(
-            RoutePlan("/".join(path), tp, *draft.destination(path[:-1], tp)) for tp in stage.output_types() or ()
+            RoutePlan("/".join(path), tp, *draft.destination(path[:-1], tp))
+            for tp in stage.output_types() or ()
         )
         routes += own
         stages.append(StagePlan(path, stage, queue_of[path], own))
@@ -282,7 +283,11 @@ _KIND_CONFIGS: Mapping[str, Mapping[str, int | str]] = MappingProxyType(
         # tombstones remove finished items.
         "changelog": {"cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
         # Dead letters wait for a person to look at them: keep them longer than data.
-        "dead-letter": {"cleanup.policy": "delete", "retention.ms": 28 * _DAY_MS, "max.message.bytes": 1048576},
+        "dead-letter": {
+            "cleanup.policy": "delete",
+            "retention.ms": 28 * _DAY_MS,
+            "max.message.bytes": 1048576,
+        },
     }
 )
 
@@ -308,7 +313,9 @@ BACKEND_PROFILE = "local"
 
 def check_profile(profile: str, where: str) -> str:
     if profile not in TOPIC_PROFILES:
-        raise ConfigError(f"{where}: unknown topic profile {profile!r} (profiles: {', '.join(TOPIC_PROFILES)})")
+        raise ConfigError(
+            f"{where}: unknown topic profile {profile!r} (profiles: {', '.join(TOPIC_PROFILES)})"
+        )
     return profile
 
 

@@ -72,69 +72,119 @@ def _var(name: str, group: str, doc: str) -> Variable:
 # --- every backend -------------------------------------------------------------------------------
 
 BACKEND = _var(
-    "PIPETEER_BACKEND", "backend",
+    "PIPETEER_BACKEND",
+    "backend",
     "the backend URL when a command has no --backend: memory://, sqlite:///path.db (default sqlite:///queues.db) "
     "or kafka://host:port",
 )
 BLOBS = _var(
-    "PIPETEER_BLOBS", "backend",
+    "PIPETEER_BLOBS",
+    "backend",
     "claim check: blob store URL for large bytes values (a directory, s3://bucket/prefix, or off); "
     "SQLite's default: a directory beside the database",
 )
-CLAIM_CHECK_BYTES = _var("PIPETEER_CLAIM_CHECK_BYTES", "backend", "bytes values above this size go to the blob store (32 KiB)")
-RETRIES = _var("PIPETEER_RETRIES", "backend", "retries of an item whose stage fails, before it is a dead letter (4)")
-RETRY_BACKOFF_MS = _var("PIPETEER_RETRY_BACKOFF_MS", "backend", "wait before the first retry, doubling after (500)")
-RETRY_BACKOFF_MAX_MS = _var("PIPETEER_RETRY_BACKOFF_MAX_MS", "backend", "longest wait between retries (30000)")
+CLAIM_CHECK_BYTES = _var(
+    "PIPETEER_CLAIM_CHECK_BYTES", "backend", "bytes values above this size go to the blob store (32 KiB)"
+)
+RETRIES = _var(
+    "PIPETEER_RETRIES", "backend", "retries of an item whose stage fails, before it is a dead letter (4)"
+)
+RETRY_BACKOFF_MS = _var(
+    "PIPETEER_RETRY_BACKOFF_MS", "backend", "wait before the first retry, doubling after (500)"
+)
+RETRY_BACKOFF_MAX_MS = _var(
+    "PIPETEER_RETRY_BACKOFF_MAX_MS", "backend", "longest wait between retries (30000)"
+)
 
 # --- Kafka (each also a kafka:// URL option, in lower case without the prefix) --------------------
 
 KAFKA_PROPERTY_PREFIX = "PIPETEER_KAFKA_"
 KAFKA_PROPERTIES = _var(
-    "PIPETEER_KAFKA_<PROPERTY>", "kafka",
+    "PIPETEER_KAFKA_<PROPERTY>",
+    "kafka",
     "any librdkafka client property, upper case with _ for . (PIPETEER_KAFKA_SECURITY_PROTOCOL=SASL_SSL, "
     "PIPETEER_KAFKA_SASL_PASSWORD, ...); PIPETEER_KAFKA_BOOTSTRAP_SERVERS replaces the URL's host:port",
 )
 KAFKA_BOOTSTRAP_SERVERS = Variable(
     "PIPETEER_KAFKA_BOOTSTRAP_SERVERS", "kafka", "the brokers, over the URL's host:port"
 )  # listed with PIPETEER_KAFKA_<PROPERTY>
-TOPIC_PREFIX = _var("PIPETEER_TOPIC_PREFIX", "kafka", "first part of every topic, group and transactional id (pipeteer)")
+TOPIC_PREFIX = _var(
+    "PIPETEER_TOPIC_PREFIX", "kafka", "first part of every topic, group and transactional id (pipeteer)"
+)
 TOPIC_PROFILE = _var(
-    "PIPETEER_TOPIC_PROFILE", "kafka",
+    "PIPETEER_TOPIC_PROFILE",
+    "kafka",
     "settings of the topics the backend creates when missing: local (4 partitions, 1 replica) or production "
     "(6 partitions, 3 replicas, min.insync.replicas 2); `pipeteer describe APP --backend URL` prints them",
 )
-PARTITIONS = _var("PIPETEER_PARTITIONS", "kafka", "partitions of the topics the backend creates (over the profile)")
-REPLICATION_FACTOR = _var("PIPETEER_REPLICATION_FACTOR", "kafka", "replicas of the topics the backend creates (over the profile)")
-CREATE_TOPICS = _var("PIPETEER_CREATE_TOPICS", "kafka", "false: never create topics (`pipeteer topics apply` does)")
-COMMIT_INTERVAL_MS = _var("PIPETEER_COMMIT_INTERVAL_MS", "kafka", "a stage commits its transaction this often (100)")
+PARTITIONS = _var(
+    "PIPETEER_PARTITIONS", "kafka", "partitions of the topics the backend creates (over the profile)"
+)
+REPLICATION_FACTOR = _var(
+    "PIPETEER_REPLICATION_FACTOR", "kafka", "replicas of the topics the backend creates (over the profile)"
+)
+CREATE_TOPICS = _var(
+    "PIPETEER_CREATE_TOPICS", "kafka", "false: never create topics (`pipeteer topics apply` does)"
+)
+COMMIT_INTERVAL_MS = _var(
+    "PIPETEER_COMMIT_INTERVAL_MS", "kafka", "a stage commits its transaction this often (100)"
+)
 COMMIT_RECORDS = _var("PIPETEER_COMMIT_RECORDS", "kafka", "... or after this many finished items (1000)")
-TRANSACTION_TIMEOUT_MS = _var("PIPETEER_TRANSACTION_TIMEOUT_MS", "kafka", "the producer's transaction timeout (10000)")
-MAX_PENDING = _var("PIPETEER_MAX_PENDING", "kafka", "a stage pauses consuming while it holds this many items (10000)")
+TRANSACTION_TIMEOUT_MS = _var(
+    "PIPETEER_TRANSACTION_TIMEOUT_MS", "kafka", "the producer's transaction timeout (10000)"
+)
+MAX_PENDING = _var(
+    "PIPETEER_MAX_PENDING", "kafka", "a stage pauses consuming while it holds this many items (10000)"
+)
 MAX_PENDING_BYTES = _var("PIPETEER_MAX_PENDING_BYTES", "kafka", "... or this many bytes of records (64 MiB)")
 INSTANCE = _var(
-    "PIPETEER_INSTANCE", "kafka",
+    "PIPETEER_INSTANCE",
+    "kafka",
     "this instance's stable name (transactional ids, static group membership); default $HOSTNAME-pid",
 )
-STATIC_MEMBERSHIP = _var("PIPETEER_STATIC_MEMBERSHIP", "kafka", "false: a named instance joins groups as a dynamic member")
-SCHEMA_REGISTRY = _var("PIPETEER_SCHEMA_REGISTRY", "kafka", "schema registry URL: records in the Confluent wire format")
-SCHEMA_DIR = _var("PIPETEER_SCHEMA_DIR", "kafka", "directory of older .avsc versions, so their records still decode")
+STATIC_MEMBERSHIP = _var(
+    "PIPETEER_STATIC_MEMBERSHIP", "kafka", "false: a named instance joins groups as a dynamic member"
+)
+SCHEMA_REGISTRY = _var(
+    "PIPETEER_SCHEMA_REGISTRY", "kafka", "schema registry URL: records in the Confluent wire format"
+)
+SCHEMA_DIR = _var(
+    "PIPETEER_SCHEMA_DIR", "kafka", "directory of older .avsc versions, so their records still decode"
+)
 
 # --- pipeteer run: security and the review console ----------------------------------------------
 
-AUTH_TOKEN_FILE = _var("PIPETEER_AUTH_TOKEN_FILE", "run", "reviewers' bearer tokens, one name:token a line (--auth-token-file)")
-AUTH_PROXY_HEADER = _var("PIPETEER_AUTH_PROXY_HEADER", "run", "trust this header from an auth proxy (--auth-proxy-header)")
-AUTH_TRUSTED_PROXIES = _var(
-    "PIPETEER_AUTH_TRUSTED_PROXIES", "run", "comma-separated addresses or networks of the auth proxy (--trusted-proxy)"
+AUTH_TOKEN_FILE = _var(
+    "PIPETEER_AUTH_TOKEN_FILE", "run", "reviewers' bearer tokens, one name:token a line (--auth-token-file)"
 )
-SESSION_SECRET = _var("PIPETEER_SESSION_SECRET", "run", "signs the console's cookies (default: derived from the token file)")
+AUTH_PROXY_HEADER = _var(
+    "PIPETEER_AUTH_PROXY_HEADER", "run", "trust this header from an auth proxy (--auth-proxy-header)"
+)
+AUTH_TRUSTED_PROXIES = _var(
+    "PIPETEER_AUTH_TRUSTED_PROXIES",
+    "run",
+    "comma-separated addresses or networks of the auth proxy (--trusted-proxy)",
+)
+SESSION_SECRET = _var(
+    "PIPETEER_SESSION_SECRET", "run", "signs the console's cookies (default: derived from the token file)"
+)
 METRICS_AUTH = _var("PIPETEER_METRICS_AUTH", "run", "1: /metrics needs credentials too (--metrics-auth)")
 API_DOCS = _var("PIPETEER_API_DOCS", "run", "1: serve /docs and /openapi.json (--api-docs)")
-MAX_BODY_BYTES = _var("PIPETEER_MAX_BODY_BYTES", "run", "cap on JSON and form bodies (1 MiB; --max-body-bytes)")
+MAX_BODY_BYTES = _var(
+    "PIPETEER_MAX_BODY_BYTES", "run", "cap on JSON and form bodies (1 MiB; --max-body-bytes)"
+)
 MAX_UPLOAD_BYTES = _var("PIPETEER_MAX_UPLOAD_BYTES", "run", "cap on uploads (64 MiB; --max-upload-bytes)")
-ALLOWED_ORIGINS = _var("PIPETEER_ALLOWED_ORIGINS", "run", "other origins allowed to send state-changing requests")
-NO_AUTH = _var("PIPETEER_NO_AUTH", "run", "1: serve people's pages on a public address without authentication (--no-auth)")
+ALLOWED_ORIGINS = _var(
+    "PIPETEER_ALLOWED_ORIGINS", "run", "other origins allowed to send state-changing requests"
+)
+NO_AUTH = _var(
+    "PIPETEER_NO_AUTH",
+    "run",
+    "1: serve people's pages on a public address without authentication (--no-auth)",
+)
 CONSOLE_PEERS = _var(
-    "PIPETEER_CONSOLE_PEERS", "run",
+    "PIPETEER_CONSOLE_PEERS",
+    "run",
     "the other instances of the human stages: http://host:port,... or dns:HOST:PORT (Kafka)",
 )
 

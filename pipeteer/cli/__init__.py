@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Command = args.func
     client_log = logging.getLogger("pipeteer.kafka.client")
     level = client_log.level
-    if func is not run.cmd_run and not args.verbose:  # a command's outcome is its one line; the service logs them
+    # A command's outcome is its one line (the service logs the client's messages).
+    if func is not run.cmd_run and not args.verbose:
         client_log.setLevel(logging.CRITICAL)
     try:
         return func(args)

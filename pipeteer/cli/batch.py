@@ -36,7 +36,13 @@ def cmd_push(args: Any) -> int:
     try:
         report = asyncio.run(
             push_files(
-                app, queues, files, ledger=ledger, concurrency=args.concurrency, quiet=args.quiet, link=args.link
+                app,
+                queues,
+                files,
+                ledger=ledger,
+                concurrency=args.concurrency,
+                quiet=args.quiet,
+                link=args.link,
             )
         )
     finally:
@@ -55,8 +61,15 @@ def cmd_pull(args: Any) -> int:
     try:
         n = asyncio.run(
             pull_outputs(
-                app, queues, Path(args.dest), follow=args.follow, until_empty=args.until_empty,
-                expect=args.expect, concurrency=args.concurrency, quiet=args.quiet, link=args.link,
+                app,
+                queues,
+                Path(args.dest),
+                follow=args.follow,
+                until_empty=args.until_empty,
+                expect=args.expect,
+                concurrency=args.concurrency,
+                quiet=args.quiet,
+                link=args.link,
             )
         )
     finally:
@@ -81,12 +94,17 @@ def register(sub: Any) -> None:
 
     push = sub.add_parser("push", help="push files as input items (ids from content; resumable)")
     push.add_argument("app", help="the app, as module:attribute")
-    push.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories, glob patterns or @LIST files")
+    push.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="files, directories, glob patterns or @LIST files"
+    )
     push.add_argument("--backend", default=None, help=backend_help)
     push.add_argument("--concurrency", type=int, default=8, help="pushes under way at once (default 8)")
-    push.add_argument("--ledger", default=None, help="file of pushed ids (default .pipeteer/pushed-WORKFLOW.ids)")
     push.add_argument(
-        "--link", action="store_true",
+        "--ledger", default=None, help="file of pushed ids (default .pipeteer/pushed-WORKFLOW.ids)"
+    )
+    push.add_argument(
+        "--link",
+        action="store_true",
         help="store large files as hard links in the blob store (local, same file system) instead of copies; "
         "do not modify them in place afterwards",
     )
@@ -103,7 +121,8 @@ def register(sub: Any) -> None:
     until.add_argument("--expect", type=int, default=None, help="until the manifest lists this many outputs")
     pull.add_argument("--concurrency", type=int, default=8, help="outputs written at once (default 8)")
     pull.add_argument(
-        "--link", action="store_true",
+        "--link",
+        action="store_true",
         help="hard-link files to their blobs (local blob store, same file system) instead of copying; "
         "do not modify them in place",
     )

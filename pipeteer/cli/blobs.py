@@ -23,7 +23,9 @@ def cmd_gc(args: Any) -> int:
         queues.backend.close()
     mb = found.unreferenced_bytes / 1e6
     if args.delete:
-        print(f"removed {found.removed} blob(s), {found.removed_bytes / 1e6:.1f} MB; {len(found.referenced)} referenced")
+        print(
+            f"removed {found.removed} blob(s), {found.removed_bytes / 1e6:.1f} MB; {len(found.referenced)} referenced"
+        )
     else:
         print(
             f"{len(found.unreferenced)} unreferenced blob(s), {mb:.1f} MB, older than {args.grace:g}s "
@@ -42,7 +44,9 @@ def register(sub: Any) -> None:
     add_backend(p)
     p.add_argument("--delete", action="store_true", help="remove them (default: only count them)")
     p.add_argument(
-        "--grace", type=float, default=DEFAULT_GRACE,
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
         help=f"spare blobs written or re-used within this many seconds (default {DEFAULT_GRACE:g})",
     )
     p.set_defaults(func=cmd_gc)

@@ -16,9 +16,7 @@ from pipeteer.spec import Workflow
 Command = Callable[[argparse.Namespace], int]
 
 APP_HELP = "the app, as module:attribute (e.g. topologies.perspective_correction:app)"
-BACKEND_HELP = (
-    f"memory://, sqlite:///path.db or kafka://host:port (default: ${settings.BACKEND.name}, else sqlite:///queues.db)"
-)
+BACKEND_HELP = f"memory://, sqlite:///path.db or kafka://host:port (default: ${settings.BACKEND.name}, else sqlite:///queues.db)"
 
 
 def add_app(p: argparse.ArgumentParser, what: str = APP_HELP) -> None:

@@ -124,7 +124,9 @@ def _bootstrap(args: argparse.Namespace) -> str:
     backend = settings.BACKEND.get() or ""
     if backend.startswith("kafka://"):
         return backend[len("kafka://") :].split("?")[0].rstrip("/")
-    raise ConfigError(f"topics: give --bootstrap HOST:PORT (or set {settings.BACKEND.name}=kafka://HOST:PORT)")
+    raise ConfigError(
+        f"topics: give --bootstrap HOST:PORT (or set {settings.BACKEND.name}=kafka://HOST:PORT)"
+    )
 
 
 def _wanted(args: argparse.Namespace) -> tuple[list[TopicSpec], str]:

@@ -36,8 +36,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         import json
 
         rows = [
-            {"id": d.id, "error_class": d.error_class, "error_message": d.error_message, "stacktrace": d.stacktrace,
-             "attempts": d.attempts, "failed_at": d.failed_at, "value": repr(d.value)[:200]}
+            {
+                "id": d.id,
+                "error_class": d.error_class,
+                "error_message": d.error_message,
+                "stacktrace": d.stacktrace,
+                "attempts": d.attempts,
+                "failed_at": d.failed_at,
+                "value": repr(d.value)[:200],
+            }
             for d in letters
         ]
         print(json.dumps(rows, indent=2))

@@ -20,9 +20,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     app = require_app(args.app)
     security = Security.from_env(
-        token_file=args.auth_token_file, proxy_header=args.auth_proxy_header,
-        trusted_proxies=",".join(args.trusted_proxy or ()), metrics_auth=args.metrics_auth,
-        api_docs=args.api_docs, max_body_bytes=args.max_body_bytes, max_upload_bytes=args.max_upload_bytes,
+        token_file=args.auth_token_file,
+        proxy_header=args.auth_proxy_header,
+        trusted_proxies=",".join(args.trusted_proxy or ()),
+        metrics_auth=args.metrics_auth,
+        api_docs=args.api_docs,
+        max_body_bytes=args.max_body_bytes,
+        max_upload_bytes=args.max_upload_bytes,
         no_auth=args.no_auth,
     )
     web = [s for s in (args.stage or app.stages()) if s in app.stages() and app.is_web(s)]
@@ -55,15 +59,29 @@ def register(sub: Any) -> None:
     run.add_argument("--port", type=int, default=8000, help="port for web stages and /metrics (default 8000)")
     sec = run.add_argument_group("security (see also the PIPETEER_AUTH_* variables below)")
     sec.add_argument(
-        "--auth-token-file", help=f"reviewers' tokens, one 'name:token' per line (${settings.AUTH_TOKEN_FILE.name})"
+        "--auth-token-file",
+        help=f"reviewers' tokens, one 'name:token' per line (${settings.AUTH_TOKEN_FILE.name})",
     )
-    sec.add_argument("--auth-proxy-header", help="trust this header (e.g. X-Forwarded-User) from --trusted-proxy")
-    sec.add_argument("--trusted-proxy", action="append", help="address or network of the auth proxy (repeatable)")
-    sec.add_argument("--no-auth", action="store_true", help="serve a non-loopback address without authentication")
+    sec.add_argument(
+        "--auth-proxy-header", help="trust this header (e.g. X-Forwarded-User) from --trusted-proxy"
+    )
+    sec.add_argument(
+        "--trusted-proxy", action="append", help="address or network of the auth proxy (repeatable)"
+    )
+    sec.add_argument(
+        "--no-auth", action="store_true", help="serve a non-loopback address without authentication"
+    )
     sec.add_argument("--metrics-auth", action="store_true", help="/metrics needs credentials too")
     sec.add_argument("--api-docs", action="store_true", help="serve /docs and /openapi.json")
     sec.add_argument("--max-body-bytes", type=int, help="cap on JSON and form bodies (default 1 MiB)")
     sec.add_argument("--max-upload-bytes", type=int, help="cap on uploads: files, images (default 64 MiB)")
-    run.add_argument("--lease-seconds", type=float, default=300.0, help="how long an opened task stays with its reviewer")
-    run.add_argument("--undo-seconds", type=float, default=5.0, help="how long a decision can be undone before it is applied")
+    run.add_argument(
+        "--lease-seconds", type=float, default=300.0, help="how long an opened task stays with its reviewer"
+    )
+    run.add_argument(
+        "--undo-seconds",
+        type=float,
+        default=5.0,
+        help="how long a decision can be undone before it is applied",
+    )
     run.set_defaults(func=cmd_run)

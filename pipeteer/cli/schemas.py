@@ -28,7 +28,9 @@ def register(sub: Any) -> None:
     add_app(export, "the app or workflow, as module:attribute")
     export.add_argument("-o", "--output", default="schemas", help="directory to write to (default: schemas/)")
     export.set_defaults(func=cmd_export)
-    check = schemas.add_parser("check", help="check the states against committed .avsc files; exit 1 on a break")
+    check = schemas.add_parser(
+        "check", help="check the states against committed .avsc files; exit 1 on a break"
+    )
     add_app(check, "the app or workflow, as module:attribute")
     check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
     check.add_argument("--mode", choices=["backward", "forward", "full"], default="backward")

@@ -64,7 +64,10 @@ review = Workflow(
 nested = Workflow(
     Raw,
     Done,
-    pipelines={"triage": Wrapped(Raw, Pipeline(str, bool), pre=lambda r: r.text, post=_triage), "review": review},
+    pipelines={
+        "triage": Wrapped(Raw, Pipeline(str, bool), pre=lambda r: r.text, post=_triage),
+        "review": review,
+    },
     name="nested",
 )
 
@@ -97,7 +100,8 @@ def test_routes_cross_workflow_boundaries() -> None:
     plan = Plan.of(nested)
     assert plan.destination((), Checked) == ("review/first", ("review",))
     assert plan.destination(("review",), Second) == ("review/second", ("review", "second"))
-    assert plan.destination(("review",), Done) == (OUTPUT, OUTPUT_QUEUE)  # the inner output, routed by the outer
+    # the inner workflow's output, routed by the outer one
+    assert plan.destination(("review",), Done) == (OUTPUT, OUTPUT_QUEUE)
     routes = {(r.source, r.Type): (r.target, r.queue) for r in plan.routes}
     assert routes[("<input>", Raw)] == ("triage", INPUT)
     assert routes[("review/first", Done)] == (OUTPUT, OUTPUT_QUEUE)
@@ -105,11 +109,17 @@ def test_routes_cross_workflow_boundaries() -> None:
 
 def test_bad_questions_name_what_there_is() -> None:
     plan = Plan.of(nested)
-    with pytest.raises(RoutingError, match=r"stage 'triage': item 'x' became a int, which no stage of workflow 'nested'"):
+    with pytest.raises(
+        RoutingError, match=r"stage 'triage': item 'x' became a int, which no stage of workflow 'nested'"
+    ):
         plan.destination((), int, source="triage", id="x")
-    with pytest.raises(ConfigError, match=r"no queue 'nope' \(queues: input, review, review/second, output\)"):
+    with pytest.raises(
+        ConfigError, match=r"no queue 'nope' \(queues: input, review, review/second, output\)"
+    ):
         plan.reader(("nope",))
-    with pytest.raises(ConfigError, match=r"no stage 'review/third' \(stages: triage, review/first, review/second\)"):
+    with pytest.raises(
+        ConfigError, match=r"no stage 'review/third' \(stages: triage, review/first, review/second\)"
+    ):
         plan.stage("review/third")
     with pytest.raises(ConfigError, match="unknown topic profile 'staging'"):
         topic_defaults("data", "staging")

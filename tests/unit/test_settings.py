@@ -25,8 +25,10 @@ def test_only_the_settings_module_reads_the_environment() -> None:
         f"{p.relative_to(PACKAGE)}:{node.lineno}"
         for p, tree in sources()
         for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
-        and isinstance(node.value, ast.Name) and node.value.id == "os"
+        if isinstance(node, ast.Attribute)
+        and node.attr in ("environ", "getenv", "environb")
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
     ]
     assert readers == []
 

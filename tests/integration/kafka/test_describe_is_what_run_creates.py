@@ -56,8 +56,11 @@ def test_describe_prints_the_topics_the_backend_creates(
             backend.ensure_topics_sync(backend.known_topics(), extra_stage=stage.path)
     finally:
         backend.close()
-    mine = sorted(n for n in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
-                  if n.startswith(kafka_prefix + "."))
+    mine = sorted(
+        n
+        for n in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+        if n.startswith(kafka_prefix + ".")
+    )
     assert mine == sorted(want)  # every topic described is created, and no other
     have = created(kafka_bootstrap, mine)
     for name, (partitions, replication, config) in want.items():

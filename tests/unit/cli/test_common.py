@@ -19,7 +19,10 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_the_brokers_of_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PIPETEER_BACKEND", raising=False)
     monkeypatch.delenv("PIPETEER_KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    assert kafka_brokers(parse("status", "m:app", "--backend", "kafka://k1:9092,k2:9092?prefix=x")) == "k1:9092,k2:9092"
+    assert (
+        kafka_brokers(parse("status", "m:app", "--backend", "kafka://k1:9092,k2:9092?prefix=x"))
+        == "k1:9092,k2:9092"
+    )
     assert kafka_brokers(parse("topics", "plan", "m:app", "--bootstrap", "k:9")) == "k:9"
     assert kafka_brokers(parse("status", "m:app", "--backend", "sqlite:///q.db")) is None
     monkeypatch.setenv("PIPETEER_BACKEND", "kafka://env:9092")
