@@ -22,12 +22,6 @@ def _queues(args: Any) -> tuple[App, WorkflowQueues]:
     return app, connect(app, args.backend)
 
 
-def _close(queues: WorkflowQueues) -> None:
-    close = getattr(queues.backend, "close", None)
-    if close is not None:
-        close()
-
-
 def cmd_push(args: Any) -> int:
     app, queues = _queues(args)
     files = expand_sources(args.sources)
@@ -46,7 +40,7 @@ def cmd_push(args: Any) -> int:
             )
         )
     finally:
-        _close(queues)
+        queues.backend.close()
     took = max(time.monotonic() - started, 1e-9)
     print(
         f"pushed {report.pushed} item(s) ({report.bytes / 1e6:.1f} MB, {report.bytes / 1e6 / took:.1f} MB/s); "
@@ -73,7 +67,7 @@ def cmd_pull(args: Any) -> int:
             )
         )
     finally:
-        _close(queues)
+        queues.backend.close()
     print(f"pulled {n} output(s) into {args.dest} ({MANIFEST})", file=sys.stderr)
     return 0
 
@@ -83,7 +77,7 @@ def cmd_status(args: Any) -> int:
     try:
         rows = asyncio.run(status(app, queues))
     finally:
-        _close(queues)
+        queues.backend.close()
     print(format_status(rows))
     return 0
 
