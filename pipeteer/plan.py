@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -197,7 +198,7 @@ class Plan:
     def names(self, prefix: str = DEFAULT_PREFIX) -> TopicNames:
         return TopicNames(self.workflow.name, prefix)
 
-    @property
+    @cached_property
     def _queues(self) -> dict[QueuePath, QueuePlan]:
         return {q.path: q for q in self.queues}
 
@@ -234,6 +235,11 @@ def _build(root: Workflow[Any, Any]) -> Plan:
             queue = own if name == wf.entry else path
             queue_of[path] = queue
             if queue == path:
+                if path in (INPUT, OUTPUT_QUEUE):
+                    raise ConfigError(
+                        f"workflow {root.name!r}: stage {name!r} would read the queue named {name!r}, which is the "
+                        f"workflow's {name} queue: rename the stage"
+                    )
                 queues.append(QueuePlan(path, stage.Tin, None))
             if isinstance(stage, Workflow):
                 assign(stage, path, queue)

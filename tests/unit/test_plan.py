@@ -148,3 +148,14 @@ def test_wiring_backend_and_compiler_give_the_plan_s_answer() -> None:
     assert readers == {
         kafka.names.queue(q.path): None if q.reader is None else "/".join(q.reader) for q in plan.queues
     }
+
+
+def test_a_stage_may_not_take_the_name_of_the_workflow_s_own_queues() -> None:
+    clash = Workflow(
+        int, str, pipelines={"first": Pipeline(int, float), "output": Pipeline(float, str)}, name="w"
+    )
+    with pytest.raises(
+        ConfigError,
+        match="stage 'output' would read the queue named 'output', which is the workflow's output",
+    ):
+        Plan.of(clash)
