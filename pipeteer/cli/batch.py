@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeteer.cli.common import BACKEND_HELP
+from pipeteer.cli.common import add_app, add_backend
 from pipeteer.runtime.app import App
 from pipeteer.runtime.batch import MANIFEST, expand_sources, format_status, pull_outputs, push_files, status
 from pipeteer.runtime.connect import connect
@@ -84,14 +84,13 @@ def cmd_status(args: Any) -> int:
 
 def register(sub: Any) -> None:
     """Add `push`, `pull` and `status` to the `pipeteer` command."""
-    backend_help = BACKEND_HELP
 
     push = sub.add_parser("push", help="push files as input items (ids from content; resumable)")
-    push.add_argument("app", help="the app, as module:attribute")
+    add_app(push, "the app, as module:attribute")
     push.add_argument(
         "sources", nargs="+", metavar="SOURCE", help="files, directories, glob patterns or @LIST files"
     )
-    push.add_argument("--backend", default=None, help=backend_help)
+    add_backend(push)
     push.add_argument("--concurrency", type=int, default=8, help="pushes under way at once (default 8)")
     push.add_argument(
         "--ledger", default=None, help="file of pushed ids (default .pipeteer/pushed-WORKFLOW.ids)"
@@ -106,9 +105,9 @@ def register(sub: Any) -> None:
     push.set_defaults(func=cmd_push)
 
     pull = sub.add_parser("pull", help="write outputs as files plus a JSONL manifest, then pop them")
-    pull.add_argument("app", help="the app, as module:attribute")
+    add_app(pull, "the app, as module:attribute")
     pull.add_argument("dest", help="directory to write to (manifest.jsonl inside)")
-    pull.add_argument("--backend", default=None, help=backend_help)
+    add_backend(pull)
     until = pull.add_mutually_exclusive_group()
     until.add_argument("--follow", action="store_true", help="keep waiting for outputs until interrupted")
     until.add_argument("--until-empty", action="store_true", help="until no stage holds an item")
@@ -124,6 +123,6 @@ def register(sub: Any) -> None:
     pull.set_defaults(func=cmd_pull)
 
     st = sub.add_parser("status", help="items pending per stage (and age of the oldest); outputs waiting")
-    st.add_argument("app", help="the app, as module:attribute")
-    st.add_argument("--backend", default=None, help=backend_help)
+    add_app(st, "the app, as module:attribute")
+    add_backend(st)
     st.set_defaults(func=cmd_status)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 
-from pipeteer import App, Pipeline, ReadQueue, Workflow, Wrapped, WriteQueue
+from pipeteer import Pipeline, Workflow
 from pipeteer.compile import TopologyConfig, build_topology
 from pipeteer.errors import ConfigError, RoutingError
 from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, topic_defaults
@@ -18,69 +16,7 @@ from pipeteer.queues.base import BaseQueue
 from pipeteer.queues.kafka import KafkaBackend
 from pipeteer.spec import OUTPUT
 from pipeteer.wiring import make_queues
-
-
-@dataclass
-class Raw:
-    text: str
-
-
-@dataclass
-class Checked:
-    text: str
-
-
-@dataclass
-class Second:
-    text: str
-
-
-@dataclass
-class Done:
-    text: str
-
-
-def _triage(r: Raw, ok: bool) -> Checked | Done:
-    return Checked(r.text) if ok else Done(r.text)
-
-
-def _first(c: Checked, ok: bool) -> Done | Second:
-    return Done(c.text) if ok else Second(c.text)
-
-
-def _second(s: Second, text: str) -> Done:
-    return Done(text)
-
-
-review = Workflow(
-    Checked,
-    Done,
-    pipelines={
-        "first": Wrapped(Checked, Pipeline(str, bool), pre=lambda c: c.text, post=_first),
-        "second": Wrapped(Second, Pipeline(str, str), pre=lambda s: s.text, post=_second),
-    },
-    name="review",
-)
-nested = Workflow(
-    Raw,
-    Done,
-    pipelines={
-        "triage": Wrapped(Raw, Pipeline(str, bool), pre=lambda r: r.text, post=_triage),
-        "review": review,
-    },
-    name="nested",
-)
-
-
-async def _auto(Qin: ReadQueue[str], Qout: WriteQueue[bool]) -> None:
-    raise NotImplementedError  # never run: the app is compiled, not served
-
-
-def _web(Qin: ReadQueue[Any], Qout: WriteQueue[Any]) -> FastAPI:
-    return FastAPI()
-
-
-app = App(nested, {"triage": _auto, "review/first": _web, "review/second": _web})
+from tests.apps.nested import Checked, Done, Raw, Second, app, nested
 
 
 def test_a_nested_workflow_entry_reads_its_workflow_queue() -> None:
