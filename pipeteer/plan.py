@@ -337,12 +337,14 @@ def topic_defaults(kind: str, profile: str) -> dict[str, int | str]:
     return {**TOPIC_PROFILES[profile], **_KIND_CONFIGS[kind]}
 
 
-def check_topic_settings(topic: str, settings: Mapping[str, int | str]) -> None:
-    """Raise `ConfigError` for settings no write could succeed with."""
+def check_topic_settings(
+    subject: str, settings: Mapping[str, int | str], fix: str = "lower min.insync.replicas"
+) -> None:
+    """Raise `ConfigError` for settings no write could succeed with; `subject` says whose they are."""
     if int(settings["min.insync.replicas"]) > int(settings["replication.factor"]):
         raise ConfigError(
-            f"topic {topic!r}: min.insync.replicas {settings['min.insync.replicas']} exceeds replication.factor "
-            f"{settings['replication.factor']}: no write could ever succeed; lower min.insync.replicas"
+            f"{subject}: min.insync.replicas {settings['min.insync.replicas']} exceeds replication.factor "
+            f"{settings['replication.factor']}: no write could ever succeed; {fix}"
         )
 
 

@@ -201,7 +201,7 @@ class TopologyConfig:
                 )
             out.update(own)
         out.update(self.command_line)
-        check_topic_settings(topic, out)
+        check_topic_settings(f"topic {topic!r}", out)
         return out
 
     def unused_topic_keys(self, known: Iterable[str]) -> list[str]:

@@ -189,7 +189,7 @@ class KafkaBackend:
         to_create = {k: v for k, v in missing.items() if k not in existing}
         if to_create and t.create_missing:
             log.info("creating topics %s", sorted(to_create))
-            settings = {name: t.settings(kind, name) for name, kind in to_create.items()}
+            settings = {name: t.settings(kind, f"topic {name!r}") for name, kind in to_create.items()}
             futures = self.admin().create_topics(
                 [
                     NewTopic(name, int(s["partitions"]), int(s["replication.factor"]), config=topic_configs(s))

@@ -169,10 +169,10 @@ class Topics:
         given = {"partitions": self.partitions, "replication.factor": self.replication_factor}
         return {k: v for k, v in given.items() if v is not None}
 
-    def settings(self, kind: str, topic: str) -> dict[str, int | str]:
-        """Every setting of a topic of `kind` this backend creates (`ConfigError` if they cannot work)."""
+    def settings(self, kind: str, subject: str) -> dict[str, int | str]:
+        """Every setting of a topic of `kind` this backend creates (`ConfigError` naming `subject` if they cannot work)."""
         out = {**topic_defaults(kind, self.profile), **self.overrides()}
-        check_topic_settings(topic, out)
+        check_topic_settings(subject, out, "raise replication_factor, or use topic_profile=local (one broker)")
         return out
 
 
@@ -254,7 +254,7 @@ class KafkaSettings:
             create_missing=opts.get("create_topics", "true").lower() not in ("0", "false", "no"),
         )
         for kind in TOPIC_KINDS:  # settings no write could succeed with: said now, not at the first push
-            topics.settings(kind, f"{conn.prefix}.<{kind} topics>")
+            topics.settings(kind, f"backend URL {mask_url(url)!r} ({kind} topics, topic_profile {topics.profile})")
         tx = Transactions(
             interval=_int(opts, "commit_interval_ms", int(Transactions.interval * 1000)) / 1000,
             records=_int(opts, "commit_records", Transactions.records),
