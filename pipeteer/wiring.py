@@ -1,7 +1,8 @@
 """From a workflow to its queues: `make_queues(Qin, Qout, workflow, make_queue)`.
 
 Every stage gets one queue holding the items waiting in it (the entry stage reads
-the workflow's `Qin`). A stage's artifact sees two ends:
+the workflow's `Qin`), as the workflow's plan (`pipeteer.plan.Plan`) says: the same
+answer the Kafka backend and the compiler get. A stage's artifact sees two ends:
 
 - `Qin`: a read-only view of its queue (mapped by `pre` for a `Wrapped` stage);
 - `Qout`: a write end. `push(id, out)` reads the item's state, applies `post`,
@@ -16,7 +17,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
-from pipeteer.errors import RoutingError, SpecError, ValueTypeError
+from pipeteer.errors import SpecError, ValueTypeError
+from pipeteer.plan import INPUT, INPUT_SOURCE, OUTPUT_QUEUE, Plan
 from pipeteer.queues.base import BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
 from pipeteer.types import checker, type_name, value_type_name
@@ -113,37 +115,30 @@ _MISSING: Any = object()
 
 
 class Router(WriteQueue[Any]):
-    """The write end of a workflow: sends each value to the stage accepting its type, or to the output."""
+    """The write end of a (sub-)workflow: sends each value to the stage accepting its type, or to the
+    workflow's output, as the plan says (`Plan.destination`)."""
 
-    def __init__(self, workflow: Workflow[Any, Any], queues: dict[str, Queue[Any]], output: WriteQueue[Any]):
-        self.workflow = workflow
-        self.queues = queues
-        self.output = output
+    def __init__(
+        self,
+        plan: Plan,
+        path: tuple[str, ...],
+        queues: dict[tuple[str, ...], Queue[Any]],
+        output: WriteQueue[Any],
+    ):
+        self.plan, self.path, self.queues, self.output = plan, path, queues, output
+        self.workflow = plan.workflow
         self._routes: dict[type, tuple[str, WriteQueue[Any]]] = {}  # by the value's class: routing is by class
 
     def resolve(self, value: Any, *, source: str, id: str) -> tuple[str, WriteQueue[Any]]:
         """(name of the destination, the queue) for a value; raises `RoutingError` naming what is accepted."""
         route = self._routes.get(type(value))
         if route is None:
-            route = self._resolve(value, source=source, id=id)
-            self._routes[type(value)] = route
+            target, queue = self.plan.destination(self.path, type(value), source=source, id=id)
+            route = self._routes[type(value)] = (target, self.output if target == OUTPUT else self.queues[queue])
         return route
 
-    def _resolve(self, value: Any, *, source: str, id: str) -> tuple[str, WriteQueue[Any]]:
-        target = self.workflow.stage_for(type(value))
-        if target is None:
-            raise RoutingError(
-                f"stage {source!r}: item {id!r} became a {value_type_name(value)}, which no stage of workflow "
-                f"{self.workflow.name!r} accepts ({self.workflow.accepted()})"
-            )
-        if target == OUTPUT:
-            if isinstance(self.output, Router):
-                return self.output.resolve(value, source=source, id=id)
-            return OUTPUT, self.output
-        return target, self.queues[target]
-
     async def push(self, id: str, value: Any) -> None:
-        _, q = self.resolve(value, source="<input>", id=id)
+        _, q = self.resolve(value, source=INPUT_SOURCE, id=id)
         await q.push(id, value)
 
 
@@ -269,37 +264,47 @@ def make_queues(
     *,
     path: Sequence[str] = (),
     hooks: Sequence[StageHooks] = (),
+    plan: Plan | None = None,
 ) -> Any:
     """Wire a pipeline's queues: a `WorkflowQueues` for a `Workflow`, a `PipelineQueues` otherwise.
 
-    `make_queue(Type, path)` is called once per stage queue, with the stage's path of names.
+    `make_queue(Type, path)` is called once per queue of the workflow's plan (`Plan.queues`) but its
+    input and output, with the queue's path of names. `plan` is `Plan.of(pipeline)` when not given.
     """
     if isinstance(pipeline, Workflow):
-        return _workflow_queues(Qin, Qout, pipeline, make_queue, tuple(path), list(hooks))
+        plan = plan if plan is not None else Plan.of(pipeline)
+        if plan.workflow is not pipeline:
+            raise SpecError("make_queues", [f"the plan is of workflow {plan.workflow.name!r}, not {pipeline!r}"])
+        queues: dict[tuple[str, ...], Queue[Any]] = {
+            q.path: make_queue(q.Type, [*path, *q.path]) for q in plan.queues if q.path not in (INPUT, OUTPUT_QUEUE)
+        }
+        queues[INPUT] = Qin
+        return _workflow_queues(plan, (), pipeline, Qin, Qout, queues, tuple(path), list(hooks))
     if isinstance(pipeline, (Pipeline, Wrapped)):
         return PipelineQueues(Qin=Qin, Qout=Qout)
     raise SpecError("pipeline", [f"{pipeline!r} is not a Pipeline, Wrapped or Workflow"])
 
 
 def _workflow_queues(
+    plan: Plan,
+    wf_path: tuple[str, ...],
+    wf: Workflow[Any, Any],
     Qin: Queue[Any],
     Qout: WriteQueue[Any],
-    wf: Workflow[Any, Any],
-    make_queue: MakeQueue,
-    path: tuple[str, ...],
+    queues: dict[tuple[str, ...], Queue[Any]],
+    prefix: tuple[str, ...],
     hooks: list[StageHooks],
 ) -> WorkflowQueues:
-    queues: dict[str, Queue[Any]] = {
-        name: Qin if name == wf.entry else make_queue(stage.Tin, [*path, name]) for name, stage in wf.pipelines.items()
-    }
-    router = Router(wf, queues, Qout)
+    """The queues of the (sub-)workflow at `wf_path`: each stage's, from the queue the plan says it reads."""
+    router = Router(plan, wf_path, queues, Qout)
     stages: dict[str, Any] = {}
     for name, stage in wf.pipelines.items():
-        q = queues[name]
-        stage_name = "/".join((*path, name))
+        path = (*wf_path, name)
+        q = queues[plan.queue_of[path]]
+        stage_name = "/".join((*prefix, *path))
         memory = _StageMemory()
         if isinstance(stage, Workflow):
-            stages[name] = _workflow_queues(q, router, stage, make_queue, (*path, name), hooks)
+            stages[name] = _workflow_queues(plan, path, stage, q, router, queues, prefix, hooks)
         elif isinstance(stage, Wrapped):
             inner = PipelineQueues(
                 Qin=StageInput(q, stage.pre, memory, stage_name, hooks),

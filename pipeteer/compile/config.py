@@ -2,12 +2,14 @@
 
 Every topic setting is resolved through four layers, later ones winning:
 
-1. **library defaults**: `LIBRARY_DEFAULTS`, per topic kind (data, changelog, dead-letter);
+1. **library defaults**: `pipeteer.plan.topic_defaults(kind, profile)`: per topic kind (data,
+   changelog, dead-letter) and per built-in profile (`production`, the default here; `local`, one
+   broker; see `pipeteer.plan.TOPIC_PROFILES`). `--profile local` picks the built-in `local` one;
 2. **workflow**: the `workflow:` section of a topology config file, for every topic of the workflow;
 3. **per-topic**: the `topics:` section, keyed by full topic name or by its short name
    (the topic name without `<prefix>.<workflow>.`, e.g. `validation` or `stage.validation.pending`);
-4. **command line / profile**: the profile picked with `--profile NAME` (from the file's `profiles:`),
-   then each `--set KEY=VALUE`, in order.
+4. **command line / profile**: the file's profile of the name given with `--profile NAME` (from its
+   `profiles:`), then each `--set KEY=VALUE`, in order.
 
 A topology config file (YAML), all sections optional::
 
@@ -18,10 +20,13 @@ A topology config file (YAML), all sections optional::
     stages:
       auto-correct: {replicas: 3, resources: {requests: {cpu: 500m}}}
     profiles:
-      local: {replication.factor: 1, min.insync.replicas: 1}
+      local: {partitions: 2}
 
 `partitions` may only be set for the whole workflow (layers 2 and 4) or for a dead-letter topic:
 data and changelog topics are co-partitioned (an item id keeps its partition number across stages).
+
+`TopologyConfig.of_backend(url)` is the configuration a running Kafka backend creates topics with,
+so that `pipeteer describe APP --backend URL` prints what `pipeteer run APP --backend URL` creates.
 """
 
 from __future__ import annotations
@@ -33,55 +38,20 @@ from types import MappingProxyType
 from typing import Any
 
 from pipeteer.errors import ConfigError
+from pipeteer.plan import (
+    COMPILE_PROFILE,
+    TOPIC_KEYS,
+    TOPIC_KINDS,
+    TOPIC_PROFILES,
+    check_topic_settings,
+    topic_defaults,
+)
 from pipeteer.spec.names import DEFAULT_PREFIX
 
-KINDS = ("data", "changelog", "dead-letter")
-"""Topic kinds: a queue's items, a stage's pending table (compacted), a stage's dead letters."""
-
-TOPIC_KEYS = (
-    "partitions",
-    "replication.factor",
-    "cleanup.policy",
-    "retention.ms",
-    "max.message.bytes",
-    "min.insync.replicas",
-)
-"""Settings a topology may give a topic; all but the first two are Kafka topic configs."""
-
-_DAY_MS = 24 * 3600 * 1000
-
 LIBRARY_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {
-        # Values are small (large ones go through the claim-check blob store), so 1 MiB is ample.
-        "data": {
-            "partitions": 6,
-            "replication.factor": 3,
-            "cleanup.policy": "delete",
-            "retention.ms": 7 * _DAY_MS,
-            "max.message.bytes": 1048576,
-            "min.insync.replicas": 2,
-        },
-        # The pending table must survive forever: compaction keeps the last state per id,
-        # tombstones remove finished items.
-        "changelog": {
-            "partitions": 6,
-            "replication.factor": 3,
-            "cleanup.policy": "compact",
-            "retention.ms": -1,
-            "max.message.bytes": 1048576,
-            "min.insync.replicas": 2,
-        },
-        # Dead letters wait for a person to look at them: keep them longer than data.
-        "dead-letter": {
-            "partitions": 6,
-            "replication.factor": 3,
-            "cleanup.policy": "delete",
-            "retention.ms": 28 * _DAY_MS,
-            "max.message.bytes": 1048576,
-            "min.insync.replicas": 2,
-        },
-    }
+    {kind: MappingProxyType(topic_defaults(kind, COMPILE_PROFILE)) for kind in TOPIC_KINDS}
 )
+"""The settings of each topic kind when no profile is chosen (`pipeteer.plan` holds the one table)."""
 
 _CLEANUP = {"delete", "compact", "compact,delete", "delete,compact"}
 
@@ -131,6 +101,8 @@ class TopologyConfig:
     topics: Mapping[str, Mapping[str, int | str]] = field(default_factory=dict)
     command_line: Mapping[str, int | str] = field(default_factory=dict)
     stages: Mapping[str, StageSettings] = field(default_factory=dict)
+    profile: str = COMPILE_PROFILE
+    """The built-in profile of the library defaults (`pipeteer.plan.TOPIC_PROFILES`)."""
 
     @classmethod
     def from_mapping(
@@ -154,12 +126,14 @@ class TopologyConfig:
             raise ConfigError(f"{source}: 'topics' must map topic names to settings")
         topics = {str(t): _settings(s, f"{source}: topics.{t}") for t, s in topics_raw.items()}
         profiles = raw.get("profiles") or {}
+        if not isinstance(profiles, Mapping):
+            raise ConfigError(f"{source}: 'profiles' must map profile names to topic settings")
         command_line: dict[str, int | str] = {}
         if profile is not None:
-            if profile not in profiles:
-                known = ", ".join(sorted(profiles)) or "none defined"
+            if profile not in profiles and profile not in TOPIC_PROFILES:
+                known = ", ".join(sorted({*profiles, *TOPIC_PROFILES}))
                 raise ConfigError(f"{source}: no profile {profile!r} (profiles: {known})")
-            command_line.update(_settings(profiles[profile], f"{source}: profiles.{profile}"))
+            command_line.update(_settings(profiles.get(profile), f"{source}: profiles.{profile}"))
         for item in sets:
             key, sep, value = item.partition("=")
             if not sep:
@@ -178,6 +152,20 @@ class TopologyConfig:
             topics=topics,
             command_line=command_line,
             stages=stages,
+            profile=profile if profile is not None and profile in TOPIC_PROFILES else COMPILE_PROFILE,
+        )
+
+    @classmethod
+    def of_backend(cls, url: str, env: Mapping[str, str] | None = None) -> TopologyConfig:
+        """The topic settings the Kafka backend at `url` creates missing topics with (its prefix,
+        `topic_profile`, `partitions` and `replication_factor`, from the URL and the environment)."""
+        from pipeteer.queues.kafka.config import KafkaSettings
+
+        settings = KafkaSettings.from_url(url, env)
+        return cls(
+            prefix=settings.connection.prefix,
+            profile=settings.topics.profile,
+            command_line=settings.topics.overrides(),
         )
 
     @classmethod
@@ -201,9 +189,7 @@ class TopologyConfig:
 
     def resolve(self, kind: str, topic: str, short: str) -> dict[str, int | str]:
         """The settings of one topic after all four layers."""
-        if kind not in KINDS:
-            raise ConfigError(f"unknown topic kind {kind!r} (known: {', '.join(KINDS)})")
-        out: dict[str, int | str] = dict(LIBRARY_DEFAULTS[kind])
+        out = topic_defaults(kind, self.profile)
         out.update(self.workflow)
         for key in (short, topic):
             own = self.topics.get(key, {})
@@ -215,11 +201,7 @@ class TopologyConfig:
                 )
             out.update(own)
         out.update(self.command_line)
-        if int(out["min.insync.replicas"]) > int(out["replication.factor"]):
-            raise ConfigError(
-                f"topic {topic!r}: min.insync.replicas {out['min.insync.replicas']} exceeds replication.factor "
-                f"{out['replication.factor']}: no write could ever succeed; lower min.insync.replicas"
-            )
+        check_topic_settings(f"topic {topic!r}", out)
         return out
 
     def unused_topic_keys(self, known: Iterable[str]) -> list[str]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-from pipeteer.compile.topology import INPUT_SOURCE, OUTPUT_TARGET, Topology
+from pipeteer.compile.topology import OUTPUT_TARGET, Topology
+from pipeteer.plan import INPUT_SOURCE
 
 
 def describe_text(topology: Topology) -> str:
@@ -17,6 +18,7 @@ def describe_text(topology: Topology) -> str:
         lines.append(f"app      {topology.app}")
     lines += [
         f"prefix   {topology.prefix}",
+        f"profile  {topology.profile} (topic defaults: pipeteer.plan.TOPIC_PROFILES)",
         f"partitions {topology.partitions} (every data and changelog topic; an item keeps its partition)",
         "",
         f"input   {topology.input_topic}",

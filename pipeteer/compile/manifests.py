@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeteer import settings
 from pipeteer.compile import alerts
 from pipeteer.compile.config import LIBRARY_DEFAULTS
 from pipeteer.compile.topology import StageSpec, TopicSpec, Topology
@@ -24,7 +25,7 @@ TOPICS_HEADER = GENERATED + (
     "# Data and changelog topics share one partition count: an item keeps its partition across stages.\n"
 )
 STRIMZI_CLUSTER = "kafka"
-BACKEND_ENV = "PIPETEER_BACKEND"
+BACKEND_ENV = settings.BACKEND.name
 COMPOSE_IMAGE = "pipeteer:dev"
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
@@ -355,7 +356,7 @@ def compose(topology: Topology, compiled_dir: str) -> dict[str, Any]:
                 "command": stage_command(topology, s, "kafka://kafka:9092"),
                 # People's pages are published on this machine's loopback only, as `pipeteer run`
                 # allows without authentication on 127.0.0.1 (PIPETEER_AUTH_TOKEN_FILE to require tokens).
-                "environment": {BACKEND_ENV: "kafka://kafka:9092", **({"PIPETEER_NO_AUTH": "1"} if s.web else {})},
+                "environment": {BACKEND_ENV: "kafka://kafka:9092", **({settings.NO_AUTH.name: "1"} if s.web else {})},
                 "ports": [f"127.0.0.1:{s.port + index}:{s.port}" if s.web else f"{s.port + index}:{s.port}"],
                 "depends_on": {"topics": {"condition": "service_completed_successfully"}},
                 "healthcheck": {

@@ -1,7 +1,8 @@
 """The compiled topology: everything a deployment needs to know about an app, derived once.
 
-`build_topology(app)` walks the workflow graph and names every topic, consumer group and
-transactional id prefix with `pipeteer.spec.names`; the result is frozen and has no I/O,
+`build_topology(app)` names every queue, stage and route of the workflow's plan
+(`pipeteer.plan.Plan`, which the wiring and the Kafka backend read too) as topics, consumer
+groups and transactional id prefixes, and resolves each topic's settings (`TopologyConfig`); the result is frozen and has no I/O,
 so it can be described, diffed and emitted as manifests without a broker.
 
 >>> topo = build_topology(app)  # doctest: +SKIP
@@ -17,13 +18,20 @@ from typing import Any, Protocol
 
 from pipeteer.compile.config import TopologyConfig
 from pipeteer.errors import ConfigError
+from pipeteer.plan import (
+    COMPILE_PROFILE,
+    INPUT,
+    OUTPUT_QUEUE,
+    Plan,
+    RoutePlan,
+    StagePlan,
+    TopicPlan,
+    topic_configs,
+)
 from pipeteer.spec import names
-from pipeteer.spec.stages import OUTPUT, Stage, Workflow
+from pipeteer.spec.stages import OUTPUT, Workflow
 from pipeteer.types import type_name
 
-INPUT_QUEUE = ("input",)
-OUTPUT_QUEUE = ("output",)
-INPUT_SOURCE = "<input>"
 OUTPUT_TARGET = OUTPUT
 DEFAULT_PORT = 8000
 """Every stage service listens here: /metrics, /healthz, /readyz, and a web stage's app under /<stage>/."""
@@ -153,6 +161,8 @@ class Topology:
     topics: tuple[TopicSpec, ...]
     routes: tuple[RouteSpec, ...]
     stage_settings: Mapping[str, Any] = field(default_factory=dict)
+    profile: str = COMPILE_PROFILE
+    """The built-in topic profile of the library defaults (`pipeteer.plan.TOPIC_PROFILES`)."""
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:
@@ -177,6 +187,7 @@ class Topology:
             "workflow": self.workflow,
             "app": self.app,
             "prefix": self.prefix,
+            "profile": self.profile,
             "partitions": self.partitions,
             "input_topic": self.input_topic,
             "output_topic": self.output_topic,
@@ -210,84 +221,36 @@ def _qualname(tp: Any) -> str:
 
 
 class _Builder:
+    """Names and settings for every part of the plan (`pipeteer.plan.Plan`); the graph itself is the plan's."""
+
     def __init__(self, app: AppLike, config: TopologyConfig) -> None:
         self.app = app
-        self.root = app.workflow
+        self.plan = Plan.of(app.workflow)
         self.config = config
-        self.wf = self.root.name
-        self.stages: list[StageSpec] = []
-        self.routes: list[RouteSpec] = []
+        self.wf = self.plan.workflow.name
+        self.names = self.plan.names(config.prefix)
         self.topics: dict[str, TopicSpec] = {}
-        self.states: dict[str, StateSpec] = {}
-        # queue path read by each (possibly nested) stage path
-        self.queue_of: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self.leaf_entry: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def _short(self, topic: str) -> str:
         base = ".".join(p for p in (self.config.prefix, self.wf) if p) + "."
         return topic[len(base) :] if topic.startswith(base) else topic
 
-    def _topic(self, name: str, kind: str, state: str | None, **extra: Any) -> str:
-        settings = self.config.resolve(kind, name, self._short(name))
-        config = {
-            k: str(v) for k, v in sorted(settings.items()) if k not in ("partitions", "replication.factor")
-        }
-        self.topics[name] = TopicSpec(
+    def _topic(self, planned: TopicPlan) -> TopicSpec:
+        name, short = planned.name, self._short(planned.name)
+        settings = self.config.resolve(planned.kind, name, short)
+        reader = planned.stage if planned.kind == "data" else None
+        return TopicSpec(
             name=name,
-            kind=kind,
-            short=self._short(name),
-            state=state,
+            kind=planned.kind,
+            short=short,
+            state=None if planned.Type is None else type_name(planned.Type),
             partitions=int(settings["partitions"]),
             replication_factor=int(settings["replication.factor"]),
-            config=config,
-            **extra,
+            config=topic_configs(settings),
+            reader=None if reader is None else "/".join(reader),
+            consumer_group=None if reader is None else self.names.group(reader),
+            changelog=None if reader is None else self.names.changelog(reader),
         )
-        return name
-
-    def _queue_topic(self, path: tuple[str, ...]) -> str:
-        return names.queue_topic(self.wf, path, self.config.prefix)
-
-    def _assign_queues(
-        self, wf: Workflow[Any, Any], prefix: tuple[str, ...], own_queue: tuple[str, ...]
-    ) -> None:
-        """The entry of `wf` reads `own_queue`; every other stage reads a queue named by its path."""
-        for name, stage in wf.pipelines.items():
-            path = (*prefix, name)
-            queue = own_queue if name == wf.entry else path
-            self.queue_of[path] = queue
-            if isinstance(stage, Workflow):
-                self._assign_queues(stage, path, queue)
-
-    def _entry_leaf(self, path: tuple[str, ...], stage: Stage) -> tuple[str, ...]:
-        while isinstance(stage, Workflow):
-            path = (*path, stage.entry)
-            stage = stage.pipelines[stage.entry]
-        return path
-
-    def _destination(
-        self, chain: list[tuple[tuple[str, ...], Workflow[Any, Any]]], tp: Any
-    ) -> tuple[str, str]:
-        """Where an item of `tp` emitted inside the innermost workflow of `chain` goes: (target, topic)."""
-        wf_path, wf = chain[-1]
-        target = wf.stage_for(tp)
-        if target is None:  # the workflow checked its routes when it was built
-            raise ConfigError(f"workflow {wf.name!r}: nothing accepts {type_name(tp)} ({wf.accepted()})")
-        if target == OUTPUT:
-            if len(chain) == 1:
-                return OUTPUT_TARGET, self._queue_topic(OUTPUT_QUEUE)
-            return self._destination(chain[:-1], wf.Tout)
-        path = (*wf_path, target)
-        leaf = self._entry_leaf(path, wf.pipelines[target])
-        return "/".join(leaf), self._queue_topic(self.queue_of[path])
-
-    def _visit(self, chain: list[tuple[tuple[str, ...], Workflow[Any, Any]]]) -> None:
-        wf_path, wf = chain[-1]
-        for name, stage in wf.pipelines.items():
-            path = (*wf_path, name)
-            if isinstance(stage, Workflow):
-                self._visit([*chain, (path, stage)])
-                continue
-            self._stage(chain, path, stage)
 
     def _is_web(self, stage_name: str) -> bool:
         try:
@@ -298,80 +261,64 @@ class _Builder:
                 "add it to App(..., artifacts={...})"
             ) from None
 
-    def _stage(
-        self, chain: list[tuple[tuple[str, ...], Workflow[Any, Any]]], path: tuple[str, ...], stage: Stage
-    ) -> None:
-        stage_name = "/".join(path)
-        state = type_name(stage.Tin)
-        queue = self.queue_of[path]
-        data = self._queue_topic(queue)
-        changelog = names.changelog_topic(self.wf, path, self.config.prefix)
-        dlq = names.dead_letter_topic(self.wf, path, self.config.prefix)
-        group = names.consumer_group(self.wf, path, self.config.prefix)
-        self._topic(data, "data", state, reader=stage_name, consumer_group=group, changelog=changelog)
-        self._topic(changelog, "changelog", state)
-        self._topic(dlq, "dead-letter", None)
-        self.states.setdefault(state, StateSpec(state, _qualname(stage.Tin), data))
-        routes = []
-        for tp in stage.output_types() or ():
-            target, topic = self._destination(chain, tp)
-            routes.append(RouteSpec(stage_name, type_name(tp), target, topic))
-        self.routes.extend(routes)
-        self.stages.append(
-            StageSpec(
-                name=stage_name,
-                path=path,
-                web=self._is_web(stage_name),
-                state=state,
-                input_topic=data,
-                changelog_topic=changelog,
-                dead_letter_topic=dlq,
-                consumer_group=group,
-                transactional_id_prefix=names.stage_id(self.wf, path, self.config.prefix) + ".",
-                k8s_name=names.k8s_name(self.wf, *path),
-                port=DEFAULT_PORT,
-                routes=tuple(routes),
-                task_age_limit=self.app.task_age_limit(stage_name) if self._is_web(stage_name) else None,
-            )
+    def _route(self, r: RoutePlan) -> RouteSpec:
+        return RouteSpec(r.source, type_name(r.Type), r.target, self.names.queue(r.queue))
+
+    def _stage(self, s: StagePlan) -> StageSpec:
+        web = self._is_web(s.name)
+        return StageSpec(
+            name=s.name,
+            path=s.path,
+            web=web,
+            state=type_name(s.stage.Tin),
+            input_topic=self.names.queue(s.queue),
+            changelog_topic=self.names.changelog(s.path),
+            dead_letter_topic=self.names.dead_letters(s.path),
+            consumer_group=self.names.group(s.path),
+            transactional_id_prefix=names.stage_id(self.wf, s.path, self.config.prefix) + ".",
+            k8s_name=names.k8s_name(self.wf, *s.path),
+            port=DEFAULT_PORT,
+            routes=tuple(self._route(r) for r in s.routes),
+            task_age_limit=self.app.task_age_limit(s.name) if web else None,
         )
 
     def build(self, app_ref: str | None) -> Topology:
-        root = self.root
-        self._assign_queues(root, (), INPUT_QUEUE)
-        entry_leaf = self._entry_leaf((root.entry,), root.pipelines[root.entry])
-        input_topic = self._queue_topic(INPUT_QUEUE)
-        output_topic = self._topic(self._queue_topic(OUTPUT_QUEUE), "data", type_name(root.Tout))
-        self.routes.append(RouteSpec(INPUT_SOURCE, type_name(root.Tin), "/".join(entry_leaf), input_topic))
-        self._visit([((), root)])
-        self.states.setdefault(
-            type_name(root.Tout), StateSpec(type_name(root.Tout), _qualname(root.Tout), output_topic)
-        )
-        unused = self.config.unused_topic_keys([k for t in self.topics.values() for k in (t.name, t.short)])
+        plan, root = self.plan, self.plan.workflow
+        topics = {t.name: self._topic(t) for t in plan.topics(self.config.prefix)}
+        stages = [self._stage(s) for s in plan.stages]
+        states: dict[str, StateSpec] = {}
+        for s in plan.stages:
+            state = type_name(s.stage.Tin)
+            states.setdefault(state, StateSpec(state, _qualname(s.stage.Tin), self.names.queue(s.queue)))
+        output_topic = self.names.queue(OUTPUT_QUEUE)
+        states.setdefault(type_name(root.Tout), StateSpec(type_name(root.Tout), _qualname(root.Tout), output_topic))
+        unused = self.config.unused_topic_keys([k for t in topics.values() for k in (t.name, t.short)])
         if unused:
             raise ConfigError(
                 f"topic overrides for unknown topics: {', '.join(unused)} "
-                f"(topics: {', '.join(sorted(t.short for t in self.topics.values()))})"
+                f"(topics: {', '.join(sorted(t.short for t in topics.values()))})"
             )
-        stage_names = [s.name for s in self.stages]
+        stage_names = [s.name for s in stages]
         unknown_stages = sorted(set(self.config.stages) - set(stage_names))
         if unknown_stages:
             raise ConfigError(
                 f"stage settings for unknown stages: {', '.join(unknown_stages)} (stages: {', '.join(stage_names)})"
             )
-        data_partitions = {t.partitions for t in self.topics.values() if t.kind != "dead-letter"}
+        data_partitions = {t.partitions for t in topics.values() if t.kind != "dead-letter"}
         (partitions,) = data_partitions  # config.resolve forbids per-topic partitions for these
         return Topology(
             workflow=self.wf,
             app=app_ref,
             prefix=self.config.prefix,
             partitions=partitions,
-            input_topic=input_topic,
+            input_topic=self.names.queue(INPUT),
             output_topic=output_topic,
-            stages=tuple(self.stages),
-            states=tuple(self.states.values()),
-            topics=tuple(sorted(self.topics.values(), key=lambda t: t.name)),
-            routes=tuple(self.routes),
+            stages=tuple(stages),
+            states=tuple(states.values()),
+            topics=tuple(sorted(topics.values(), key=lambda t: t.name)),
+            routes=tuple(self._route(r) for r in plan.routes),
             stage_settings=dict(self.config.stages),
+            profile=self.config.profile,
         )
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from pipeteer import settings
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
+from pipeteer.plan import Plan
 from pipeteer.queues.base import RETRY_OPTIONS, BaseQueue, Retry
 
 DEFAULT_BACKEND = "sqlite:///queues.db"
@@ -19,6 +21,9 @@ class Backend(Protocol):
     """Makes the queues of one workflow."""
 
     url: str
+
+    def bind(self, plan: Plan, /) -> None:
+        """Serve the workflow of `plan` (before its queues are made)."""
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]: ...
 
@@ -34,6 +39,9 @@ class MemoryBackend:
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
     retry: Retry = field(default_factory=Retry)
+
+    def bind(self, plan: Plan, /) -> None:
+        pass  # a queue is named by its path alone
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.memory import MemoryQueue
@@ -58,6 +66,9 @@ class SqliteBackend:
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (by default a directory beside the database, see `default_blobs`)."""
     retry: Retry = field(default_factory=Retry)
+
+    def bind(self, plan: Plan, /) -> None:
+        pass  # a table is named by its queue's path alone
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.sqlite import SqliteQueue
@@ -92,8 +103,8 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
     >>> backend_from_url("sqlite:///q.db?blobs=off", workflow_name="wf", env={}).claim is None
     True
     """
-    env = os.environ if env is None else env
-    url = url or env.get("PIPETEER_BACKEND") or DEFAULT_BACKEND
+    env = settings.environ(env)
+    url = url or settings.BACKEND.get(env) or DEFAULT_BACKEND
     parts = urlsplit(url)
     if parts.scheme in ("memory", "sqlite"):
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -101,8 +112,8 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise ConfigError(f"backend URL {url!r}: unknown option(s) {unknown}; known: {', '.join(known)}")
-        blobs = env.get("PIPETEER_BLOBS", options.get("blobs"))
-        threshold = env.get("PIPETEER_CLAIM_CHECK_BYTES", options.get("claim_check_bytes"))
+        blobs = env.get(settings.BLOBS.name, options.get("blobs"))
+        threshold = env.get(settings.CLAIM_CHECK_BYTES.name, options.get("claim_check_bytes"))
         # the retry policy: URL query < environment, as on Kafka
         retry = Retry.from_options({k: env.get(v, options.get(k, "")) for k, v in RETRY_OPTIONS.items()},
                                    f"backend URL {url!r}")

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, G
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
+from pipeteer import settings
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import ConfigError, InexistentItem, ValueTypeError
 from pipeteer.types import checker, type_name, value_type_name
@@ -243,8 +244,8 @@ class Retry:
         )
 
 
-RETRY_OPTIONS = {"retries": "PIPETEER_RETRIES", "retry_backoff_ms": "PIPETEER_RETRY_BACKOFF_MS",
-                 "retry_backoff_max_ms": "PIPETEER_RETRY_BACKOFF_MAX_MS"}
+RETRY_OPTIONS = {"retries": settings.RETRIES.name, "retry_backoff_ms": settings.RETRY_BACKOFF_MS.name,
+                 "retry_backoff_max_ms": settings.RETRY_BACKOFF_MAX_MS.name}
 """The retry policy's URL options and the environment variables that override them, on every backend."""
 
 

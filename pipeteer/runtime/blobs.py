@@ -18,8 +18,6 @@ Safe while stages run:
 
 from __future__ import annotations
 
-import sqlite3
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -63,6 +61,8 @@ def collect(store: BlobStore, referenced: set[str], *, grace: float = DEFAULT_GR
 
 def referenced_sqlite(path: str) -> set[str]:
     """Every key referenced by any table of a SQLite file, read in one transaction (one snapshot)."""
+    import sqlite3  # here: `pipeteer --help` and the Kafka commands need no SQLite
+
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     found: set[str] = set()
     try:
@@ -114,41 +114,3 @@ def gc(queues: WorkflowQueues, *, grace: float = DEFAULT_GRACE, delete: bool = F
     if claim is None:
         raise ConfigError(f"blobs gc: backend {queues.backend.url} has no blob store (set blobs= or PIPETEER_BLOBS)")
     return collect(claim.store, referenced, grace=grace, delete=delete)
-
-
-def cmd_gc(args: Any) -> int:
-    from pipeteer.runtime.app import require_app
-    from pipeteer.runtime.connect import connect
-
-    if args.grace < 0:
-        raise ConfigError(f"blobs gc: --grace must be >= 0 seconds, got {args.grace}")
-    queues = connect(require_app(args.app), args.backend)
-    try:
-        found = gc(queues, grace=args.grace, delete=args.delete)
-    finally:
-        queues.backend.close()
-    mb = found.unreferenced_bytes / 1e6
-    if args.delete:
-        print(f"removed {found.removed} blob(s), {found.removed_bytes / 1e6:.1f} MB; {len(found.referenced)} referenced")
-    else:
-        print(
-            f"{len(found.unreferenced)} unreferenced blob(s), {mb:.1f} MB, older than {args.grace:g}s "
-            f"({len(found.referenced)} referenced); run with --delete to remove them"
-        )
-    sys.stdout.flush()
-    return 0
-
-
-def register(sub: Any) -> None:
-    blobs = sub.add_parser("blobs", help="the blob store of large values").add_subparsers(
-        dest="blobs_command", required=True, metavar="ACTION"
-    )
-    p = blobs.add_parser("gc", help="remove blobs nothing references (dry run unless --delete)")
-    p.add_argument("app", help="the app, as module:attribute")
-    p.add_argument("--backend", default=None, help="the backend URL (default: $PIPETEER_BACKEND, else sqlite:///queues.db)")
-    p.add_argument("--delete", action="store_true", help="remove them (default: only count them)")
-    p.add_argument(
-        "--grace", type=float, default=DEFAULT_GRACE,
-        help=f"spare blobs written or re-used within this many seconds (default {DEFAULT_GRACE:g})",
-    )
-    p.set_defaults(func=cmd_gc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan
 from pipeteer.queues.backends import backend_from_url
 from pipeteer.runtime.app import App, load_app
 from pipeteer.spec import Workflow
@@ -30,12 +31,11 @@ def connect(
     """
     obj = load_app(app)
     wf = obj.workflow if isinstance(obj, App) else obj
+    plan = Plan.of(wf)
     backend = backend_from_url(url, workflow_name=wf.name, env=env)
-    bind = getattr(backend, "bind_workflow", None)
-    if bind is not None:  # Kafka names consumer groups and side topics by the stage reading each queue
-        bind(wf)
-    Qin = backend.make_queue(wf.Tin, ["input"])
-    Qout = backend.make_queue(wf.Tout, ["output"])
-    queues: WorkflowQueues = make_queues(Qin, Qout, wf, backend.make_queue, hooks=hooks)
+    backend.bind(plan)  # Kafka names consumer groups and side topics by the stage reading each queue
+    Qin = backend.make_queue(wf.Tin, INPUT)
+    Qout = backend.make_queue(wf.Tout, OUTPUT_QUEUE)
+    queues: WorkflowQueues = make_queues(Qin, Qout, wf, backend.make_queue, hooks=hooks, plan=plan)
     queues.backend = backend
     return queues

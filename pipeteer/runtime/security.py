@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from pipeteer import settings
 from pipeteer.errors import ConfigError
 
 Scope = MutableMapping[str, Any]
@@ -131,24 +131,24 @@ class Security:
         - `PIPETEER_NO_AUTH=1` (or `--no-auth`): people's pages on a public address without
           authentication are intended (something in front authenticates).
         """
-        env = os.environ if env is None else env
+        env = settings.environ(env)
 
-        def setting(key: str, env_key: str) -> str | None:
+        def setting(key: str, variable: settings.Variable) -> str | None:
             value = overrides.get(key)
-            return str(value) if value not in (None, "") else (env.get(env_key) or None)
+            return str(value) if value not in (None, "") else (variable.get(env) or None)
 
         tokens: dict[str, str] = {}
         secret: bytes | None = None
-        token_file = setting("token_file", "PIPETEER_AUTH_TOKEN_FILE")
+        token_file = setting("token_file", settings.AUTH_TOKEN_FILE)
         if token_file:
             tokens, raw = read_token_file(Path(token_file))
             secret = hmac.new(b"pipeteer session secret", raw, hashlib.sha256).digest()
-        if (explicit := env.get("PIPETEER_SESSION_SECRET")) is not None:
+        if (explicit := settings.SESSION_SECRET.get(env)) is not None:
             if len(explicit) < MIN_TOKEN_LENGTH:
                 raise ConfigError(f"PIPETEER_SESSION_SECRET is too short: give at least {MIN_TOKEN_LENGTH} characters")
             secret = explicit.encode()
-        proxy_header = setting("proxy_header", "PIPETEER_AUTH_PROXY_HEADER")
-        proxies = _networks(setting("trusted_proxies", "PIPETEER_AUTH_TRUSTED_PROXIES") or "")
+        proxy_header = setting("proxy_header", settings.AUTH_PROXY_HEADER)
+        proxies = _networks(setting("trusted_proxies", settings.AUTH_TRUSTED_PROXIES) or "")
         if proxy_header and not proxies:
             raise ConfigError(
                 f"auth proxy header {proxy_header!r} needs the proxy's addresses: set PIPETEER_AUTH_TRUSTED_PROXIES "
@@ -159,14 +159,16 @@ class Security:
             proxy_header=proxy_header.lower() if proxy_header else None,
             trusted_proxies=proxies,
             session_secret=secret or secrets.token_bytes(32),
-            metrics_auth=bool(overrides.get("metrics_auth")) or _flag(env, "PIPETEER_METRICS_AUTH"),
-            api_docs=bool(overrides.get("api_docs")) or _flag(env, "PIPETEER_API_DOCS"),
+            metrics_auth=bool(overrides.get("metrics_auth")) or settings.METRICS_AUTH.flag(env),
+            api_docs=bool(overrides.get("api_docs")) or settings.API_DOCS.flag(env),
             limits=Limits(
-                body=_size(env, "PIPETEER_MAX_BODY_BYTES", overrides.get("max_body_bytes"), Limits.body),
-                upload=_size(env, "PIPETEER_MAX_UPLOAD_BYTES", overrides.get("max_upload_bytes"), Limits.upload),
+                body=settings.MAX_BODY_BYTES.positive(env, overrides.get("max_body_bytes")) or Limits.body,
+                upload=settings.MAX_UPLOAD_BYTES.positive(env, overrides.get("max_upload_bytes")) or Limits.upload,
             ),
-            allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("PIPETEER_ALLOWED_ORIGINS", "").split(",") if o.strip()),
-            no_auth=bool(overrides.get("no_auth")) or _flag(env, "PIPETEER_NO_AUTH"),
+            allowed_origins=tuple(
+                o.strip().rstrip("/") for o in (settings.ALLOWED_ORIGINS.get(env) or "").split(",") if o.strip()
+            ),
+            no_auth=bool(overrides.get("no_auth")) or settings.NO_AUTH.flag(env),
         )
 
     # --- sessions: "name.expiry.signature", the name base64url-encoded ---
@@ -228,23 +230,6 @@ def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
             except ValueError:
                 raise ConfigError(f"trusted proxy {part!r} is not an IP address or network") from None
     return tuple(nets)
-
-
-def _flag(env: Mapping[str, str], key: str) -> bool:
-    return env.get(key, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _size(env: Mapping[str, str], key: str, override: Any, default: int) -> int:
-    text = str(override) if override not in (None, "") else env.get(key)
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{key} must be a number of bytes, not {text!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{key} must be positive, not {value}")
-    return value
 
 
 def is_loopback(host: str) -> bool:

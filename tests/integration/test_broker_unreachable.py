@@ -74,6 +74,7 @@ def test_commands_exit_2_with_one_line() -> None:
     for args in (
         ("dlq", "list", APP, "--backend", f"kafka://127.0.0.1:{nobody}", "--stage", "validation"),
         ("topics", "plan", APP, "--bootstrap", f"127.0.0.1:{nobody}"),
+        ("status", APP, "--backend", f"kafka://127.0.0.1:{nobody}"),  # a client exception of its own
     ):
         out = pipeteer(*args)
         assert out.returncode == 2, (args, out.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeteer.cli.schemas import check_command, export_command
 from pipeteer.codec import (
     SchemaStore,
     check_schemas,
@@ -20,7 +21,6 @@ from pipeteer.codec import (
     missing_schema_files,
     schema_for,
 )
-from pipeteer.codec.commands import check_command, export_command
 from pipeteer.errors import SchemaError
 from tests.unit.codec import sample_types as st
 

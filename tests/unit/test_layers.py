@@ -14,8 +14,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeteer"
 
 LAYERS = [
-    {"errors", "types"},
+    {"errors", "types", "settings"},
     {"spec", "codec"},
+    {"plan"},
     {"queues"},
     {"wiring"},
     {"runtime"},

@@ -4,7 +4,8 @@ See `pending` for the exactly-once reasoning and `engine` for the transaction lo
 """
 
 from pipeteer.errors import CommitAborted
-from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue, TopicNames, readers
+from pipeteer.plan import TopicNames
+from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue
 from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Topics, Transactions
 from pipeteer.queues.kafka.engine import StageEngine
 
@@ -18,5 +19,4 @@ __all__ = [
     "TopicNames",
     "Topics",
     "Transactions",
-    "readers",
 ]

@@ -20,14 +20,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeteer.codec import make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
-from pipeteer.errors import QueueError
+from pipeteer.errors import ConfigError, QueueError
+from pipeteer.plan import Plan, TopicNames, topic_configs
 from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
 from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
-from pipeteer.spec import names
 
 log = logging.getLogger("pipeteer.kafka")
 
@@ -36,53 +36,6 @@ U = TypeVar("U")
 
 PUSH_TIMEOUT_MS = 60_000
 """A push not acknowledged by the broker within this time fails (instead of waiting forever)."""
-
-INPUT: tuple[str, ...] = ("input",)
-OUTPUT: tuple[str, ...] = ("output",)
-
-
-class TopicNames:
-    """Every Kafka name of one workflow, derived by `pipeteer.spec.names` (never invented here)."""
-
-    def __init__(self, workflow: str, prefix: str) -> None:
-        self.workflow, self.prefix = workflow, prefix
-
-    def queue(self, path: Sequence[str]) -> str:
-        return names.queue_topic(self.workflow, path, self.prefix)
-
-    def changelog(self, stage: Sequence[str]) -> str:
-        return names.changelog_topic(self.workflow, stage, self.prefix)
-
-    def dead_letters(self, stage: Sequence[str]) -> str:
-        return names.dead_letter_topic(self.workflow, stage, self.prefix)
-
-    def group(self, stage: Sequence[str]) -> str:
-        return names.consumer_group(self.workflow, stage, self.prefix)
-
-    def transactional_id(self, stage: Sequence[str], instance: str) -> str:
-        return names.transactional_id(self.workflow, stage, instance, self.prefix)
-
-
-def readers(workflow: Any) -> dict[tuple[str, ...], tuple[str, ...]]:
-    """Which stage reads each queue: the entry stage of a (sub-)workflow reads that workflow's queue.
-
-    Mirrors `make_queues`: the root's entry reads `("input",)`, a nested workflow's entry reads
-    the nested workflow's own queue, every other stage reads the queue named by its path.
-    """
-    out: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-    def visit(wf: Any, prefix: tuple[str, ...], own: tuple[str, ...]) -> None:
-        for name, stage in wf.pipelines.items():
-            path = (*prefix, name)
-            queue = own if name == wf.entry else path
-            if hasattr(stage, "pipelines") and hasattr(stage, "entry"):
-                visit(stage, path, queue)
-            else:
-                out[queue] = path
-
-    visit(workflow, (), INPUT)
-    return out
-
 
 METADATA_TRY = 2.0
 """Seconds of one metadata request while creating topics (repeated up to the operation's timeout)."""
@@ -102,11 +55,12 @@ class KafkaBackend:
         self.settings = settings
         self.workflow_name = workflow_name
         self.names = TopicNames(workflow_name, settings.connection.prefix)
+        self.plan: Plan | None = None
+        """The workflow's plan, once bound: which stage reads each queue (see `reader_of`)."""
         self.watch = health.watch(settings.connection.bootstrap_servers)
         """Whether the cluster answers, and why not (shared by every client of the process)."""
         self.queues: dict[tuple[str, ...], KafkaQueue[Any]] = {}
         self.engines: dict[tuple[str, ...], StageEngine] = {}
-        self._readers: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._created: set[str] = set()
         self._admin: AdminClient | None = None
         self._producer: Producer | None = None
@@ -136,18 +90,22 @@ class KafkaBackend:
 
     # --- wiring hooks -------------------------------------------------------------------------
 
-    def bind_workflow(self, workflow: Any) -> None:
-        """Learn which stage reads which queue (consumer groups and side topics are named by stage)."""
-        self._readers = readers(workflow)
+    def bind(self, plan: Plan) -> None:
+        """Serve the workflow of `plan`: consumer groups and side topics are named by the stage reading each queue."""
+        if plan.workflow.name != self.workflow_name:
+            raise ConfigError(
+                f"Kafka backend of workflow {self.workflow_name!r} cannot serve workflow {plan.workflow.name!r}"
+            )
+        self.plan = plan
 
     def use_metrics(self, metrics: Any) -> None:
         """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...).
 
         The consumer lag of every stage of the workflow is measured from the cluster (see `lag`)."""
         self._metrics = metrics
-        if self._lag is None and self._readers:
+        if self._lag is None and self.plan is not None:
             stages = [StageInput("/".join(stage), self.names.queue(queue), self.names.group(stage))
-                      for queue, stage in sorted(self._readers.items())]
+                      for queue, stage in sorted(self.plan.readers().items())]
             self._lag = LagMonitor(self.admin, stages, self._report_lag, reachable=lambda: self.watch.reason() is None)
             self._lag.start()
 
@@ -162,7 +120,10 @@ class KafkaBackend:
         return m
 
     def reader_of(self, path: Sequence[str]) -> tuple[str, ...]:
-        return self._readers.get(tuple(path), tuple(path))
+        """The stage whose consumer group reads the queue at `path`: the plan's reader. A queue no stage
+        reads (the workflow's output, or a queue made without a workflow) is read as a stage of its own path."""
+        reader = None if self.plan is None else self.plan.reader(path)
+        return tuple(path) if reader is None else reader
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> KafkaQueue[Any]:
         key = tuple(path)
@@ -213,12 +174,13 @@ class KafkaBackend:
         return {q.topic for q in self.queues.values()}
 
     def ensure_topics_sync(self, topics: Iterable[str], *, extra_stage: Sequence[str] | None = None) -> None:
-        """Create missing topics (if `create_topics` is on): data topics, and a stage's changelog and dead letters."""
+        """Create missing topics (if `create_topics` is on): data topics, and a stage's changelog and dead letters,
+        each with the settings of its kind (`Topics.settings`: what `pipeteer describe APP --backend URL` prints)."""
         t = self.settings.topics
-        wanted: dict[str, dict[str, str]] = {name: {} for name in topics}
+        wanted: dict[str, str] = {name: "data" for name in topics}
         if extra_stage is not None:
-            wanted[self.names.changelog(extra_stage)] = {"cleanup.policy": "compact"}
-            wanted[self.names.dead_letters(extra_stage)] = {}
+            wanted[self.names.changelog(extra_stage)] = "changelog"
+            wanted[self.names.dead_letters(extra_stage)] = "dead-letter"
         with self._lock:
             missing = {k: v for k, v in wanted.items() if k not in self._created}
         if not missing:
@@ -227,10 +189,11 @@ class KafkaBackend:
         to_create = {k: v for k, v in missing.items() if k not in existing}
         if to_create and t.create_missing:
             log.info("creating topics %s", sorted(to_create))
+            settings = {name: t.settings(kind, f"topic {name!r}") for name, kind in to_create.items()}
             futures = self.admin().create_topics(
                 [
-                    NewTopic(name, t.partitions, t.replication_factor, config=cfg)
-                    for name, cfg in to_create.items()
+                    NewTopic(name, int(s["partitions"]), int(s["replication.factor"]), config=topic_configs(s))
+                    for name, s in settings.items()
                 ],
                 operation_timeout=30,
                 request_timeout=30,

@@ -1,12 +1,13 @@
 """Configuration of the Kafka backend: where the cluster is, how stages commit, retry and dead-letter.
 
-Precedence, lowest first: library defaults < the backend URL's query < environment variables.
-Environment variables are read in one place, `from_url`:
+Precedence, lowest first: library defaults < the backend URL's query < environment variables
+(`pipeteer.settings` names and documents each; `pipeteer --help` lists them), applied in `from_url`:
 
 - `PIPETEER_KAFKA_<PROPERTY>`: any librdkafka client property, upper-cased with `_` for `.`
   (`PIPETEER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `PIPETEER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512`,
   `PIPETEER_KAFKA_SASL_USERNAME`, `PIPETEER_KAFKA_SASL_PASSWORD`, `PIPETEER_KAFKA_SSL_CA_LOCATION`, ...).
-- `PIPETEER_TOPIC_PREFIX`, `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
+- `PIPETEER_TOPIC_PREFIX`, `PIPETEER_TOPIC_PROFILE` (`local`, the default, or `production`: see
+  `pipeteer.plan.TOPIC_PROFILES`), `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
 - `PIPETEER_SCHEMA_REGISTRY` (Confluent wire format), `PIPETEER_SCHEMA_DIR` (older `.avsc` versions).
 - `PIPETEER_BLOBS` (claim check: a blob store URL for large records, e.g. images) and
   `PIPETEER_CLAIM_CHECK_BYTES` (`bytes` values above this size go there; default 32 KiB).
@@ -34,12 +35,13 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pipeteer import settings as env_settings
 from pipeteer.errors import ConfigError
+from pipeteer.plan import BACKEND_PROFILE, TOPIC_KINDS, check_profile, check_topic_settings, topic_defaults
 from pipeteer.queues.base import RETRY_OPTIONS, Retry
 from pipeteer.spec.names import DEFAULT_PREFIX
 
 _SECRET_WORDS = ("password", "secret", "token", "key.pem", "keystore", "private", "sasl.jaas", "oauthbearer.config")
-ENV_PREFIX = "PIPETEER_KAFKA_"
 
 # librdkafka properties the backend sets itself: a user value would break exactly-once.
 _RESERVED = frozenset(
@@ -149,11 +151,29 @@ class KafkaConnection:
 
 @dataclass(frozen=True)
 class Topics:
-    """How missing topics are created (`pipeteer topics apply` is the production way)."""
+    """How missing topics are created (`pipeteer topics apply` is the production way): the settings of
+    `pipeteer.plan.topic_defaults(kind, profile)`, with the partitions and replication factor the URL
+    or environment give, if any. `pipeteer describe APP --backend URL` prints the same settings.
 
-    partitions: int = 4
-    replication_factor: int = 1
+    >>> Topics().settings("changelog", "t")["cleanup.policy"], Topics(partitions=8).settings("data", "t")["partitions"]
+    ('compact', 8)
+    """
+
+    profile: str = BACKEND_PROFILE
+    partitions: int | None = None
+    replication_factor: int | None = None
     create_missing: bool = True
+
+    def overrides(self) -> dict[str, int | str]:
+        """What the URL or environment set over the profile."""
+        given = {"partitions": self.partitions, "replication.factor": self.replication_factor}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def settings(self, kind: str, subject: str) -> dict[str, int | str]:
+        """Every setting of a topic of `kind` this backend creates (`ConfigError` naming `subject` if they cannot work)."""
+        out = {**topic_defaults(kind, self.profile), **self.overrides()}
+        check_topic_settings(subject, out, "raise replication_factor, or use topic_profile=local (one broker)")
+        return out
 
 
 @dataclass(frozen=True)
@@ -201,7 +221,7 @@ class KafkaSettings:
         >>> s.connection.bootstrap_servers, s.connection.prefix, s.topics.partitions
         ('k1:9092,k2:9092', 'acme', 8)
         """
-        env = os.environ if env is None else env
+        env = env_settings.environ(env)
         parts = urlsplit(url)
         if parts.scheme != "kafka":
             raise ConfigError(f"not a Kafka backend URL: {mask_url(url)!r} (write kafka://host:port)")
@@ -209,9 +229,7 @@ class KafkaSettings:
         options: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
         props = {k: v for k, v in options.items() if "." in k}
         opts = {k: v for k, v in options.items() if "." not in k}
-        for k, v in env.items():
-            if k.startswith(ENV_PREFIX) and len(k) > len(ENV_PREFIX):
-                props[k[len(ENV_PREFIX) :].lower().replace("_", ".")] = v
+        props.update(env_settings.kafka_properties(env))
         for key, var in _ENV_OPTIONS.items():
             if var in env:
                 opts[key] = env[var]
@@ -221,7 +239,7 @@ class KafkaSettings:
                 f"backend URL {mask_url(url)!r}: unknown option(s) {unknown}; known: {sorted(_ENV_OPTIONS)} "
                 "and librdkafka client properties by their dotted names"
             )
-        servers = env.get("PIPETEER_KAFKA_BOOTSTRAP_SERVERS", servers)
+        servers = env_settings.KAFKA_BOOTSTRAP_SERVERS.get(env) or servers
         props.pop("bootstrap.servers", None)
         # The producer's transaction timeout is the backend's own option (the engine sets it, and
         # bounds its waits by it): the client property, e.g. PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS,
@@ -230,10 +248,13 @@ class KafkaSettings:
             opts.setdefault("transaction_timeout_ms", props.pop("transaction.timeout.ms"))
         conn = KafkaConnection(servers, props, prefix=opts.get("prefix", DEFAULT_PREFIX))
         topics = Topics(
-            partitions=_int(opts, "partitions", Topics.partitions),
-            replication_factor=_int(opts, "replication_factor", Topics.replication_factor),
+            profile=check_profile(opts.get("topic_profile") or BACKEND_PROFILE, f"backend URL {mask_url(url)!r}"),
+            partitions=_positive(opts, "partitions"),
+            replication_factor=_positive(opts, "replication_factor"),
             create_missing=opts.get("create_topics", "true").lower() not in ("0", "false", "no"),
         )
+        for kind in TOPIC_KINDS:  # settings no write could succeed with: said now, not at the first push
+            topics.settings(kind, f"backend URL {mask_url(url)!r} ({kind} topics, topic_profile {topics.profile})")
         tx = Transactions(
             interval=_int(opts, "commit_interval_ms", int(Transactions.interval * 1000)) / 1000,
             records=_int(opts, "commit_records", Transactions.records),
@@ -263,23 +284,34 @@ class KafkaSettings:
 
 
 _ENV_OPTIONS = {
-    "prefix": "PIPETEER_TOPIC_PREFIX",
-    "partitions": "PIPETEER_PARTITIONS",
-    "replication_factor": "PIPETEER_REPLICATION_FACTOR",
-    "create_topics": "PIPETEER_CREATE_TOPICS",
-    "commit_interval_ms": "PIPETEER_COMMIT_INTERVAL_MS",
-    "commit_records": "PIPETEER_COMMIT_RECORDS",
-    "transaction_timeout_ms": "PIPETEER_TRANSACTION_TIMEOUT_MS",
-    "max_pending": "PIPETEER_MAX_PENDING",
-    "max_pending_bytes": "PIPETEER_MAX_PENDING_BYTES",
+    "prefix": env_settings.TOPIC_PREFIX.name,
+    "topic_profile": env_settings.TOPIC_PROFILE.name,
+    "partitions": env_settings.PARTITIONS.name,
+    "replication_factor": env_settings.REPLICATION_FACTOR.name,
+    "create_topics": env_settings.CREATE_TOPICS.name,
+    "commit_interval_ms": env_settings.COMMIT_INTERVAL_MS.name,
+    "commit_records": env_settings.COMMIT_RECORDS.name,
+    "transaction_timeout_ms": env_settings.TRANSACTION_TIMEOUT_MS.name,
+    "max_pending": env_settings.MAX_PENDING.name,
+    "max_pending_bytes": env_settings.MAX_PENDING_BYTES.name,
     **RETRY_OPTIONS,
-    "instance": "PIPETEER_INSTANCE",
-    "static_membership": "PIPETEER_STATIC_MEMBERSHIP",
-    "schema_registry": "PIPETEER_SCHEMA_REGISTRY",
-    "schema_dir": "PIPETEER_SCHEMA_DIR",
-    "blobs": "PIPETEER_BLOBS",
-    "claim_check_bytes": "PIPETEER_CLAIM_CHECK_BYTES",
+    "instance": env_settings.INSTANCE.name,
+    "static_membership": env_settings.STATIC_MEMBERSHIP.name,
+    "schema_registry": env_settings.SCHEMA_REGISTRY.name,
+    "schema_dir": env_settings.SCHEMA_DIR.name,
+    "blobs": env_settings.BLOBS.name,
+    "claim_check_bytes": env_settings.CLAIM_CHECK_BYTES.name,
 }
+"""Each URL option and the variable that overrides it."""
+
+
+def _positive(opts: Mapping[str, str], key: str) -> int | None:
+    if not opts.get(key):
+        return None
+    value = _int(opts, key, 0)
+    if value < 1:
+        raise ConfigError(f"Kafka backend option {key}={opts[key]!r} must be at least 1")
+    return value
 
 
 def _int(opts: Mapping[str, str], key: str, default: int) -> int:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from pipeteer import settings
 from pipeteer.errors import InexistentItem, PipeteerError
 from pipeteer.runtime.console.desk import Decision, Desk, NothingToUndo, TaskTaken, candidates
 from pipeteer.runtime.console.forms import FormError, actions_for, build, field_bytes, image_type, show
@@ -59,9 +59,8 @@ class ConsoleSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ConsoleSettings:
-        env = os.environ if env is None else env
         given = {k: v for k, v in overrides.items() if v is not None}
-        return cls(peers=parse_peers(env.get("PIPETEER_CONSOLE_PEERS", "")), **given)
+        return cls(peers=parse_peers(settings.CONSOLE_PEERS.get(env) or ""), **given)
 
 
 def render(template: str, **context: Any) -> HTMLResponse:

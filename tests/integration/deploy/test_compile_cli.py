@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeteer.cli.deploy import register
 from pipeteer.compile import build_topology, render
-from pipeteer.compile.commands import register
 from tests.unit.compile.sample_app import APP_REF, app
 
 GOLDEN = Path(__file__).resolve().parents[2] / "unit" / "compile" / "golden"

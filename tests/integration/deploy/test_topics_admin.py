@@ -12,9 +12,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from pipeteer.cli.deploy import register
 from pipeteer.compile import Topology, TopologyConfig, build_topology, compile_to
 from pipeteer.compile.admin import apply_topics, plan_topics
-from pipeteer.compile.commands import register
 from pipeteer.errors import ConfigError
 from tests.unit.compile.sample_app import APP_REF, app
 

@@ -72,8 +72,19 @@ def test_invalid_settings_name_the_fix(raw: dict[str, object], sets: list[str], 
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"no profile 'prod' \(profiles: local\)"):
-        TopologyConfig.from_mapping({"profiles": {"local": {}}}, profile="prod")
+    with pytest.raises(ConfigError, match=r"no profile 'prod' \(profiles: local, production, small\)"):
+        TopologyConfig.from_mapping({"profiles": {"small": {}}}, profile="prod")
+
+
+def test_built_in_profiles_choose_the_library_defaults() -> None:
+    local = TopologyConfig.from_mapping({}, profile="local").resolve("data", TOPIC, SHORT)
+    assert (local["partitions"], local["replication.factor"], local["min.insync.replicas"]) == (4, 1, 1)
+    assert local["cleanup.policy"] == "delete"  # by kind, whatever the profile
+    production = TopologyConfig().resolve("changelog", TOPIC, SHORT)
+    assert (production["partitions"], production["replication.factor"], production["min.insync.replicas"]) == (6, 3, 2)
+    # a file's profile of a built-in name is applied over that built-in profile
+    mine = TopologyConfig.from_mapping({"profiles": {"local": {"partitions": 2}}}, profile="local")
+    assert (mine.resolve("data", TOPIC, SHORT)["partitions"], mine.resolve("data", TOPIC, SHORT)["replication.factor"]) == (2, 1)
 
 
 def test_min_insync_above_replication_is_refused() -> None:

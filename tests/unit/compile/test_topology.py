@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from fastapi import FastAPI
 
-from pipeteer import App, Pipeline, ReadQueue, Workflow, Wrapped, WriteQueue
 from pipeteer.compile import TopologyConfig, build_topology
-from pipeteer.compile.topology import INPUT_SOURCE, OUTPUT_TARGET
+from pipeteer.compile.topology import OUTPUT_TARGET
 from pipeteer.errors import ConfigError
+from pipeteer.plan import INPUT_SOURCE
 from pipeteer.spec import names
+from tests.apps.nested import app as nested_app
 from tests.unit.compile.sample_app import APP_REF, app, workflow
 
 WF = workflow.name
@@ -85,68 +83,7 @@ def test_overrides_for_unknown_topics_or_stages_are_refused() -> None:
         build_topology(app, TopologyConfig.from_mapping({"stages": {"auto": {"replicas": 2}}}))
 
 
-@dataclass
-class Raw:
-    text: str
-
-
-@dataclass
-class Checked:
-    text: str
-
-
-@dataclass
-class Second:
-    text: str
-
-
-@dataclass
-class Done:
-    text: str
-
-
-def _triage(r: Raw, ok: bool) -> Checked | Done:
-    return Checked(r.text) if ok else Done(r.text)
-
-
-def _first(c: Checked, ok: bool) -> Second | Done:
-    return Done(c.text) if ok else Second(c.text)
-
-
-def _second(s: Second, text: str) -> Done:
-    return Done(text)
-
-
-async def _auto(Qin: ReadQueue[str], Qout: WriteQueue[bool]) -> None:
-    while True:
-        id, text = await Qin.read()
-        await Qout.push(id, bool(text))
-
-
-def _web(Qin: ReadQueue[Any], Qout: WriteQueue[Any]) -> FastAPI:
-    return FastAPI()
-
-
 def test_nested_workflow_stages_and_routes() -> None:
-    review = Workflow(
-        Checked,
-        Done,
-        pipelines={
-            "first": Wrapped(Checked, Pipeline(str, bool), pre=lambda c: c.text, post=_first),
-            "second": Wrapped(Second, Pipeline(str, str), pre=lambda s: s.text, post=_second),
-        },
-        name="review",
-    )
-    outer = Workflow(
-        Raw,
-        Done,
-        pipelines={
-            "triage": Wrapped(Raw, Pipeline(str, bool), pre=lambda r: r.text, post=_triage),
-            "review": review,
-        },
-        name="nested",
-    )
-    nested_app = App(outer, {"triage": _auto, "review/first": _web, "review/second": _web})
     topo = build_topology(nested_app, app_ref="x:app")
     assert topo.stage_names() == ["triage", "review/first", "review/second"]
     first = topo.stage("review/first")

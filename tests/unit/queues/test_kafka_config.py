@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeteer.errors import ConfigError
-from pipeteer.queues.kafka.backend import KafkaBackend, readers
+from pipeteer.plan import Plan
+from pipeteer.queues.kafka.backend import KafkaBackend
 from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings
 
 
@@ -74,9 +75,10 @@ def test_reserved_properties_are_refused() -> None:
 def test_entry_stage_reads_the_input_queue() -> None:
     from tests.apps.chain import workflow
 
-    assert readers(workflow) == {("input",): ("square",), ("negate",): ("negate",), ("sum",): ("sum",)}
+    plan = Plan.of(workflow)
+    assert plan.readers() == {("input",): ("square",), ("negate",): ("negate",), ("sum",): ("sum",)}
     b = KafkaBackend.from_url("kafka://b:1?prefix=p", workflow_name=workflow.name, env={})
-    b.bind_workflow(workflow)
+    b.bind(plan)
     assert b.reader_of(["input"]) == ("square",)
     assert b.names.group(b.reader_of(["input"])) == "p.chain.stage.square"
     assert b.make_queue(int, ["output"]).topic == "p.chain.output"
@@ -107,3 +109,20 @@ def test_byte_budget_of_pending_items_bounds_the_prefetch_too() -> None:
     s = KafkaSettings.from_url("kafka://b:1?max_pending_bytes=1000", env={"PIPETEER_MAX_PENDING_BYTES": "33554432"})
     assert s.transactions.max_pending_bytes == 32 << 20  # the environment wins
     assert stage_consumer_config(s, "g", lambda e: None)["queued.max.messages.kbytes"] == 8192
+
+
+def test_topic_settings_come_from_one_profile_table() -> None:
+    from pipeteer.plan import topic_defaults
+
+    local = KafkaSettings.from_url("kafka://b:1", env={}).topics
+    assert local.settings("dead-letter", "t") == topic_defaults("dead-letter", "local")
+    production = KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_TOPIC_PROFILE": "production"}).topics
+    assert production.settings("data", "t") == topic_defaults("data", "production")
+    tuned = KafkaSettings.from_url("kafka://b:1?topic_profile=production&partitions=12", env={}).topics
+    assert (tuned.settings("changelog", "t")["partitions"], tuned.settings("changelog", "t")["replication.factor"]) == (12, 3)
+    with pytest.raises(ConfigError, match=r"min\.insync\.replicas 2 exceeds replication\.factor 1"):
+        KafkaSettings.from_url("kafka://b:1?topic_profile=production&replication_factor=1", env={})
+    with pytest.raises(ConfigError, match=r"unknown topic profile 'big' \(profiles: production, local\)"):
+        KafkaSettings.from_url("kafka://b:1?topic_profile=big", env={})
+    with pytest.raises(ConfigError, match="partitions='0' must be at least 1"):
+        KafkaSettings.from_url("kafka://b:1?partitions=0", env={})

@@ -1,7 +1,8 @@
-"""argparse-ready commands of the compile layer: `describe`, `compile`, `topics plan`, `topics apply`.
+"""The deployment commands, over the compile layer: `describe`, `compile`, `topics plan`, `topics apply`.
 
-`register(subparsers)` adds them to the `pipeteer` parser; each `cmd_*` takes the parsed
-arguments and returns an exit code (0 ok, 1 refused / drift; errors raise `PipeteerError`).
+Each `cmd_*` takes the parsed arguments and returns an exit code (0 ok, 1 refused / drift; errors
+raise `PipeteerError`). `describe APP --backend kafka://…` prints the topics that backend creates
+(its prefix and topic profile), the same settings `run` on that URL uses.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeteer import settings
+from pipeteer.cli.common import APP_HELP
 from pipeteer.compile.config import TopologyConfig
 from pipeteer.compile.manifests import STRIMZI_CLUSTER
 from pipeteer.compile.topology import TopicSpec, Topology, build_topology
@@ -21,6 +23,18 @@ from pipeteer.errors import ConfigError
 
 
 def _config(args: argparse.Namespace) -> TopologyConfig:
+    backend = getattr(args, "backend", None)
+    if backend is not None:
+        if getattr(args, "config", None) or getattr(args, "profile", None) or getattr(args, "set", None):
+            raise ConfigError(
+                "describe: --backend shows the topics that backend creates, which no --config, --profile or --set "
+                "changes (they are for compiled manifests): give one or the other"
+            )
+        if not backend.startswith("kafka://"):
+            raise ConfigError(
+                f"describe --backend {backend!r}: only a Kafka backend has topics; give kafka://host:port[?options]"
+            )
+        return TopologyConfig.of_backend(backend)
     return TopologyConfig.load(
         getattr(args, "config", None),
         profile=getattr(args, "profile", None),
@@ -104,20 +118,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def kafka_client_config(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Client properties from `PIPETEER_KAFKA_*` (PIPETEER_KAFKA_SASL_USERNAME -> sasl.username)."""
-    env = os.environ if env is None else env
-    prefix = "PIPETEER_KAFKA_"
-    return {k[len(prefix) :].lower().replace("_", "."): v for k, v in env.items() if k.startswith(prefix)}
-
-
 def _bootstrap(args: argparse.Namespace) -> str:
     if args.bootstrap:
         return str(args.bootstrap)
-    backend = os.environ.get("PIPETEER_BACKEND", "")
+    backend = settings.BACKEND.get() or ""
     if backend.startswith("kafka://"):
         return backend[len("kafka://") :].split("?")[0].rstrip("/")
-    raise ConfigError("topics: give --bootstrap HOST:PORT (or set PIPETEER_BACKEND=kafka://HOST:PORT)")
+    raise ConfigError(
+        f"topics: give --bootstrap HOST:PORT (or set {settings.BACKEND.name}=kafka://HOST:PORT)"
+    )
 
 
 def _wanted(args: argparse.Namespace) -> tuple[list[TopicSpec], str]:
@@ -149,7 +158,7 @@ def _plan(args: argparse.Namespace) -> Any:
         scope=scope,
         allow_delete=args.allow_delete,
         allow_repartition=args.allow_repartition,
-        client_config=kafka_client_config(),
+        client_config=settings.kafka_properties(),
     )
 
 
@@ -169,18 +178,24 @@ def cmd_topics_apply(args: argparse.Namespace) -> int:
     if plan.refused:
         print("pipeteer: nothing applied: some actions are refused (see above)", file=sys.stderr)
         return 1
-    done = apply_topics(plan, client_config=kafka_client_config())
+    done = apply_topics(plan, client_config=settings.kafka_properties())
     print(f"applied {len(done)} action(s)")
     return 0
 
 
 def register(sub: Any) -> None:
     """Add `describe`, `compile` and `topics {plan,apply}` to an argparse subparsers object."""
-    app_help = "the app, as module:attribute (e.g. topologies.perspective_correction:app)"
+    app_help = APP_HELP
 
     p = sub.add_parser("describe", help="print the compiled topology (stages, topics, groups, routes)")
     p.add_argument("app", help=app_help)
     p.add_argument("--mermaid", action="store_true", help="print a Mermaid flowchart instead of text")
+    p.add_argument(
+        "--backend",
+        metavar="URL",
+        help="print the topics the Kafka backend at URL creates (prefix, topic_profile, partitions, ...), "
+        "as `pipeteer run APP --backend URL` does; default: the compiled manifests' topics",
+    )
     add_config_arguments(p)
     p.set_defaults(func=cmd_describe)
 

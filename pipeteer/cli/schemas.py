@@ -1,15 +1,29 @@
-"""`pipeteer schemas export|check`, as functions the CLI calls: print, then return the exit code."""
+"""`pipeteer schemas export|check APP`: the Avro schemas of a workflow's states.
+
+`export_command` and `check_command` print, then return the exit code; they take the state types
+(and streams, for tests), so they serve any list of types, not only an APP's.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from pipeteer.cli.common import add_app, workflow_of
 from pipeteer.codec.compat import Mode
 from pipeteer.codec.files import check_schemas, export_schemas, missing_schema_files, unused_schema_files
 from pipeteer.errors import CodecError
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return export_command(workflow_of(args.app).state_types(), args.output)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    return check_command(workflow_of(args.app).state_types(), args.against, args.mode)
 
 
 def export_command(
@@ -83,3 +97,20 @@ def check_command(
         return 1
     print(f"ok: {checked} schema(s) {mode.value} compatible with {against}", file=out)
     return 0
+
+
+def register(sub: Any) -> None:
+    schemas = sub.add_parser("schemas", help="Avro schemas of the workflow's states").add_subparsers(
+        dest="schemas_command", required=True, metavar="ACTION"
+    )
+    export = schemas.add_parser("export", help="write one .avsc per state")
+    add_app(export, "the app or workflow, as module:attribute")
+    export.add_argument("-o", "--output", default="schemas", help="directory to write to (default: schemas/)")
+    export.set_defaults(func=cmd_export)
+    check = schemas.add_parser(
+        "check", help="check the states against committed .avsc files; exit 1 on a break"
+    )
+    add_app(check, "the app or workflow, as module:attribute")
+    check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
+    check.add_argument("--mode", choices=["backward", "forward", "full"], default="backward")
+    check.set_defaults(func=cmd_check)
