@@ -190,10 +190,14 @@ def helm_values(topology: Topology) -> dict[str, Any]:
             },
             "resources": resources,
         }
+    data = [t for t in topology.topics if t.name == topology.input_topic]
     return {
         "app": topology.app,
         "workflow": topology.workflow,
         "partitions": topology.partitions,
+        # a stage that finds a topic missing (`topics apply` not run) creates it as compiled
+        "topicProfile": topology.profile,
+        "replicationFactor": data[0].replication_factor if data else None,
         "stages": stages,
         # rendered as a PrometheusRule when prometheusRule.enabled (the Prometheus Operator)
         "alertRules": alerts.rules(topology)["groups"][0]["rules"],

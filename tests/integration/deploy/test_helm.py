@@ -291,3 +291,24 @@ def test_human_stages_find_their_other_instances(helm: Path, values: Path) -> No
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         assert service["spec"]["ports"][0]["port"] == int(port)
     validate_all(docs)
+
+
+def test_a_stage_creates_a_missing_topic_as_compiled(helm: Path, values: Path) -> None:
+    """`topics apply` not run: the Kafka settings the pods read from the chart's ConfigMap create
+    every topic with the compiled partitions, replication and min.insync.replicas."""
+    from pipeteer.queues.kafka.config import KafkaSettings
+
+    (cm,) = by_kind(render(helm, values, BASE), "ConfigMap")
+    env = {k: v for k, v in cm["data"].items() if k.startswith("PIPETEER_")}
+    topics = KafkaSettings.from_url(env["PIPETEER_BACKEND"], env=env).topics
+    for t in TOPO.topics:
+        created = topics.settings(t.kind, t.name)
+        compiled = {"partitions": t.partitions, "replication.factor": t.replication_factor}
+        assert {k: created[k] for k in compiled} == compiled, t.name
+        assert str(created["min.insync.replicas"]) == str(t.config["min.insync.replicas"]), t.name
+    # a single-broker cluster compiled with the local profile: the pods create topics for one broker
+    local = render(helm, values, [*BASE, "--set", "topicProfile=local", "--set", "replicationFactor=1"])
+    (cm,) = by_kind(local, "ConfigMap")
+    env = {k: v for k, v in cm["data"].items() if k.startswith("PIPETEER_")}
+    created = KafkaSettings.from_url(env["PIPETEER_BACKEND"], env=env).topics.settings("data", "in")
+    assert (created["replication.factor"], created["min.insync.replicas"]) == (1, 1)
