@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,64 +67,16 @@ def _schemas_check(args: argparse.Namespace) -> int:
     return check_command(_workflow(args.app).state_types(), args.against, args.mode)
 
 
-def _stage_queue(args: argparse.Namespace) -> Any:
-    from pipeteer.runtime.app import require_app
-    from pipeteer.runtime.connect import connect
-
-    app = require_app(args.app)
-    if args.stage not in app.stages():
-        raise ConfigError(f"app {app.name!r} has no stage {args.stage!r} (stages: {', '.join(app.stages())})")
-    return connect(app, args.backend).stage_queue(args.stage)
-
-
-def _is_kafka(args: argparse.Namespace) -> bool:
-    import os
-
-    return str(args.backend or os.environ.get("PIPETEER_BACKEND") or "").startswith("kafka://")
-
-
 def _dlq_list(args: argparse.Namespace) -> int:
-    if _is_kafka(args):  # dead letters are a topic there, with their error in the headers
-        from pipeteer.runtime.dlq import cmd_dlq_list
+    from pipeteer.runtime.dlq import cmd_dlq_list
 
-        return cmd_dlq_list(args)
-    letters = _stage_queue(args).dead_letters()
-    if args.json:  # the same fields as on Kafka, less where a record came from (there is no topic)
-        import json
-
-        rows = [
-            {"id": d.id, "error_class": d.error_class, "error_message": d.error_message, "stacktrace": d.stacktrace,
-             "attempts": d.attempts, "failed_at": d.failed_at, "value": repr(d.value)[:200]}
-            for d in letters
-        ]
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not letters:
-        print(f"no dead letters for stage {args.stage!r}")
-        return 0
-    for d in letters:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d.failed_at))
-        print(
-            f"{d.id}\t{when}\t{d.error_class}: {d.error_message.splitlines()[0][:160] if d.error_message else ''}\tattempts={d.attempts}"
-        )
-        if args.stacktrace:
-            print(d.stacktrace)
-    print(f"{len(letters)} dead letter(s) for stage {args.stage!r}", file=sys.stderr)
-    return 0
+    return cmd_dlq_list(args)
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
-    if _is_kafka(args):
-        from pipeteer.runtime.dlq import cmd_dlq_replay
+    from pipeteer.runtime.dlq import cmd_dlq_replay
 
-        return cmd_dlq_replay(args)
-    if not args.all and not args.id:
-        raise ConfigError("dlq replay: give --id ID (repeatable) or --all")
-    replayed = _stage_queue(args).replay(None if args.all else args.id)
-    for id in replayed:
-        print(f"replayed {id}")
-    print(f"{len(replayed)} dead letter(s) replayed for stage {args.stage!r}", file=sys.stderr)
-    return 0 if replayed else 1
+    return cmd_dlq_replay(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from pipeteer.errors import RoutingError, SpecError, ValueTypeError
-from pipeteer.queues.base import BaseQueue, Queue, ReadQueue, WriteQueue
+from pipeteer.queues.base import Backend, BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -61,7 +61,7 @@ class WorkflowQueues(dict[str, Any]):
         self.Qin = Qin
         self.Qout = Qout
         self.workflow = workflow
-        self.backend: Any = None
+        self.backend: Backend  # set by `pipeteer.connect`, which made the queues
 
     def stage(self, path: str | Sequence[str]) -> PipelineQueues:
         """The queues of a stage by name or path (`'review/manual'` or `('review', 'manual')`)."""
@@ -73,10 +73,13 @@ class WorkflowQueues(dict[str, Any]):
             node = node[part]
         return node
 
-    def stage_queue(self, path: str | Sequence[str]) -> Queue[Any]:
+    def stage_queue(self, path: str | Sequence[str]) -> BaseQueue[Any]:
         """The backend queue holding the items waiting in a stage (under its `Qin` view, if any)."""
         q = self.stage(path)["Qin"]
-        return q.queue if isinstance(q, StageInput) else q
+        raw = q.queue if isinstance(q, StageInput) else q
+        if not isinstance(raw, BaseQueue):
+            raise TypeError(f"stage {path!r}: its queue {raw.describe()} is not a backend queue")
+        return raw
 
 
 class _StageMemory:
@@ -199,7 +202,7 @@ class StageInput(ReadQueue[Any]):
         return self.queue.keys().__aiter__()
 
     async def wait_change(self) -> None:
-        await getattr(self.queue, "wait_change")()  # noqa: B009
+        await self.queue.wait_change()
 
     def describe(self) -> str:
         return f"stage {self.stage!r} input ({self.queue.describe()})"

@@ -5,28 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
-from pipeteer.queues.base import RETRY_OPTIONS, BaseQueue, Retry
+from pipeteer.queues.base import RETRY_OPTIONS, Backend, BaseQueue, Retry
 
 DEFAULT_BACKEND = "sqlite:///queues.db"
 
 
-class Backend(Protocol):
-    """Makes the queues of one workflow."""
-
-    url: str
-
-    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass
-class MemoryBackend:
+class MemoryBackend(Backend):
     """Queues in this process's memory; the same path gives the same queue."""
 
     url: str = "memory://"
@@ -45,12 +35,9 @@ class MemoryBackend:
             q.retry = self.retry
         return q
 
-    def close(self) -> None:
-        pass
-
 
 @dataclass
-class SqliteBackend:
+class SqliteBackend(Backend):
     """One table per queue path (`'-'.join(path)`, as the project page names them) in one SQLite file."""
 
     url: str

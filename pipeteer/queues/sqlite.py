@@ -377,6 +377,10 @@ class SqliteQueue(BaseQueue[T]):
     def __len__(self) -> int:
         return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0])
 
+    def pending_since(self) -> list[tuple[str, float]]:
+        rows = self._conn().execute(f'SELECT id, COALESCE(at, 0.0) FROM "{self.table}" ORDER BY seq').fetchall()
+        return [(id, float(at)) for id, at in rows]
+
     async def pending(self) -> Pending:
         count, oldest = self._conn().execute(f'SELECT COUNT(*), MIN(at) FROM "{self.table}"').fetchone()
         return Pending(int(count), None if oldest is None else max(0.0, time.time() - oldest))

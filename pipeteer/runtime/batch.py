@@ -508,9 +508,7 @@ def _queues(args: Any) -> tuple[App, WorkflowQueues]:
 
 
 def _close(queues: WorkflowQueues) -> None:
-    close = getattr(queues.backend, "close", None)
-    if close is not None:
-        close()
+    queues.backend.close()
 
 
 def cmd_push(args: Any) -> int:

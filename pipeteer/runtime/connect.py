@@ -31,9 +31,7 @@ def connect(
     obj = load_app(app)
     wf = obj.workflow if isinstance(obj, App) else obj
     backend = backend_from_url(url, workflow_name=wf.name, env=env)
-    bind = getattr(backend, "bind_workflow", None)
-    if bind is not None:  # Kafka names consumer groups and side topics by the stage reading each queue
-        bind(wf)
+    backend.bind_workflow(wf)  # (Kafka names consumer groups and side topics by the stage reading each queue)
     Qin = backend.make_queue(wf.Tin, ["input"])
     Qout = backend.make_queue(wf.Tout, ["output"])
     queues: WorkflowQueues = make_queues(Qin, Qout, wf, backend.make_queue, hooks=hooks)
