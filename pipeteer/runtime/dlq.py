@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
@@ -37,12 +37,12 @@ def stage_queue(args: argparse.Namespace) -> Iterator[BaseQueue[Any]]:
         queues.backend.close()
 
 
-def as_json(letter: DeadLetter) -> dict[str, Any]:
+def json_row(letter: DeadLetter) -> dict[str, Any]:
     """A dead letter as a JSON object: its fields, the value as its `repr` (cut at 200 characters)."""
     return {**asdict(letter), "value": repr(letter.value)[:200]}
 
 
-def as_line(letter: DeadLetter) -> str:
+def line(letter: DeadLetter) -> str:
     """id, time, error, where it came from (when the backend says), attempts: tab-separated."""
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.failed_at)) if letter.failed_at else "?"
     message = letter.error_message.splitlines()[0][:160] if letter.error_message else ""
@@ -50,32 +50,44 @@ def as_line(letter: DeadLetter) -> str:
     return f"{letter.id}\t{when}\t{letter.error_class}: {message}\t{source}attempts={letter.attempts}"
 
 
-def cmd_dlq_list(args: argparse.Namespace) -> int:
-    """Print the stage's dead letters not replayed yet (`--json`: as JSON; `--stacktrace`: with each trace)."""
-    with stage_queue(args) as queue:
-        letters = queue.dead_letters()
-    if args.json:
-        print(json.dumps([as_json(d) for d in letters], indent=2))
+def list_dead_letters(
+    queue: BaseQueue[Any], stage: str, *, as_json: bool = False, stacktrace: bool = False
+) -> int:
+    """Print the dead letters of `queue` (read by `stage`) not replayed yet: a line each (`stacktrace`:
+    with its trace), or JSON."""
+    letters = queue.dead_letters()
+    if as_json:
+        print(json.dumps([json_row(d) for d in letters], indent=2))
         return 0
     if not letters:
-        print(f"no dead letters for stage {args.stage!r}")
+        print(f"no dead letters for stage {stage!r}")
         return 0
     for d in letters:
-        print(as_line(d))
-        if args.stacktrace:
+        print(line(d))
+        if stacktrace:
             print(d.stacktrace)
-    print(f"{len(letters)} dead letter(s) for stage {args.stage!r}", file=sys.stderr)
+    print(f"{len(letters)} dead letter(s) for stage {stage!r}", file=sys.stderr)
     return 0
 
 
+def replay_dead_letters(queue: BaseQueue[Any], stage: str, ids: Sequence[str] | None) -> int:
+    """Put dead letters back in `queue` (all: None); exit status 1 when there were none to put back."""
+    replayed = queue.replay(ids)
+    for id in replayed:
+        print(f"replayed {id} -> {queue.describe()}")
+    print(f"{len(replayed)} dead letter(s) replayed for stage {stage!r}", file=sys.stderr)
+    return 0 if replayed else 1
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    """`pipeteer dlq list APP --stage NAME [--json] [--stacktrace]`."""
+    with stage_queue(args) as queue:
+        return list_dead_letters(queue, args.stage, as_json=args.json, stacktrace=args.stacktrace)
+
+
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
-    """Put dead letters back in the stage's queue (`--all`, or `--id ID` repeated); exit 1 when there were none."""
+    """`pipeteer dlq replay APP --stage NAME (--all | --id ID...)`."""
     if bool(args.all) == bool(args.id):
         raise ConfigError("dlq replay: give --id ID (repeatable) or --all")
     with stage_queue(args) as queue:
-        replayed = queue.replay(None if args.all else list(args.id))
-        where = queue.describe()
-    for id in replayed:
-        print(f"replayed {id} -> {where}")
-    print(f"{len(replayed)} dead letter(s) replayed for stage {args.stage!r}", file=sys.stderr)
-    return 0 if replayed else 1
+        return replay_dead_letters(queue, args.stage, None if args.all else list(args.id))

@@ -370,6 +370,7 @@ class KafkaQueue(BaseQueue[T]):
         self._started: StageEngine | None = None
         self._opening: asyncio.Future[None] | None = None
         settings = backend.settings
+        self.retry = settings.retries  # (`retries=` and `retry_backoff*_ms=` in the URL, as on every backend)
         codec = make_codec(
             Type,
             registry=settings.schema_registry,
