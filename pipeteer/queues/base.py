@@ -382,8 +382,7 @@ class BaseQueue(Queue[T]):
         """Whether `error` says the item this stage was working on was completed elsewhere (another
         process of the same stage won the race for it): then forget it and return its id, else None."""
         if isinstance(error, InexistentItem) and error.id is not None and error.id == self._held:
-            self._held = None
-            self._failures.pop(error.id, None)
+            self._done(error.id)
             return error.id
         return None
 

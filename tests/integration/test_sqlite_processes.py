@@ -44,9 +44,9 @@ def audit(db: Path, tables: list[str]) -> None:
         conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{t}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)'
         )
-        for event in ("INSERT", "UPDATE"):
+        for event in ("INSERT", "UPDATE OF value"):  # (not the claims a read writes in the row)
             conn.execute(
-                f'CREATE TRIGGER IF NOT EXISTS "audit_{t}_{event}" AFTER {event} ON "{t}" '
+                f'CREATE TRIGGER IF NOT EXISTS "audit_{t}_{event.split()[0]}" AFTER {event} ON "{t}" '
                 f"BEGIN INSERT INTO audit VALUES ('{t}', NEW.id); END"
             )
     conn.commit()
