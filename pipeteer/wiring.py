@@ -193,6 +193,7 @@ class StageInput(ReadQueue[Any]):
         if self.memory.was_completed(id):
             return
         await self.queue.pop(id)
+        self.memory.states.pop(id, None)  # a push of it now is a new item
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, Any]]:
         async for id, v in self.queue.items():
@@ -245,7 +246,9 @@ class StageOutput(WriteQueue[Any]):
         if route is None:
             route = self._route(id, value)
         target, dst, can_move = route
-        if post is None and not await self.queue.has(id):
+        # An item this stage read and that is gone was completed elsewhere (another process of the
+        # stage): the move below raises InexistentItem rather than writing a second output.
+        if post is None and id not in memory.states and not await self.queue.has(id):
             await dst.push(id, value)  # a new item, not one read from this stage
         elif can_move:
             await self.queue.move(id, dst, value)  # type: ignore[attr-defined]  # a BaseQueue (checked in _route)
