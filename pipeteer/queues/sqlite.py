@@ -202,6 +202,8 @@ class Claims:
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self._every()):
+            if not os.path.exists(self.store.path):  # the file was deleted (a test's): nothing to renew
+                return
             try:
                 self.renew()
             except sqlite3.Error:  # busy or closed: next time (the lease leaves two more tries)
