@@ -352,7 +352,9 @@ class BaseQueue(Queue[T]):
     @abstractmethod
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back in this queue: all of them (None), or the latest of each id given.
-        Returns the ids put back; each is then pending again, with its attempts counted from zero."""
+        Returns the ids put back; each is then pending again, with its attempts counted from zero.
+        Replayed dead letters are no longer listed, except those replayed by id on Kafka (its
+        dead-letter topic is append-only: they stay listed until all are replayed, exactly once)."""
 
     @abstractmethod
     async def pending(self) -> Pending:

@@ -38,7 +38,9 @@ async def test_a_claim_that_is_not_renewed_runs_out_and_the_item_is_read(tmp_pat
     await q.push("orphan", 1)
     await q.push("next", 2)
     conn = sqlite3.connect(db)  # a process killed while it held "orphan": its claim is not renewed
-    conn.execute("UPDATE jobs SET claimed_by = 'killed', claimed_until = ? WHERE id = 'orphan'", (time.time() + 0.5,))
+    conn.execute(
+        "UPDATE jobs SET claimed_by = 'killed', claimed_until = ? WHERE id = 'orphan'", (time.time() + 0.5,)
+    )
     conn.commit()
     conn.close()
     assert await q.read() == ("next", 2)
@@ -59,7 +61,9 @@ async def test_claims_are_renewed_while_the_process_lives_and_given_up_on_close(
     def claim() -> tuple[str | None, float | None]:
         conn = sqlite3.connect(db)
         try:
-            row: tuple[str | None, float | None] = conn.execute("SELECT claimed_by, claimed_until FROM jobs").fetchone()
+            row: tuple[str | None, float | None] = conn.execute(
+                "SELECT claimed_by, claimed_until FROM jobs"
+            ).fetchone()
             return row
         finally:
             conn.close()
