@@ -1,12 +1,17 @@
-"""Items/s through a three-stage automatic workflow on SQLite, beside a hand-written sqlite3 loop.
+"""Items/s through a three-stage automatic workflow on SQLite, beside a hand-written sqlite3 loop;
+then items/s of one stage run by 1 and by 2 `pipeteer run` processes on one file.
 
-    python bench/bench_sqlite.py [--items 5000]
+    python bench/bench_sqlite.py [--items 5000] [--shared-items 2000]
 
 Both variants run in their own subprocess (so peak RSS is their own), on a fresh file in
 WAL mode with synchronous=NORMAL, one transaction per item per stage. The baseline does
 the same work by hand: select the oldest row, decode it (json), compute, then delete it
 from one table and insert the next state into the next, in one transaction. Target:
 pipeteer at least 0.5x the baseline.
+
+The second figure is a stage that waits 2 ms per item (a call to another service, say: little
+CPU), `tests.apps.shared`, run by one process and then by two on one file: reads claim their
+item, so the second process adds capacity (ideally 2x), not contention.
 """
 
 from __future__ import annotations
@@ -133,9 +138,64 @@ def cross_process_latency(samples: int = 50) -> list[float]:
         return asyncio.run(measure(os.path.join(d, "queues.db")))
 
 
+def shared_stage(n: int, processes: int) -> float:
+    """Items/s of `processes` `pipeteer run` processes of the one stage of `tests.apps.shared` on one
+    file with `n` items waiting: from the moment every worker serves to the last output."""
+    import signal
+    import socket
+
+    import httpx
+
+    from pipeteer import connect
+    from tests.apps.shared import Job, app
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    async def measure(db: str) -> float:
+        qs = connect(app, f"sqlite:///{db}")
+        await qs.Qin.push_many((f"job-{i}", Job(i)) for i in range(n))
+        out = qs.Qout.queue if hasattr(qs.Qout, "queue") else qs.Qout
+        ports = [free_port() for _ in range(processes)]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pipeteer", "run", "tests.apps.shared:app", "--backend", f"sqlite:///{db}",
+                 "--port", str(port)],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+        try:
+            async with httpx.AsyncClient() as client:
+                for port in ports:  # every worker's stage started
+                    while True:
+                        try:
+                            if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                                break
+                        except httpx.TransportError:
+                            pass
+                        await asyncio.sleep(0.05)
+            t0, done = time.perf_counter(), len(out)  # type: ignore[arg-type]
+            while len(out) < n:  # type: ignore[arg-type]
+                await asyncio.sleep(0.005)
+            return (n - done) / (time.perf_counter() - t0)
+        finally:
+            for w in workers:
+                w.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.wait()
+            qs.backend.close()
+
+    with tempfile.TemporaryDirectory() as d:
+        return asyncio.run(measure(os.path.join(d, "queues.db")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument("--shared-items", type=int, default=2000)
     parser.add_argument("--child", choices=["pipeteer", "baseline"])
     args = parser.parse_args()
     if args.child:
@@ -160,6 +220,17 @@ def main() -> None:
         f"median {lat[len(lat) // 2] * 1000:.0f} ms, p90 {lat[int(len(lat) * 0.9)] * 1000:.0f} ms "
         f"(other processes poll every {POLL_MS} ms; in-process hops wake at once)"
     )
+    from tests.apps.shared import WAIT_SECONDS
+
+    print(
+        f"\none stage waiting {WAIT_SECONDS * 1000:.0f} ms per item (I/O-ish), {args.shared_items} items, "
+        "`pipeteer run` processes of it on one SQLite file"
+    )
+    print(f"{'processes':<12}{'items/s':>12}{'ratio':>8}")
+    one = shared_stage(args.shared_items, 1)
+    for processes in (1, 2):
+        rate = one if processes == 1 else shared_stage(args.shared_items, processes)
+        print(f"{processes:<12}{rate:>12.0f}{rate / one:>8.2f}")
 
 
 if __name__ == "__main__":

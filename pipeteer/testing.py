@@ -53,7 +53,7 @@ class _Gate(ReadQueue[Any]):
                 self.waiting = False
 
     async def _inner_change(self) -> None:
-        await getattr(self.inner, "wait_change")()  # noqa: B009
+        await self.inner.wait_change()
 
     async def _read(self, id: str) -> Any:
         return await self.inner.read(id)

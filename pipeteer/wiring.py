@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pipeteer.errors import SpecError, ValueTypeError
 from pipeteer.plan import INPUT, INPUT_SOURCE, OUTPUT_QUEUE, Plan
-from pipeteer.queues.base import BaseQueue, Queue, ReadQueue, WriteQueue
+from pipeteer.queues.base import Backend, BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -63,7 +63,7 @@ class WorkflowQueues(dict[str, Any]):
         self.Qin = Qin
         self.Qout = Qout
         self.workflow = workflow
-        self.backend: Any = None
+        self.backend: Backend  # set by `pipeteer.connect`, which made the queues
 
     def stage(self, path: str | Sequence[str]) -> PipelineQueues:
         """The queues of a stage by name or path (`'review/manual'` or `('review', 'manual')`)."""
@@ -75,10 +75,13 @@ class WorkflowQueues(dict[str, Any]):
             node = node[part]
         return node
 
-    def stage_queue(self, path: str | Sequence[str]) -> Queue[Any]:
+    def stage_queue(self, path: str | Sequence[str]) -> BaseQueue[Any]:
         """The backend queue holding the items waiting in a stage (under its `Qin` view, if any)."""
         q = self.stage(path)["Qin"]
-        return q.queue if isinstance(q, StageInput) else q
+        raw = q.queue if isinstance(q, StageInput) else q
+        if not isinstance(raw, BaseQueue):
+            raise TypeError(f"stage {path!r}: its queue {raw.describe()} is not a backend queue")
+        return raw
 
 
 class _StageMemory:
@@ -185,6 +188,7 @@ class StageInput(ReadQueue[Any]):
         if self.memory.was_completed(id):
             return
         await self.queue.pop(id)
+        self.memory.states.pop(id, None)  # a push of it now is a new item
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, Any]]:
         async for id, v in self.queue.items():
@@ -194,7 +198,7 @@ class StageInput(ReadQueue[Any]):
         return self.queue.keys().__aiter__()
 
     async def wait_change(self) -> None:
-        await getattr(self.queue, "wait_change")()  # noqa: B009
+        await self.queue.wait_change()
 
     def describe(self) -> str:
         return f"stage {self.stage!r} input ({self.queue.describe()})"
@@ -237,7 +241,9 @@ class StageOutput(WriteQueue[Any]):
         if route is None:
             route = self._route(id, value)
         target, dst, can_move = route
-        if post is None and not await self.queue.has(id):
+        # An item this stage read and that is gone was completed elsewhere (another process of the
+        # stage): the move below raises InexistentItem rather than writing a second output.
+        if post is None and id not in memory.states and not await self.queue.has(id):
             await dst.push(id, value)  # a new item, not one read from this stage
         elif can_move:
             await self.queue.move(id, dst, value)  # type: ignore[attr-defined]  # a BaseQueue (checked in _route)

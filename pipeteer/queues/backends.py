@@ -5,33 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pipeteer import settings
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
-from pipeteer.plan import Plan
-from pipeteer.queues.base import RETRY_OPTIONS, BaseQueue, Retry
+from pipeteer.queues.base import RETRY_OPTIONS, Backend, BaseQueue, Retry
 
 DEFAULT_BACKEND = "sqlite:///queues.db"
 
 
-class Backend(Protocol):
-    """Makes the queues of one workflow."""
-
-    url: str
-
-    def bind(self, plan: Plan, /) -> None:
-        """Serve the workflow of `plan` (before its queues are made)."""
-
-    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass
-class MemoryBackend:
+class MemoryBackend(Backend):
     """Queues in this process's memory; the same path gives the same queue."""
 
     url: str = "memory://"
@@ -39,9 +25,6 @@ class MemoryBackend:
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
     retry: Retry = field(default_factory=Retry)
-
-    def bind(self, plan: Plan, /) -> None:
-        pass  # a queue is named by its path alone
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.memory import MemoryQueue
@@ -53,12 +36,9 @@ class MemoryBackend:
             q.retry = self.retry
         return q
 
-    def close(self) -> None:
-        pass
-
 
 @dataclass
-class SqliteBackend:
+class SqliteBackend(Backend):
     """One table per queue path (`'-'.join(path)`, as the project page names them) in one SQLite file."""
 
     url: str
@@ -66,14 +46,15 @@ class SqliteBackend:
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (by default a directory beside the database, see `default_blobs`)."""
     retry: Retry = field(default_factory=Retry)
-
-    def bind(self, plan: Plan, /) -> None:
-        pass  # a table is named by its queue's path alone
+    claim_seconds: float = 30.0
+    """How long an item a process read stays its own if the process stops renewing it (killed): `claim_seconds=`."""
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.sqlite import SqliteQueue
 
-        q: BaseQueue[Any] = SqliteQueue(Type, path=self.path, table="-".join(path), claim=self.claim)
+        q: BaseQueue[Any] = SqliteQueue(
+            Type, path=self.path, table="-".join(path), claim=self.claim, claim_seconds=self.claim_seconds
+        )
         q.retry = self.retry
         return q
 
@@ -93,6 +74,23 @@ def default_blobs(db_path: str) -> str:
     return (root if ext else db_path) + ".blobs"
 
 
+def claim_seconds(raw: str | None, url: str) -> float:
+    """The `claim_seconds=` option of a SQLite URL: a positive number of seconds (default 30).
+
+    >>> claim_seconds("2.5", "sqlite:///q.db?claim_seconds=2.5"), claim_seconds(None, "sqlite:///q.db")
+    (2.5, 30.0)
+    """
+    if raw is None or raw == "":
+        return SqliteBackend.claim_seconds
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ConfigError(f"backend URL {url!r}: claim_seconds={raw!r} is not a number of seconds > 0")
+    return seconds
+
+
 def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, str] | None = None) -> Backend:
     """The backend a URL names. None means `$PIPETEER_BACKEND`, else the SQLite default.
 
@@ -108,7 +106,7 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
     parts = urlsplit(url)
     if parts.scheme in ("memory", "sqlite"):
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        known = ["blobs", "claim_check_bytes", *RETRY_OPTIONS]
+        known = ["blobs", "claim_check_bytes", *RETRY_OPTIONS, *(["claim_seconds"] if parts.scheme == "sqlite" else [])]
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise ConfigError(f"backend URL {url!r}: unknown option(s) {unknown}; known: {', '.join(known)}")
@@ -127,7 +125,7 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
                 f"backend URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         claim = claim_check_from(blobs, threshold, default=default_blobs(path), where=f"backend URL {url!r}")
-        return SqliteBackend(url, path, claim, retry)
+        return SqliteBackend(url, path, claim, retry, claim_seconds(options.get("claim_seconds"), url))
     if parts.scheme == "kafka":
         try:
             from pipeteer.queues.kafka import KafkaBackend

@@ -12,13 +12,23 @@ import asyncio
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from pipeteer import settings
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import ConfigError, InexistentItem, ValueTypeError
+from pipeteer.plan import Plan
 from pipeteer.types import checker, type_name, value_type_name
 
 T = TypeVar("T")
@@ -131,8 +141,17 @@ class ReadQueue(ABC, Generic[T_co]):
         """A read-only view of the items whose value satisfies `pred`."""
         return FilteredQueue(self, pred)
 
+    async def wait_change(self) -> None:
+        """Return once the queue may have changed (an item pushed, popped or moved), so a view that
+        looked and found nothing can look again. Backends wake at once; this default, for queues that
+        cannot tell, looks again after `CHANGE_POLL_SECONDS`."""
+        await asyncio.sleep(CHANGE_POLL_SECONDS)
+
     def describe(self) -> str:
         return type(self).__name__
+
+
+CHANGE_POLL_SECONDS = 0.05
 
 
 class WriteQueue(ABC, Generic[T]):
@@ -257,9 +276,19 @@ class Pending:
     oldest_age: float | None
 
 
+def error_name(error: BaseException) -> str:
+    """How a dead letter names its error on every backend: as a traceback does (built-ins bare).
+
+    >>> error_name(ValueError("x")), error_name(InexistentItem("a", "q"))
+    ('ValueError', 'pipeteer.errors.InexistentItem')
+    """
+    kind = type(error)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
 @dataclass(frozen=True)
 class DeadLetter:
-    """An item taken out of a stage because its processing kept failing."""
+    """An item taken out of a stage because its processing kept failing (the same fields on every backend)."""
 
     id: str
     value: Any
@@ -268,6 +297,8 @@ class DeadLetter:
     stacktrace: str
     attempts: int
     failed_at: float
+    source: str | None = None
+    """Where the item was read from, when the backend can say more than the stage (Kafka: `topic[partition]@offset`)."""
 
 
 class BaseQueue(Queue[T]):
@@ -306,24 +337,56 @@ class BaseQueue(Queue[T]):
             return id
         self._failures.pop(id, None)
         trace = "".join(traceback.format_exception(error))
-        self._dead_letter(id, type(error).__qualname__, str(error), trace, attempts)
+        self._dead_letter(id, error_name(error), str(error), trace, attempts)
         if self.on_dead_letter is not None:
             self.on_dead_letter(id)
         return id
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
-        raise NotImplementedError(f"{self.describe()} keeps no dead letters")
+        """Set the item aside as a dead letter (backends that let `fail` decide implement this)."""
+        raise NotImplementedError(f"{self.describe()} decides its dead letters itself")
+
+    @abstractmethod
+    def dead_letters(self) -> list[DeadLetter]:
+        """The items the stage reading this queue gave up on and that were not replayed, oldest first
+        (blocking: for commands and tests, not for the event loop of a stage)."""
+
+    @abstractmethod
+    def replay(self, ids: Sequence[str] | None = None) -> list[str]:
+        """Put dead letters back in this queue: all of them (None), or the latest of each id given.
+        Returns the ids put back; each is then pending again, with its attempts counted from zero.
+        Replayed dead letters are no longer listed, except those replayed by id on Kafka (its
+        dead-letter topic is append-only: they stay listed until all are replayed, exactly once)."""
 
     @abstractmethod
     async def pending(self) -> Pending:
-        """How many items wait here and the age of the oldest (for `pipeteer status`)."""
+        """How many items wait here and the age of the oldest (for `pipeteer status` and the metrics)."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """How many items wait here, as far as this process knows without waiting (a metrics gauge asks)."""
+
+    @abstractmethod
+    def pending_since(self) -> list[tuple[str, float]]:
+        """The items waiting here, each with when it arrived (wall clock, so comparable across
+        processes), oldest first: what a review console lists and merges across instances."""
+
+    @abstractmethod
+    async def wait_change(self) -> None: ...
+
+    def open(self) -> None:
+        """Start serving this queue now rather than at its first read (a service calls it for every
+        stage it runs, so a web stage is ready before its first request). Nothing to do by default."""
+
+    def unavailable(self) -> str | None:
+        """Why the stage reading this queue cannot serve a request now, in words (None: it can)."""
+        return None
 
     def lost(self, error: BaseException) -> str | None:
         """Whether `error` says the item this stage was working on was completed elsewhere (another
         process of the same stage won the race for it): then forget it and return its id, else None."""
         if isinstance(error, InexistentItem) and error.id is not None and error.id == self._held:
-            self._held = None
-            self._failures.pop(error.id, None)
+            self._done(error.id)
             return error.id
         return None
 
@@ -414,6 +477,9 @@ class MappedQueue(ReadQueue[U]):
     def _iter_keys(self) -> AsyncIterator[str]:
         return self.inner.keys().__aiter__()
 
+    async def wait_change(self) -> None:
+        await self.inner.wait_change()
+
     def describe(self) -> str:
         return self.inner.describe()
 
@@ -428,7 +494,7 @@ class FilteredQueue(ReadQueue[T]):
             async for id, v in self.inner.items():
                 if self.pred(v):
                     return id, v
-            await _wait_change(self.inner)
+            await self.inner.wait_change()
 
     async def _read(self, id: str) -> T:
         v = await self.inner.read(id)
@@ -445,18 +511,11 @@ class FilteredQueue(ReadQueue[T]):
             if self.pred(v):
                 yield id, v
 
+    async def wait_change(self) -> None:
+        await self.inner.wait_change()
+
     def describe(self) -> str:
         return f"filtered view of {self.inner.describe()}"
-
-
-async def _wait_change(q: ReadQueue[Any]) -> None:
-    waiter: Callable[[], Awaitable[None]] | None = getattr(q, "wait_change", None)
-    if waiter is None:
-        inner = getattr(q, "inner", None)
-        if inner is not None:
-            return await _wait_change(inner)
-        raise TypeError(f"{q.describe()} cannot be waited on")
-    await waiter()
 
 
 class PremappedQueue(WriteQueue[U]):
@@ -474,3 +533,40 @@ class PrefilteredQueue(WriteQueue[T]):
     async def push(self, id: str, value: T) -> None:
         if self.pred(value):
             await self.inner.push(id, value)
+
+
+class Backend(ABC):
+    """The contract of a backend, beside its queues': what `pipeteer.connect` and the runtime use of
+    it, declared here (with defaults where a backend has nothing to say) so nothing probes for it.
+
+    A backend makes the queues of one workflow (`make_queue`: the same path, the same items), learns
+    the workflow's plan (`bind`), reports to a service's metrics (`use_metrics`), says
+    whether it can serve (`unready_reasons`) and releases what it holds (`close`).
+    """
+
+    url: str
+    """The backend URL, as printed and logged (secrets masked)."""
+
+    reports_metrics: ClassVar[bool] = False
+    """True when the backend, once given the metrics (`use_metrics`), measures the oldest pending age
+    and counts dead letters itself; otherwise the service does, from `pending()` and `on_dead_letter`."""
+
+    @abstractmethod
+    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]: ...
+
+    def bind(self, plan: Plan, /) -> None:  # noqa: B027 (a hook with nothing to do by default)
+        """Learn the workflow's plan before its queues are made (Kafka names consumer groups and side
+        topics by the stage reading each queue). Nothing to learn by default."""
+
+    def use_metrics(self, metrics: Any) -> None:  # noqa: B027 (a hook with nothing to do by default)
+        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, ...). Nothing by default."""
+
+    def unready_reasons(self) -> list[str]:
+        """Why the queues this process serves cannot serve now, in words (empty: they can)."""
+        return []
+
+    def ready(self) -> bool:
+        return not self.unready_reasons()
+
+    def close(self) -> None:  # noqa: B027 (a hook with nothing to do by default)
+        """Release connections, clients and claims this process holds. Nothing to release by default."""

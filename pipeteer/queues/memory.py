@@ -98,7 +98,9 @@ class MemoryQueue(BaseQueue[T]):
                 pass
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
-        data = self._items.pop(id)
+        data = self._items.pop(id, None)
+        if data is None:  # moved on meanwhile: nothing to set aside
+            return
         self._at.pop(id, None)
         value = self.codec.decode(data)  # as stored: references, not blobs
         self._dead[id] = (DeadLetter(id, value, error_class, message, trace, attempts, time.time()), data)
@@ -161,6 +163,9 @@ class MemoryQueue(BaseQueue[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def pending_since(self) -> list[tuple[str, float]]:
+        return [(id, self._at.get(id, 0.0)) for id in self._items]
 
     async def pending(self) -> Pending:
         oldest = next(iter(self._items), None)

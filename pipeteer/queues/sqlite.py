@@ -8,6 +8,15 @@ Exactly-once here is a property of one SQLite transaction: moving an item to the
 next stage deletes it from this stage's table and inserts it into the next one in
 a single `BEGIN IMMEDIATE … COMMIT`. A process killed at any instant leaves the
 item either wholly before or wholly after the move, never in both or neither.
+
+Several processes (and several tasks) running one stage split its work: `read()` *claims* the
+oldest unclaimed row in the same statement that finds it (`UPDATE … RETURNING`: atomic, as SQLite
+runs one writer at a time), writing this process's name and a lease expiry in the row. Claims
+only decide who reads what; they are not needed for correctness. A move or pop deletes the row
+and its claim with it; a process's claims are renewed by a thread while it lives (`Claims`), given
+up when its backend closes, and simply expire when it is killed, after which another process
+reads the item again. Should two processes ever work on one item (a lease that ran out), the
+first move wins and the other's raises `InexistentItem`: the output is still written once.
 """
 
 from __future__ import annotations
@@ -15,9 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -43,6 +55,18 @@ WAL_LIMIT = 32 << 20
 """`journal_size_limit`: after a checkpoint resets the WAL, its file is truncated to this size, so a
 long stream does not leave a WAL as large as its largest burst."""
 
+CLAIM_SECONDS = 30.0
+"""How long a claim on an item lasts unless renewed (`claim_seconds=` in the URL): the longest an item
+read by a process that was killed waits before another process reads it. Renewed every third of it
+while the process lives, so items that take longer to process stay with their process."""
+
+CLAIM_AHEAD_SECONDS = 0.05
+CLAIM_AHEAD_MOST = 64
+"""A read claims the oldest item and, when the stage is fast, more behind it: as many as the stage
+goes through in `CLAIM_AHEAD_SECONDS` (at most `CLAIM_AHEAD_MOST`), handed out by the next reads
+without another write. One write per item would cost a fast stage half its speed; holding no more
+than 50 ms of work keeps the split fair, and a slow stage (seconds an item) claims one at a time."""
+
 TIDY_SECONDS = 1.0
 """At most this often, after items left a queue, free pages are returned to the file system
 (`incremental_vacuum`) and the WAL is checkpointed (PASSIVE: never waits for readers)."""
@@ -60,6 +84,7 @@ class SqliteStore:
         self._notifiers: dict[str, Notifier] = {}
         self._tables: set[tuple[int, str]] = set()
         self._tidied = 0.0
+        self._claims: Claims | None = None
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> SqliteStore:
@@ -106,14 +131,23 @@ class SqliteStore:
             return
         conn = self.conn()
         conn.execute(
-            f'CREATE TABLE IF NOT EXISTS "{table}" '
-            "(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL, at REAL)"
+            f'CREATE TABLE IF NOT EXISTS "{table}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
+            "id TEXT NOT NULL UNIQUE, value BLOB NOT NULL, at REAL, claimed_by TEXT, claimed_until REAL)"
         )
         columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-        if "at" not in columns:  # a file from before items had a time: `at` NULL for those
-            with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
-                conn.execute(f'ALTER TABLE "{table}" ADD COLUMN at REAL')
+        # Files from before items had a time (`at` NULL for those) or claims (none yet): add the columns.
+        for column, kind in (("at", "REAL"), ("claimed_by", "TEXT"), ("claimed_until", "REAL")):
+            if column not in columns:
+                with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
+                    conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {column} {kind}')
         self._tables.add(key)
+
+    def claims(self) -> Claims:
+        """This process's claims on the rows of this file (made anew in a forked child)."""
+        claims = self._claims
+        if claims is None or claims.pid != os.getpid():
+            claims = self._claims = Claims(self)
+        return claims
 
     def notifier(self, table: str) -> Notifier:
         n = self._notifiers.get(table)
@@ -122,11 +156,95 @@ class SqliteStore:
         return n
 
     def close(self) -> None:
+        if self._claims is not None and self._claims.pid == os.getpid():
+            self._claims.release()  # the items this process read and did not finish: others may read them now
+            self._claims = None
         for key, conn in list(self._conns.items()):
             if key[0] == os.getpid():
                 conn.close()
                 del self._conns[key]
         self._tables.clear()
+
+
+class Claims:
+    """The items this process claimed on one SQLite file, by table: renewed by a thread while the
+    process lives (so a kill -9 lets them expire), released when its backend closes.
+
+    Each process has a name of its own (host, pid and a random part: a pid is reused, a name is
+    not), written in the rows it claims.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.pid = os.getpid()
+        self.owner = f"{socket.gethostname()}:{self.pid}:{uuid.uuid4().hex[:12]}"
+        self.held: dict[str, set[str]] = {}  # table -> ids claimed (read, not finished)
+        self.leases: dict[str, float] = {}  # table -> seconds a claim lasts
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def add(self, table: str, id: str, lease: float) -> None:
+        with self._lock:
+            self.held.setdefault(table, set()).add(id)
+            self.leases[table] = lease
+            if self._renewer is None:
+                self._renewer = threading.Thread(target=self._renew_loop, name="pipeteer-sqlite-claims", daemon=True)
+                self._renewer.start()
+
+    def discard(self, table: str, id: str) -> None:
+        with self._lock:
+            self.held.get(table, set()).discard(id)
+
+    def busy(self, table: str) -> set[str]:
+        with self._lock:
+            return set(self.held.get(table, ()))
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self._every()):
+            if not os.path.exists(self.store.path):  # the file was deleted (a test's): nothing to renew
+                return
+            try:
+                self.renew()
+            except sqlite3.Error:  # busy or closed: next time (the lease leaves two more tries)
+                pass
+
+    def _every(self) -> float:
+        with self._lock:
+            return min(self.leases.values(), default=CLAIM_SECONDS) / 3
+
+    def renew(self) -> None:
+        """Push the expiry of every claim this process holds a lease further; forget the ids whose
+        rows are gone or were taken by another process (their lease had run out)."""
+        with self._lock:
+            held = {table: set(ids) for table, ids in self.held.items() if ids}
+        conn = self.store.conn()
+        for table, ids in held.items():
+            marks = ",".join("?" * len(ids))
+            kept = {
+                row[0]
+                for row in conn.execute(
+                    f'UPDATE "{table}" SET claimed_until = ? WHERE claimed_by = ? AND id IN ({marks}) RETURNING id',
+                    (time.time() + self.leases[table], self.owner, *ids),
+                )
+            }
+            with self._lock:
+                self.held.get(table, set()).difference_update(ids - kept)
+
+    def release(self) -> None:
+        """Give up every claim (the process stops): other processes read those items at once."""
+        self._stop.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(5)
+        with self._lock:
+            tables = [table for table, ids in self.held.items() if ids]
+            self.held.clear()
+        conn = self.store.conn()
+        for table in tables:
+            with contextlib.suppress(sqlite3.Error):  # the lease expires anyway
+                conn.execute(
+                    f'UPDATE "{table}" SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?', (self.owner,)
+                )
 
 
 class SqliteQueue(BaseQueue[T]):
@@ -139,7 +257,13 @@ class SqliteQueue(BaseQueue[T]):
     """
 
     def __init__(
-        self, Type: Any, *, path: str | os.PathLike[str], table: str, claim: ClaimCheck | None = None
+        self,
+        Type: Any,
+        *,
+        path: str | os.PathLike[str],
+        table: str,
+        claim: ClaimCheck | None = None,
+        claim_seconds: float = CLAIM_SECONDS,
     ) -> None:
         if not table or '"' in table or "\x00" in table:
             raise ConfigError(f"invalid SQLite table name {table!r}: use letters, digits, '-' or '_'")
@@ -149,6 +273,11 @@ class SqliteQueue(BaseQueue[T]):
         self.codec = codec_for(Type)
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
         """Large `bytes` are stored as blobs (rows carry references), hydrated off the event loop when read."""
+        self.claim_seconds = claim_seconds
+        """How long a claim `read()` takes on an item lasts unless renewed (see `CLAIM_SECONDS`)."""
+        self._claimed: deque[str] = deque()  # claimed ahead by this queue's reads, not handed out yet
+        self._pace = CLAIM_AHEAD_SECONDS  # seconds the stage takes per item (moving average): one at first
+        self._handed_at: float | None = None
 
     def describe(self) -> str:
         return f"queue {self.table!r} ({self.store.path})"
@@ -178,26 +307,76 @@ class SqliteQueue(BaseQueue[T]):
 
     async def _read_next(self) -> tuple[str, T]:
         notifier = self.store.notifier(self.table)
+        claims = self.store.claims()
+        if self._handed_at is not None:  # how long the stage took over the last item: sizes the next claim
+            self._pace += (time.monotonic() - self._handed_at - self._pace) * 0.2
         while True:
             waiter = notifier.waiter()
             version = self._version()  # before looking: a commit after this line wakes the wait below
-            deferred, due = self._deferred()  # items waiting out a retry delay go last
-            skip = ",".join("?" * len(deferred))
-            row = self._conn().execute(
-                f'SELECT id, value FROM "{self.table}" '
-                + (f"WHERE id NOT IN ({skip}) " if deferred else "")
-                + "ORDER BY seq LIMIT 1",
-                tuple(deferred),
-            ).fetchone()
+            row = self._next_claimed(claims)
+            due = None
+            if row is None:
+                row, due = self._claim_oldest(claims)
             if row is not None:
                 waiter.cancel()
                 self._held = row[0]  # set first: a missing blob fails *this* item (retry, dead letter)
                 await take_turn()  # under a backlog, the process's other tasks still get the loop
-                return row[0], await self._value(row[0], row[1])
+                value = await self._value(row[0], row[1])
+                self._handed_at = time.monotonic()
+                return row[0], value
             try:
                 await self._wait(waiter, version, due)
             finally:
                 waiter.cancel()
+
+    def _next_claimed(self, claims: Claims) -> tuple[str, bytes] | None:
+        """The next item this queue claimed ahead, as it is now (None when there is none left)."""
+        while self._claimed:
+            id = self._claimed.popleft()
+            row = self._conn().execute(
+                f'SELECT value FROM "{self.table}" WHERE id = ? AND claimed_by = ?', (id, claims.owner)
+            ).fetchone()
+            if row is not None:
+                return id, row[0]
+            claims.discard(self.table, id)  # completed by id meanwhile (or its claim ran out: taken elsewhere)
+        return None
+
+    def _claim_oldest(self, claims: Claims) -> tuple[tuple[str, bytes] | None, float | None]:
+        """Claim the oldest items no other process holds and this one is not working on or waiting to
+        retry: the first to hand out now, the others (as many as `CLAIM_AHEAD_SECONDS` of work) next.
+        None when there is none, with the monotonic time a retry or another process's claim falls due."""
+        deferred, due = self._deferred()  # items waiting out a retry delay go last
+        # This process's items in progress (another task, or another queue object, has them) are not
+        # read twice; those it failed are read again here once their delay is over.
+        skip = (claims.busy(self.table) - self._failures.keys()) | deferred
+        marks = ",".join("?" * len(skip))
+        ahead = max(1, min(CLAIM_AHEAD_MOST, int(CLAIM_AHEAD_SECONDS / max(self._pace, 1e-6))))
+        now = time.time()
+        rows = self._conn().execute(
+            f'UPDATE "{self.table}" SET claimed_by = ?, claimed_until = ? WHERE seq IN (SELECT seq FROM "{self.table}" '
+            "WHERE (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?) "
+            + (f"AND id NOT IN ({marks}) " if skip else "")
+            + f"ORDER BY seq LIMIT {ahead}) RETURNING seq, id, value",
+            (claims.owner, now + self.claim_seconds, now, claims.owner, *skip),
+        ).fetchall()
+        if rows:
+            rows.sort()
+            for _, id, _ in rows:
+                claims.add(self.table, id, self.claim_seconds)
+            self._claimed.extend(id for _, id, _ in rows[1:])
+            return (rows[0][1], rows[0][2]), due
+        expiry = self._conn().execute(
+            f'SELECT MIN(claimed_until) FROM "{self.table}" WHERE claimed_until >= ? AND claimed_by != ?',
+            (now, claims.owner),
+        ).fetchone()[0]
+        if expiry is not None:  # another process's claim: if it is not renewed, look again then
+            at = time.monotonic() + (expiry - now) + 0.001
+            due = at if due is None else min(due, at)
+        return None, due
+
+    def _done(self, id: str) -> None:
+        super()._done(id)
+        self.store.claims().discard(self.table, id)
 
     def _version(self) -> int:
         """Changes whenever another connection commits to the file (SQLite's `data_version`)."""
@@ -248,6 +427,7 @@ class SqliteQueue(BaseQueue[T]):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self.store.claims().discard(self.table, id)
 
     def dead_letters(self) -> list[DeadLetter]:
         """The items this queue's stage gave up on, oldest first."""
@@ -302,6 +482,7 @@ class SqliteQueue(BaseQueue[T]):
 
     async def pop(self, id: str) -> None:
         cur = self._conn().execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
+        self.store.claims().discard(self.table, id)
         if cur.rowcount == 0:
             raise InexistentItem(id, self.describe())
         self.store.tidy()
@@ -376,6 +557,10 @@ class SqliteQueue(BaseQueue[T]):
 
     def __len__(self) -> int:
         return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0])
+
+    def pending_since(self) -> list[tuple[str, float]]:
+        rows = self._conn().execute(f'SELECT id, COALESCE(at, 0.0) FROM "{self.table}" ORDER BY seq').fetchall()
+        return [(id, float(at)) for id, at in rows]
 
     async def pending(self) -> Pending:
         count, oldest = self._conn().execute(f'SELECT COUNT(*), MIN(at) FROM "{self.table}"').fetchone()

@@ -2,7 +2,7 @@
 
 A web stage (or the console acting on one) whose backend is unreachable, or that is still joining
 its consumer group, would otherwise hold the request until a client timeout and then fail with a
-bare 500. The gate asks the backend (`stage_unavailable`) and gives the stage up to `WAIT` seconds
+bare 500. The gate asks the stage's queue (`BaseQueue.unavailable`) and gives the stage up to `WAIT` seconds
 to become available (a start-up that is nearly done), then answers 503 with the reason and a
 `Retry-After`.
 """

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeteer.errors import BrokerUnreachable, ConfigError
-from pipeteer.queues.base import BaseQueue, Retry
+from pipeteer.queues.base import Retry
 from pipeteer.runtime.app import App
 from pipeteer.runtime.availability import StageGate
 from pipeteer.runtime.connect import connect
@@ -69,24 +69,20 @@ class StageService:
         self.restart = restart
         self.security = security if security is not None else Security()
         self.queues: WorkflowQueues = connect(app, backend, hooks=[self.progress])
-        use_metrics = getattr(self.queues.backend, "use_metrics", None)
-        if use_metrics is not None:  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
-            use_metrics(self.metrics)
+        self.backend = self.queues.backend
+        self.backend.use_metrics(self.metrics)  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
         # Other backends: the service measures the oldest pending age and counts dead letters itself
-        self.measures_pending = use_metrics is None
+        self.measures_pending = not self.backend.reports_metrics
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.watchers: list[asyncio.Task[None]] = []
-        self.opening: list[Any] = []
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
             raw = self.queues.stage_queue(s)
-            count = getattr(raw, "__len__", None)
-            if count is not None:
-                self.progress.of(s).watch_pending(count)
+            self.progress.of(s).watch_pending(raw.__len__)
             self.progress.of(s).watch_ready(self.ready)
-            if retry is not None and isinstance(raw, BaseQueue):
+            if retry is not None:
                 raw.retry = retry
-            if self.measures_pending and isinstance(raw, BaseQueue):
+            if self.measures_pending:
                 raw.on_dead_letter = self.progress.of(s).count_dead_letter
                 self.progress.of(s).dead_letters.inc(0)  # exported from the start, at 0
         self.console = Console(self, console or ConsoleSettings())
@@ -158,20 +154,11 @@ class StageService:
     def unready_reasons(self) -> list[str]:
         """Why the service is not ready, in words (empty when it is)."""
         reasons = [f"stage {s!r} stopped" for s, t in self.tasks.items() if t.done()]
-        check = getattr(self.queues.backend, "unready_reasons", None)  # Kafka: partitions, restore, brokers
-        if callable(check):
-            reasons += check()
-        else:
-            ready = getattr(self.queues.backend, "ready", None)
-            if callable(ready) and not ready():
-                reasons.append(f"backend {self.queues.backend.url} not ready")
-        return reasons
+        return reasons + self.backend.unready_reasons()  # Kafka: partitions, restore, brokers
 
     def unavailable(self, stage: str) -> str | None:
         """Why `stage` cannot serve a request now (None: it can)."""
-        check = getattr(self.queues.backend, "stage_unavailable", None)
-        path = getattr(self.queues.stage_queue(stage), "path", None)
-        return check(path) if callable(check) and path is not None else None
+        return self.queues.stage_queue(stage).unavailable()
 
     async def _supervise(self, stage: str) -> None:
         delay = self.restart.initial
@@ -188,12 +175,12 @@ class StageService:
                 delay = min(delay * 2, self.restart.maximum)
             except Exception as e:
                 queue = self.queues.stage_queue(stage)
-                gone = queue.lost(e) if isinstance(queue, BaseQueue) else None
+                gone = queue.lost(e)
                 if gone is not None:  # another process of this stage completed it first: not a failure
                     log.info("stage %r: item %r was completed by another process; going on", stage, gone)
                     continue
                 self.progress.of(stage).failed.inc()
-                item = queue.fail(e) if isinstance(queue, BaseQueue) else None
+                item = queue.fail(e)
                 if item is not None:
                     # the queue retries that item after its own backoff (or dead-letters it); others go on now
                     log.exception("stage %r failed on item %r; restarting", stage, item)
@@ -209,13 +196,12 @@ class StageService:
         queues = {s: self.queues.stage_queue(s) for s in self.stages}
         while True:
             for s, raw in queues.items():
-                if isinstance(raw, BaseQueue):
-                    try:
-                        pending = await raw.pending()
-                    except Exception as e:  # a busy or missing file now: measured again next time
-                        log.debug("stage %r: oldest pending age not measured: %s", s, e)
-                        continue
-                    self.progress.of(s).oldest_pending.set(pending.oldest_age or 0.0)
+                try:
+                    pending = await raw.pending()
+                except Exception as e:  # a busy or missing file now: measured again next time
+                    log.debug("stage %r: oldest pending age not measured: %s", s, e)
+                    continue
+                self.progress.of(s).oldest_pending.set(pending.oldest_age or 0.0)
             await asyncio.sleep(PENDING_EVERY)
 
     def start(self) -> None:
@@ -223,9 +209,7 @@ class StageService:
         if self.measures_pending:
             self.watchers.append(asyncio.create_task(self._watch_oldest(), name="oldest-pending"))
         for s in self.stages:
-            open_queue = getattr(self.queues.stage_queue(s), "open", None)
-            if open_queue is not None:  # Kafka: join the group and restore pending items before any request
-                self.opening.append(open_queue())
+            self.queues.stage_queue(s).open()  # Kafka: join the group and restore pending items before any request
             if not self.app.is_web(s):
                 self.tasks[s] = asyncio.create_task(self._supervise(s), name=f"stage:{s}")
 
@@ -237,11 +221,7 @@ class StageService:
         for t in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        close = getattr(self.queues.backend, "close", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
+        self.backend.close()
 
     async def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
         """Run until SIGINT or SIGTERM, then stop every stage and return (exit status 0)."""

@@ -16,6 +16,8 @@ import pytest
 
 from pipeteer import connect
 from tests.apps.chain import Raw, Result, app
+from tests.apps.shared import Done, Job
+from tests.apps.shared import app as shared_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,8 +28,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_worker(db: Path, *stages: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "pipeteer", "run", "tests.apps.chain:app", "--backend", f"sqlite:///{db}"]
+def start_worker(
+    db: Path, *stages: str, env: dict[str, str] | None = None, app: str = "tests.apps.chain:app", options: str = ""
+) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "pipeteer", "run", app, "--backend", f"sqlite:///{db}{options}"]
     args += ["--port", str(free_port())]
     for s in stages:
         args += ["--stage", s]
@@ -44,9 +48,9 @@ def audit(db: Path, tables: list[str]) -> None:
         conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{t}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)'
         )
-        for event in ("INSERT", "UPDATE"):
+        for event in ("INSERT", "UPDATE OF value"):  # (not the claims a read writes in the row)
             conn.execute(
-                f'CREATE TRIGGER IF NOT EXISTS "audit_{t}_{event}" AFTER {event} ON "{t}" '
+                f'CREATE TRIGGER IF NOT EXISTS "audit_{t}_{event.split()[0]}" AFTER {event} ON "{t}" '
                 f"BEGIN INSERT INTO audit VALUES ('{t}', NEW.id); END"
             )
     conn.commit()
@@ -116,3 +120,85 @@ async def test_processes_share_one_file(tmp_path: Path) -> None:
             p.send_signal(signal.SIGTERM)
         for p in (squarer, rest):
             assert p.wait(timeout=30) == 0  # clean shutdown on SIGTERM
+
+
+SHARED = "tests.apps.shared:app"
+
+
+async def shared_run(
+    db: Path, n: int, *, kill_one_at: int | None = None
+) -> tuple[dict[str, Done], dict[int, int], int]:
+    """Two processes of the one stage of `tests.apps.shared` on one file with `n` items (claims last
+    2 s): its outputs, how many each process did, and how many times an item was started on again.
+    `kill_one_at`: kill -9 one after that many outputs."""
+    audit(db, ["input", "output"])
+    logs = db.parent / "started"
+    logs.mkdir()
+    qs = connect(shared_app, f"sqlite:///{db}")
+    await qs.Qin.push_many((f"job-{i}", Job(i)) for i in range(n))
+    env = {"SHARED_LOG_DIR": str(logs)}
+    workers = [start_worker(db, app=SHARED, options="?claim_seconds=2", env=env) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        if kill_one_at is not None:
+            while count(db, "output") < kill_one_at and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            os.kill(workers[0].pid, signal.SIGKILL)
+            workers[0].wait()
+        while count(db, "output") < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(timeout=30)
+    outputs = dict(await qs.Qout.items())
+    shares: dict[int, int] = {}
+    for done in outputs.values():
+        shares[done.pid] = shares.get(done.pid, 0) + 1
+    conn = sqlite3.connect(db)
+    dupes = conn.execute("SELECT tbl, id, COUNT(*) c FROM audit GROUP BY tbl, id HAVING c > 1").fetchall()
+    conn.close()
+    assert dupes == []  # every item written once to each table: no output twice
+    assert await qs.Qin.keys() == []
+    qs.backend.close()
+    started = [line for log in logs.iterdir() for line in log.read_text().splitlines()]
+    return outputs, shares, len(started) - len(set(started))
+
+
+async def test_two_processes_of_one_stage_split_the_work(tmp_path: Path) -> None:
+    n = 2000
+    outputs, shares, again = await shared_run(tmp_path / "queues.db", n)
+    assert {id: d.n for id, d in outputs.items()} == {f"job-{i}": i for i in range(n)}
+    assert len(shares) == 2 and min(shares.values()) >= n // 4, shares  # each a substantial share
+    assert again == 0  # and no item was worked on by both: capacity, not contention
+
+
+@pytest.mark.slow
+async def test_kill_9_of_one_of_two_processes_the_other_finishes_every_item_once(tmp_path: Path) -> None:
+    n = 2000
+    outputs, shares, again = await shared_run(tmp_path / "queues.db", n, kill_one_at=500)
+    assert {id: d.n for id, d in outputs.items()} == {f"job-{i}": i for i in range(n)}
+    assert len(shares) == 2 and max(shares.values()) >= n // 2, shares  # the survivor did the rest
+    assert again <= 1  # at most the item the killed process was working on, started on again after its claim ran out
+
+
+async def test_a_file_from_before_claims_opens_and_its_items_are_read(tmp_path: Path) -> None:
+    """A database written by the previous version (no `at`, no claim columns) opens: the columns are added."""
+    db = tmp_path / "queues.db"
+    conn = sqlite3.connect(db)
+    conn.execute(
+        'CREATE TABLE "input" (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, value BLOB NOT NULL)'
+    )
+    conn.commit()
+    conn.close()
+    qs = connect(shared_app, f"sqlite:///{db}")
+    await qs.Qin.push("old", Job(1))
+    assert await qs["work"].Qin.read() == ("old", Job(1))
+    conn = sqlite3.connect(db)
+    columns = [row[1] for row in conn.execute('PRAGMA table_info("input")')]
+    claimed = conn.execute('SELECT claimed_by IS NOT NULL, claimed_until > 0 FROM "input"').fetchall()
+    conn.close()
+    assert columns == ["seq", "id", "value", "at", "claimed_by", "claimed_until"] and claimed == [(1, 1)]
+    qs.backend.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from pipeteer import InexistentItem, Pipeline, RoutingError, ValueTypeError, Workflow, Wrapped, connect
+from pipeteer.queues.base import BaseQueue
 
 
 @dataclass
@@ -131,3 +132,21 @@ async def test_plain_pipeline_stage_moves_too(backend_url: str) -> None:
     await stage["Qout"].push(id, Checked(todo.text, 3))
     await stage["Qin"].pop(id)
     assert await qs.Qin.keys() == [] and await qs.Qout.items() == [("a", Checked("a b c", 3))]
+
+
+async def test_an_item_completed_elsewhere_is_not_output_twice(backend_url: str) -> None:
+    """A plain stage read an item that another process of the stage then completed: its push raises
+    `InexistentItem` (the service takes it as lost) instead of writing the output a second time."""
+    plain = Workflow(Todo, Checked, pipelines={"count": Pipeline(Todo, Checked)}, name="plain")
+    qs = connect(plain, backend_url)
+    await qs.Qin.push("a", Todo("a b c"))
+    stage = qs["count"]
+    id, todo = await stage["Qin"].read()
+    output = qs.Qout
+    assert isinstance(output, BaseQueue)
+    await qs.stage_queue("count").move(id, output, Checked("elsewhere", 1))  # as another process would
+    with pytest.raises(InexistentItem):
+        await stage["Qout"].push(id, Checked(todo.text, 3))
+    assert await qs.Qout.items() == [("a", Checked("elsewhere", 1))]
+    await stage["Qout"].push("new", Checked("not read here", 0))  # an item the stage makes: pushed as it is
+    assert await qs.Qout.keys() == ["a", "new"]

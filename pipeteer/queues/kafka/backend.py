@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -22,7 +22,7 @@ from pipeteer.codec import make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError, QueueError
 from pipeteer.plan import Plan, TopicNames, topic_configs
-from pipeteer.queues.base import BaseQueue, DeadLetter, Pending
+from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Pending
 from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
@@ -33,6 +33,7 @@ log = logging.getLogger("pipeteer.kafka")
 
 T = TypeVar("T")
 U = TypeVar("U")
+R = TypeVar("R")
 
 PUSH_TIMEOUT_MS = 60_000
 """A push not acknowledged by the broker within this time fails (instead of waiting forever)."""
@@ -41,13 +42,16 @@ METADATA_TRY = 2.0
 """Seconds of one metadata request while creating topics (repeated up to the operation's timeout)."""
 
 
-class KafkaBackend:
+class KafkaBackend(Backend):
     """The Kafka backend of one workflow: makes its queues and owns their clients.
 
     >>> b = KafkaBackend.from_url("kafka://localhost:9092?prefix=t", workflow_name="wf", env={})
     >>> b.make_queue(int, ["input"]).topic
     't.wf.input'
     """
+
+    reports_metrics = True
+    """Each stage engine measures its oldest pending age and counts its dead letters (see `use_metrics`)."""
 
     def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str) -> None:
         self.url = mask_url(url)
@@ -140,11 +144,6 @@ class KafkaBackend:
         """Why some queue this process consumes cannot serve now (empty: all can)."""
         return [r for e in self.engines.values() if (r := e.unready_reason()) is not None]
 
-    def stage_unavailable(self, path: Sequence[str]) -> str | None:
-        """Why the stage reading queue `path` cannot serve a request now (None: it can, or it is not started here)."""
-        engine = self.engines.get(tuple(path))
-        return None if engine is None else engine.unready_reason()
-
     def close(self) -> None:
         """Commit and stop every stage engine, flush and stop the producer."""
         if self._lag is not None:
@@ -154,7 +153,7 @@ class KafkaBackend:
             engine.close()
         self.engines.clear()
         for q in self.queues.values():
-            q._started = None
+            q._started = q._opening = None
         self._closed.set()
         if self._producer is not None:
             self._producer.flush(10)
@@ -332,7 +331,9 @@ class KafkaQueue(BaseQueue[T]):
         self.path = path
         self.topic = backend.names.queue(path)
         self._started: StageEngine | None = None
+        self._opening: asyncio.Future[None] | None = None
         settings = backend.settings
+        self.retry = settings.retries  # (`retries=` and `retry_backoff*_ms=` in the URL, as on every backend)
         codec = make_codec(
             Type,
             registry=settings.schema_registry,
@@ -356,9 +357,15 @@ class KafkaQueue(BaseQueue[T]):
             self._started = engine
         return engine
 
-    def open(self) -> asyncio.Future[None]:
+    def open(self) -> None:
         """Start consuming now (a service does, so a web stage is restored and ready before its first request)."""
-        return asyncio.ensure_future(self.backend.engine_for(self).start())
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self.backend.engine_for(self).start())
+
+    def unavailable(self) -> str | None:
+        """Why the stage reading this queue cannot serve a request now (None: it can, or it is not started here)."""
+        engine = self.backend.engines.get(self.path)
+        return None if engine is None else engine.unready_reason()
 
     async def _push(self, id: str, value: T) -> None:
         await self.backend.produce(self.topic, id, await self.encode(value))
@@ -470,17 +477,31 @@ class KafkaQueue(BaseQueue[T]):
     def dead_letters(self) -> list[DeadLetter]:
         """The dead letters of the stage reading this queue, not replayed yet (blocking; for the CLI)."""
         out = []
-        for d in self.dead_letter_topic().pending():
+        for d in self._clearly(self.dead_letter_topic().pending):
             try:
                 value: Any = self.codec.decode(d.value)
             except Exception:  # an undecodable record is shown as its bytes
                 value = d.value
-            out.append(DeadLetter(d.id, value, d.error_class, d.error_message, d.stacktrace, d.attempts, d.failed_at))
+            source = f"{d.source_topic}[{d.source_partition}]@{d.source_offset}"
+            out.append(DeadLetter(d.id, value, d.error_class, d.error_message, d.stacktrace, d.attempts, d.failed_at,
+                                  source))
         return out
 
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
-        """Put dead letters back on their original topic: all not replayed yet (exactly once), or the latest of each id."""
-        return [d.id for d in self.dead_letter_topic().replay(None if ids is None else list(ids))]
+        """Put dead letters back on their original topic: all not replayed yet (exactly once: they are marked
+        replayed in the same transaction), or the latest of each id given (not marked: `--all` replays it again)."""
+        topic = self.dead_letter_topic()
+        return [d.id for d in self._clearly(lambda: topic.replay(None if ids is None else list(ids)))]
+
+    def _clearly(self, call: Callable[[], R]) -> R:
+        """`call()`, with "no broker answered" said as a `BrokerUnreachable` naming the bootstrap servers."""
+        try:
+            return call()
+        except Exception as e:
+            error = health.translate(e, self.backend.settings.connection.bootstrap_servers)
+            if error is e:
+                raise
+            raise error from None
 
     def __len__(self) -> int:
         engine = self.backend.engines.get(self.path)

@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from pipeteer.queues.base import error_name
 from pipeteer.queues.kafka.changelog import consume_to_end, watermarks
 from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.pending import Record
@@ -37,7 +38,7 @@ def dead_letter_record(
 ) -> Record:
     """A dead letter: the input record's bytes, with headers naming the error, the stage and the source."""
     headers = (
-        ("pipeteer.error.class", f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+        ("pipeteer.error.class", error_name(error).encode()),
         ("pipeteer.error.message", str(error).encode(errors="replace")),
         ("pipeteer.error.stacktrace", "".join(traceback.format_exception(error)).encode(errors="replace")),
         ("pipeteer.stage", stage.encode()),

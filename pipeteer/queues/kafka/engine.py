@@ -77,7 +77,7 @@ class StageEngine:
         self.group = names.group(stage)
         self.transactional_id = names.transactional_id(stage, backend.settings.instance)
         self.tx = backend.settings.transactions
-        self.retries = backend.settings.retries
+        self.retries = queue.retry  # the backend's policy, or the one a service gave the queue
         self.lock = threading.Lock()
         self.table = PendingTable(self.changelog)
         self.notifier = Notifier()

@@ -28,6 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeteer import settings
 from pipeteer.errors import InexistentItem, PipeteerError
+from pipeteer.queues.base import BaseQueue
 from pipeteer.runtime.console.desk import Decision, Desk, NothingToUndo, TaskTaken, candidates
 from pipeteer.runtime.console.forms import FormError, actions_for, build, field_bytes, image_type, show
 from pipeteer.runtime.console.peers import INSTANCE_HEADER, Peers, parse_peers
@@ -88,7 +89,7 @@ class Console:
 
     # --- queues of a stage ---
 
-    def _raw(self, stage: str) -> Any:
+    def _raw(self, stage: str) -> BaseQueue[Any]:
         return self.service.queues.stage_queue(stage)
 
     def _qout(self, stage: str) -> Any:
@@ -104,9 +105,7 @@ class Console:
 
     async def held(self, stage: str) -> list[dict[str, Any]]:
         """The tasks this instance holds: id, holder, whether decided, and since when it waits (for merging)."""
-        raw = self._raw(stage)
-        since = getattr(raw, "pending_since", None)  # Kafka: when each task was consumed, comparable across instances
-        timed: list[tuple[str, float]] = since() if callable(since) else [(id, float(i)) for i, id in enumerate(await self.pending(stage))]
+        timed = self._raw(stage).pending_since()  # wall clock: comparable across instances
         desk = self.desks[stage]
         now = time.time()
         return [{"id": id, "holder": desk.holder(id, now), "decided": id in desk.waiting, "since": t} for id, t in timed]

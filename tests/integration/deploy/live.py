@@ -170,9 +170,7 @@ def push(backend: str, samples: Mapping[str, Sample]) -> None:
         queues = connect(app, backend)
         for id, s in samples.items():
             await queues.Qin.push(id, Input(s.img))
-        close = getattr(queues.backend, "close", None)
-        if close is not None:
-            close()
+        queues.backend.close()
 
     asyncio.run(go())
 

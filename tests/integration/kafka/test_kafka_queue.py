@@ -1,4 +1,5 @@
-"""The queue contract on Kafka, in one process: what a stage and a script see of `KafkaQueue`s.
+"""Kafka queues in one process, beyond the shared contract (`tests/integration/test_queue_contract.py`
+runs on Kafka too): concurrent completions, restarts, fencing, claim checks.
 
 Kafka is asynchronous between a push and the consumer that serves reads, so visibility is
 checked with `eventually`; order across partitions is not global, so listings compare as sets.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -16,19 +17,10 @@ import pytest
 from pipeteer import InexistentItem, ValueTypeError
 from pipeteer.queues.kafka import KafkaBackend
 from tests.integration.kafka.procs import backend_url
-from tests.integration.test_queue_contract import State, a_state
+from tests.integration.test_queue_contract import eventually
 from tests.kafka_broker import Broker
 
 T = TypeVar("T")
-
-
-async def eventually(get: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 20) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await get()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -40,41 +32,6 @@ async def backend(kafka_broker: Broker, kafka_prefix: str) -> AsyncIterator[Kafk
 
 async def keys(q: Any) -> set[str]:
     return set(await q.keys())
-
-
-async def test_push_read_pop(backend: KafkaBackend) -> None:
-    q = backend.make_queue(State, ["states"])
-    await q.push("a", a_state(1))
-    await q.push("b", a_state(2))
-    assert await asyncio.wait_for(q.read(), 30) in [("a", a_state(1)), ("b", a_state(2))]
-    assert await eventually(lambda: keys(q), lambda k: k == {"a", "b"}) == {"a", "b"}
-    assert await q.read("a") == a_state(1)
-    await q.pop("a")
-    assert await keys(q) == {"b"}
-    with pytest.raises(InexistentItem, match="'a'"):
-        await q.read("a")
-    with pytest.raises(InexistentItem):
-        await q.pop("a")
-    assert [x async for x in q.items()] == [("b", a_state(2))]
-
-
-async def test_read_waits_for_a_push(backend: KafkaBackend) -> None:
-    q = backend.make_queue(int, ["wait"])
-    reader = asyncio.create_task(q.read())
-    await asyncio.sleep(0.5)
-    assert not reader.done()
-    await q.push("k", 5)
-    assert await asyncio.wait_for(reader, 20) == ("k", 5)
-
-
-async def test_push_same_id_replaces_and_wrong_types_are_refused(backend: KafkaBackend) -> None:
-    q = backend.make_queue(str, ["s"])
-    await q.push("x", "one")
-    await eventually(lambda: keys(q), lambda k: k == {"x"})
-    await q.push("x", "three")
-    assert await eventually(lambda: q.items(), lambda i: i == [("x", "three")]) == [("x", "three")]
-    with pytest.raises(ValueTypeError, match="'bad'"):
-        await q.push("bad", 3)  # type: ignore[arg-type]
 
 
 async def test_move_is_atomic_and_exactly_once(backend: KafkaBackend) -> None:

@@ -61,7 +61,7 @@ async def test_failing_items_are_retried_then_dead_lettered(
         letters = await asyncio.to_thread(q.dead_letter_topic().pending)
         assert sorted(d.id for d in letters) == ["i17", "i27", "i7"]
         for d in letters:
-            assert d.error_class == "builtins.ValueError"
+            assert d.error_class == "ValueError"  # named as on every backend (as a traceback does)
             assert d.error_message == f"seven is unlucky: {d.id[1:]}"
             assert "raise ValueError" in d.stacktrace
             assert d.stage == "fmt" and d.source_topic.endswith("fmt.input") and d.source_offset >= 0
