@@ -321,39 +321,46 @@ class UnknownWriter:
     """The schema expected: `ns.Name (fingerprint …)`."""
     writer_fingerprint: str
     records: int
+    """Distinct records met (by where each is: a topic/partition/offset, a table and id), each counted once
+    however often it is read again (retries, listings)."""
     first_error: str
     first_seen: float
-    last_source: str
 
 
 class UnknownWriters:
     """Every unknown writer schema met in this process, per (reader, writer fingerprint): each is
-    logged once as an error naming both schemas, then counted (`/readyz` and `/metrics` show them)."""
+    logged once as an error naming both schemas, then its records are counted (`/readyz` and
+    `/metrics` show them)."""
+
+    REMEMBERED = 100_000
+    """Record sources remembered per writer, to count each record once; past that, every read counts."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], UnknownWriter] = {}
+        self._seen: dict[tuple[str, str], tuple[UnknownWriter, set[str]]] = {}
         self._lock = threading.Lock()
 
     def seen(self, reader: str, fingerprint: str, source: str, error: str) -> None:
+        """A record at `source` ('' when unknown: not counted) of writer `fingerprint` could not be read as `reader`."""
         with self._lock:
-            entry = self._seen.get((reader, fingerprint))
-            if entry is None:
-                self._seen[(reader, fingerprint)] = UnknownWriter(reader, fingerprint, 1, error, time.time(), source)
-            elif source and source == entry.last_source:
-                return  # the same record decoded again (to report it): counted once
-            else:
+            found = self._seen.get((reader, fingerprint))
+            first = found is None
+            if found is None:
+                found = self._seen[(reader, fingerprint)] = (UnknownWriter(reader, fingerprint, 0, error, time.time()), set())
+            entry, sources = found
+            if source and source not in sources:
                 entry.records += 1
-                entry.last_source = source
-                return
-        log.error(
-            "%s (logged once per writer schema; further records are counted in /readyz and "
-            "pipeteer_unknown_writer_records_total)",
-            error,
-        )
+                if len(sources) < self.REMEMBERED:
+                    sources.add(source)
+        if first:
+            log.error(
+                "%s (logged once per writer schema; its records are counted in /readyz and "
+                "pipeteer_unknown_writer_records_total)",
+                error,
+            )
 
     def snapshot(self) -> list[UnknownWriter]:
         with self._lock:
-            return [UnknownWriter(**vars(e)) for e in self._seen.values()]
+            return [UnknownWriter(**vars(e)) for e, _ in self._seen.values()]
 
     def clear(self) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 - `PipeteerStageDown`: no instance of the stage is ready (or none is scraped) for 5 minutes.
 - `PipeteerConsumerLagGrowing`: the stage's input backlog (Kafka consumer lag) has grown for 15 minutes.
 - `PipeteerDeadLetters`: items of the stage went to its dead-letter topic.
+- `PipeteerUnknownWriterSchema`: the stage met records written with a schema it does not know.
 - `PipeteerCommitFailures`: the stage's transactions keep failing to commit.
 - `PipeteerStageFailing`: the stage's code has raised on items for 10 minutes.
 - `PipeteerHumanTaskTooOld` (web stages): a person's task has waited longer than the stage's limit
@@ -78,6 +79,16 @@ def stage_rules(topology: Topology, s: StageSpec) -> list[dict[str, Any]]:
             f"pipeteer stage {s.name!r} dead-lettered items",
             f"Items of {where} went to its dead-letter topic in the last 10 minutes: "
             f"see `pipeteer dlq list APP --stage {s.name}`, fix the cause, then replay them.",
+        ),
+        _rule(
+            "PipeteerUnknownWriterSchema",
+            f"sum by ({BY}, writer_fingerprint) (increase(pipeteer_unknown_writer_records_total{sel}[10m])) > 0",
+            "0m", "critical", s, wf,
+            f"pipeteer stage {s.name!r} cannot read records of another schema",
+            f"{where.capitalize()} received records written with schema fingerprint "
+            "{{ $labels.writer_fingerprint }}, which is neither its own nor a registered older one: "
+            "every such record is a dead letter. Its /readyz names both schemas; deploy the producer and "
+            "the stage from the same version, or add the writer's .avsc to the schema directory.",
         ),
         _rule(
             "PipeteerCommitFailures",

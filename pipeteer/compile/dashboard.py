@@ -38,6 +38,7 @@ METRICS = {
     "pipeteer_consumer_lag": "gauge",
     "pipeteer_reviewer_completions_total": "counter",
     "pipeteer_stage_ready": "gauge",
+    "pipeteer_unknown_writer_records_total": "counter",
 }
 """Metric families the runtime exports, all labelled by `workflow` and `stage` (lag also by
 `partition`, completions by `reviewer`)."""
@@ -145,6 +146,12 @@ def stage_panels(s: StageSpec) -> list[PanelSpec]:
         PanelSpec("Dead letters", "none", (
             Query(f"{by} (increase(pipeteer_dead_letters_total{sel}[{RATE}]))", "{{namespace}} dead letters"),
         ), "Items sent to the stage's dead-letter topic, per interval."),
+        PanelSpec("Records of an unknown schema", "none", (
+            Query(f"sum by (namespace, writer_fingerprint) "
+                  f"(increase(pipeteer_unknown_writer_records_total{sel}[{RATE}]))",
+                  "{{namespace}} writer {{writer_fingerprint}}"),
+        ), "Records the stage could not read, per interval: their writer schema is neither the stage's "
+           "nor a registered older one (they are dead letters; /readyz names both schemas)."),
         PanelSpec("Failed items", "none", (
             Query(f"{by} (increase(pipeteer_items_failed_total{sel}[{RATE}]))", "{{namespace}} failures"),
         ), "Exceptions of the stage's code, per interval (each is retried, then dead-lettered)."),

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from pipeteer import settings
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
-from pipeteer.errors import ConfigError, InexistentItem, ValueTypeError
+from pipeteer.errors import CodecError, ConfigError, InexistentItem, ValueTypeError
 from pipeteer.plan import Plan
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -341,6 +341,14 @@ class BaseQueue(Queue[T]):
         if self.on_dead_letter is not None:
             self.on_dead_letter(id)
         return id
+
+    def letter_value(self, data: bytes) -> Any:
+        """A dead letter's value as stored (references, not blobs), or its bytes when they cannot be
+        decoded: a record of an unknown schema is listed (and kept) like any other."""
+        try:
+            return self.codec.decode(data)
+        except CodecError:
+            return data
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
         """Set the item aside as a dead letter (backends that let `fail` decide implement this)."""

@@ -102,8 +102,8 @@ class MemoryQueue(BaseQueue[T]):
         if data is None:  # moved on meanwhile: nothing to set aside
             return
         self._at.pop(id, None)
-        value = self.codec.decode(data)  # as stored: references, not blobs
-        self._dead[id] = (DeadLetter(id, value, error_class, message, trace, attempts, time.time()), data)
+        letter = DeadLetter(id, self.letter_value(data), error_class, message, trace, attempts, time.time())
+        self._dead[id] = (letter, data)
 
     def dead_letters(self) -> list[DeadLetter]:
         """The items this queue's stage gave up on, oldest first."""

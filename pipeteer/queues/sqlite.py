@@ -437,7 +437,7 @@ class SqliteQueue(BaseQueue[T]):
             "SELECT id, value, error_class, error_message, stacktrace, attempts, failed_at "
             f'FROM "{self.dead_letter_table}" ORDER BY seq'
         ).fetchall()
-        return [DeadLetter(r[0], self._decode(r[0], r[1]), *r[2:]) for r in rows]
+        return [DeadLetter(r[0], self.letter_value(r[1]), *r[2:]) for r in rows]
 
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back in the queue (all, or the latest of each id given), in one transaction."""

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
+from pipeteer.codec import unknown_writers
 from pipeteer.runtime.security import current_reviewer
 
 audit = logging.getLogger("pipeteer.audit")
@@ -33,6 +36,7 @@ METRIC_NAMES = (
     "pipeteer_consumer_lag",
     "pipeteer_reviewer_completions_total",
     "pipeteer_stage_ready",
+    "pipeteer_unknown_writer_records_total",
 )
 """Every family carries the labels `workflow` and `stage` (a deployment's namespace and pod are added by
 the scraper), so that two workflows with a stage of the same name are never summed together."""
@@ -90,6 +94,31 @@ class Metrics:
 
     def stage(self, stage: str) -> StageMetrics:
         return StageMetrics(self, stage)
+
+    def watch_unknown_writers(self, readers: Callable[[str], list[str]]) -> None:
+        """Export `pipeteer_unknown_writer_records_total`: records of this process's stages whose writer
+        schema no codec knows (`pipeteer.codec.unknown_writers`); `readers(schema)` names the stages
+        reading that schema (`ns.Name (fingerprint …)`)."""
+        self.registry.register(_UnknownWriterCollector(self.workflow, readers))
+
+
+class _UnknownWriterCollector(Collector):
+    def __init__(self, workflow: str, readers: Callable[[str], list[str]]) -> None:
+        self.workflow, self.readers = workflow, readers
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily(
+            "pipeteer_unknown_writer_records",
+            "Records a stage could not read: their writer schema is neither its own nor a registered older one",
+            labels=(*LABELS, "writer_fingerprint"),
+        )
+        for seen in unknown_writers.snapshot():
+            for stage in self.readers(seen.reader):
+                family.add_metric((self.workflow, stage, seen.writer_fingerprint), seen.records)
+        yield family
+
+    def describe(self) -> Any:
+        return []
 
 
 class StageMetrics:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipeteer.codec import unknown_writers
 from pipeteer.errors import BrokerUnreachable, ConfigError
 from pipeteer.queues.base import Retry
 from pipeteer.runtime.app import App
@@ -85,6 +86,7 @@ class StageService:
             if self.measures_pending:
                 raw.on_dead_letter = self.progress.of(s).count_dead_letter
                 self.progress.of(s).dead_letters.inc(0)  # exported from the start, at 0
+        self.metrics.watch_unknown_writers(self.readers_of)
         self.console = Console(self, console or ConsoleSettings())
         self.root = self._root()
         self.asgi = SecurityMiddleware(StageGate(self.root, list(self.web), self.unavailable), self.security)
@@ -107,7 +109,11 @@ class StageService:
         async def readyz(response: Response) -> dict[str, Any]:
             reasons = service.unready_reasons()
             response.status_code = 503 if reasons else 200
-            return {"ready": not reasons, "stages": service.stages, "reasons": reasons}
+            out: dict[str, Any] = {"ready": not reasons, "stages": service.stages, "reasons": reasons}
+            problems = service.unknown_writers()
+            if problems:  # not a reason to be unready (the records are dead letters), but said here
+                out["unknown_writer_schemas"] = problems
+            return out
 
         @root.get("/metrics")
         async def metrics() -> Response:
@@ -155,6 +161,20 @@ class StageService:
         """Why the service is not ready, in words (empty when it is)."""
         reasons = [f"stage {s!r} stopped" for s, t in self.tasks.items() if t.done()]
         return reasons + self.backend.unready_reasons()  # Kafka: partitions, restore, brokers
+
+    def readers_of(self, schema: str) -> list[str]:
+        """The stages of this service reading records of `schema` (`ns.Name (fingerprint …)`)."""
+        return [s for s in self.stages if self.queues.stage_queue(s).codec.describe() == schema]
+
+    def unknown_writers(self) -> list[dict[str, Any]]:
+        """Records this service's stages could not read for want of their writer schema, per stage and
+        writer: how many, and the first error (naming both schemas)."""
+        return [
+            {"stage": stage, "reader": w.reader, "writer_fingerprint": w.writer_fingerprint,
+             "records": w.records, "first_error": w.first_error}
+            for w in unknown_writers.snapshot()
+            for stage in self.readers_of(w.reader)
+        ]
 
     def unavailable(self, stage: str) -> str | None:
         """Why `stage` cannot serve a request now (None: it can)."""

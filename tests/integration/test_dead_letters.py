@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -112,3 +113,53 @@ async def test_dead_letters_listed_and_replayed_from_the_cli(backend_url: str) -
     assert await service.queues.Qin.items() == [("bad", -7)]
     again = subprocess.run([*cli, "list", *ref], capture_output=True, text=True, check=True)
     assert "no dead letters" in again.stdout
+
+
+async def test_records_of_an_unknown_writer_schema_are_said_once_counted_and_shown(
+    backend_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A producer whose state class has another schema (another name, another version): each of its
+    records is a dead letter; the stage logs one error naming both schemas, counts every record,
+    and its /readyz shows them."""
+    import logging
+
+    import httpx
+
+    from pipeteer.codec import codec_for, unknown_writers
+
+    @dataclasses.dataclass
+    class Foreign:  # what another producer writes to the stage's input
+        text: str
+
+    unknown_writers.clear()
+    service = StageService(app, backend_url, restart=Restart(initial=0.01), retry=Retry(attempts=2, initial=0.01))
+    queue = service.queues.stage_queue("fmt")
+    own = queue.codec
+    queue.codec = codec_for(Foreign, namespace="elsewhere")  # the other producer's encoding
+    for i in range(3):
+        await queue._push(f"foreign{i}", Foreign("not a number"))
+    queue.codec = own
+    await service.queues.Qin.push("ok", 7)
+    with caplog.at_level(logging.ERROR, logger="pipeteer.codec"):
+        service.start()
+        try:
+            for _ in range(500):
+                if len(queue.dead_letters()) == 3 and await service.queues.Qout.keys():
+                    break
+                await asyncio.sleep(0.01)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.root), base_url="http://t") as c:
+                ready = (await c.get("/readyz")).json()
+                metrics = (await c.get("/metrics")).text
+        finally:
+            await service.stop()
+    assert dict(await service.queues.Qout.items()) == {"ok": "#7"}  # the others went on
+    assert sorted(d.id for d in queue.dead_letters()) == ["foreign0", "foreign1", "foreign2"]
+    foreign = codec_for(Foreign, namespace="elsewhere").fingerprint.hex()
+    errors = [r.getMessage() for r in caplog.records if r.name == "pipeteer.codec"]
+    assert len(errors) == 1 and foreign in errors[0] and own.describe() in errors[0], errors
+    (shown,) = ready["unknown_writer_schemas"]
+    assert shown["stage"] == "fmt" and shown["writer_fingerprint"] == foreign and shown["records"] == 3
+    assert shown["reader"] == own.describe() and "Foreign" in shown["first_error"]
+    line = f'pipeteer_unknown_writer_records_total{{stage="fmt",workflow="fmt",writer_fingerprint="{foreign}"}} 3.0'
+    assert line in metrics
+    unknown_writers.clear()

@@ -478,12 +478,8 @@ class KafkaQueue(BaseQueue[T]):
         """The dead letters of the stage reading this queue, not replayed yet (blocking; for the CLI)."""
         out = []
         for d in self._clearly(self.dead_letter_topic().pending):
-            try:
-                value: Any = self.codec.decode(d.value)
-            except Exception:  # an undecodable record is shown as its bytes
-                value = d.value
             source = f"{d.source_topic}[{d.source_partition}]@{d.source_offset}"
-            out.append(DeadLetter(d.id, value, d.error_class, d.error_message, d.stacktrace, d.attempts, d.failed_at,
+            out.append(DeadLetter(d.id, self.letter_value(d.value), d.error_class, d.error_message, d.stacktrace, d.attempts, d.failed_at,
                                   source))
         return out
 

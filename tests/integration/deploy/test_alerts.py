@@ -34,18 +34,21 @@ def healthy(minutes: int, but: str | None = None) -> list[dict[str, str]]:
     return [series("pipeteer_stage_ready", s.name, f"1x{minutes}") for s in TOPO.stages if s.name != but]
 
 
-def annotations(alert: str, stage: str, value: str = "") -> dict[str, str]:
+def annotations(alert: str, stage: str, value: str = "", **labels: str) -> dict[str, str]:
     (rule,) = [r for r in rules(TOPO)["groups"][0]["rules"] if r["alert"] == alert and r["labels"]["stage"] == stage]
-    return {
-        k: v.replace("{{ $value | humanizeDuration }}", value).replace("{{ $value }}", value)
-        for k, v in rule["annotations"].items()
-    }
+    out = {}
+    for k, v in rule["annotations"].items():
+        v = v.replace("{{ $value | humanizeDuration }}", value).replace("{{ $value }}", value)
+        for name, label in labels.items():
+            v = v.replace(f"{{{{ $labels.{name} }}}}", label)
+        out[k] = v
+    return out
 
 
-def expect(alert: str, stage: str, value: str = "", namespace: bool = True) -> dict[str, Any]:
+def expect(alert: str, stage: str, value: str = "", namespace: bool = True, **more: str) -> dict[str, Any]:
     severity = next(r["labels"]["severity"] for r in rules(TOPO)["groups"][0]["rules"] if r["alert"] == alert)
-    labels = {"severity": severity, "workflow": WF, "stage": stage} | ({"namespace": NS} if namespace else {})
-    return {"exp_labels": labels, "exp_annotations": annotations(alert, stage, value)}
+    labels = {"severity": severity, "workflow": WF, "stage": stage} | ({"namespace": NS} if namespace else {}) | more
+    return {"exp_labels": labels, "exp_annotations": annotations(alert, stage, value, **more)}
 
 
 def case(minutes: int, inputs: list[dict[str, str]], at: str, alerts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -72,6 +75,12 @@ CASES = {
     ], "40m", {"PipeteerConsumerLagGrowing": [expect("PipeteerConsumerLagGrowing", "auto-correct", "405")]}),
     "dead-letters": case(60, [*healthy(60), series("pipeteer_dead_letters_total", "validation", "0x10 1x50")],
                          "15m", {"PipeteerDeadLetters": [expect("PipeteerDeadLetters", "validation")]}),
+    "unknown-writer-schema": case(60, [
+        *healthy(60),
+        series("pipeteer_unknown_writer_records_total", "auto-correct", "0x10 5+5x50", writer_fingerprint="bd64d314acd056f8"),
+    ], "15m", {"PipeteerUnknownWriterSchema": [
+        expect("PipeteerUnknownWriterSchema", "auto-correct", writer_fingerprint="bd64d314acd056f8")
+    ]}),
     "commit-failures": case(60, [*healthy(60), series("pipeteer_commit_failures_total", "auto-correct", "0+1x60")],
                             "30m", {"PipeteerCommitFailures": [expect("PipeteerCommitFailures", "auto-correct")]}),
     "stage-failing": case(60, [*healthy(60), series("pipeteer_items_failed_total", "auto-correct", "0+1x60")],
