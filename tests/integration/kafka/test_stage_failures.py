@@ -87,3 +87,56 @@ async def test_failing_items_are_retried_then_dead_lettered(
     source = letters[0].source_topic
     keys = [m.key().decode() for m in await asyncio.to_thread(read_topic, kafka_bootstrap, source)]
     assert sorted(keys) == sorted([f"i{i}" for i in range(30)] + ["i7", "i7", "i17", "i27"])
+
+
+async def test_records_of_an_unknown_writer_schema_are_dead_letters_said_once(
+    kafka_broker: Broker, kafka_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another producer writes the stage's input with another schema: each of its records is a dead
+    letter (kept as its bytes), the stage logs one error naming both schemas and goes on, and its
+    /readyz and /metrics count the records."""
+    import dataclasses
+    import logging
+
+    import httpx
+
+    from pipeteer.codec import codec_for, unknown_writers
+
+    @dataclasses.dataclass
+    class Foreign:
+        text: str
+
+    unknown_writers.clear()
+    url = backend_url(kafka_broker, kafka_prefix, retries=0, instance="fmt-1")
+    service = StageService(app, url, restart=Restart(initial=0.01, maximum=0.05))
+    q = stage_queue(service)
+    foreign = codec_for(Foreign, namespace="elsewhere")
+    topic = service.queues.Qin.topic
+    await q.backend.ensure_topics([topic])
+    for i in range(4):
+        await q.backend.produce(topic, f"foreign{i}", foreign.encode(Foreign("not a number")))
+    await service.queues.Qin.push("ok", 3)
+    try:
+        with caplog.at_level(logging.ERROR, logger="pipeteer.codec"):
+            service.start()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                outputs = await asyncio.to_thread(read_topic, kafka_broker.bootstrap, service.queues.Qout.topic)
+                if outputs and len(await asyncio.to_thread(q.dead_letters)) >= 4:
+                    break
+                await asyncio.sleep(0.3)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.root), base_url="http://t") as c:
+                ready = (await c.get("/readyz")).json()
+                metrics = (await c.get("/metrics")).text
+        letters = await asyncio.to_thread(q.dead_letters)
+    finally:
+        await service.stop()
+    assert [m.key().decode() for m in outputs] == ["ok"]
+    assert sorted(d.id for d in letters) == [f"foreign{i}" for i in range(4)]
+    assert all(isinstance(d.value, bytes) and "neither the current schema" in d.error_message for d in letters)
+    errors = [r.getMessage() for r in caplog.records if r.name == "pipeteer.codec"]
+    assert len(errors) == 1 and foreign.fingerprint.hex() in errors[0] and "expected int" in errors[0], errors
+    (shown,) = ready["unknown_writer_schemas"]
+    assert (shown["stage"], shown["writer_fingerprint"], shown["records"]) == ("fmt", foreign.fingerprint.hex(), 4)
+    assert f'writer_fingerprint="{foreign.fingerprint.hex()}"}} 4.0' in metrics
+    unknown_writers.clear()
