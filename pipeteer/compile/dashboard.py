@@ -52,6 +52,10 @@ KAFKA_ONLY = frozenset({
 """Families only the Kafka backend measures: consumer groups (rebalances, lag) and transactions
 (commit latency and failures). The oldest pending age and dead letters are measured on every backend."""
 
+ON_EVENT = frozenset({"pipeteer_unknown_writer_records_total"})
+"""Families whose series appear only once their event happened (a label names what happened: the
+writer schema's fingerprint), so a panel of them shows "none" until then rather than no data."""
+
 BACKEND_METRICS: Mapping[str, frozenset[str]] = {
     "kafka": frozenset(METRICS),
     "sqlite": frozenset(METRICS) - KAFKA_ONLY,
@@ -181,6 +185,8 @@ def _panel(pid: int, s: StageSpec, spec: PanelSpec, x: int, y: int) -> dict[str,
         only = " and ".join(backends)
         description += f" Measured on {only} only: other backends export no such series."
         defaults["noValue"] = f"not measured on this backend ({only} only)"
+    elif families(" ".join(exprs)) <= ON_EVENT:
+        defaults["noValue"] = "none"
     if spec.unit == "none":
         defaults["decimals"] = 0
     return {
