@@ -58,6 +58,14 @@ SLOW_COMMIT = 2.0
 BUSY_POLL = 0.005
 """How long the engine waits for input while the stage is finishing items (their outputs go out
 between waits); an idle stage waits up to the commit interval."""
+RETRY_BACKOFF_MS = 10
+"""The transactional producer's first retry backoff (librdkafka's `retry.backoff.ms`, 100 by default;
+it doubles up to `retry.backoff.max.ms` on each further retry). Right after a commit, the
+transaction coordinator answers the next transaction's first AddPartitionsToTxn / AddOffsetsToTxn
+with CONCURRENT_TRANSACTIONS until the previous commit's markers are written, which takes
+milliseconds: at the default every other commit waited 100 ms for it (the Java client retries
+the first AddPartitionsToTxn of a transaction after 20 ms for the same reason). A client property
+`retry.backoff.ms` of the user's wins."""
 TXN_BYTES = 8 << 20
 """A transaction is committed early once it carries this many bytes: commit latency stays bounded for large records."""
 
@@ -81,6 +89,11 @@ class StageEngine:
         self.lock = threading.Lock()
         self.table = PendingTable(self.changelog)
         self.notifier = Notifier()
+        self._wanted = False
+        """The asyncio side waits for a change (set and cleared under the lock): only then does
+        the thread wake it, which costs a system call and a hand-over of the GIL."""
+        self._starved = False
+        """The stage loop asked for an item and found none ready: it has finished what it had."""
         self._waiters: list[tuple[asyncio.Future[None], int]] = []
         self._committing: list[tuple[asyncio.Future[None], int]] = []
         # Items a stage loop was working on when their partition went away: the loop may still read
@@ -163,6 +176,7 @@ class StageEngine:
             if e is not None:
                 e.streamed = True
                 self._current = e.id
+                self._starved = False
             return e
 
     async def next_item(self) -> Entry:
@@ -174,9 +188,11 @@ class StageEngine:
                 if e is not None:
                     e.streamed = True
                     self._current = e.id
+                    self._starved = False
                     return e
                 retry_at = self.table.next_retry_at()
-            fut = self.notifier.waiter()
+                self._starved = True
+                fut = self._waiter()
             try:
                 await asyncio.wait_for(fut, None if retry_at is None else max(retry_at - now, 0.001))
             except TimeoutError:
@@ -201,8 +217,15 @@ class StageEngine:
         return len(self.table)
 
     async def wait_change(self, timeout: float = 1.0) -> None:
+        with self.lock:
+            fut = self._waiter()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.notifier.waiter(), timeout)
+            await asyncio.wait_for(fut, timeout)
+
+    def _waiter(self) -> asyncio.Future[None]:
+        """A future the thread resolves at the next change (caller holds the lock)."""
+        self._wanted = True
+        return self.notifier.waiter()
 
     def finish(self, id: str, topic: str | None, data: bytes | None) -> asyncio.Future[None] | None:
         """Finish `id`, emitting `data` to `topic` (None: no output) in the next transaction.
@@ -365,6 +388,9 @@ class StageEngine:
                     "transaction.timeout.ms": self.tx.timeout_ms,
                     "partitioner": "murmur2_random",
                     "linger.ms": 5,
+                    "retry.backoff.ms": self.backend.settings.connection.properties.get(
+                        "retry.backoff.ms", RETRY_BACKOFF_MS
+                    ),
                     "queue.buffering.max.messages": 1_000_000,
                     "error_cb": self._on_client_error,
                 },
@@ -396,15 +422,19 @@ class StageEngine:
             self._ingest(msgs)
         with self.lock:
             records = self.table.take_outputs()
-        self._busy = bool(records)
+            finished = self.table.finished
+        # Busy: the stage loop is on an item, or has just finished some; its next outputs are due soon.
+        self._busy = bool(records) or self._current is not None
         self._produce(records)
         now = time.monotonic()
-        finished = self.table._finished
         due = (
             finished >= self.tx.records
             or self._txn_bytes >= TXN_BYTES
             # the first items after a start or a rebalance are visible as soon as they are done
             or (finished and not self.committed_items)
+            # the input ran dry and the stage has finished what it had (or a person waits for the
+            # answer): nothing is gained by waiting for the interval
+            or (finished and not msgs and (self._starved or self._waiters))
             or (now - self._last_commit >= self.tx.interval and (finished or self._ingested or self._produced_in_txn))
         )
         if due:
@@ -477,9 +507,10 @@ class StageEngine:
             self.table.add_many(batch)
             added += len(batch)
             self._ingested += added + dead
+            wake, self._wanted = self._wanted and added > 0, self._wanted and not added
         if dead and self.metrics is not None:
             self.metrics.dead_letters.inc(dead)
-        if added:
+        if wake:
             self._wake()
 
     def _dead_on_arrival(self, m: Any) -> None:
