@@ -52,7 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeteer.kafka")
 
-BATCH = 500
+BATCH = 2000
+"""Records one `consume` takes at most: enough that the stage loop has a reserve to work on while
+this thread waits for a commit (its pending table fills ahead of it, up to `max_pending`)."""
 LAG_EVERY = 1.0
 SLOW_COMMIT = 2.0
 BUSY_POLL = 0.005
@@ -441,6 +443,7 @@ class StageEngine:
             self._commit()
         if now - self._last_lag >= LAG_EVERY:
             self._last_lag = now  # (the lag itself is measured from the cluster: pipeteer.queues.kafka.lag)
+            self._producer.poll(0)  # the producer's error callbacks, on a stage with nothing to commit
             if self._broker_down_since is not None:  # an idle stage learns that the broker is back
                 with contextlib.suppress(KafkaException):
                     self._consumer.list_topics(self.topic, timeout=1)
@@ -477,35 +480,41 @@ class StageEngine:
 
     def _ingest(self, msgs: list[Any]) -> None:
         # The per-record hot path of the engine thread: keep it to decoding and one table insert.
+        # Records are decoded before the lock is taken (the stage loop takes it for every item, on
+        # the event loop); only this thread changes the assignment, so it can be read unlocked.
         now = time.time()
         decode = self.queue.codec.decode
         assigned = self._assigned
-        batch: list[Entry] = []
-        add = batch.append
-        added = dead = 0
+        decoded: list[Entry | Any] = []  # an Entry, or a record that cannot be decoded
+        add = decoded.append
+        for m in msgs:
+            if m.error() is not None:
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("stage %r: consume error: %s", self.stage_name, m.error())
+                continue
+            p = m.partition()
+            if p not in assigned:
+                continue
+            key, raw = m.key(), m.value()
+            try:
+                add(Entry(key.decode(), decode(raw), raw, p, m.offset(), now))
+            except Exception:
+                add(m)
+        dead = sum(1 for e in decoded if e.__class__ is not Entry)
+        added = len(decoded) - dead
         with self.lock:
-            for m in msgs:
-                if m.error() is not None:
-                    if m.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("stage %r: consume error: %s", self.stage_name, m.error())
-                    continue
-                p = m.partition()
-                if p not in assigned:
-                    continue
-                key, raw = m.key(), m.value()
-                try:
-                    id = key.decode()
-                    value = decode(raw)
-                except Exception:
-                    self.table.add_many(batch)  # what came before it, in order
-                    added += len(batch)
-                    batch.clear()
-                    self._dead_on_arrival(m)
-                    dead += 1
-                    continue
-                add(Entry(id, value, raw, p, m.offset(), now))
-            self.table.add_many(batch)
-            added += len(batch)
+            if dead:
+                batch: list[Entry] = []
+                for e in decoded:
+                    if e.__class__ is Entry:
+                        batch.append(e)
+                    else:
+                        self.table.add_many(batch)  # what came before it, in order
+                        batch.clear()
+                        self._dead_on_arrival(e)
+                self.table.add_many(batch)
+            else:
+                self.table.add_many(decoded)
             self._ingested += added + dead
             wake, self._wanted = self._wanted and added > 0, self._wanted and not added
         if dead and self.metrics is not None:
@@ -554,7 +563,7 @@ class StageEngine:
                     break
                 except BufferError:
                     self._producer.poll(0.05)
-        self._producer.poll(0)
+        # (no poll here: delivery reports are served by the commit, which flushes, and every LAG_EVERY)
         self._produced_in_txn = True
         self._txn_bytes += size
 
