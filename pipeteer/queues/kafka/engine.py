@@ -60,6 +60,8 @@ SLOW_COMMIT = 2.0
 BUSY_POLL = 0.005
 """How long the engine waits for input while the stage is finishing items (their outputs go out
 between waits); an idle stage waits up to the commit interval."""
+HOLD = 1.0
+"""Seconds a full pending table stops the input before the partitions are paused (`_flow_control`)."""
 RETRY_BACKOFF_MS = 10
 """The transactional producer's first retry backoff (librdkafka's `retry.backoff.ms`, 100 by default;
 it doubles up to `retry.backoff.max.ms` on each further retry). Right after a commit, the
@@ -118,6 +120,7 @@ class StageEngine:
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
         self._paused = False
+        self._full_since: float | None = None
         self._reassigned = False
         self._assigned: set[int] = set()
         self._ever_assigned = False
@@ -413,12 +416,15 @@ class StageEngine:
         self.backend.watch.up()
 
     def _step(self) -> None:
-        self._flow_control()
         # While the stage is finishing items, their outputs are sent every BUSY_POLL at the latest:
         # `consume` cannot be woken when one is ready, and with all input already consumed (a
         # backlog within `max_pending`) it would otherwise wait its whole timeout every time.
         timeout = BUSY_POLL if self._busy else min(self.tx.interval, 0.1)
-        msgs = self._consumer.consume(self._batch_size(), timeout)
+        if self._flow_control():
+            msgs = self._consumer.consume(self._batch_size(), timeout)
+        else:
+            msgs = []
+            time.sleep(BUSY_POLL)
         if msgs:
             self._reachable()
             self._ingest(msgs)
@@ -458,25 +464,38 @@ class StageEngine:
             left = min(left, room * len(self.table) // max(self.table.bytes, 1))
         return max(1, min(BATCH, left))
 
-    def _flow_control(self) -> None:
-        """Pause consumption while `max_pending` items are pending or their records hold
-        `max_pending_bytes`; resume at half of both.
+    def _flow_control(self) -> bool:
+        """Whether to take input now: not while `max_pending` items are pending or their records hold
+        `max_pending_bytes`, and again once both are below half.
+
+        Input stops first by not calling `consume` (the stage works through its table meanwhile): the
+        records the client fetched ahead stay in its queue. Pausing the partitions would drop them
+        (librdkafka discards a paused partition's prefetched records and fetches them again on
+        resume): an automatic stage whose table filled for a moment then waited for the broker to
+        send them again, and ran at a third of its speed. Only a table still full after `HOLD`
+        seconds (people are behind) pauses the partitions, so that `consume` goes on serving the
+        group (rebalances, and the client's `max.poll.interval.ms`) while no input is taken.
 
         Re-applied after every assignment: the client keeps a partition's pause across a
         revoke and re-assign, so a stale pause would otherwise stall it for good.
         """
         n, size = len(self.table), self.table.bytes
         limit, byte_limit = self.tx.max_pending, self.tx.max_pending_bytes
-        paused = (n >= limit or size >= byte_limit) or (
-            self._paused and (n >= limit // 2 or size >= byte_limit // 2)
-        )
-        if paused == self._paused and not self._reassigned:
-            return
-        assignment = self._consumer.assignment()
-        if assignment:
-            (self._consumer.pause if paused else self._consumer.resume)(assignment)
-        self._paused = paused
-        self._reassigned = False
+        stopped = self._paused or self._full_since is not None
+        stop = (n >= limit or size >= byte_limit) or (stopped and (n >= limit // 2 or size >= byte_limit // 2))
+        now = time.monotonic()
+        if not stop:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now
+        paused = self._full_since is not None and now - self._full_since >= HOLD
+        if paused != self._paused or self._reassigned:
+            assignment = self._consumer.assignment()
+            if assignment:
+                (self._consumer.pause if paused else self._consumer.resume)(assignment)
+            self._paused = paused
+            self._reassigned = False
+        return paused or not stop
 
     def _ingest(self, msgs: list[Any]) -> None:
         # The per-record hot path of the engine thread: keep it to decoding and one table insert.
