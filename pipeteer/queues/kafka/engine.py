@@ -98,6 +98,8 @@ class StageEngine:
         the thread wake it, which costs a system call and a hand-over of the GIL."""
         self._starved = False
         """The stage loop asked for an item and found none ready: it has finished what it had."""
+        self._streaming = False
+        """A stage loop reads this queue (`read()`), as opposed to web pages completing items by id."""
         self._waiters: list[tuple[asyncio.Future[None], int]] = []
         self._committing: list[tuple[asyncio.Future[None], int]] = []
         # Items a stage loop was working on when their partition went away: the loop may still read
@@ -182,6 +184,7 @@ class StageEngine:
                 e.streamed = True
                 self._current = e.id
                 self._starved = False
+                self._streaming = True
             return e
 
     async def next_item(self) -> Entry:
@@ -194,6 +197,7 @@ class StageEngine:
                     e.streamed = True
                     self._current = e.id
                     self._starved = False
+                    self._streaming = True
                     return e
                 retry_at = self.table.next_retry_at()
                 self._starved = True
@@ -431,8 +435,9 @@ class StageEngine:
         with self.lock:
             records = self.table.take_outputs()
             finished = self.table.finished
-        # Busy: the stage loop is on an item, or has just finished some; its next outputs are due soon.
-        self._busy = bool(records) or self._current is not None
+        # Busy: the stage loop has just finished items, or has items to work on (input just taken,
+        # or left in the table): its next outputs are due soon, and the commit once it has done.
+        self._busy = bool(records or msgs) or (self._streaming and not self._starved and bool(self.table.entries))
         self._produce(records)
         now = time.monotonic()
         due = (
