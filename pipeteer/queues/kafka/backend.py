@@ -27,7 +27,7 @@ from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
-from pipeteer.spec import names
+from pipeteer.queues.kafka.topicnames import TopicNames
 
 log = logging.getLogger("pipeteer.kafka")
 
@@ -39,28 +39,6 @@ PUSH_TIMEOUT_MS = 60_000
 
 INPUT: tuple[str, ...] = ("input",)
 OUTPUT: tuple[str, ...] = ("output",)
-
-
-class TopicNames:
-    """Every Kafka name of one workflow, derived by `pipeteer.spec.names` (never invented here)."""
-
-    def __init__(self, workflow: str, prefix: str) -> None:
-        self.workflow, self.prefix = workflow, prefix
-
-    def queue(self, path: Sequence[str]) -> str:
-        return names.queue_topic(self.workflow, path, self.prefix)
-
-    def changelog(self, stage: Sequence[str]) -> str:
-        return names.changelog_topic(self.workflow, stage, self.prefix)
-
-    def dead_letters(self, stage: Sequence[str]) -> str:
-        return names.dead_letter_topic(self.workflow, stage, self.prefix)
-
-    def group(self, stage: Sequence[str]) -> str:
-        return names.consumer_group(self.workflow, stage, self.prefix)
-
-    def transactional_id(self, stage: Sequence[str], instance: str) -> str:
-        return names.transactional_id(self.workflow, stage, instance, self.prefix)
 
 
 def readers(workflow: Any) -> dict[tuple[str, ...], tuple[str, ...]]:
