@@ -19,20 +19,22 @@ log = logging.getLogger("pipeteer.kafka")
 RESTORE_TIMEOUT = 120.0
 BATCH = 500
 
-PREFETCH = 2000
-"""Records per partition the stage consumer's client fetches ahead (librdkafka's `queued.min.messages`,
-100,000 by default; a property of that name overrides this). The stage's own buffer is its pending
-table, bounded by `max_pending`: a deep prefetch under it only doubles the memory, and takes the
-client to the end of the log early, where it keeps asking for more (cheap on Kafka, which holds an
-empty fetch for `fetch.wait.max.ms`; half a core on a broker that answers it at once)."""
+PREFETCH = 100_000
+"""Records per partition the stage consumer's client keeps fetched ahead (librdkafka's
+`queued.min.messages`; a property of that name overrides this), and at most `max_pending_bytes` of
+records per partition (`queued.max.messages.kbytes`: 64 MiB by default, librdkafka's own default;
+this comes on top of the pending table's budget, per partition, so a stage instance that reads many
+partitions of large records may want to lower it).
 
-FETCH_QUEUE_BACKOFF_MS = 10
-"""How soon the client looks again whether a partition's prefetch has room (librdkafka's
-`fetch.queue.backoff.ms`, 1,000 by default). A fetch response is up to `max.partition.fetch.bytes`
-(1 MiB: ~5,000 records of 200 B), so with the shallow prefetch above nearly every response leaves the
-queue over `PREFETCH`, and at the default the partition then gets nothing for a second while the
-stage drains what it has in milliseconds: the stage ran at a fifth of its speed, waiting. The
-look is a timer in the client, not a request to the broker, so a short one costs nothing there."""
+Once a partition's queue is over either bound, librdkafka fetches nothing more for it for
+`fetch.queue.backoff.ms`, a second by default. The prefetch must therefore hold more than a second
+of the stage's work: at 2,000 records and 16 MiB per partition (as before) a single 1 MiB fetch
+response put a partition over the bound, and a stage that works through 50,000 records/s waited
+most of each second for input (0.11 × a hand-written loop at 200 B records, 0.38 × at 10 KB).
+A shorter `fetch.queue.backoff.ms` would allow a shallow prefetch, but with 10 or 100 ms the
+client (librdkafka 2.16.0, confluent-kafka 2.16.1) crashed with SIGSEGV at start-up in about a third
+of the runs of tests/integration/kafka/test_console_peers.py, and never at the default: the
+default stays, and the prefetch is librdkafka's own default depth."""
 
 
 def stage_consumer(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None]) -> Any:
@@ -56,9 +58,7 @@ def stage_consumer_config(settings: KafkaSettings, group: str, on_error: Callabl
         },
     )
     conf.setdefault("queued.min.messages", PREFETCH)  # a user's property of that name wins
-    conf.setdefault("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
-    # librdkafka prefetches up to 64 MiB per partition by default: keep it within the byte budget
-    conf.setdefault("queued.max.messages.kbytes", max(1024, settings.transactions.max_pending_bytes >> 12))
+    conf.setdefault("queued.max.messages.kbytes", max(1024, settings.transactions.max_pending_bytes >> 10))
     return conf
 
 
