@@ -1,25 +1,44 @@
-"""Records/s of one automatic pipeteer stage on Kafka, beside two baselines measured in the same run.
+"""One automatic stage on Kafka, exactly-once, beside two baselines measured in the same run.
 
     python bench/bench_kafka_stage.py [--broker kafka|noida | --bootstrap HOST:PORT]
-                                      [--small 100000] [--large 20000] [--repeat 3] [--idle-seconds 10]
+        [--small 100000] [--large 20000] [--repeat 3] [--idle-seconds 10]
+        [--variants loop,quix,pipeteer] [--quix-python PATH]
 
-Variants, each in a fresh process (so peak RSS is its own), each reading its own copy of the
+Variants, each a fresh process of its own (the *stage process*), each reading its own copy of the
 same pre-filled input (4 partitions, Avro single-object records) with its own consumer group and
-writing its own output topic, all exactly-once. The variants take turns for `--repeat` rounds
-(this machine is noisy: one run of a variant can be 30% off another), and the table gives
-medians. The variants:
+writing its own output topic, all exactly-once with a commit every 100 ms:
 
-- `ceiling`: a hand-written confluent-kafka consume-transform-produce loop with transactions
-  (EOS v2, commit every 100 ms): the practical ceiling;
-- `quix`: a Quix Streams application, processing_guarantee="exactly-once";
-- `pipeteer`: the project page's coroutine stage (`read` / `push` / `pop`) wired by
-  `pipeteer.connect` on `kafka://`, commit every 100 ms.
+- `loop`: a hand-written confluent-kafka consume-transform-produce loop with transactions (EOS
+  v2): the practical ceiling. It commits every 100 ms, and at once when its input runs dry;
+- `quix`: a Quix Streams application, processing_guarantee="exactly-once", commit_interval=0.1
+  (its default of 5 s would make every figure but the rate a measure of that setting);
+- `pipeteer`: the project page's coroutine stage (`read` / `push` / `pop`) run as a user runs it,
+  `pipeteer run bench.bench_kafka_stage:app --backend kafka://… --stage upper`, at the defaults.
+  `pipeteer?OPTIONS` is the same with backend URL options added (e.g.
+  `pipeteer?queued.min.messages=20000`), to compare settings in one run; likewise
+  `quix?commit_interval=5` (Quix's default) sets Application arguments.
 
-The transform is the same everywhere: decode the Avro record, upper-case its text, encode.
-Figures: records/s from the start of the variant until all records were processed and
-committed (Quix: processed), the time until the first output was visible to a
-read_committed consumer, and peak RSS. Last, the CPU an idle, caught-up stage process (`pipeteer
-run` of a copy stage) and the broker burn over `--idle-seconds`, read from /proc.
+The transform is the same everywhere: decode the Avro record, upper-case its text, encode; it
+notes (in the stage process) when it first and last ran. The variants take turns for `--repeat`
+rounds (this machine is noisy: one run of a variant can be 30% off another) and the table gives
+medians. The parent process watches each output topic with a read_committed consumer and reads
+the stage process's CPU time from /proc, and reports per variant:
+
+- *steady* records/s: from the first output visible to the last (start-up excluded);
+- *end-to-end* records/s: from the start of the stage process to the last output visible;
+- *CPU ms / 1k*: CPU seconds (user + system, all threads) of the stage process per 1,000 records
+  while it was in steady state (first to last output visible), in milliseconds;
+- *first out*: from the first input the transform saw to the first output visible;
+- *tail*: from the last item processed to its output visible (the input has stopped);
+- peak RSS of the stage process.
+
+Last, the CPU an idle, caught-up stage process (`pipeteer run` of a copy stage) and the broker
+burn over `--idle-seconds`, read from /proc.
+
+Quix Streams pins an older confluent-kafka than pipeteer's, so it lives in a virtualenv of its own
+(`python3 -m venv /work/venv-quix && /work/venv-quix/bin/pip install -e '.[bench]'`): name its
+interpreter with `--quix-python` or `PIPETEER_BENCH_QUIX_PYTHON` (default: this interpreter, when
+it can import quixstreams; else the `quix` variant is left out, saying so).
 
 Without --bootstrap a broker is started as the tests start it (`tests/kafka_broker.py`):
 `--broker kafka` is Apache Kafka from Maven Central's jars (the default when `java` and `mvn`
@@ -33,25 +52,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeteer import App, Pipeline, ReadQueue, Workflow, Wrapped, WriteQueue  # noqa: E402
+
 PARTITIONS = 4
+COMMIT_INTERVAL = 0.1
+STALL = 60.0
+"""A variant with no output this long after its start has failed (its log is shown)."""
 
 NOIDA_FETCH = {"receive.message.max.bytes": 1_000_000_000}
 """The local noida-db broker ignores `fetch.max.bytes`: a fetch of 4 partitions of ~10 KB records can
@@ -72,85 +97,102 @@ class Out:
     text: str
 
 
+# Avro names a record by its class's module: the same name whether this file runs as a script (the
+# parent, the loop and Quix processes) or is imported by `pipeteer run` as bench.bench_kafka_stage.
+Rec.__module__ = Out.__module__ = "bench.bench_kafka_stage"
+
+
+class Probe:
+    """Notes when the transform first ran and when it ran for the `BENCH_N`th time, in the file
+    `BENCH_PROBE` (monotonic clock: comparable across the processes of this machine)."""
+
+    def __init__(self) -> None:
+        self.path = os.environ.get("BENCH_PROBE")
+        self.n = int(os.environ.get("BENCH_N", "0"))
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.count == 1 or self.count == self.n:
+            if self.path:
+                with open(self.path, "a") as f:
+                    f.write(f"{'first' if self.count == 1 else 'last'} {time.monotonic()}\n")
+
+
+probe = Probe()
+
+
+def shout(text: str) -> str:
+    probe()
+    return text.upper()
+
+
 def transform(r: Rec) -> Out:
-    return Out(r.n, r.text.upper())
+    return Out(r.n, shout(r.text))
 
 
-# --- the variants (run in child processes) ---------------------------------------------------
+# --- the variants (stage processes) ----------------------------------------------------------
 
 
-def first_output_watcher(bootstrap: str, topic: str, started: float, out: dict[str, float]) -> threading.Thread:
-    """A read_committed consumer noting when the first output record becomes visible (then it stops)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    def run() -> None:
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "watch", "isolation.level": "read_committed", **NOIDA_FETCH})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if topic in c.list_topics(timeout=5).topics:
-                break
-            time.sleep(0.02)
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        while time.monotonic() < deadline:
-            m = c.poll(0.05)
-            if m is not None and m.error() is None:
-                out["first"] = time.monotonic() - started
-                break
-        c.close()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+def post(r: Rec, text: str) -> Out:
+    return Out(r.n, text)
 
 
-def run_ceiling(bootstrap: str, in_topic: str, n: int) -> dict[str, float]:
+workflow = Workflow(Rec, Out, pipelines={"upper": Wrapped(Rec, Pipeline(str, str), pre=lambda r: r.text, post=post)},
+                    name="bench")
+
+
+async def upper(Qin: ReadQueue[str], Qout: WriteQueue[str]) -> None:
+    """The stage as the project page writes it."""
+    while True:
+        id, text = await Qin.read()
+        await Qout.push(id, shout(text))
+        await Qin.pop(id)
+
+
+app = App(workflow, {"upper": upper})
+"""The pipeteer variant: `pipeteer run bench.bench_kafka_stage:app --backend kafka://… --stage upper`."""
+
+
+def run_loop(bootstrap: str, in_topic: str, out_topic: str, options_json: str) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     from pipeteer.codec import codec_for
 
     codec, out_codec = codec_for(Rec), codec_for(Out)
-    out_topic = f"{in_topic}.out-ceiling"
-    _create(bootstrap, [out_topic])
-    figures: dict[str, float] = {}
-    started = time.monotonic()
-    watcher = first_output_watcher(bootstrap, out_topic, started, figures)
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"ceiling-{uuid.uuid4().hex[:6]}",
+            "group.id": f"loop-{uuid.uuid4().hex[:6]}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             **NOIDA_FETCH,
         }
     )
-    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"ceiling-{uuid.uuid4().hex[:6]}", "linger.ms": 5})
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"loop-{uuid.uuid4().hex[:6]}", "linger.ms": 5})
     p.init_transactions(30)
     c.subscribe([in_topic])
     p.begin_transaction()
-    done = 0
     offsets: dict[int, int] = {}
     last = time.monotonic()
-    while done < n:
-        for m in c.consume(500, 0.1):
+    while True:
+        msgs = c.consume(500, COMMIT_INTERVAL)
+        for m in msgs:
             if m.error() is not None:
                 continue
             p.produce(out_topic, out_codec.encode(transform(codec.decode(m.value()))), m.key())
             offsets[m.partition()] = m.offset() + 1
-            done += 1
-        if offsets and (time.monotonic() - last >= 0.1 or done >= n):
+        if offsets and (not msgs or time.monotonic() - last >= COMMIT_INTERVAL):
             tps = [TopicPartition(in_topic, k, v) for k, v in offsets.items()]
             p.send_offsets_to_transaction(tps, c.consumer_group_metadata(), 30)
             p.commit_transaction(30)
             p.begin_transaction()
+            offsets.clear()
             last = time.monotonic()
-    figures["seconds"] = time.monotonic() - started
-    watcher.join(5)
-    c.close()
-    return figures
 
 
-def run_quix(bootstrap: str, in_topic: str, n: int) -> dict[str, float]:
+def run_quix(bootstrap: str, in_topic: str, out_topic: str, options_json: str) -> None:
     from quixstreams import Application
     from quixstreams.models.serializers import Deserializer, Serializer
 
@@ -158,17 +200,16 @@ def run_quix(bootstrap: str, in_topic: str, n: int) -> dict[str, float]:
 
     codec, out_codec = codec_for(Rec), codec_for(Out)
 
-    class AvroIn(Deserializer):
+    class AvroIn(Deserializer):  # type: ignore[misc]
         def __call__(self, value: bytes, ctx: Any) -> Any:
             return codec.decode(value)
 
-    class AvroOut(Serializer):
+    class AvroOut(Serializer):  # type: ignore[misc]
         def __call__(self, value: Any, ctx: Any) -> bytes:
             return out_codec.encode(value)
 
-    out_topic = f"{in_topic}.out-quix"
-    figures: dict[str, float] = {}
-    app = Application(
+    options = {"commit_interval": COMMIT_INTERVAL, **{k: float(v) for k, v in json.loads(options_json).items()}}
+    quix = Application(
         broker_address=bootstrap,
         consumer_group=f"quix-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
@@ -177,68 +218,53 @@ def run_quix(bootstrap: str, in_topic: str, n: int) -> dict[str, float]:
         use_changelog_topics=False,
         state_dir=tempfile.mkdtemp(prefix="pipeteer-bench-quix-"),
         consumer_extra_config=dict(NOIDA_FETCH),
+        **options,
     )
-    src = app.topic(in_topic, value_deserializer=AvroIn(), key_deserializer="bytes")
-    dst = app.topic(out_topic, value_serializer=AvroOut(), key_serializer="bytes")
-    count = [0]
-    started = time.monotonic()
-
-    def step(r: Rec) -> Out:
-        count[0] += 1
-        if count[0] >= n:
-            figures["seconds"] = time.monotonic() - started
-            app.stop()
-        return transform(r)
-
-    sdf = app.dataframe(src).apply(step)
-    sdf.to_topic(dst)
-    watcher = first_output_watcher(bootstrap, out_topic, started, figures)
-    app.run()
-    watcher.join(10)
-    return figures
+    src = quix.topic(in_topic, value_deserializer=AvroIn(), key_deserializer="bytes")
+    dst = quix.topic(out_topic, value_serializer=AvroOut(), key_serializer="bytes")
+    quix.dataframe(src).apply(transform).to_topic(dst)
+    quix.run()
 
 
-def run_pipeteer(bootstrap: str, in_topic: str, n: int, prefix: str) -> dict[str, float]:
-    from pipeteer import App, Pipeline, ReadQueue, Workflow, Wrapped, WriteQueue, connect
-
-    def post(r: Rec, text: str) -> Out:
-        return Out(r.n, text)
-
-    stage = Wrapped(Rec, Pipeline(str, str), pre=lambda r: r.text, post=post)
-    workflow = Workflow(Rec, Out, pipelines={"upper": stage}, name="bench")
-
-    async def upper(Qin: ReadQueue[str], Qout: WriteQueue[str]) -> None:
-        while True:
-            id, text = await Qin.read()
-            await Qout.push(id, text.upper())
-            await Qin.pop(id)
-
-    app = App(workflow, {"upper": upper})
-    figures: dict[str, float] = {}
-
-    async def main() -> None:
-        started = time.monotonic()
-        queues = connect(app, f"kafka://{bootstrap}?prefix={prefix}&commit_interval_ms=100&max_pending=20000"
-                           + "".join(f"&{k}={v}" for k, v in NOIDA_FETCH.items()))
-        backend = queues.backend
-        watcher = first_output_watcher(bootstrap, queues.Qout.topic, started, figures)
-        task = asyncio.create_task(app.artifact(queues, "upper"))
-        engine = None
-        while True:
-            engine = engine or backend.engines.get(("input",))
-            if engine is not None and engine.committed_items >= n:
-                break
-            await asyncio.sleep(0.01)
-        figures["seconds"] = time.monotonic() - started
-        task.cancel()
-        await asyncio.to_thread(watcher.join, 10)
-        backend.close()
-
-    asyncio.run(main())
-    return figures
+# --- the parent: broker, data, measurements, table -------------------------------------------
 
 
-# --- the parent: broker, data, table ---------------------------------------------------------
+@dataclass
+class Variant:
+    name: str
+    """`loop`, `quix`, `pipeteer`, or one with options: `pipeteer?URL_OPTIONS`, `quix?commit_interval=5`."""
+    python: str
+
+    @property
+    def kind(self) -> str:
+        return self.name.split("?", 1)[0]
+
+    def topics(self, prefix: str, size: int) -> tuple[str, str]:
+        """Its input and output topics (pipeteer's are the bench workflow's, under `prefix`)."""
+        if self.kind == "pipeteer":
+            from pipeteer.spec import names
+
+            return names.queue_topic("bench", ["input"], prefix), names.queue_topic("bench", ["output"], prefix)
+        return f"{prefix}.{self.kind}{size}.input", f"{prefix}.{self.kind}{size}.output"
+
+    def command(self, bootstrap: str, prefix: str, size: int) -> list[str]:
+        in_topic, out_topic = self.topics(prefix, size)
+        if self.kind == "pipeteer":
+            options = "".join(f"&{k}={v}" for k, v in NOIDA_FETCH.items())
+            if "?" in self.name:
+                options += "&" + self.name.split("?", 1)[1]
+            return [self.python, "-m", "pipeteer", "run", "bench.bench_kafka_stage:app", "--backend",
+                    f"kafka://{bootstrap}?prefix={prefix}{options}", "--stage", "upper", "--port", str(free_port())]
+        options = dict(parse_qsl(self.name.split("?", 1)[1])) if "?" in self.name else {}
+        return [self.python, __file__, "--child", self.kind, "--bootstrap", bootstrap, "--topic", in_topic,
+                "--output", out_topic, "--options", json.dumps(options)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _create(bootstrap: str, topics: list[str]) -> None:
@@ -272,42 +298,84 @@ def fill(bootstrap: str, topic: str, n: int, size: int) -> None:
     p.flush(120)
 
 
-def child(variant: str, bootstrap: str, topic: str, n: int, prefix: str) -> None:
-    if variant == "ceiling":
-        figures = run_ceiling(bootstrap, topic, n)
-    elif variant == "quix":
-        figures = run_quix(bootstrap, topic, n)
-    else:
-        figures = run_pipeteer(bootstrap, topic, n, prefix)
-    figures["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(figures), flush=True)
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of process `pid` so far, from /proc (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(variant: str, bootstrap: str, topic: str, n: int, prefix: str) -> dict[str, float]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", variant, "--bootstrap", bootstrap, "--topic", topic, "--n", str(n),
-         "--prefix", prefix],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            figures: dict[str, float] = json.loads(line[7:])
-            return figures
-    raise RuntimeError(f"{variant} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+def peak_rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def cpu_seconds(group: int) -> float:
-    """CPU time (user + system) of the processes in process group `group`, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def measure(variant: Variant, bootstrap: str, prefix: str, n: int, size: int, timeout: float = 600.0) -> dict[str, float]:
+    """Run one variant's stage process over the pre-filled input; watch its output from here."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    _, out_topic = variant.topics(prefix, size)
+    _create(bootstrap, [out_topic])
+    probe_file = Path(tempfile.mkstemp(prefix="pipeteer-bench-probe-")[1])
+    log = tempfile.TemporaryFile()
+    watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "watch", "isolation.level": "read_committed",
+                        "enable.auto.commit": False, **NOIDA_FETCH})
+    watcher.assign([TopicPartition(out_topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    watcher.consume(1, 0.5)  # connected and assigned before the clock starts
+    env = {**os.environ, "BENCH_PROBE": str(probe_file), "BENCH_N": str(n), "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    proc = subprocess.Popen(variant.command(bootstrap, prefix, size), cwd=ROOT, env=env, stdout=log, stderr=log,
+                            start_new_session=True)
+    seen = 0
+    first = last = cpu_first = cpu_last = 0.0
+    seen_first = 0
+    try:
+        while seen < n:
+            stalled = not seen and time.monotonic() - started > STALL
+            if stalled or time.monotonic() - started > timeout or proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{variant.name}: {seen} of {n} outputs (exit {proc.poll()}):\n"
+                                   + log.read().decode(errors="replace")[-4000:])
+            # `consume` waits for its whole timeout unless it fills its batch: wait for one record,
+            # note the time, then take what else is there
+            first_msg = watcher.poll(0.05)
+            now = time.monotonic()
+            msgs = [] if first_msg is None else [first_msg, *watcher.consume(10_000, 0)]
+            got = sum(1 for m in msgs if m.error() is None)
+            if got and not seen:
+                first, cpu_first, seen_first = now, proc_cpu(proc.pid), got
+            seen += got
+        last, cpu_last = time.monotonic(), proc_cpu(proc.pid)
+        rss = peak_rss_mb(proc.pid)
+        deadline = time.monotonic() + 10
+        while "last" not in probe_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[2]) == group:  # fields after the command name: state, ppid, pgrp, ..., utime, stime
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        watcher.close()
+        log.close()
+    notes = dict(line.split() for line in probe_file.read_text().splitlines())
+    probe_file.unlink()
+    steady = n - seen_first
+    return {
+        "steady": steady / (last - first) if last > first else float("nan"),
+        "end_to_end": n / (last - started),
+        "cpu_per_1k": (cpu_last - cpu_first) / steady * 1000 if steady else float("nan"),
+        "first_out": first - float(notes["first"]),
+        "tail": last - float(notes["last"]),
+        "startup": float(notes["first"]) - started,
+        "rss_mb": rss,
+    }
 
 
 def idle_cpu(bootstrap: str, prefix: str, seconds: float, broker: Any) -> tuple[float, float]:
@@ -315,6 +383,14 @@ def idle_cpu(bootstrap: str, prefix: str, seconds: float, broker: Any) -> tuple[
     `seconds` (and the broker meanwhile, when this run started it), once it has caught up."""
     from pipeteer.spec import names
     from tests.integration.kafka.procs import StageProcess, push_copy_items, read_topic
+
+    def cpu_seconds(group: int) -> float:  # the processes of a process group
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == group:
+                    total += proc_cpu(int(stat.parent.name))
+        return total
 
     url = f"kafka://{bootstrap}?prefix={prefix}"
     n = 100
@@ -338,24 +414,69 @@ def idle_cpu(bootstrap: str, prefix: str, seconds: float, broker: Any) -> tuple[
         stage.stop()
 
 
+def quix_python(option: str | None) -> str | None:
+    """The interpreter for the Quix variant: the option, the environment, or this one if it has quixstreams."""
+    chosen = option or os.environ.get("PIPETEER_BENCH_QUIX_PYTHON")
+    if chosen:
+        return chosen
+    try:
+        import quixstreams  # noqa: F401
+    except ImportError:
+        return None
+    return sys.executable
+
+
+TARGETS = ("targets for pipeteer (steady state, same run): >= 0.5 x loop at ~200 B, >= 0.8 x loop at ~10 KB, "
+           ">= 2 x quix;\n  CPU / record <= 2 x loop; first out <= 1 s; tail <= 50 ms")
+
+
+def table(rows: list[tuple[str, int, dict[str, list[dict[str, float]]]]], repeat: int) -> None:
+    print(f"\nmedians of {repeat} rounds")
+    print(f"{'records':8} {'n':>7} {'variant':34} {'steady/s':>9} {'x loop':>6} {'x quix':>6} {'e2e/s':>8} "
+          f"{'CPU ms/1k':>9} {'x loop':>6} {'first out':>9} {'tail':>7} {'RSS MB':>6}")
+    for label, n, runs in rows:
+        med = {v: {k: statistics.median(f[k] for f in fs) for k in fs[0]} for v, fs in runs.items()}
+        loop, quix = med.get("loop", {}), med.get("quix", {})
+        nan = float("nan")
+        for variant, m in med.items():
+            print(f"{label:8} {n:>7} {variant:34} {m['steady']:>9,.0f} {m['steady'] / loop.get('steady', nan):>6.2f} "
+                  f"{m['steady'] / quix.get('steady', nan):>6.2f} {m['end_to_end']:>8,.0f} {m['cpu_per_1k'] * 1000:>9.1f} "
+                  f"{m['cpu_per_1k'] / loop.get('cpu_per_1k', nan):>6.2f} {m['first_out']:>8.2f}s "
+                  f"{m['tail'] * 1000:>5.0f}ms {max(f['rss_mb'] for f in runs[variant]):>6.0f}")
+    print(f"\n{TARGETS}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", default=os.environ.get("PIPETEER_TEST_KAFKA"), help="an existing broker")
     ap.add_argument("--broker", choices=["kafka", "noida"], help="the broker to start (default: kafka if it can run)")
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="how long to measure an idle stage's CPU (0: skip)")
-    ap.add_argument("--small", type=int, default=100_000, help="number of ~200 B records")
-    ap.add_argument("--large", type=int, default=20_000, help="number of ~10 KB records")
-    ap.add_argument("--variants", default="ceiling,quix,pipeteer")
+    ap.add_argument("--small", type=int, default=100_000, help="number of ~200 B records (0: skip)")
+    ap.add_argument("--large", type=int, default=20_000, help="number of ~10 KB records (0: skip)")
+    ap.add_argument("--variants", default="loop,quix,pipeteer",
+                    help="comma-separated: loop, quix, pipeteer, pipeteer?URL_OPTIONS (default: %(default)s)")
+    ap.add_argument("--quix-python", help="the interpreter with quixstreams ($PIPETEER_BENCH_QUIX_PYTHON)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the table shows medians")
-    ap.add_argument("--child")
-    ap.add_argument("--topic")
-    ap.add_argument("--n", type=int)
-    ap.add_argument("--prefix")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--topic", help=argparse.SUPPRESS)
+    ap.add_argument("--output", help=argparse.SUPPRESS)
+    ap.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.bootstrap, args.topic, args.n, args.prefix)
+        (run_loop if args.child == "loop" else run_quix)(args.bootstrap, args.topic, args.output, args.options)
         return
     from tests.kafka_broker import Broker, default_kind, delete_topics, start_broker, wait_for_kafka
+
+    variants = []
+    for name in args.variants.split(","):
+        python = sys.executable
+        if name.startswith("quix"):
+            found = quix_python(args.quix_python)
+            if found is None:
+                print("quix: left out (no quixstreams here; see --quix-python)", flush=True)
+                continue
+            python = found
+        variants.append(Variant(name, python))
 
     # a `timeout` or `kill` still stops the broker this run started (the `finally` below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -370,38 +491,27 @@ def main() -> None:
         bootstrap = broker.bootstrap
     print(f"broker: {broker.kind if broker else 'external'} at {bootstrap}", flush=True)
     run = f"bench{uuid.uuid4().hex[:6]}"
-    variants = args.variants.split(",")
     try:
         rows = []
         for label, n, size in (("~200 B", args.small, 200), ("~10 KB", args.large, 10_000)):
-            runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+            if not n:
+                continue
+            runs: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
             for turn in range(args.repeat):  # the variants take turns, so a slow spell hits all of them
-                # a prefix per round: the pipeteer stage's consumer group must not find earlier offsets
-                prefix = f"{run}{size}r{turn}"
-                for variant in variants:
-                    # each variant gets its own copy of the input, as a pipeteer workflow input topic
-                    topic = f"{prefix}.{variant}{size}.input" if variant != "pipeteer" else f"{prefix}.bench.input"
-                    fill(bootstrap, topic, n, size)
+                for i, variant in enumerate(variants):
+                    # a prefix per run: each variant's own input copy, and a consumer group with no offsets
+                    prefix = f"{run}{size}r{turn}v{i}"
+                    fill(bootstrap, variant.topics(prefix, size)[0], n, size)
                     time.sleep(1.0)  # let the broker settle after the fill
-                    figures = measure(variant, bootstrap, topic, n, prefix)
+                    figures = measure(variant, bootstrap, prefix, n, size)
                     delete_topics(bootstrap, prefix)
-                    runs[variant].append(figures)
-                    print(f"  {label:7} {variant:9} {n / figures['seconds']:>10,.0f} rec/s  "
-                          f"first output {figures.get('first', float('nan')):.2f} s  "
-                          f"peak RSS {figures['rss_mb']:.0f} MB", flush=True)
+                    runs[variant.name].append(figures)
+                    print(f"  {label:7} {variant.name:34} steady {figures['steady']:>9,.0f}/s  "
+                          f"e2e {figures['end_to_end']:>8,.0f}/s  CPU {figures['cpu_per_1k'] * 1000:5.1f} ms/1k  "
+                          f"first out {figures['first_out']:.2f}s  tail {figures['tail'] * 1000:.0f}ms  "
+                          f"start-up {figures['startup']:.2f}s  RSS {figures['rss_mb']:.0f} MB", flush=True)
             rows.append((label, n, runs))
-        print(f"\nmedians of {args.repeat} rounds")
-        print(f"{'records':8} {'n':>7} {'variant':9} {'rec/s':>10} {'vs ceiling':>10} {'vs quix':>8} "
-              f"{'first out':>9} {'RSS MB':>7}")
-        for label, n, runs in rows:
-            rate = {v: statistics.median(n / f["seconds"] for f in fs) for v, fs in runs.items()}
-            ceiling, quix = rate.get("ceiling", float("nan")), rate.get("quix", float("nan"))
-            for variant, fs in runs.items():
-                first = statistics.median(f.get("first", float("nan")) for f in fs)
-                rss = max(f["rss_mb"] for f in fs)
-                print(f"{label:8} {n:>7} {variant:9} {rate[variant]:>10,.0f} {rate[variant] / ceiling:>10.2f} "
-                      f"{rate[variant] / quix:>8.2f} {first:>8.2f}s {rss:>7.0f}")
-        print("\ntargets for pipeteer: >= 0.5 x ceiling, >= 2.0 x quix, first output <= 1 s")
+        table(rows, args.repeat)
         if args.idle_seconds > 0:
             stage_cpu, broker_cpu = idle_cpu(bootstrap, f"{run}idle", args.idle_seconds, broker)
             print(f"\nidle, caught-up stage process over {args.idle_seconds:.0f} s: {stage_cpu:.1%} of a core"

@@ -40,6 +40,11 @@ TURN_SECONDS = 0.002
 _turn = [time.monotonic()]
 
 
+def turn_due() -> bool:
+    """Whether this task has held the event loop for `TURN_SECONDS` (then `take_turn`), without a coroutine."""
+    return time.monotonic() - _turn[0] >= TURN_SECONDS
+
+
 async def take_turn() -> None:
     """Let the event loop run other tasks if this one has held it for `TURN_SECONDS`.
 

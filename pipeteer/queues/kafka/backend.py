@@ -22,7 +22,7 @@ from pipeteer.codec import make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError, QueueError
 from pipeteer.plan import Plan, TopicNames, topic_configs
-from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Pending
+from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Pending, take_turn, turn_due
 from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
@@ -372,13 +372,18 @@ class KafkaQueue(BaseQueue[T]):
 
     async def read(self, id: str | None = None) -> Any:
         # The stage loop's hot path: served from the pending table without further awaits
-        # when the engine runs and an item is ready.
+        # when the engine runs and an item is ready (but letting the process's other tasks run
+        # every TURN_SECONDS under a backlog).
         engine = self._started
         if engine is not None:
             if id is None:
+                if turn_due():
+                    await take_turn()
                 e = engine.try_next()
                 if e is not None:
                     self._held = e.id
+                    if self.claim is None:
+                        return e.id, e.value
                     return e.id, await self.hydrate(e.id, e.value)
             else:
                 return await self.hydrate(id, engine.get(id).value)
@@ -451,7 +456,8 @@ class KafkaQueue(BaseQueue[T]):
             return await super().move(id, dst, value)
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue
-        data = await dst.encode(value)  # the codec checks the value's type (ValueTypeError), once
+        # the codec checks the value's type (ValueTypeError), once
+        data = dst.codec.encode(value) if dst.claim is None else await dst.encode(value)
         engine = self._started or await self._engine()
         fut = engine.finish(id, dst.topic, data)
         if self._held == id:

@@ -12,6 +12,9 @@ commit: the changelog writes and input offsets the pending table plans
 (`pending.PendingTable.plan_commit`), sent with the consumer's group metadata (EOS v2), so
 outputs, pending-table changes and offsets become visible together or not at all.
 
+The transactional producer and its open transaction are `transactions.StageProducer`; the backend
+is known through the `StageHost` and `StageQueue` protocols below (this module imports no backend).
+
 Errors are handled as the client documents them: a retriable commit error retries the commit;
 an abortable one aborts the transaction and rewinds (the pending table is rebuilt from the
 changelog and the consumer seeks back to the committed offsets, so everything since the last
@@ -28,36 +31,64 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     KafkaError,
     KafkaException,
-    Producer,
     TopicPartition,
 )
 
-from pipeteer.codec import kafka_source
+from pipeteer.codec import ValueCodec, kafka_source
 from pipeteer.errors import BrokerUnreachable, CommitAborted, DecodeError, InexistentItem
+from pipeteer.plan import TopicNames
+from pipeteer.queues.base import Retry
 from pipeteer.queues.kafka.changelog import read_changelog, restore_consumer, stage_consumer
+from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.deadletters import dead_letter_record
-from pipeteer.queues.kafka.health import translate
+from pipeteer.queues.kafka.health import BrokerWatch, translate
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
+from pipeteer.queues.kafka.transactions import StageProducer
 from pipeteer.queues.memory import Notifier
 
-if TYPE_CHECKING:
-    from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue
+
+class StageHost(Protocol):
+    """What an engine asks of its backend (`backend.KafkaBackend`); this module imports no backend."""
+
+    settings: KafkaSettings
+    names: TopicNames
+    watch: BrokerWatch
+
+    def stage_metrics(self, stage: str) -> Any: ...
+
+    def known_topics(self) -> set[str]: ...
+
+    def ensure_topics_sync(self, topics: Iterable[str], *, extra_stage: Sequence[str] | None = None) -> None: ...
+
+
+class StageQueue(Protocol):
+    """What an engine asks of the queue it consumes (`backend.KafkaQueue`)."""
+
+    topic: str
+    codec: ValueCodec[Any]
+    retry: Retry
+
+    def describe(self) -> str: ...
+
 
 log = logging.getLogger("pipeteer.kafka")
 
-BATCH = 500
+BATCH = 2000
+"""Records one `consume` takes at most: enough that the stage loop has a reserve to work on while
+this thread waits for a commit (its pending table fills ahead of it, up to `max_pending`)."""
 LAG_EVERY = 1.0
-SLOW_COMMIT = 2.0
 BUSY_POLL = 0.005
 """How long the engine waits for input while the stage is finishing items (their outputs go out
 between waits); an idle stage waits up to the commit interval."""
+HOLD = 1.0
+"""Seconds a full pending table stops the input before the partitions are paused (`_flow_control`)."""
 TXN_BYTES = 8 << 20
 """A transaction is committed early once it carries this many bytes: commit latency stays bounded for large records."""
 
@@ -65,7 +96,7 @@ TXN_BYTES = 8 << 20
 class StageEngine:
     """Consumes one queue's topic for one stage instance, with a pending table and transactions."""
 
-    def __init__(self, backend: KafkaBackend, queue: KafkaQueue[Any], stage: tuple[str, ...]) -> None:
+    def __init__(self, backend: StageHost, queue: StageQueue, stage: tuple[str, ...]) -> None:
         names = backend.names
         self.backend = backend
         self.queue = queue
@@ -76,11 +107,19 @@ class StageEngine:
         self.dead_letters = names.dead_letters(stage)
         self.group = names.group(stage)
         self.transactional_id = names.transactional_id(stage, backend.settings.instance)
+        self.txn = StageProducer(backend.settings, self.transactional_id, self.stage_name, self._on_client_error)
         self.tx = backend.settings.transactions
         self.retries = queue.retry  # the backend's policy, or the one a service gave the queue
         self.lock = threading.Lock()
         self.table = PendingTable(self.changelog)
         self.notifier = Notifier()
+        self._wanted = False
+        """The asyncio side waits for a change (set and cleared under the lock): only then does
+        the thread wake it, which costs a system call and a hand-over of the GIL."""
+        self._starved = False
+        """The stage loop asked for an item and found none ready: it has finished what it had."""
+        self._streaming = False
+        """A stage loop reads this queue (`read()`), as opposed to web pages completing items by id."""
         self._waiters: list[tuple[asyncio.Future[None], int]] = []
         self._committing: list[tuple[asyncio.Future[None], int]] = []
         # Items a stage loop was working on when their partition went away: the loop may still read
@@ -94,15 +133,13 @@ class StageEngine:
         self._attempted = threading.Event()  # set after each start-up attempt, failed or not
         self._start_error: BaseException | None = None
         self._consumer: Any = None
-        self._producer: Any = None
         self._restorer: Any = None
-        self._produced_in_txn = False
         self._busy = False
-        self._txn_bytes = 0
         self._ingested = 0
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
         self._paused = False
+        self._full_since: float | None = None
         self._reassigned = False
         self._assigned: set[int] = set()
         self._ever_assigned = False
@@ -163,6 +200,8 @@ class StageEngine:
             if e is not None:
                 e.streamed = True
                 self._current = e.id
+                self._starved = False
+                self._streaming = True
             return e
 
     async def next_item(self) -> Entry:
@@ -174,9 +213,12 @@ class StageEngine:
                 if e is not None:
                     e.streamed = True
                     self._current = e.id
+                    self._starved = False
+                    self._streaming = True
                     return e
                 retry_at = self.table.next_retry_at()
-            fut = self.notifier.waiter()
+                self._starved = True
+                fut = self._waiter()
             try:
                 await asyncio.wait_for(fut, None if retry_at is None else max(retry_at - now, 0.001))
             except TimeoutError:
@@ -201,8 +243,15 @@ class StageEngine:
         return len(self.table)
 
     async def wait_change(self, timeout: float = 1.0) -> None:
+        with self.lock:
+            fut = self._waiter()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.notifier.waiter(), timeout)
+            await asyncio.wait_for(fut, timeout)
+
+    def _waiter(self) -> asyncio.Future[None]:
+        """A future the thread resolves at the next change (caller holds the lock)."""
+        self._wanted = True
+        return self.notifier.waiter()
 
     def finish(self, id: str, topic: str | None, data: bytes | None) -> asyncio.Future[None] | None:
         """Finish `id`, emitting `data` to `topic` (None: no output) in the next transaction.
@@ -308,7 +357,8 @@ class StageEngine:
                 with contextlib.suppress(Exception):
                     if client is not None:
                         client.close()
-            self._consumer = self._producer = self._restorer = None
+            self._consumer = self._restorer = None
+            self.txn.drop()
             return
         self._start_error = None
         self._started.set()
@@ -350,29 +400,9 @@ class StageEngine:
             )
         # The group join proceeds in the client's background threads meanwhile; partitions are
         # only restored (in `_on_assign`, called from `consume`) after the zombie is fenced.
-        if self._producer is None:
-            self._producer = self._make_producer()
-            self._producer.begin_transaction()
+        self.txn.open()
         self._reachable()
         log.info("stage %r: producer %r ready; joining group %s", self.stage_name, self.transactional_id, self.group)
-
-    def _make_producer(self) -> Any:
-        producer = Producer(
-            self.backend.settings.connection.client_config(
-                "producer",
-                **{
-                    "transactional.id": self.transactional_id,
-                    "transaction.timeout.ms": self.tx.timeout_ms,
-                    "partitioner": "murmur2_random",
-                    "linger.ms": 5,
-                    "queue.buffering.max.messages": 1_000_000,
-                    "error_cb": self._on_client_error,
-                },
-            )
-        )
-        # Fences any earlier producer with this transactional id and aborts its open transaction.
-        producer.init_transactions(self.tx.timeout_ms / 1000 + 30)
-        return producer
 
     def _on_client_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN and self._broker_down_since is None:
@@ -385,32 +415,41 @@ class StageEngine:
         self.backend.watch.up()
 
     def _step(self) -> None:
-        self._flow_control()
         # While the stage is finishing items, their outputs are sent every BUSY_POLL at the latest:
         # `consume` cannot be woken when one is ready, and with all input already consumed (a
         # backlog within `max_pending`) it would otherwise wait its whole timeout every time.
         timeout = BUSY_POLL if self._busy else min(self.tx.interval, 0.1)
-        msgs = self._consumer.consume(self._batch_size(), timeout)
+        if self._flow_control():
+            msgs = self._consumer.consume(self._batch_size(), timeout)
+        else:
+            msgs = []
+            time.sleep(BUSY_POLL)
         if msgs:
             self._reachable()
             self._ingest(msgs)
         with self.lock:
             records = self.table.take_outputs()
-        self._busy = bool(records)
-        self._produce(records)
+            finished = self.table.finished
+        # Busy: the stage loop has just finished items, or has items to work on (input just taken,
+        # or left in the table): its next outputs are due soon, and the commit once it has done.
+        self._busy = bool(records or msgs) or (self._streaming and not self._starved and bool(self.table.entries))
+        self.txn.produce(records)
         now = time.monotonic()
-        finished = self.table._finished
         due = (
             finished >= self.tx.records
-            or self._txn_bytes >= TXN_BYTES
+            or self.txn.bytes >= TXN_BYTES
             # the first items after a start or a rebalance are visible as soon as they are done
             or (finished and not self.committed_items)
-            or (now - self._last_commit >= self.tx.interval and (finished or self._ingested or self._produced_in_txn))
+            # the input ran dry and the stage has finished what it had (or a person waits for the
+            # answer): nothing is gained by waiting for the interval
+            or (finished and not msgs and (self._starved or self._waiters))
+            or (now - self._last_commit >= self.tx.interval and (finished or self._ingested or self.txn.produced))
         )
         if due:
             self._commit()
         if now - self._last_lag >= LAG_EVERY:
             self._last_lag = now  # (the lag itself is measured from the cluster: pipeteer.queues.kafka.lag)
+            self.txn.poll()  # the producer's error callbacks, on a stage with nothing to commit
             if self._broker_down_since is not None:  # an idle stage learns that the broker is back
                 with contextlib.suppress(KafkaException):
                     self._consumer.list_topics(self.topic, timeout=1)
@@ -425,61 +464,81 @@ class StageEngine:
             left = min(left, room * len(self.table) // max(self.table.bytes, 1))
         return max(1, min(BATCH, left))
 
-    def _flow_control(self) -> None:
-        """Pause consumption while `max_pending` items are pending or their records hold
-        `max_pending_bytes`; resume at half of both.
+    def _flow_control(self) -> bool:
+        """Whether to take input now: not while `max_pending` items are pending or their records hold
+        `max_pending_bytes`, and again once both are below half.
+
+        Input stops first by not calling `consume` (the stage works through its table meanwhile): the
+        records the client fetched ahead stay in its queue. Pausing the partitions would drop them
+        (librdkafka discards a paused partition's prefetched records and fetches them again on
+        resume): an automatic stage whose table filled for a moment then waited for the broker to
+        send them again, and ran at a third of its speed. Only a table still full after `HOLD`
+        seconds (people are behind) pauses the partitions, so that `consume` goes on serving the
+        group (rebalances, and the client's `max.poll.interval.ms`) while no input is taken.
 
         Re-applied after every assignment: the client keeps a partition's pause across a
         revoke and re-assign, so a stale pause would otherwise stall it for good.
         """
         n, size = len(self.table), self.table.bytes
         limit, byte_limit = self.tx.max_pending, self.tx.max_pending_bytes
-        paused = (n >= limit or size >= byte_limit) or (
-            self._paused and (n >= limit // 2 or size >= byte_limit // 2)
-        )
-        if paused == self._paused and not self._reassigned:
-            return
-        assignment = self._consumer.assignment()
-        if assignment:
-            (self._consumer.pause if paused else self._consumer.resume)(assignment)
-        self._paused = paused
-        self._reassigned = False
+        stopped = self._paused or self._full_since is not None
+        stop = (n >= limit or size >= byte_limit) or (stopped and (n >= limit // 2 or size >= byte_limit // 2))
+        now = time.monotonic()
+        if not stop:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now
+        paused = self._full_since is not None and now - self._full_since >= HOLD
+        if paused != self._paused or self._reassigned:
+            assignment = self._consumer.assignment()
+            if assignment:
+                (self._consumer.pause if paused else self._consumer.resume)(assignment)
+            self._paused = paused
+            self._reassigned = False
+        return paused or not stop
 
     def _ingest(self, msgs: list[Any]) -> None:
         # The per-record hot path of the engine thread: keep it to decoding and one table insert.
+        # Records are decoded before the lock is taken (the stage loop takes it for every item, on
+        # the event loop); only this thread changes the assignment, so it can be read unlocked.
         now = time.time()
         decode = self.queue.codec.decode
         assigned = self._assigned
-        batch: list[Entry] = []
-        add = batch.append
-        added = dead = 0
+        decoded: list[Entry | Any] = []  # an Entry, or a record that cannot be decoded
+        add = decoded.append
+        for m in msgs:
+            if m.error() is not None:
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("stage %r: consume error: %s", self.stage_name, m.error())
+                continue
+            p = m.partition()
+            if p not in assigned:
+                continue
+            key, raw = m.key(), m.value()
+            try:
+                add(Entry(key.decode(), decode(raw), raw, p, m.offset(), now))
+            except Exception:
+                add(m)
+        dead = sum(1 for e in decoded if e.__class__ is not Entry)
+        added = len(decoded) - dead
         with self.lock:
-            for m in msgs:
-                if m.error() is not None:
-                    if m.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("stage %r: consume error: %s", self.stage_name, m.error())
-                    continue
-                p = m.partition()
-                if p not in assigned:
-                    continue
-                key, raw = m.key(), m.value()
-                try:
-                    id = key.decode()
-                    value = decode(raw)
-                except Exception:
-                    self.table.add_many(batch)  # what came before it, in order
-                    added += len(batch)
-                    batch.clear()
-                    self._dead_on_arrival(m)
-                    dead += 1
-                    continue
-                add(Entry(id, value, raw, p, m.offset(), now))
-            self.table.add_many(batch)
-            added += len(batch)
+            if dead:
+                batch: list[Entry] = []
+                for e in decoded:
+                    if e.__class__ is Entry:
+                        batch.append(e)
+                    else:
+                        self.table.add_many(batch)  # what came before it, in order
+                        batch.clear()
+                        self._dead_on_arrival(e)
+                self.table.add_many(batch)
+            else:
+                self.table.add_many(decoded)
             self._ingested += added + dead
+            wake, self._wanted = self._wanted and added > 0, self._wanted and not added
         if dead and self.metrics is not None:
             self.metrics.dead_letters.inc(dead)
-        if added:
+        if wake:
             self._wake()
 
     def _dead_on_arrival(self, m: Any) -> None:
@@ -500,76 +559,22 @@ class StageEngine:
                 error = e
         self.table.consumed_done(p, o, (self.dead_letter(id, raw, error, p, o, 0),))
 
-    def _produce(self, records: list[Record]) -> None:
-        if not records:
-            return
-        produce = self._producer.produce
-        size = 0
-        for r in records:
-            key = r.key.encode()
-            if r.value is not None:
-                size += len(r.value)
-            while True:
-                try:
-                    if r.partition is None:
-                        if r.headers:
-                            produce(r.topic, r.value, key, headers=list(r.headers))
-                        else:
-                            produce(r.topic, r.value, key)
-                    elif r.headers:
-                        produce(r.topic, r.value, key, r.partition, headers=list(r.headers))
-                    else:
-                        produce(r.topic, r.value, key, r.partition)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-        self._producer.poll(0)
-        self._produced_in_txn = True
-        self._txn_bytes += size
-
     def _commit(self) -> None:
         """Commit the open transaction: outputs, changelog writes and input offsets, atomically."""
         with self.lock:
             plan = self.table.plan_commit()
             self._committing, self._waiters = self._waiters, []
-        self._produce(plan.records)
-        if plan.offsets:
-            tps = [TopicPartition(self.topic, p, o) for p, o in plan.offsets.items()]
-            started = time.monotonic()
-            self._producer.send_offsets_to_transaction(tps, self._consumer.consumer_group_metadata(), 30)
-            if time.monotonic() - started > SLOW_COMMIT:
-                log.warning(
-                    "stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started
-                )
-        if self._produced_in_txn or plan.offsets:
-            started = time.monotonic()
-            self._commit_transaction()
+        self.txn.produce(plan.records)
+        took = self.txn.commit(self.topic, plan.offsets, self._consumer.consumer_group_metadata)
+        if took is not None:
             self._reachable()  # (a commit with nothing in it asks nothing of the brokers: it proves nothing)
-            took = time.monotonic() - started
             if self.metrics is not None:
                 self.metrics.commit.observe(took)
-            if took > SLOW_COMMIT:
-                log.warning("stage %r: transaction commit took %.1fs", self.stage_name, took)
-            self._producer.begin_transaction()
         self.committed_items += plan.finished
-        self._txn_bytes = 0
-        self._produced_in_txn = False
         self._ingested = 0
         self._last_commit = time.monotonic()
         waiters, self._committing = self._committing, []
         self._settle(waiters, None)
-
-    def _commit_transaction(self) -> None:
-        for attempt in range(10):
-            try:
-                self._producer.commit_transaction(30)
-                return
-            except KafkaException as e:
-                err = e.args[0]
-                if err.retriable() and not err.txn_requires_abort() and not err.fatal() and attempt < 9:
-                    log.warning("stage %r: commit retriable error, retrying: %s", self.stage_name, err)
-                    continue
-                raise
 
     def _on_transaction_error(self, e: KafkaException) -> None:
         err = e.args[0] if e.args else None
@@ -584,21 +589,9 @@ class StageEngine:
         )
         self._recover(fatal=fatal, error=e)
 
-    def _abort(self, fatal: bool) -> None:
-        if not fatal:
-            try:
-                self._producer.abort_transaction(30)
-                return
-            except KafkaException as e:
-                err = e.args[0] if e.args else None
-                log.warning("stage %r: abort failed (%s); recreating the producer", self.stage_name, err)
-        with contextlib.suppress(Exception):
-            self._producer.flush(0)
-        self._producer = self._make_producer()
-
     def _recover(self, *, fatal: bool, error: BaseException | None) -> None:
         """Abort (or recreate the producer), then rewind: restore from the changelog, seek to committed offsets."""
-        self._abort(fatal)
+        self.txn.abort(fatal)
         self._reset_state(CommitAborted(f"{self.queue.describe()}: transaction aborted ({error}); try again"))
         assignment = [tp.partition for tp in self._consumer.assignment()]
         self._restore(assignment)
@@ -614,8 +607,6 @@ class StageEngine:
                     log.warning(
                         "stage %r: seek %s/%d failed: %s", self.stage_name, self.topic, tp.partition, e
                     )
-        self._producer.begin_transaction()
-        self._produced_in_txn = False
         self._ingested = 0
         self._last_commit = time.monotonic()
 
@@ -663,9 +654,7 @@ class StageEngine:
         except KafkaException as e:
             log.warning("stage %r: commit on revocation failed (%s); aborting", self.stage_name, e)
             err = e.args[0] if e.args else None
-            self._abort(isinstance(err, KafkaError) and err.fatal())
-            self._producer.begin_transaction()
-            self._produced_in_txn = False
+            self.txn.abort(isinstance(err, KafkaError) and err.fatal())
             self._reset_state(
                 CommitAborted(f"{self.queue.describe()}: partitions revoked before the commit; try again")
             )
@@ -676,9 +665,7 @@ class StageEngine:
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.warning("stage %r: lost partitions %s", self.stage_name, [tp.partition for tp in partitions])
-        self._abort(False)
-        self._producer.begin_transaction()
-        self._produced_in_txn = False
+        self.txn.abort(False)
         self._reset_state(CommitAborted(f"{self.queue.describe()}: partitions lost; try again"))
 
     def _forget(self, ps: list[int]) -> None:
@@ -704,17 +691,16 @@ class StageEngine:
         except KafkaException as e:
             log.warning("stage %r: final commit failed: %s", self.stage_name, e)
             with contextlib.suppress(Exception):
-                self._producer.abort_transaction(10)
+                self.txn.producer.abort_transaction(10)
         for close in (self._consumer.close, self._restorer.close):
             try:
                 close()
             except Exception as e:  # closing must go on whatever the broker says
                 log.warning("stage %r: close: %s", self.stage_name, e)
-        with contextlib.suppress(Exception):
-            self._producer.flush(5)
         # Drop the clients now: a librdkafka handle keeps reconnecting (and logging) until destroyed,
         # and something may keep this engine alive (its metrics' callback does).
-        self._consumer = self._producer = self._restorer = None
+        self.txn.drop()
+        self._consumer = self._restorer = None
 
 
 Callback = Callable[[], None]

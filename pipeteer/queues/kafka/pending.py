@@ -241,6 +241,11 @@ class PendingTable:
 
     # --- reading ------------------------------------------------------------------------------
 
+    @property
+    def finished(self) -> int:
+        """Items finished (or dead-lettered on arrival) since the last `plan_commit`."""
+        return self._finished
+
     def __len__(self) -> int:
         return len(self.entries)
 

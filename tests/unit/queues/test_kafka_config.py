@@ -108,7 +108,7 @@ def test_byte_budget_of_pending_items_bounds_the_prefetch_too() -> None:
 
     s = KafkaSettings.from_url("kafka://b:1?max_pending_bytes=1000", env={"PIPETEER_MAX_PENDING_BYTES": "33554432"})
     assert s.transactions.max_pending_bytes == 32 << 20  # the environment wins
-    assert stage_consumer_config(s, "g", lambda e: None)["queued.max.messages.kbytes"] == 8192
+    assert stage_consumer_config(s, "g", lambda e: None)["queued.max.messages.kbytes"] == 32768  # per partition
 
 
 def test_topic_settings_come_from_one_profile_table() -> None:

@@ -1,0 +1,170 @@
+"""A stage's transactional producer and its open transaction: producing, committing, aborting.
+
+The stage engine's thread is the only user (the client is synchronous). One transaction is always
+open once `open()` has run: a commit or an abort begins the next one at once, so records can be
+produced into it at any time. Whether a failed commit retries, aborts or recreates the producer
+follows the client's error classes (`retriable`, `txn_requires_abort`, `fatal`); the engine then
+rewinds its input (see `engine.StageEngine._recover`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from pipeteer.queues.kafka.config import KafkaSettings
+from pipeteer.queues.kafka.pending import Record
+
+log = logging.getLogger("pipeteer.kafka")
+
+SLOW_COMMIT = 2.0
+"""A commit (or the offsets sent with it) slower than this many seconds is logged."""
+RETRY_BACKOFF_MS = 10
+"""The transactional producer's first retry backoff (librdkafka's `retry.backoff.ms`, 100 by default;
+it doubles up to `retry.backoff.max.ms` on each further retry). Right after a commit, the
+transaction coordinator answers the next transaction's first AddPartitionsToTxn / AddOffsetsToTxn
+with CONCURRENT_TRANSACTIONS until the previous commit's markers are written, which takes
+milliseconds: at the default every other commit waited 100 ms for it (the Java client retries
+the first AddPartitionsToTxn of a transaction after 20 ms for the same reason). A client property
+`retry.backoff.ms` of the user's wins."""
+
+
+class StageProducer:
+    """The transactional producer of one stage instance (`transactional_id`), with its open transaction."""
+
+    def __init__(
+        self, settings: KafkaSettings, transactional_id: str, stage_name: str, on_error: Callable[[KafkaError], None]
+    ) -> None:
+        self.settings = settings
+        self.transactional_id = transactional_id
+        self.stage_name = stage_name
+        self.on_error = on_error
+        self.producer: Any = None
+        self.produced = False
+        """Records were produced in the open transaction."""
+        self.bytes = 0
+        """Bytes of the values produced in the open transaction."""
+
+    def open(self) -> None:
+        """Make the producer (fencing any earlier one with this transactional id) and begin a transaction, once."""
+        if self.producer is None:
+            self.producer = self._make()
+            self._begin()
+
+    def _make(self) -> Any:
+        tx = self.settings.transactions
+        producer = Producer(
+            self.settings.connection.client_config(
+                "producer",
+                **{
+                    "transactional.id": self.transactional_id,
+                    "transaction.timeout.ms": tx.timeout_ms,
+                    "partitioner": "murmur2_random",
+                    "linger.ms": 5,
+                    "retry.backoff.ms": self.settings.connection.properties.get("retry.backoff.ms", RETRY_BACKOFF_MS),
+                    "queue.buffering.max.messages": 1_000_000,
+                    "error_cb": self.on_error,
+                },
+            )
+        )
+        # Fences any earlier producer with this transactional id and aborts its open transaction.
+        producer.init_transactions(tx.timeout_ms / 1000 + 30)
+        return producer
+
+    def _begin(self) -> None:
+        self.producer.begin_transaction()
+        self.produced = False
+        self.bytes = 0
+
+    def produce(self, records: Iterable[Record]) -> None:
+        """Produce `records` in the open transaction (the client sends them meanwhile)."""
+        produce = self.producer.produce
+        size = 0
+        count = 0
+        for r in records:
+            key = r.key.encode()
+            if r.value is not None:
+                size += len(r.value)
+            count += 1
+            while True:
+                try:
+                    if r.partition is None:
+                        if r.headers:
+                            produce(r.topic, r.value, key, headers=list(r.headers))
+                        else:
+                            produce(r.topic, r.value, key)
+                    elif r.headers:
+                        produce(r.topic, r.value, key, r.partition, headers=list(r.headers))
+                    else:
+                        produce(r.topic, r.value, key, r.partition)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        # (no poll here: delivery reports are served by the commit, which flushes, and by `poll`)
+        if count:
+            self.produced = True
+            self.bytes += size
+
+    def poll(self) -> None:
+        """Serve the client's callbacks (its errors) between commits."""
+        self.producer.poll(0)
+
+    def commit(self, topic: str, offsets: dict[int, int], group_metadata: Callable[[], Any]) -> float | None:
+        """Commit the open transaction with the input `offsets` of `topic` (sent with the consumer's
+        group metadata: EOS v2), then begin the next. Returns how long the commit took, or None when
+        the transaction carried nothing (such a commit asks nothing of the brokers)."""
+        if offsets:
+            tps = [TopicPartition(topic, p, o) for p, o in offsets.items()]
+            started = time.monotonic()
+            self.producer.send_offsets_to_transaction(tps, group_metadata(), 30)
+            if time.monotonic() - started > SLOW_COMMIT:
+                log.warning("stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started)
+        if not (self.produced or offsets):
+            return None
+        started = time.monotonic()
+        self._commit_transaction()
+        took = time.monotonic() - started
+        if took > SLOW_COMMIT:
+            log.warning("stage %r: transaction commit took %.1fs", self.stage_name, took)
+        self._begin()
+        return took
+
+    def _commit_transaction(self) -> None:
+        for attempt in range(10):
+            try:
+                self.producer.commit_transaction(30)
+                return
+            except KafkaException as e:
+                err = e.args[0]
+                if err.retriable() and not err.txn_requires_abort() and not err.fatal() and attempt < 9:
+                    log.warning("stage %r: commit retriable error, retrying: %s", self.stage_name, err)
+                    continue
+                raise
+
+    def abort(self, fatal: bool) -> None:
+        """Abort the open transaction (or, after a fatal error or a failed abort, replace the producer,
+        which fences the old one), then begin the next."""
+        if not fatal:
+            try:
+                self.producer.abort_transaction(30)
+                self._begin()
+                return
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                log.warning("stage %r: abort failed (%s); recreating the producer", self.stage_name, err)
+        with contextlib.suppress(Exception):
+            self.producer.flush(0)
+        self.producer = self._make()
+        self._begin()
+
+    def drop(self) -> None:
+        """Flush what is still to send, and drop the client (a librdkafka handle keeps reconnecting until destroyed)."""
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                self.producer.flush(5)
+        self.producer = None
