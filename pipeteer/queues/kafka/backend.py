@@ -110,8 +110,15 @@ class KafkaBackend(Backend):
         if self._lag is None and self.plan is not None:
             stages = [StageInput("/".join(stage), self.names.queue(queue), self.names.group(stage))
                       for queue, stage in sorted(self.plan.readers().items())]
-            self._lag = LagMonitor(self.admin, stages, self._report_lag, reachable=lambda: self.watch.reason() is None)
+            self._lag = LagMonitor(self.admin, stages, self._report_lag, consumer=self.group_consumer,
+                                   reachable=lambda: self.watch.reason() is None)
             self._lag.start()
+
+    def group_consumer(self, group: str) -> Any:
+        """A consumer of `group` that never subscribes nor commits: to ask the group's committed offsets."""
+        from confluent_kafka import Consumer
+
+        return Consumer(self.settings.connection.client_config("consumer", **{"group.id": group, "enable.auto.commit": False}))
 
     def _report_lag(self, stage: str, partition: int, lag: int) -> None:
         self._metrics.stage(stage).lag(partition).set(lag)
@@ -413,15 +420,9 @@ class KafkaQueue(BaseQueue[T]):
         return await asyncio.to_thread(self._waiting)
 
     def _waiting(self) -> Pending:
-        from confluent_kafka import Consumer
-
         from pipeteer.queues.kafka.changelog import committed, watermarks
 
-        group = self.backend.names.group(self.backend.reader_of(self.path))
-        conf = self.backend.settings.connection.client_config(
-            "consumer", **{"group.id": group, "enable.auto.commit": False}
-        )
-        consumer = Consumer(conf)
+        consumer = self.backend.group_consumer(self.backend.names.group(self.backend.reader_of(self.path)))
         try:
             meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
             if meta is None or meta.error is not None:

@@ -7,6 +7,11 @@ record), while the stage catches up, while it is paused, and while none of its i
 every stage service of the workflow reports the lag of every stage (`LagMonitor`), and a stopped
 stage's backlog stays visible as long as any other stage of the workflow runs. Dashboards and
 alerts take the maximum over the reporting instances.
+
+The committed offsets are asked through a consumer of each group (never subscribing, never
+committing), not the admin client: librdkafka 2.16's admin client crashes the process (SIGSEGV in
+its OffsetFetch handling) when a group's coordinator answers while it is still loading, as after
+a new group's first commit or a broker restart.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
+
+from pipeteer.queues.kafka.changelog import committed
 
 log = logging.getLogger("pipeteer.kafka")
 
@@ -42,8 +49,9 @@ def partitions(admin: Any, timeout: float = 10.0) -> dict[str, list[int]]:
     return {name: sorted(t.partitions) for name, t in meta.items() if t.error is None}
 
 
-def group_lag(admin: Any, topic: str, group: str, parts: list[int], timeout: float = 10.0) -> dict[int, int]:
-    """Records per partition of `topic` (partitions `parts`) that `group` has not committed yet."""
+def group_lag(admin: Any, group: Any, topic: str, parts: list[int], timeout: float = 10.0) -> dict[int, int]:
+    """Records per partition of `topic` (partitions `parts`) that the consumer group of the consumer
+    `group` has not committed yet."""
     if not parts:
         return {}
     tps = [TopicPartition(topic, p) for p in parts]
@@ -54,12 +62,9 @@ def group_lag(admin: Any, topic: str, group: str, parts: list[int], timeout: flo
         return {tp.partition: f.result(timeout=timeout).offset for tp, f in futures.items()}
 
     ends, starts = offsets(OffsetSpec.latest()), offsets(OffsetSpec.earliest())
-    (future,) = admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group, tps)], request_timeout=timeout
-    ).values()
-    committed = {tp.partition: tp.offset for tp in future.result(timeout=timeout).topic_partitions}
+    done = {tp.partition: tp.offset for tp in committed(group, topic, parts, timeout=timeout)}
     return {
-        p: max(0, end - (committed[p] if committed.get(p, -1) >= 0 else starts[p]))
+        p: max(0, end - (done[p] if done.get(p, -1) >= 0 else starts[p]))
         for p, end in ends.items()
     }
 
@@ -68,9 +73,13 @@ class LagMonitor:
     """A thread measuring the lag of `stages` every `interval` seconds and handing it to `report(stage, partition, lag)`."""
 
     def __init__(self, admin: Callable[[], Any], stages: Sequence[StageInput],
-                 report: Callable[[str, int, int], None], *, interval: float = LAG_INTERVAL,
-                 reachable: Callable[[], bool] = lambda: True) -> None:
+                 report: Callable[[str, int, int], None], *, consumer: Callable[[str], Any],
+                 interval: float = LAG_INTERVAL, reachable: Callable[[], bool] = lambda: True) -> None:
         self.admin = admin
+        self.consumer = consumer
+        """A consumer of a group (`consumer(group)`), to ask its committed offsets; made once per group,
+        used by this monitor's thread only, closed when it stops."""
+        self._consumers: dict[str, Any] = {}
         self.stages = list(stages)
         self.report = report
         self.interval = interval
@@ -98,7 +107,10 @@ class LagMonitor:
             if self._stop.is_set() or s.topic not in topics:  # (a topic not created yet has no lag)
                 continue
             try:
-                lags = group_lag(self.admin(), s.topic, s.group, topics[s.topic])
+                group = self._consumers.get(s.group)
+                if group is None:
+                    group = self._consumers[s.group] = self.consumer(s.group)
+                lags = group_lag(self.admin(), group, s.topic, topics[s.topic])
             except KafkaException as e:  # the brokers' health is said elsewhere (health.BrokerWatch)
                 log.debug("lag of stage %r not measured: %s", s.stage, e)
                 continue
@@ -106,9 +118,14 @@ class LagMonitor:
                 self.report(s.stage, partition, lag)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.measure()
-            except Exception:  # a measurement must never stop the next ones
-                log.exception("measuring consumer lag failed")
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.measure()
+                except Exception:  # a measurement must never stop the next ones
+                    log.exception("measuring consumer lag failed")
+                self._stop.wait(self.interval)
+        finally:
+            for consumer in self._consumers.values():
+                consumer.close()
+            self._consumers.clear()
