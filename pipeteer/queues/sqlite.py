@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import sqlite3
@@ -42,6 +43,8 @@ from pipeteer.queues.memory import Notifier
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+log = logging.getLogger("pipeteer.sqlite")
 
 POLL_SECONDS = 0.01
 """The longest a waiting reader goes without noticing a push by *another process* (same-process pushes
@@ -166,6 +169,21 @@ class SqliteStore:
         self._tables.clear()
 
 
+def _alive(owner: str) -> bool:
+    """Whether the process named `owner` (`host:pid:random`, of this host) still exists."""
+    try:
+        pid = int(owner.split(":")[1])
+    except (IndexError, ValueError):
+        return True  # not a name this module wrote: leave it to its lease
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class Claims:
     """The items this process claimed on one SQLite file, by table: renewed by a thread while the
     process lives (so a kill -9 lets them expire), released when its backend closes.
@@ -230,6 +248,30 @@ class Claims:
             }
             with self._lock:
                 self.held.get(table, set()).difference_update(ids - kept)
+
+    def release_dead(self, table: str) -> int:
+        """Free the claims in `table` of processes of this host that are gone (killed): a restarted
+        stage takes their items at once instead of when their leases run out. (A process that cannot
+        be told dead, e.g. on another host, keeps its claim until its lease runs out.)"""
+        host = socket.gethostname()
+        conn = self.store.conn()
+        owners = [
+            row[0]
+            for row in conn.execute(
+                f'SELECT DISTINCT claimed_by FROM "{table}" WHERE claimed_by LIKE ? AND claimed_by != ? '
+                "AND claimed_until >= ?",
+                (f"{host}:%", self.owner, time.time()),
+            )
+        ]
+        dead = [owner for owner in owners if not _alive(owner)]
+        if not dead:
+            return 0
+        marks = ",".join("?" * len(dead))
+        freed = conn.execute(
+            f'UPDATE "{table}" SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by IN ({marks})', dead
+        ).rowcount
+        log.info("freed %d item(s) of %s claimed by stopped process(es) %s", freed, table, ", ".join(dead))
+        return int(freed)
 
     def release(self) -> None:
         """Give up every claim (the process stops): other processes read those items at once."""
@@ -369,6 +411,8 @@ class SqliteQueue(BaseQueue[T]):
             f'SELECT MIN(claimed_until) FROM "{self.table}" WHERE claimed_until >= ? AND claimed_by != ?',
             (now, claims.owner),
         ).fetchone()[0]
+        if expiry is not None and claims.release_dead(self.table):  # a killed process's items: now
+            return self._claim_oldest(claims)
         if expiry is not None:  # another process's claim: if it is not renewed, look again then
             at = time.monotonic() + (expiry - now) + 0.001
             due = at if due is None else min(due, at)

@@ -74,3 +74,40 @@ async def test_claims_are_renewed_while_the_process_lives_and_given_up_on_close(
     assert claim() == (None, None)
     assert await asyncio.wait_for(queue(db).read(), 1) == ("slow", 1)
     SqliteStore.at(db).close()
+
+
+async def test_claims_of_a_killed_process_of_this_host_are_freed_at_once(tmp_path: Path) -> None:
+    """A stage restarted after kill -9 takes the items its previous process had claimed (ahead) at
+    once, not when their 30 s leases run out; a live process's claims are left alone."""
+    import socket
+    import subprocess
+    import sys
+
+    db = tmp_path / "q.db"
+    q = queue(db)  # the default lease: 30 s
+    for id in ("gone1", "gone2", "alive"):
+        await q.push(id, 1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # exited and reaped: its pid names no process
+    host = socket.gethostname()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE jobs SET claimed_by = ?, claimed_until = ? WHERE id LIKE 'gone%'",
+                 (f"{host}:{dead.pid}:0123456789ab", time.time() + 30))
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    conn.execute("UPDATE jobs SET claimed_by = ?, claimed_until = ? WHERE id = 'alive'",
+                 (f"{host}:{alive.pid}:ba9876543210", time.time() + 30))
+    conn.commit()
+    conn.close()
+    try:
+        started = time.monotonic()
+        assert await asyncio.wait_for(q.read(), 5) == ("gone1", 1)
+        assert await asyncio.wait_for(q.read(), 5) == ("gone2", 1)
+        assert time.monotonic() - started < 2
+        waiting = asyncio.create_task(q.read())  # "alive" is its live owner's
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        waiting.cancel()
+    finally:
+        alive.kill()
+        alive.wait()
+    SqliteStore.at(db).close()
