@@ -258,12 +258,11 @@ class Claims:
         owners = [
             row[0]
             for row in conn.execute(
-                f'SELECT DISTINCT claimed_by FROM "{table}" WHERE claimed_by LIKE ? AND claimed_by != ? '
-                "AND claimed_until >= ?",
-                (f"{host}:%", self.owner, time.time()),
+                f'SELECT DISTINCT claimed_by FROM "{table}" WHERE claimed_by != ? AND claimed_until >= ?',
+                (self.owner, time.time()),
             )
         ]
-        dead = [owner for owner in owners if not _alive(owner)]
+        dead = [owner for owner in owners if owner.partition(":")[0] == host and not _alive(owner)]
         if not dead:
             return 0
         marks = ",".join("?" * len(dead))
