@@ -129,7 +129,7 @@ CREATE_TOPICS = _var(
 COMMIT_INTERVAL_MS = _var(
     "PIPETEER_COMMIT_INTERVAL_MS", "kafka", "a stage commits its transaction this often (100)"
 )
-COMMIT_RECORDS = _var("PIPETEER_COMMIT_RECORDS", "kafka", "... or after this many finished items (1000)")
+COMMIT_RECORDS = _var("PIPETEER_COMMIT_RECORDS", "kafka", "... or after this many finished items (10000)")
 TRANSACTION_TIMEOUT_MS = _var(
     "PIPETEER_TRANSACTION_TIMEOUT_MS", "kafka", "the producer's transaction timeout (10000)"
 )
