@@ -169,6 +169,11 @@ class SqliteStore:
         self._tables.clear()
 
 
+DEAD_CHECK_SECONDS = 1.0
+"""At most this often per table, a reader that finds every item claimed looks for claims of this
+host's processes that are gone (`Claims.release_dead`): the look scans the table."""
+
+
 def _alive(owner: str) -> bool:
     """Whether the process named `owner` (`host:pid:random`, of this host) still exists."""
     try:
@@ -201,6 +206,7 @@ class Claims:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._dead_checked: dict[str, float] = {}  # table -> when its owners were last checked (monotonic)
 
     def add(self, table: str, id: str, lease: float) -> None:
         with self._lock:
@@ -253,6 +259,11 @@ class Claims:
         """Free the claims in `table` of processes of this host that are gone (killed): a restarted
         stage takes their items at once instead of when their leases run out. (A process that cannot
         be told dead, e.g. on another host, keeps its claim until its lease runs out.)"""
+        now = time.monotonic()
+        with self._lock:  # a waiting reader wakes at every commit of another process: look once a second
+            if now - self._dead_checked.get(table, -DEAD_CHECK_SECONDS) < DEAD_CHECK_SECONDS:
+                return 0
+            self._dead_checked[table] = now
         host = socket.gethostname()
         conn = self.store.conn()
         owners = [
