@@ -168,10 +168,11 @@ class StageService:
 
     def unknown_writers(self) -> list[dict[str, Any]]:
         """Records this service's stages could not read for want of their writer schema, per stage and
-        writer: how many, and the first error (naming both schemas)."""
+        writer: the reader's schema, the writer's fingerprint and how many. (Shown by `/readyz`, which
+        answers without credentials: the first error, with item ids and paths, is in the log only.)"""
         return [
             {"stage": stage, "reader": w.reader, "writer_fingerprint": w.writer_fingerprint,
-             "records": w.records, "first_error": w.first_error}
+             "records": w.records}
             for w in unknown_writers.snapshot()
             for stage in self.readers_of(w.reader)
         ]

@@ -159,7 +159,8 @@ async def test_records_of_an_unknown_writer_schema_are_said_once_counted_and_sho
     assert len(errors) == 1 and foreign in errors[0] and own.describe() in errors[0], errors
     (shown,) = ready["unknown_writer_schemas"]
     assert shown["stage"] == "fmt" and shown["writer_fingerprint"] == foreign and shown["records"] == 3
-    assert shown["reader"] == own.describe() and "Foreign" in shown["first_error"]
+    assert shown["reader"] == own.describe()
+    assert "first_error" not in shown  # /readyz answers without credentials: no item ids or paths there
     line = f'pipeteer_unknown_writer_records_total{{stage="fmt",workflow="fmt",writer_fingerprint="{foreign}"}} 3.0'
     assert line in metrics
     unknown_writers.clear()
