@@ -27,23 +27,30 @@ reference. Blobs are content-addressed, so identical content is stored once and 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import os
 import re
 import threading
 import typing
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeteer.codec.blobstore import (
     HASH_NAME,
+    TMP_PREFIX,
     BlobStore,
+    ChangedWhileStored,
     LocalBlobStore,
     S3BlobStore,
     blob_store_from_url,
     content_key,
+    copy_durably,
+    file_key,
 )
 from pipeteer.codec.framing import ValueCodec
 from pipeteer.codec.schema import Schema
@@ -54,6 +61,7 @@ __all__ = [
     "REF_MAGIC",
     "BlobError",
     "BlobStore",
+    "ChangedWhileStored",
     "ClaimCheck",
     "ClaimCheckCodec",
     "LocalBlobStore",
@@ -61,6 +69,7 @@ __all__ = [
     "blob_store_from_url",
     "claim_check_from",
     "content_key",
+    "file_key",
     "has_refs",
     "keys_in",
     "parse_ref",
@@ -175,6 +184,7 @@ class ClaimCheck:
         self.verify = verify
         self._recent: OrderedDict[int, tuple[bytes, str, bool]] = OrderedDict()
         self._recent_bytes = 0
+        self._files: OrderedDict[int, tuple[bytes, Path, bool]] = OrderedDict()  # `file_ref`'s, by id
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -200,6 +210,115 @@ class ClaimCheck:
         # the cache holds the object itself, so an equal id means the same (immutable) bytes
         return (hit[1], hit[2]) if hit is not None and hit[0] is data else None
 
+    MADE_REFS = 65536
+
+    def file_ref(self, path: str | os.PathLike[str], key: str | None = None, *, link: bool = False) -> bytes:
+        """A reference to a file's content, a `bytes` value to put in a state in place of the
+        content (`pipeteer push` does this): the file is stored when the value is pushed (in the
+        push's worker thread), and never passes through Python's memory on a local store.
+
+        `key`: the file's content key, if computed already. A local store copies the file in the
+        kernel, or hard-links it with `link` (see `LocalBlobStore.put_file`); another store is
+        given the bytes. The push raises `ChangedWhileStored` when the file's content is no longer
+        `key`'s by then."""
+        if key is None:
+            key = file_key(path)
+        ref = make_ref(key, os.path.getsize(path))
+        with self._lock:
+            self._files[id(ref)] = (ref, Path(path), link)
+            while len(self._files) > self.FILE_REFS:
+                self._files.popitem(last=False)
+        return ref
+
+    FILE_REFS = 65536
+
+    def _store_file(self, ref: bytes) -> bool:
+        """Store the file behind a reference `file_ref` made; False if `ref` is not one."""
+        with self._lock:
+            made = self._files.get(id(ref))
+        if made is None or made[0] is not ref:
+            return False
+        _, path, link = made
+        key, _ = self._parse(ref)
+        if isinstance(self.store, LocalBlobStore):
+            self.store.put_file(key, path, link=link)
+        else:
+            data = path.read_bytes()
+            if content_key(data) != key:
+                raise ChangedWhileStored(f"{path} changed while it was stored (its hash is no longer {key})")
+            self.store.put(key, data)
+        return True
+
+    def head(self, ref: bytes, n: int = 32, *, id: str = "", field: str = "") -> bytes:
+        """The first `n` bytes of a reference's blob in a local store (what kind of file it is)."""
+        key, _ = self._parse(ref)
+        try:
+            with open(self._local().path(key), "rb") as f:
+                return f.read(n)
+        except FileNotFoundError:
+            raise self._missing(key, id=id, path=field) from None
+
+    def export(self, ref: bytes, target: Path, *, id: str = "", field: str = "", link: bool = False) -> None:
+        """Write a reference's blob, from a local store, as the file `target`: copied in the kernel
+        or with `link` hard-linked, verified, then renamed into place (`target` is whole or absent,
+        and durable once the caller fsyncs its directory). `pipeteer pull` does this: no pass of
+        the bytes through Python. Raises `BlobError` as `hydrate` does."""
+        key, size = self._parse(ref)
+        blob = self._local().path(key)
+
+        def verified(copy: Path) -> None:
+            found = os.path.getsize(copy)
+            if found != size or (self.verify and file_key(copy) != key):
+                raise self._corrupt(key, found, size, id=id, path=field)
+
+        try:
+            if link:
+                tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                os.link(blob, tmp)
+                try:
+                    verified(tmp)  # (the blob is durable already: a link needs no fsync of its data)
+                    os.replace(tmp, target)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                    raise
+            else:
+                copy_durably(blob, target, check=verified)
+        except FileNotFoundError as e:
+            if not blob.exists():
+                raise self._missing(key, id=id, path=field) from None
+            raise e
+
+    def _local(self) -> LocalBlobStore:
+        if not isinstance(self.store, LocalBlobStore):
+            raise TypeError(f"{self.store!r} is not a local directory: hydrate the value instead")
+        return self.store
+
+    @staticmethod
+    def _parse(ref: bytes) -> tuple[str, int]:
+        parsed = parse_ref(ref)
+        if parsed is None:
+            raise ValueError("not a blob reference")
+        return parsed
+
+    def _where(self, id: str, path: str, source: str) -> str:
+        return f"item {id!r} field {path or '(value)'!r}" + (f" ({source})" if source else "")
+
+    def _missing(self, key: str, *, id: str, path: str, source: str = "") -> BlobError:
+        return BlobError(
+            f"{self._where(id, path, source)}: blob {key} is missing from {self.store.url}",
+            id=id, field=path, key=key, source=source,
+        )
+
+    def _corrupt(self, key: str, found: int, size: int, *, id: str, path: str, source: str = "") -> BlobError:
+        return BlobError(
+            f"{self._where(id, path, source)}: blob {key} in {self.store.url} is corrupt "
+            f"({found} bytes, expected {size} with {HASH_NAME} {key})",
+            id=id, field=path, key=key, source=source,
+        )
+
     def applies_to(self, tp: Any) -> bool:
         return may_hold_bytes(tp)
 
@@ -212,6 +331,8 @@ class ClaimCheck:
 
         def out(data: bytes, path: str) -> bytes:
             if len(data) <= self.threshold and not data.startswith(REF_MAGIC):
+                return data
+            if self._store_file(data):  # a reference `file_ref` made: its file is stored now
                 return data
             known = self._known(data)
             key = content_key(data) if known is None else known[0]
@@ -233,24 +354,17 @@ class ClaimCheck:
             if ref is None:
                 return data
             key, size = ref
-            where = f"item {id!r} field {path or '(value)'!r}" + (f" ({source})" if source else "")
             try:
                 blob = self.store.get(key)
             except KeyError:
-                raise BlobError(
-                    f"{where}: blob {key} is missing from {self.store.url}", id=id, field=path, key=key, source=source
-                ) from None
+                raise self._missing(key, id=id, path=path, source=source) from None
             except Exception as e:
                 raise BlobError(
-                    f"{where}: blob {key} could not be read from {self.store.url} ({e})",
+                    f"{self._where(id, path, source)}: blob {key} could not be read from {self.store.url} ({e})",
                     id=id, field=path, key=key, source=source,
                 ) from e
             if len(blob) != size or (self.verify and content_key(blob) != key):
-                raise BlobError(
-                    f"{where}: blob {key} in {self.store.url} is corrupt "
-                    f"({len(blob)} bytes, expected {size} with {HASH_NAME} {key})",
-                    id=id, field=path, key=key, source=source,
-                )
+                raise self._corrupt(key, len(blob), size, id=id, path=path, source=source)
             self.remember(blob, key, stored=True)
             return blob
 

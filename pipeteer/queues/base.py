@@ -22,6 +22,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
@@ -32,6 +33,9 @@ from pipeteer.plan import Plan
 from pipeteer.types import checker, type_name, value_type_name
 
 T = TypeVar("T")
+
+_AS_STORED: ContextVar[bool] = ContextVar("pipeteer_read_as_stored", default=False)
+"""Set while `BaseQueue.read_stored` reads: `hydrate` leaves references as they are."""
 U = TypeVar("U")
 T_co = TypeVar("T_co", covariant=True)
 
@@ -429,10 +433,20 @@ class BaseQueue(Queue[T]):
     async def hydrate(self, id: str, value: T) -> T:
         """The value a stage sees: blob references replaced by their verified bytes, in a worker
         thread (never on the event loop, nor under a lock the loop needs)."""
-        if self.claim is None or not has_refs(value):
+        if self.claim is None or _AS_STORED.get() or not has_refs(value):
             return value
         hydrated: T = await asyncio.to_thread(self.claim.hydrate, value, id=id, source=self._source(id))
         return hydrated
+
+    async def read_stored(self, id: str) -> T:
+        """`read(id)`, with large `bytes` left as blob references (`parse_ref` tells them): for code
+        that moves blobs itself, as `pipeteer pull` copies them to files (`ClaimCheck.export`)."""
+        token = _AS_STORED.set(True)
+        try:
+            value: T = await self._read(id)
+        finally:
+            _AS_STORED.reset(token)
+        return value
 
     def check(self, id: str, value: Any) -> None:
         if not isinstance(id, str) or not id:

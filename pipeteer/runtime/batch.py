@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key
+from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key, file_key
+from pipeteer.codec.claimcheck import ClaimCheck, has_refs, parse_ref
 from pipeteer.errors import ConfigError, InexistentItem
 from pipeteer.queues.base import BaseQueue, Pending, ReadQueue
 from pipeteer.runtime.app import App
@@ -191,7 +192,15 @@ async def push_files(
     if link and not isinstance(store, LocalBlobStore):
         raise ConfigError(f"pipeteer push --link: the blob store of {queues.backend.url} is not a local directory")
 
+    # With the default ingest, a large file's reference is pushed (see `ClaimCheck.file_ref`): the
+    # file is hashed from a memory map and, on a local store, copied in the kernel (or linked).
+    by_file = claim if app.ingest is None else None
+
     def load(path: Path) -> tuple[bytes, str]:
+        """What the ingest gets (the file's bytes, or a reference to them) and the content key."""
+        if by_file is not None and sizes[path] > by_file.threshold:
+            key = file_key(path)
+            return by_file.file_ref(path, key, link=link), key
         data = path.read_bytes()
         key = content_key(data)
         if claim is not None and len(data) > claim.threshold:
@@ -210,17 +219,17 @@ async def push_files(
     async def items() -> AsyncIterator[tuple[str, Any]]:
         nonlocal skipped, pushed_bytes
         for path in files:
-            data, key = await asyncio.to_thread(load, path)
-            id = item_id(path, data, key)
+            content, key = await asyncio.to_thread(load, path)
+            id = item_id(path, b"", key)
             if id in done.ids:
                 skipped += 1
                 bar.update(sizes[path])
                 continue
             try:
-                value = ingest(path, data)
+                value = ingest(path, content)
             except Exception as e:
                 raise ConfigError(f"pipeteer push: ingesting {path} failed: {type(e).__name__}: {e}") from e
-            pushed_bytes += len(data)
+            pushed_bytes += sizes[path]
             yield id, value
             bar.update(sizes[path])
 
@@ -268,45 +277,43 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def link_atomically(path: Path, data: bytes, blobs: LocalBlobStore) -> bool:
-    """Make `path` a hard link to the blob holding `data` (already durable there); False when it
-    cannot be (no such blob, or another file system): write it then."""
-    blob = blobs.path(content_key(data))
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(blob, tmp)
-    except OSError:
-        return False
-    os.replace(tmp, path)
-    return True
-
-
-def write_output(dest: Path, id: str, value: Any, *, link: LocalBlobStore | None = None) -> dict[str, Any]:
+def write_output(
+    dest: Path, id: str, value: Any, *, claim: ClaimCheck | None = None, link: bool = False
+) -> dict[str, Any]:
     """Write an output's bytes as files; returns its manifest record (the files are durable, the
-    directory entry is made durable by the caller's directory fsync). With `link`, a claim-checked
-    value's file is a hard link to its blob in that store instead of a copy."""
+    directory entry is made durable by the caller's directory fsync).
+
+    `value` as `read_stored` returns it when `claim` is given (a local blob store): a field that
+    is a blob reference is exported from the store (copied in the kernel, or hard-linked with
+    `link`), verified, never loaded into Python."""
     record: dict[str, Any] = {"id": id}
     files: dict[str, str] = {}
 
-    def save(name: str, data: bytes) -> None:
-        if link is None or not link_atomically(dest / name, data, link):  # (a small value has no blob)
+    def save(stem: str, data: bytes, field: str) -> str:
+        if claim is not None and parse_ref(data) is not None:
+            name = stem + extension(claim.head(data, id=id, field=field))
+            claim.export(data, dest / name, id=id, field=field, link=link)
+        else:
+            name = stem + extension(data)
             write_atomically(dest / name, data)
+        return name
+
+    def plain(v: Any, field: str) -> Any:
+        if claim is not None and has_refs(v):  # (large bytes inside a list or a dict: in the manifest)
+            v = claim.hydrate(v, id=id, source=f"inside field {field!r}")
+        return _json(v)
 
     if isinstance(value, bytes):
-        files["value"] = f"{id}{extension(value)}"
-        save(files["value"], value)
+        files["value"] = save(id, value, "")
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             v = getattr(value, f.name)
             if isinstance(v, bytes):
-                files[f.name] = f"{id}.{f.name}{extension(v)}"
-                save(files[f.name], v)
+                files[f.name] = save(f"{id}.{f.name}", v, f.name)
             else:
-                record[f.name] = _json(v)
+                record[f.name] = plain(v, f.name)
     else:
-        record["value"] = _json(value)
+        record["value"] = plain(value, "")
     record["files"] = files
     return record
 
@@ -414,9 +421,9 @@ async def pull_outputs(
     Qout = queues.Qout
     if not isinstance(Qout, BaseQueue):
         raise ConfigError(f"pipeteer pull: the output queue of {app.name!r} cannot be read")
-    store = Qout.claim.store if link and Qout.claim is not None else None
-    blobs = store if isinstance(store, LocalBlobStore) else None
-    if link and blobs is None:
+    # from a local blob store, files are exported (copied in the kernel or linked), not read
+    local = Qout.claim if Qout.claim is not None and isinstance(Qout.claim.store, LocalBlobStore) else None
+    if link and local is None:
         raise ConfigError(f"pipeteer pull --link: the blob store of {queues.backend.url} is not a local directory")
     bar = _progress(None if expect is None else max(expect - len(done), 0), "item", "pull", quiet)
     # A pipeline, not rounds: up to `concurrency` outputs are read and written at once, and as each
@@ -433,8 +440,8 @@ async def pull_outputs(
 
     async def one(id: str) -> None:
         try:
-            value = await Qout.read(id)
-            finished.append(await asyncio.to_thread(write_output, dest, id, value, link=blobs))
+            value = await (Qout.read(id) if local is None else Qout.read_stored(id))
+            finished.append(await asyncio.to_thread(write_output, dest, id, value, claim=local, link=link))
         except InexistentItem:  # popped meanwhile (another pull)
             busy.discard(id)
         except BaseException as e:

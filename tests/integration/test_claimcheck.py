@@ -15,11 +15,13 @@ from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import (
     REF_MAGIC,
     BlobError,
+    ChangedWhileStored,
     ClaimCheck,
     ClaimCheckCodec,
     LocalBlobStore,
     S3BlobStore,
     blob_store_from_url,
+    content_key,
     parse_ref,
     refs,
 )
@@ -223,3 +225,71 @@ def test_a_key_known_ahead_is_not_hashed_again_but_still_stored(tmp_path: Path) 
     cc.remember(data, content_key(data), stored=False)  # as `pipeteer push` does with the id's hash
     light = cc.dehydrate(Photo("p", data))
     assert cc.hydrate(light).img == data and len(blob_files(tmp_path)) == 1
+
+
+def test_a_file_goes_to_the_store_by_reference_copied_in_the_kernel(tmp_path: Path) -> None:
+    """`pipeteer push`'s path: the value carries `file_ref`'s reference, the file is stored when pushed."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    cc = ClaimCheck(store, threshold=1024)
+    photo = tmp_path / "p.png"
+    photo.write_bytes(BIG.img)
+    ref = cc.file_ref(photo)
+    assert parse_ref(ref) == (content_key(BIG.img), len(BIG.img)) and not blob_files(tmp_path / "blobs")
+    light = cc.dehydrate(Photo("p", ref))
+    assert light.img is ref  # passed on as it is, its file stored now: a copy, not a link
+    (blob,) = blob_files(tmp_path / "blobs")
+    assert blob.read_bytes() == BIG.img and blob.stat().st_ino != photo.stat().st_ino
+    assert cc.hydrate(light) == Photo("p", BIG.img)
+    linked = ClaimCheck(LocalBlobStore(tmp_path / "linked"), threshold=1024)
+    linked.dehydrate(Photo("p", linked.file_ref(photo, link=True)))
+    assert photo.stat().st_nlink == 2  # --link: the photo and its blob are one file
+    # an equal value that did not come from file_ref is content, not a reference: stored as such
+    equal = ref[:5] + ref[5:]  # (an equal object, not the same: `bytes(ref)` is `ref` itself)
+    assert equal is not ref and cc.hydrate(cc.dehydrate(Photo("p", equal))).img == ref
+
+
+def test_a_file_changed_before_it_is_stored_is_refused_and_nothing_stored(tmp_path: Path) -> None:
+    cc = ClaimCheck(LocalBlobStore(tmp_path / "blobs"), threshold=1024)
+    photo = tmp_path / "p.png"
+    photo.write_bytes(BIG.img)
+    ref = cc.file_ref(photo)
+    photo.write_bytes(BIG.img[::-1])  # rewritten in place (same size) between hashing and pushing
+    with pytest.raises(ChangedWhileStored, match=rf"{photo} changed while it was stored"):
+        cc.dehydrate(Photo("p", ref))
+    assert not blob_files(tmp_path / "blobs")  # no blob under a key that is not its content
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+def test_export_writes_a_verified_file_and_names_a_bad_blob(tmp_path: Path, link: bool) -> None:
+    """`pipeteer pull`'s path: a reference's blob becomes a file without passing through Python."""
+    cc = ClaimCheck(LocalBlobStore(tmp_path / "blobs"), threshold=1024)
+    light = cc.dehydrate(BIG)
+    (blob,) = blob_files(tmp_path / "blobs")
+    out = tmp_path / "out.bin"
+    assert cc.head(light.img, 8) == BIG.img[:8]
+    cc.export(light.img, out, id="it-1", field="img", link=link)
+    assert out.read_bytes() == BIG.img and (out.stat().st_ino == blob.stat().st_ino) == link
+    out.unlink()
+    data = blob.read_bytes()
+    os.unlink(blob)  # (a linked output must not change the blob: write a new file)
+    blob.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    key = content_key(BIG.img)
+    with pytest.raises(BlobError, match=rf"item 'it-1' field 'img'.*blob {key} .* is corrupt"):
+        cc.export(light.img, out, id="it-1", field="img", link=link)
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))  # nothing half-written left
+    blob.unlink()
+    with pytest.raises(BlobError, match=rf"item 'it-1' field 'img'.*blob {key} is missing"):
+        cc.export(light.img, out, id="it-1", field="img", link=link)
+    with pytest.raises(BlobError, match="is missing"):
+        cc.head(light.img, id="it-1", field="img")
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite"])
+async def test_read_stored_leaves_references_read_resolves_them(tmp_path: Path, scheme: str) -> None:
+    url = f"memory://?blobs={tmp_path / 'b'}&claim_check_bytes=1000" if scheme == "memory" else f"sqlite:///{tmp_path / 'q.db'}"
+    queues = connect(WF, url, env={})
+    await queues.Qin.push("p1", BIG)
+    stored = await queues.Qin.read_stored("p1")  # type: ignore[attr-defined]
+    assert parse_ref(stored.img) == (content_key(BIG.img), len(BIG.img))
+    assert await queues.Qin.read("p1") == BIG  # (the context of read_stored ends with it)
+    queues.backend.close()
