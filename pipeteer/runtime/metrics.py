@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -186,6 +187,34 @@ class StageMetrics:
         self.metrics.ready.labels(*self.key).set_function(lambda: float(ready()))
 
 
+def observe_many(histogram: Histogram, amounts: list[float]) -> None:
+    """`histogram.observe(a)` for each amount, taking each bucket's lock once per call rather than
+    per amount (prometheus-client's `observe` takes two locks per call: 2.3% of a fast Kafka
+    stage's samples). Falls back to `observe` if prometheus-client's histogram changes shape.
+
+    >>> h = Histogram("h", "doc", buckets=(0.1, 1), registry=None)
+    >>> observe_many(h, [0.05, 0.5, 0.7, 3.0])
+    >>> [(s.name, s.labels.get("le"), s.value) for s in h.collect()[0].samples][:4]
+    [('h_bucket', '0.1', 1.0), ('h_bucket', '1.0', 3.0), ('h_bucket', '+Inf', 4.0), ('h_count', None, 4.0)]
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets) or len(amounts) < 2:
+        for a in amounts:
+            histogram.observe(a)
+        return
+    counts: dict[int, int] = {}
+    for a in amounts:
+        if a != a:  # NaN: in no bucket, as `observe` does
+            continue
+        i = bisect_left(bounds, a)  # the first bucket whose bound is >= a, as `observe` picks it
+        counts[i] = counts.get(i, 0) + 1
+    total.inc(sum(amounts))
+    for i, n in counts.items():
+        buckets[i].inc(n)
+
+
 class StageProgress:
     """Wiring hook: counts items as stages move them and times read-to-emit.
 
@@ -241,8 +270,5 @@ class StageProgress:
                 m = self.of(stage)
                 m.consumed.inc(len(moved))
                 m.produced.inc(len(moved))
-                observe = m.processing.observe
-                for seconds in moved:
-                    if seconds is not None:
-                        observe(seconds)
+                observe_many(m.processing, [seconds for seconds in moved if seconds is not None])
                 moved.clear()
