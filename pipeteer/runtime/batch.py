@@ -434,6 +434,7 @@ async def pull_outputs(
     finished: list[dict[str, Any]] = []  # records whose files are durable, not yet in the manifest
     stale: list[str] = []  # in the manifest already (an earlier run died before popping them)
     running: set[asyncio.Task[None]] = set()
+    popping: set[asyncio.Task[None]] = set()  # pops of outputs the manifest names
     failures: list[BaseException] = []
     changed = asyncio.Event()
     written = 0
@@ -455,8 +456,19 @@ async def pull_outputs(
         lines.flush()
         os.fsync(lines.fileno())
 
+    async def pops(ids: list[str]) -> None:
+        try:
+            # at once: on Kafka each pop waits for the transaction it is in, and they all share one
+            await asyncio.gather(*(_pop(Qout, id) for id in ids))
+        except Exception as e:
+            failures.append(e)
+        finally:
+            busy.difference_update(ids)
+            changed.set()
+
     async def settle() -> None:
-        """The manifest names what finished; then those outputs are popped."""
+        """The manifest names what finished; then those outputs are popped, in the background: the
+        next ones are read and written meanwhile (on Kafka a pop waits for a transaction's commit)."""
         nonlocal written
         records, finished[:] = finished[:], []
         ids, stale[:] = [r["id"] for r in records] + stale, []
@@ -465,9 +477,10 @@ async def pull_outputs(
             done.update(r["id"] for r in records)
             written += len(records)
             bar.update(len(records))
-        # at once: on Kafka each pop waits for the transaction it is in, and they all share one
-        await asyncio.gather(*(_pop(Qout, id) for id in ids))
-        busy.difference_update(ids)
+        if ids:
+            task = asyncio.ensure_future(pops(ids))
+            popping.add(task)
+            task.add_done_callback(popping.discard)
 
     async def fill() -> None:
         free = concurrency - len(running)
@@ -496,16 +509,19 @@ async def pull_outputs(
                 if not stale:
                     await changed.wait()
                 continue
-            if expect is None and not follow and (not until_empty or await drained(queues, app)):
+            if expect is None and not follow and not popping and (not until_empty or await drained(queues, app)):
                 break
-            await asyncio.sleep(poll)
+            with contextlib.suppress(TimeoutError):  # (a pop ending may let the next output in)
+                await asyncio.wait_for(changed.wait(), poll)
         if failures:
             await asyncio.gather(*running, return_exceptions=True)
             if finished:
                 await settle()  # what was written is not written again
+        await asyncio.gather(*popping)  # (their failures are in `failures`)
+        if failures:
             raise failures[0]
     finally:
-        for task in running:
+        for task in running | popping:
             task.cancel()
         bar.close()
         lines.close()
