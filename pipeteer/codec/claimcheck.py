@@ -64,6 +64,7 @@ __all__ = [
     "ChangedWhileStored",
     "ClaimCheck",
     "ClaimCheckCodec",
+    "FileRef",
     "LocalBlobStore",
     "S3BlobStore",
     "blob_store_from_url",
@@ -121,9 +122,25 @@ def may_hold_bytes(tp: Any) -> bool:
     return any(may_hold_bytes(a) for a in args if a is not Ellipsis)
 
 
+class FileRef(bytes):
+    """A reference to a file's content that is not stored yet (`ClaimCheck.file_ref`): `dehydrate`
+    stores the file and puts the plain reference in its place."""
+
+    path: Path
+    link: bool
+
+    def __new__(cls, ref: bytes, path: Path, link: bool) -> FileRef:
+        self = super().__new__(cls, ref)
+        self.path, self.link = path, link
+        return self
+
+    def __reduce__(self) -> Any:
+        return (FileRef, (bytes(self), self.path, self.link))
+
+
 def _walk(value: Any, f: Callable[[bytes, str], bytes], path: str) -> Any:
     """`value` with every `bytes` inside it replaced by `f(bytes, path)` (copies only what changed)."""
-    if type(value) is bytes:
+    if type(value) is bytes or type(value) is FileRef:
         return f(value, path)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changed: dict[str, Any] = {}
@@ -153,7 +170,7 @@ def _walk(value: Any, f: Callable[[bytes, str], bytes], path: str) -> Any:
 
 def _any_bytes(value: Any, pred: Callable[[bytes], bool]) -> bool:
     """Whether some `bytes` inside `value` satisfies `pred` (stops at the first)."""
-    if type(value) is bytes:
+    if type(value) is bytes or type(value) is FileRef:
         return pred(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return any(_any_bytes(getattr(value, f.name), pred) for f in dataclasses.fields(value))
@@ -184,7 +201,6 @@ class ClaimCheck:
         self.verify = verify
         self._recent: OrderedDict[int, tuple[bytes, str, bool]] = OrderedDict()
         self._recent_bytes = 0
-        self._files: OrderedDict[int, tuple[bytes, Path, bool]] = OrderedDict()  # `file_ref`'s, by id
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -210,9 +226,7 @@ class ClaimCheck:
         # the cache holds the object itself, so an equal id means the same (immutable) bytes
         return (hit[1], hit[2]) if hit is not None and hit[0] is data else None
 
-    MADE_REFS = 65536
-
-    def file_ref(self, path: str | os.PathLike[str], key: str | None = None, *, link: bool = False) -> bytes:
+    def file_ref(self, path: str | os.PathLike[str], key: str | None = None, *, link: bool = False) -> FileRef:
         """A reference to a file's content, a `bytes` value to put in a state in place of the
         content (`pipeteer push` does this): the file is stored when the value is pushed (in the
         push's worker thread), and never passes through Python's memory on a local store.
@@ -223,31 +237,19 @@ class ClaimCheck:
         `key`'s by then."""
         if key is None:
             key = file_key(path)
-        ref = make_ref(key, os.path.getsize(path))
-        with self._lock:
-            self._files[id(ref)] = (ref, Path(path), link)
-            while len(self._files) > self.FILE_REFS:
-                self._files.popitem(last=False)
-        return ref
+        return FileRef(make_ref(key, os.path.getsize(path)), Path(path), link)
 
-    FILE_REFS = 65536
-
-    def _store_file(self, ref: bytes) -> bool:
-        """Store the file behind a reference `file_ref` made; False if `ref` is not one."""
-        with self._lock:
-            made = self._files.get(id(ref))
-        if made is None or made[0] is not ref:
-            return False
-        _, path, link = made
+    def _store_file(self, ref: FileRef) -> bytes:
+        """Store the file behind `ref`; the plain reference."""
         key, _ = self._parse(ref)
         if isinstance(self.store, LocalBlobStore):
-            self.store.put_file(key, path, link=link)
+            self.store.put_file(key, ref.path, link=ref.link)
         else:
-            data = path.read_bytes()
+            data = ref.path.read_bytes()
             if content_key(data) != key:
-                raise ChangedWhileStored(f"{path} changed while it was stored (its hash is no longer {key})")
+                raise ChangedWhileStored(f"{ref.path} changed while it was stored (its hash is no longer {key})")
             self.store.put(key, data)
-        return True
+        return bytes(ref)
 
     def head(self, ref: bytes, n: int = 32, *, id: str = "", field: str = "") -> bytes:
         """The first `n` bytes of a reference's blob in a local store (what kind of file it is)."""
@@ -332,8 +334,8 @@ class ClaimCheck:
         def out(data: bytes, path: str) -> bytes:
             if len(data) <= self.threshold and not data.startswith(REF_MAGIC):
                 return data
-            if self._store_file(data):  # a reference `file_ref` made: its file is stored now
-                return data
+            if type(data) is FileRef:  # a file `file_ref` named: stored now
+                return self._store_file(data)
             known = self._known(data)
             key = content_key(data) if known is None else known[0]
             if known is None or not known[1]:
