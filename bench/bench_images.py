@@ -10,10 +10,13 @@ start of push to the end of pull. The baselines and pipeteer take turns for `--r
 (this machine is shared and its disk's fsync latency varies several-fold from one minute to the
 next) and the table gives medians, each round's ratio computed within that round:
 
-- `copyfile`: `shutil.copyfile` of every file, one after another (page cache; nothing durable);
-- `durable copy`: each file written to a temporary name, fsynced and renamed, by as many threads
-  as pull writes outputs at once (`--concurrency`): what pipeteer has to do twice (push stores
-  each image as a blob, pull writes it out), so the fair ceiling for copies is about half of it.
+- `copyfile`: `shutil.copyfile` of every file, one after another (page cache; nothing durable),
+  as the issue measured it; and `copyfile, N threads`, the same by `--concurrency` threads at once
+  (on this project's VMs one thread's rate swings 450–3,300 MB/s from round to round: the first
+  write into memory the guest gave back to its host faults in the host; threads fault in parallel);
+- `durable copy`: each file copied in the kernel (`shutil.copyfile`) to a temporary name, fsynced
+  and renamed, by `--concurrency` threads: what pipeteer has to do twice (push stores each image
+  as a blob, pull writes it out), so the fair ceiling for copies is about half of it.
 
 Also reported: CPU seconds (user + system) per 1,000 items of each process, from `wait4`; the
 peak RSS of every process (VmHWM, sampled until it exits); the SQLite WAL's peak size; the
@@ -92,15 +95,17 @@ def hash_rates(size: int) -> dict[str, float]:
     return rates
 
 
-def copyfile_rate(files: list[Path], dest: Path) -> float:
+def copyfile_rate(files: list[Path], dest: Path, threads: int = 1) -> float:
+    """MB/s of `shutil.copyfile` of the files by `threads` threads (page cache, not durable)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     dest.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    for p in files:
-        shutil.copyfile(p, dest / p.name)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda p: shutil.copyfile(p, dest / p.name), files))
     took = time.perf_counter() - started
-    total = sum(p.stat().st_size for p in files)
     shutil.rmtree(dest)
-    return total / took / 1e6
+    return sum(p.stat().st_size for p in files) / took / 1e6
 
 
 def durable_copy_rate(files: list[Path], dest: Path, threads: int) -> float:
@@ -272,6 +277,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # first fsync (which on ext4 commits every dirty file in its journal transaction) pays for them.
             os.sync()
             copy = copyfile_rate(files, root / "copy")
+            copy_threads = copyfile_rate(files, root / "copy", args.concurrency)
             os.sync()
             durable = durable_copy_rate(files, root / "copy", args.concurrency)
             work = root / f"round{i}"
@@ -282,8 +288,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 url = f"kafka://{bootstrap}?prefix=b{os.getpid()}r{i}&partitions={args.partitions}"
                 env["PIPETEER_BLOBS"] = str(work / "blobs")
             r = one_round(args, work, url, env, made)
-            r.update(copyfile_mb_per_s=copy, durable_copy_mb_per_s=durable)
+            r.update(copyfile_mb_per_s=copy, copyfile_threads_mb_per_s=copy_threads, durable_copy_mb_per_s=durable)
             r["x_copyfile"] = r["mb_per_s"] / copy
+            r["x_copyfile_threads"] = r["mb_per_s"] / copy_threads
             r["x_durable_copy"] = r["mb_per_s"] / durable
             if args.backend == "sqlite":
                 r["db_mb_after"] = (work / "q.db").stat().st_size / 1e6
@@ -291,7 +298,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 r["largest_record_bytes"] = largest_kafka_record(bootstrap or "", f"b{os.getpid()}r{i}")
             rounds.append(r)
             print(f"round {i + 1}/{args.repeat}: {r['mb_per_s']:.0f} MB/s, {r['x_copyfile']:.3f} x copyfile "
-                  f"({copy:.0f} MB/s), {r['x_durable_copy']:.3f} x durable copy ({durable:.0f} MB/s)", file=sys.stderr)
+                  f"({copy:.0f} MB/s), {r['x_copyfile_threads']:.3f} x copyfile by {args.concurrency} threads "
+                  f"({copy_threads:.0f} MB/s), {r['x_durable_copy']:.3f} x durable copy ({durable:.0f} MB/s)",
+                  file=sys.stderr)
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
 
@@ -312,8 +321,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "median": {
                 "pipeteer_mb_per_s": med("mb_per_s"),
                 "copyfile_mb_per_s": med("copyfile_mb_per_s"),
+                "copyfile_threads_mb_per_s": med("copyfile_threads_mb_per_s"),
                 "durable_copy_mb_per_s": med("durable_copy_mb_per_s"),
                 "x_copyfile": med("x_copyfile"),
+                "x_copyfile_threads": med("x_copyfile_threads"),
                 "x_durable_copy": med("x_durable_copy"),
             },
             "x_copyfile_each_round": [round(r["x_copyfile"], 3) for r in rounds],
