@@ -205,6 +205,24 @@ def test_s3_compatible_store_multipart(s3_endpoint: str) -> None:
         cc.hydrate(light, id="x")
 
 
+def test_a_file_reference_on_an_s3_store_is_uploaded_when_pushed(s3_endpoint: str, tmp_path: Path) -> None:
+    """`pipeteer push`'s path with a bucket: the file's bytes are read and uploaded at dehydration."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="refs")
+    cc = ClaimCheck(blob_store_from_url(f"s3://refs/p?endpoint={s3_endpoint}"), threshold=1024)
+    photo = tmp_path / "p.png"
+    photo.write_bytes(BIG.img)
+    ref = cc.file_ref(photo)
+    assert not list(cc.store.list())
+    light = cc.dehydrate(Photo("p", ref))
+    assert [b.key for b in cc.store.list()] == [content_key(BIG.img)] and cc.hydrate(light) == Photo("p", BIG.img)
+    later = cc.file_ref(photo)
+    photo.write_bytes(BIG.img[::-1])
+    with pytest.raises(ChangedWhileStored, match="changed while it was stored"):
+        cc.dehydrate(Photo("p", later))
+
+
 @pytest.mark.parametrize(
     "module", ["pipeteer.codec.claimcheck", "pipeteer.codec.blobstore", "pipeteer.runtime.batch"]
 )
