@@ -33,11 +33,11 @@ from pipeteer.plan import Plan
 from pipeteer.types import checker, type_name, value_type_name
 
 T = TypeVar("T")
+U = TypeVar("U")
+T_co = TypeVar("T_co", covariant=True)
 
 _AS_STORED: ContextVar[bool] = ContextVar("pipeteer_read_as_stored", default=False)
 """Set while `BaseQueue.read_stored` reads: `hydrate` leaves references as they are."""
-U = TypeVar("U")
-T_co = TypeVar("T_co", covariant=True)
 
 
 TURN_SECONDS = 0.002

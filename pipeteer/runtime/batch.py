@@ -193,7 +193,7 @@ async def push_files(
         raise ConfigError(f"pipeteer push --link: the blob store of {queues.backend.url} is not a local directory")
 
     # With the default ingest, a large file's reference is pushed (see `ClaimCheck.file_ref`): the
-    # file is hashed from a memory map and, on a local store, copied in the kernel (or linked).
+    # file is hashed in chunks and, on a local store, copied in the kernel (or linked) when pushed.
     by_file = claim if app.ingest is None else None
 
     def load(path: Path) -> tuple[bytes, str]:
