@@ -38,6 +38,29 @@ when read, so the hash must not cost more than the copy."""
 TMP_PREFIX = ".tmp-"
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync a file, or a directory (its entries), by its path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def publishing(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> Iterator[None]:
+    """The block writes `tmp`; then `tmp` takes the name `target` (an atomic rename). If the block
+    or the rename fails, `tmp` is removed and `target` is as it was: a reader never sees half a
+    file, and a crash leaves at most a temporary one."""
+    try:
+        yield
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def content_key(data: bytes) -> str:
     """The key a blob is stored under: the hex BLAKE3 hash of its bytes.
 
@@ -107,22 +130,13 @@ def copy_durably(
     a clone on XFS next to nothing (`bench/bench_images.py` measures them). `check(temp_path)`
     may refuse the copy (by raising) before it takes the name `target`."""
     tmp = target.with_name(f"{TMP_PREFIX}{target.name}-{os.getpid()}-{threading.get_ident()}")
-    try:
+    with publishing(tmp, target):
         how = "clone" if clone_file(source, tmp) else "copy"
         if how == "copy":
             shutil.copyfile(source, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(tmp)
         if check is not None:
             check(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return how
 
 
@@ -176,26 +190,27 @@ class LocalBlobStore:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / _check_key(key)
 
+    @staticmethod
+    def _renewed(path: Path) -> bool:
+        """Whether the blob is stored already: written once, identical content is never written
+        twice, but its time is renewed (`blobs gc` spares it for its grace period)."""
+        if path.exists():
+            with contextlib.suppress(FileNotFoundError):  # (unless collected meanwhile: write it)
+                os.utime(path)
+                return True
+        return False
+
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
-        if path.exists():  # written once: identical content is never written twice ...
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(path)  # ... but its time is renewed: `blobs gc` spares it for its grace period
-                return
+        if self._renewed(path):
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        # temp name, fsync, rename: a reader never sees half a blob, a crash leaves only a temp file
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if self.fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with publishing(tmp, path), os.fdopen(fd, "wb") as f:  # temp name, fsync, rename
+            f.write(data)
+            if self.fsync:
+                f.flush()
+                os.fsync(f.fileno())
 
     def put_file(self, key: str, source: str | os.PathLike[str], *, link: bool = False) -> None:
         """Store the file `source`, whose content has the key `key`: a copy made in the kernel (see
@@ -203,10 +218,8 @@ class LocalBlobStore:
         hashed again before it takes the key: raises `ChangedWhileStored` (and stores nothing) when
         the file changed since `key` was computed."""
         path = self.path(key)
-        if path.exists():
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(path)  # (as in `put`: renewed for `blobs gc`'s grace period)
-                return
+        if self._renewed(path):
+            return
         if link and self.adopt(key, source):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,18 +243,9 @@ class LocalBlobStore:
             os.link(source, tmp)
         except OSError:
             return False
-        try:
+        with publishing(tmp, path):
             if self.fsync:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+                fsync_path(tmp)
         return True
 
     def get(self, key: str) -> bytes:

@@ -51,6 +51,7 @@ from pipeteer.codec.blobstore import (
     content_key,
     copy_durably,
     file_key,
+    publishing,
 )
 from pipeteer.codec.framing import ValueCodec
 from pipeteer.codec.schema import Schema
@@ -279,13 +280,8 @@ class ClaimCheck:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
                 os.link(blob, tmp)
-                try:
+                with publishing(tmp, target):
                     verified(tmp)  # (the blob is durable already: a link needs no fsync of its data)
-                    os.replace(tmp, target)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        tmp.unlink()
-                    raise
             else:
                 copy_durably(blob, target, check=verified)
         except FileNotFoundError as e:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key, file_key
+from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key, file_key, fsync_path, publishing
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs, parse_ref
 from pipeteer.errors import ConfigError, InexistentItem
 from pipeteer.queues.base import BaseQueue, Pending, ReadQueue
@@ -270,11 +270,10 @@ def _json(value: Any) -> Any:
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `path` so that it is either absent or whole, and durable once this returns."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    with open(tmp, "wb") as f:
+    with publishing(tmp, path), open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_output(
@@ -316,14 +315,6 @@ def write_output(
         record["value"] = plain(value, "")
     record["files"] = files
     return record
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def manifest_ids(path: Path) -> set[str]:
@@ -451,7 +442,7 @@ async def pull_outputs(
             changed.set()
 
     def commit(records: list[dict[str, Any]]) -> None:
-        _fsync_dir(dest)  # the files' names are durable before the manifest names them
+        fsync_path(dest)  # the files' names are durable before the manifest names them
         lines.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
         lines.flush()
         os.fsync(lines.fileno())
