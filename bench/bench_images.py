@@ -11,9 +11,11 @@ start of push to the end of pull. The baselines and pipeteer take turns for `--r
 next) and the table gives medians, each round's ratio computed within that round:
 
 - `copyfile`: `shutil.copyfile` of every file, one after another (page cache; nothing durable),
-  as the issue measured it; and `copyfile, N threads`, the same by `--concurrency` threads at once
-  (on this project's VMs one thread's rate swings 450–3,300 MB/s from round to round: the first
-  write into memory the guest gave back to its host faults in the host; threads fault in parallel);
+  as the issue measured it; and `copyfile, N threads`, the same by `--concurrency` threads at once.
+  Both copy into page-cache pages just freed by an untimed copy of the same files: on this
+  project's VMs the first write into a page the guest gave back to its host faults in the host,
+  and a copy into such pages ran at 400–500 MB/s against 2,300–3,300 into pages used again. The
+  baselines are taken at their best, the strict comparison;
 - `durable copy`: each file copied in the kernel (`shutil.copyfile`) to a temporary name, fsynced
   and renamed, by `--concurrency` threads: what pipeteer has to do twice (push stores each image
   as a blob, pull writes it out), so the fair ceiling for copies is about half of it.
@@ -276,6 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # The setup's (and the last round's) writes are flushed first, so that no variant's
             # first fsync (which on ext4 commits every dirty file in its journal transaction) pays for them.
             os.sync()
+            copyfile_rate(files, root / "copy")  # (untimed: the timed copies write into pages used again)
             copy = copyfile_rate(files, root / "copy")
             copy_threads = copyfile_rate(files, root / "copy", args.concurrency)
             os.sync()

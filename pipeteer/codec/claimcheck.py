@@ -50,6 +50,7 @@ from pipeteer.codec.blobstore import (
     blob_store_from_url,
     content_key,
     copy_durably,
+    drop_cached,
     file_key,
     publishing,
 )
@@ -284,6 +285,8 @@ class ClaimCheck:
                     verified(tmp)  # (the blob is durable already: a link needs no fsync of its data)
             else:
                 copy_durably(blob, target, check=verified)
+                drop_cached(target)
+            drop_cached(blob)  # (an output is the end of the line: neither is read again here)
         except FileNotFoundError as e:
             if not blob.exists():
                 raise self._missing(key, id=id, path=field) from None

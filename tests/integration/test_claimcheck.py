@@ -12,6 +12,7 @@ import pytest
 
 from pipeteer import DecodeError, Pipeline, Workflow, connect
 from pipeteer.codec import codec_for
+from pipeteer.codec.blobstore import drop_cached
 from pipeteer.codec.claimcheck import (
     REF_MAGIC,
     BlobError,
@@ -300,6 +301,42 @@ def test_export_writes_a_verified_file_and_names_a_bad_blob(tmp_path: Path, link
         cc.export(light.img, out, id="it-1", field="img", link=link)
     with pytest.raises(BlobError, match="is missing"):
         cc.head(light.img, id="it-1", field="img")
+
+
+def resident_bytes(path: Path) -> int:
+    """How much of a file the page cache holds (mincore(2) over a mapping that touches nothing)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as m:
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        anchor = ctypes.c_char.from_buffer(m)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            assert libc.mincore(ctypes.c_void_p(ctypes.addressof(anchor)), ctypes.c_size_t(size), vec) == 0
+        finally:
+            del anchor
+    return sum(mmap.PAGESIZE for v in vec if v & 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="the page-cache hint is POSIX-only")
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+def test_export_leaves_neither_the_file_nor_its_blob_in_the_page_cache(tmp_path: Path, link: bool) -> None:
+    """An exported output leaves the pipeline: its pages (and its blob's) are dropped from the
+    cache once durable, so a long pull does not grow the page cache (see `drop_cached`)."""
+    cc = ClaimCheck(LocalBlobStore(tmp_path / "blobs"), threshold=1024)
+    light = cc.dehydrate(BIG)
+    (blob,) = blob_files(tmp_path / "blobs")
+    blob.read_bytes()
+    assert resident_bytes(blob) > 0  # (the check can see cached pages)
+    out = tmp_path / "out.bin"
+    cc.export(light.img, out, id="it-1", field="img", link=link)
+    assert resident_bytes(out) == 0 and resident_bytes(blob) == 0
+    assert out.read_bytes() == BIG.img and resident_bytes(out) > 0
+    drop_cached(out)
+    assert resident_bytes(out) == 0
 
 
 @pytest.mark.parametrize("scheme", ["memory", "sqlite"])
