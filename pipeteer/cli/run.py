@@ -16,7 +16,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeteer.runtime.app import require_app
     from pipeteer.runtime.console import ConsoleSettings
     from pipeteer.runtime.security import Security, is_loopback
-    from pipeteer.runtime.service import StageService
+    from pipeteer.runtime.service import StageService, tune_gc
 
     app = require_app(args.app)
     security = Security.from_env(
@@ -46,6 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"pipeteer: running {app.name!r} on {service.queues.backend.url}: {kinds}", file=sys.stderr)
     auth = "tokens" if security.token_login else "auth proxy" if security.enabled else "OFF"
     print(f"pipeteer: review console at {where}/ (authentication: {auth})", file=sys.stderr)
+    tune_gc()
     asyncio.run(service.serve(args.host, args.port))
     return 0
 

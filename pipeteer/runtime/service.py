@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,21 @@ log = logging.getLogger("pipeteer.run")
 
 PENDING_EVERY = 1.0
 """Seconds between two measures of the oldest pending age on backends that do not report it."""
+
+
+GC_THRESHOLDS = (10_000, 10, 10)
+"""The cyclic garbage collector's thresholds in a stage process (CPython's default: 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Collect the young generation every 10,000 allocations, not every 700 (`pipeteer run` does this).
+
+    A stage allocates a few objects per record, and most live until the record is done (its pending
+    table holds thousands), so each young collection found little garbage and moved the survivors on
+    to be scanned again. On a Kafka stage of 200-byte records the collector had 6% of the samples and
+    these thresholds cut its CPU per record by a fifth (`bench/kafka_stage.md`, change 9). Garbage
+    in cycles waits for at most 10,000 allocations instead of 700: a few MB at most."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass(frozen=True)

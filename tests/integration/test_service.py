@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pipeteer import connect
 from tests.apps.review import Doc, Published, app
@@ -84,3 +85,24 @@ def test_run_rejects_unknown_stage_and_bad_backend() -> None:
         [sys.executable, "-m", "pipeteer", "run", "tests.apps.nothere:app"], cwd=ROOT, capture_output=True, text=True
     )
     assert r.returncode == 2 and "cannot import module 'tests.apps.nothere'" in r.stderr
+
+
+def test_run_collects_garbage_at_the_stage_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pipeteer run` serves with the collector's young generation at 10,000 allocations (see `tune_gc`)."""
+    import gc
+
+    from pipeteer.cli import main
+    from pipeteer.runtime.service import GC_THRESHOLDS, StageService
+
+    seen: list[tuple[int, int, int]] = []
+
+    async def serve(self: StageService, host: str, port: int) -> None:
+        seen.append(gc.get_threshold())
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(StageService, "serve", serve)
+    try:
+        assert main(["run", "tests.apps.review:app", "--backend", "memory://"]) == 0
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [GC_THRESHOLDS] and GC_THRESHOLDS[0] > before[0]
