@@ -160,6 +160,13 @@ def copy_durably(
 class ChangedWhileStored(PipeteerError):
     """A file's content was not the one hashed when it was copied (it changed meanwhile)."""
 
+    def __init__(self, source: str | os.PathLike[str], key: str) -> None:
+        super().__init__(f"{source} changed while it was stored (its hash is no longer {key})")
+        self.source, self.key = source, key
+
+    def __reduce__(self) -> Any:
+        return (ChangedWhileStored, (self.source, self.key))
+
 
 @dataclass(frozen=True)
 class BlobInfo:
@@ -243,7 +250,7 @@ class LocalBlobStore:
 
         def same(copy: Path) -> None:
             if file_key(copy) != key:
-                raise ChangedWhileStored(f"{source} changed while it was stored (its hash is no longer {key})")
+                raise ChangedWhileStored(source, key)
 
         copy_durably(source, path, check=same)
 

@@ -249,7 +249,7 @@ class ClaimCheck:
         else:
             data = ref.path.read_bytes()
             if content_key(data) != key:
-                raise ChangedWhileStored(f"{ref.path} changed while it was stored (its hash is no longer {key})")
+                raise ChangedWhileStored(ref.path, key)
             self.store.put(key, data)
         return bytes(ref)
 
