@@ -266,6 +266,12 @@ class KafkaSettings:
             max_pending=_int(opts, "max_pending", Transactions.max_pending),
             max_pending_bytes=_int(opts, "max_pending_bytes", Transactions.max_pending_bytes),
         )
+        if tx.interval * 1000 >= tx.timeout_ms:
+            raise ConfigError(
+                f"backend URL {mask_url(url)!r}: commit_interval_ms {round(tx.interval * 1000)} must be below "
+                f"transaction_timeout_ms {tx.timeout_ms}: the brokers abort a transaction open longer than that "
+                "(and fence the stage's producer)"
+            )
         retries = Retry.from_options(opts, "Kafka backend options")
         named = bool(opts.get("instance"))
         instance = opts.get("instance") or f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"

@@ -1,13 +1,14 @@
 """The consumer-producer machinery of one Kafka stage instance: exactly-once by transactions.
 
 One engine serves one consumed queue (a stage's input topic) in one process. A dedicated
-thread owns the confluent-kafka consumer and transactional producer, because the client is
-synchronous; the asyncio side (the stage's coroutine or web page) only touches the pending
-table, under a lock, and is woken once per consumed batch, never per record.
+thread owns the confluent-kafka consumer and drives the transactional producer, because the
+client is synchronous; the asyncio side (the stage's coroutine or web page) only touches the
+pending table, under a lock, and hands each finished item's output to the producer as it is
+finished, so that the client sends it at once. It is woken once per consumed batch, never per record.
 
 The thread's loop: consume a batch -> decode into the pending table (undecodable records go
-straight to the dead-letter topic) -> produce the records of items finished meanwhile inside
-the open transaction -> every `Transactions.interval` seconds or `records` finished items,
+straight to the dead-letter topic) -> produce what was finished while the transaction was closed
+(during a commit) -> every `Transactions.interval` seconds or `records` finished items,
 commit: the changelog writes and input offsets the pending table plans
 (`pending.PendingTable.plan_commit`), sent with the consumer's group metadata (EOS v2), so
 outputs, pending-table changes and offsets become visible together or not at all.
@@ -49,6 +50,7 @@ from pipeteer.queues.kafka.changelog import read_changelog, restore_consumer, st
 from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.deadletters import dead_letter_record
 from pipeteer.queues.kafka.health import BrokerWatch, translate
+from pipeteer.queues.kafka.pace import Pace
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
 from pipeteer.queues.kafka.transactions import StageProducer
 from pipeteer.queues.memory import Notifier
@@ -90,7 +92,8 @@ between waits); an idle stage waits up to the commit interval."""
 HOLD = 1.0
 """Seconds a full pending table stops the input before the partitions are paused (`_flow_control`)."""
 TXN_BYTES = 8 << 20
-"""A transaction is committed early once it carries this many bytes: commit latency stays bounded for large records."""
+"""A transaction is committed early once it carries this many bytes: downstream stages see large
+records in steps of this size, and an aborted transaction redoes no more than this."""
 
 
 class StageEngine:
@@ -122,6 +125,15 @@ class StageEngine:
         """A stage loop reads this queue (`read()`), as opposed to web pages completing items by id."""
         self._waiters: list[tuple[asyncio.Future[None], int]] = []
         self._committing: list[tuple[asyncio.Future[None], int]] = []
+        self._open = False
+        """The open transaction takes each output as the stage finishes its item (`finish`, on the
+        event loop's thread), so the client sends it while the stage goes on, as a hand-written loop
+        does. Closed (outputs wait in the table) from the moment a commit takes its plan, while an
+        abort rewinds, and while partitions are handed over; `_open_transaction` reopens it."""
+        self._full = False
+        """The producer held `UNACKED_BYTES` when a finished item's output was offered: it waits in
+        the table, and so does the stage loop (on `_room`) until the engine has produced it."""
+        self._room: asyncio.Future[None] | None = None
         # Items a stage loop was working on when their partition went away: the loop may still read
         # and move them; the move is then dropped (the partition's new owner processes them).
         self._dropped_streamed: dict[str, Entry] = {}
@@ -135,6 +147,8 @@ class StageEngine:
         self._consumer: Any = None
         self._restorer: Any = None
         self._busy = False
+        self._finished_seen = 0
+        self._pace = Pace()
         self._ingested = 0
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
@@ -148,6 +162,8 @@ class StageEngine:
         self.metrics: Any = None
         self.committed_items = 0
         """Items finished (emitted, dead-lettered or popped) and committed by this engine so far."""
+        self.waits_for_room = 0
+        """Times the stage loop waited because the producer held `UNACKED_BYTES` (outputs ahead of the brokers)."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -268,11 +284,16 @@ class StageEngine:
                 if self._dropped_streamed.pop(id, None) is not None:
                     return None
                 raise InexistentItem(id, self.queue.describe())
-            table.finish_entry(e, None if topic is None else Record(topic, id, data, None, (), e.partition))
+            if self._open and topic is not None and not e.logged and self.txn.offer_one(topic, id, data):
+                table.finish_entry(e, None)  # (the common case, sent at once: no record is made)
+            else:
+                table.finish_entry(e, None if topic is None else Record(topic, id, data, None, (), e.partition))
+                if self._open:
+                    self._produce_finished()
             if self._current == id:
                 self._current = None
             if e.streamed:
-                return None
+                return None if self._open else self._room_waiter()
             assert self._loop is not None
             fut: asyncio.Future[None] = self._loop.create_future()
             self._waiters.append((fut, e.partition))
@@ -291,6 +312,8 @@ class StageEngine:
                 return id
             record = self.dead_letter(e.id, e.raw, error, e.partition, e.offset, e.attempts)
             self.table.finish(e.id, (record,))
+            if self._open:
+                self._produce_finished()
             self._current = None
         if self.metrics is not None:
             self.metrics.dead_letters.inc()
@@ -306,6 +329,51 @@ class StageEngine:
         return dead_letter_record(
             self.dead_letters, id, raw, error, self.stage_name, self.topic, partition, offset, attempts
         )
+
+    def _produce_finished(self) -> None:
+        """Produce the finished items' records into the open transaction now (caller holds the lock).
+        What the client does not take at once stays in the table, first in line, and the
+        transaction closes: the engine's thread produces it (or its commit fails and recovers)."""
+        records = self.table.take_outputs()
+        taken = self.txn.offer(records)
+        if taken < len(records):
+            self.table.put_back(records[taken:])
+            self._open = False
+            self._full = True
+
+    def _room_waiter(self) -> asyncio.Future[None] | None:
+        """What a stage loop waits on before its next item: None, or while the producer is full, a
+        future resolved once the outputs waiting in the table are produced (caller holds the lock).
+        (While a commit runs, outputs wait in the table too, but the stage goes on meanwhile.)"""
+        if not self._full:
+            return None
+        if self._room is None:
+            assert self._loop is not None
+            self._room = self._loop.create_future()
+            self.waits_for_room += 1
+        return self._room
+
+    def _open_transaction(self) -> None:
+        """Produce what was finished while the transaction was closed, then let `finish` produce
+        directly (in that order: outputs keep the order in which their items were finished)."""
+        while True:
+            with self.lock:
+                records = self.table.take_outputs()
+                if not records:
+                    self._open = True
+                    room = self._take_room()
+                    break
+            self.txn.produce(records)
+        self._settle(room, None)
+
+    def _close_transaction(self) -> None:
+        with self.lock:
+            self._open = False
+
+    def _take_room(self) -> list[tuple[asyncio.Future[None], int]]:
+        """The stage loop's wait for room, ended: to settle (caller holds the lock)."""
+        room, self._room, self._full = self._room, None, False
+        return [] if room is None else [(room, -1)]
 
     def _wake(self) -> None:
         loop = self._loop
@@ -415,41 +483,58 @@ class StageEngine:
         self.backend.watch.up()
 
     def _step(self) -> None:
-        # While the stage is finishing items, their outputs are sent every BUSY_POLL at the latest:
-        # `consume` cannot be woken when one is ready, and with all input already consumed (a
+        # While the stage is finishing items, the engine looks at least every BUSY_POLL whether a
+        # commit is due (and produces what was finished while the transaction was closed):
+        # `consume` cannot be woken when the stage is done, and with all input already consumed (a
         # backlog within `max_pending`) it would otherwise wait its whole timeout every time.
         timeout = BUSY_POLL if self._busy else min(self.tx.interval, 0.1)
-        if self._flow_control():
-            msgs = self._consumer.consume(self._batch_size(), timeout)
+        consuming = self._flow_control()
+        if consuming:
+            asked = self._batch_size()
+            msgs = self._consumer.consume(asked, timeout)
+            # fewer than asked: `consume` waited its timeout and no more came (the input ran dry)
+            dry = len(msgs) < asked
         else:
+            dry = False
             msgs = []
             time.sleep(BUSY_POLL)
         if msgs:
             self._reachable()
             self._ingest(msgs)
-        with self.lock:
-            records = self.table.take_outputs()
-            finished = self.table.finished
+        self.txn.poll()  # (delivery reports: acknowledged records make room in the producer)
+        self._open_transaction()
+        finished = self.table.finished
+        left = len(self.table.entries)
+        working = self._streaming and not self._starved and left > 0
         # Busy: the stage loop has just finished items, or has items to work on (input just taken,
-        # or left in the table): its next outputs are due soon, and the commit once it has done.
-        self._busy = bool(records or msgs) or (self._streaming and not self._starved and bool(self.table.entries))
-        self.txn.produce(records)
+        # or left in the table): the commit is due once it has done.
+        self._busy = bool(msgs) or finished > self._finished_seen or working
         now = time.monotonic()
-        due = (
-            finished >= self.tx.records
-            or self.txn.bytes >= TXN_BYTES
+        self._pace.finished(now, finished - self._finished_seen, working)
+        self._finished_seen = finished
+        now_due = (
             # the first items after a start or a rebalance are visible as soon as they are done
-            or (finished and not self.committed_items)
+            (finished and not self.committed_items)
             # the input ran dry and the stage has finished what it had (or a person waits for the
             # answer): nothing is gained by waiting for the interval
             or (finished and not msgs and (self._starved or self._waiters))
-            or (now - self._last_commit >= self.tx.interval and (finished or self._ingested or self.txn.produced))
+        )
+        due = now_due or (
+            (
+                finished >= self.tx.records
+                or self.txn.bytes >= TXN_BYTES
+                or (now - self._last_commit >= self.tx.interval and (finished or self._ingested or self.txn.produced))
+            )
+            # ... unless the input ran dry and the stage will have finished what is left before
+            # this commit would end: the last items would then wait for it and for one more
+            # (see `pace`); the commit begins when the stage has finished, with everything
+            and not (dry and working and self._pace.finishing_first(left))
         )
         if due:
             self._commit()
+            self._open_transaction()
         if now - self._last_lag >= LAG_EVERY:
             self._last_lag = now  # (the lag itself is measured from the cluster: pipeteer.queues.kafka.lag)
-            self.txn.poll()  # the producer's error callbacks, on a stage with nothing to commit
             if self._broker_down_since is not None:  # an idle stage learns that the broker is back
                 with contextlib.suppress(KafkaException):
                     self._consumer.list_topics(self.topic, timeout=1)
@@ -562,11 +647,15 @@ class StageEngine:
     def _commit(self) -> None:
         """Commit the open transaction: outputs, changelog writes and input offsets, atomically."""
         with self.lock:
+            self._open = False
             plan = self.table.plan_commit()
+            self._finished_seen = 0
             self._committing, self._waiters = self._waiters, []
         self.txn.produce(plan.records)
+        started = time.monotonic()
         took = self.txn.commit(self.topic, plan.offsets, self._consumer.consumer_group_metadata)
         if took is not None:
+            self._pace.committed(time.monotonic() - started)  # (the offsets included)
             self._reachable()  # (a commit with nothing in it asks nothing of the brokers: it proves nothing)
             if self.metrics is not None:
                 self.metrics.commit.observe(took)
@@ -591,6 +680,7 @@ class StageEngine:
 
     def _recover(self, *, fatal: bool, error: BaseException | None) -> None:
         """Abort (or recreate the producer), then rewind: restore from the changelog, seek to committed offsets."""
+        self._close_transaction()
         self.txn.abort(fatal)
         self._reset_state(CommitAborted(f"{self.queue.describe()}: transaction aborted ({error}); try again"))
         assignment = [tp.partition for tp in self._consumer.assignment()]
@@ -616,7 +706,9 @@ class StageEngine:
             self._remember_dropped(dropped)
             waiters = self._committing + self._waiters
             self._committing, self._waiters = [], []
+            room = self._take_room()
         self._settle(waiters, error)
+        self._settle(room, None)  # (the stage goes on: what it had finished is rewound and read again)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         ps = [tp.partition for tp in partitions]
@@ -654,6 +746,7 @@ class StageEngine:
         except KafkaException as e:
             log.warning("stage %r: commit on revocation failed (%s); aborting", self.stage_name, e)
             err = e.args[0] if e.args else None
+            self._close_transaction()
             self.txn.abort(isinstance(err, KafkaError) and err.fatal())
             self._reset_state(
                 CommitAborted(f"{self.queue.describe()}: partitions revoked before the commit; try again")
@@ -665,6 +758,7 @@ class StageEngine:
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.warning("stage %r: lost partitions %s", self.stage_name, [tp.partition for tp in partitions])
+        self._close_transaction()
         self.txn.abort(False)
         self._reset_state(CommitAborted(f"{self.queue.describe()}: partitions lost; try again"))
 
@@ -692,6 +786,9 @@ class StageEngine:
             log.warning("stage %r: final commit failed: %s", self.stage_name, e)
             with contextlib.suppress(Exception):
                 self.txn.producer.abort_transaction(10)
+        with self.lock:
+            room = self._take_room()
+        self._settle(room, None)  # (a stage loop still waiting for room goes on, to its end)
         for close in (self._consumer.close, self._restorer.close):
             try:
                 close()

@@ -217,6 +217,10 @@ class PendingTable:
         out, self._outputs = self._outputs, []
         return out
 
+    def put_back(self, records: list[Record]) -> None:
+        """Records taken by `take_outputs` but not produced: first in line again."""
+        self._outputs[:0] = records
+
     def plan_commit(self) -> CommitPlan:
         """Everything the next commit writes; the table then counts it as written."""
         plan = CommitPlan(records=self.take_outputs(), finished=self._finished)

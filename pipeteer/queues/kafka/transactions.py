@@ -33,6 +33,15 @@ milliseconds: at the default every other commit waited 100 ms for it (the Java c
 the first AddPartitionsToTxn of a transaction after 20 ms for the same reason). A client property
 `retry.backoff.ms` of the user's wins."""
 
+UNACKED_BYTES = 4 << 20
+"""What the transactional producer holds at most of records not yet acknowledged by the brokers
+(librdkafka's `queue.buffering.max.kbytes`; its default is 1 GiB). A commit first waits for every
+record of its transaction to be acknowledged, so this bounds how long a commit takes once the stage
+stops: at its default, a 10 KB stage ran up to 25 MB ahead of a local broker, and its commits then
+took up to 200 ms; at 4 MiB, tens of ms. The stage waits when it is reached (`StageEngine.finish`).
+A client property `queue.buffering.max.kbytes` of the user's wins, as long as the largest record
+(`message.max.bytes`) fits: a record larger than the bound could never be produced."""
+
 
 class StageProducer:
     """The transactional producer of one stage instance (`transactional_id`), with its open transaction."""
@@ -58,6 +67,11 @@ class StageProducer:
 
     def _make(self) -> Any:
         tx = self.settings.transactions
+        props = self.settings.connection.properties
+        unacked_kb = max(
+            int(props.get("queue.buffering.max.kbytes", UNACKED_BYTES >> 10)),
+            int(props.get("message.max.bytes", 1_000_000)) // 1024 + 1,
+        )
         producer = Producer(
             self.settings.connection.client_config(
                 "producer",
@@ -66,8 +80,9 @@ class StageProducer:
                     "transaction.timeout.ms": tx.timeout_ms,
                     "partitioner": "murmur2_random",
                     "linger.ms": 5,
-                    "retry.backoff.ms": self.settings.connection.properties.get("retry.backoff.ms", RETRY_BACKOFF_MS),
+                    "retry.backoff.ms": props.get("retry.backoff.ms", RETRY_BACKOFF_MS),
                     "queue.buffering.max.messages": 1_000_000,
+                    "queue.buffering.max.kbytes": unacked_kb,
                     "error_cb": self.on_error,
                 },
             )
@@ -82,36 +97,59 @@ class StageProducer:
         self.bytes = 0
 
     def produce(self, records: Iterable[Record]) -> None:
-        """Produce `records` in the open transaction (the client sends them meanwhile)."""
-        produce = self.producer.produce
-        size = 0
-        count = 0
+        """Produce `records` in the open transaction (the client sends them meanwhile); waits for room
+        when the client's queue is full."""
         for r in records:
-            key = r.key.encode()
-            if r.value is not None:
-                size += len(r.value)
-            count += 1
             while True:
                 try:
-                    if r.partition is None:
-                        if r.headers:
-                            produce(r.topic, r.value, key, headers=list(r.headers))
-                        else:
-                            produce(r.topic, r.value, key)
-                    elif r.headers:
-                        produce(r.topic, r.value, key, r.partition, headers=list(r.headers))
-                    else:
-                        produce(r.topic, r.value, key, r.partition)
+                    self._send(r)
                     break
-                except BufferError:
+                except BufferError:  # (the client's queue is full: wait for acknowledgements)
                     self.producer.poll(0.05)
-        # (no poll here: delivery reports are served by the commit, which flushes, and by `poll`)
-        if count:
-            self.produced = True
-            self.bytes += size
+
+    def offer(self, records: list[Record]) -> int:
+        """Produce `records` in order while the client takes them at once; returns how many it took.
+
+        For the event loop's thread, which must not wait: the rest (client queue full, or a client
+        error) is left to the engine's thread, whose `produce` waits or whose commit fails and
+        recovers."""
+        for i, r in enumerate(records):
+            try:
+                self._send(r)
+            except (BufferError, KafkaException):
+                return i
+        return len(records)
+
+    def offer_one(self, topic: str, key: str, value: bytes | None) -> bool:
+        """`offer` for one output record (the stage's hot path): whether the client took it."""
+        try:
+            self.producer.produce(topic, value, key.encode())
+        except (BufferError, KafkaException):
+            return False
+        if value is not None:
+            self.bytes += len(value)
+        self.produced = True
+        return True
+
+    def _send(self, r: Record) -> None:
+        produce = self.producer.produce
+        key = r.key.encode()
+        if r.partition is None:
+            if r.headers:
+                produce(r.topic, r.value, key, headers=list(r.headers))
+            else:
+                produce(r.topic, r.value, key)
+        elif r.headers:
+            produce(r.topic, r.value, key, r.partition, headers=list(r.headers))
+        else:
+            produce(r.topic, r.value, key, r.partition)
+        if r.value is not None:
+            self.bytes += len(r.value)
+        self.produced = True
 
     def poll(self) -> None:
-        """Serve the client's callbacks (its errors) between commits."""
+        """Serve the client's callbacks: its errors, and the delivery reports of acknowledged records
+        (until served, they count against `UNACKED_BYTES`)."""
         self.producer.poll(0)
 
     def commit(self, topic: str, offsets: dict[int, int], group_metadata: Callable[[], Any]) -> float | None:

@@ -163,3 +163,38 @@ async def test_large_records_travel_by_claim_check(kafka_broker: Broker, kafka_p
     consumer.close()
     assert sizes["small"] < 100 and sizes["big"] < 500  # a BlobRef, not the 1.5 MB record
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 2  # the photo and the rectified one
+
+
+async def test_a_stage_ahead_of_the_brokers_waits_and_loses_nothing(kafka_broker: Broker, kafka_prefix: str) -> None:
+    """The stage's producer holds at most `queue.buffering.max.kbytes` of records not yet acknowledged
+    (`transactions.UNACKED_BYTES` by default): a stage loop whose outputs would go beyond waits in
+    its move until the brokers have taken them, and every item arrives once, with its value."""
+    # (commits only when the stage has finished all it has: none falls inside the burst below)
+    options = {"queue.buffering.max.kbytes": 1100, "claim_check_bytes": 1_000_000, "commit_interval_ms": 5_000}
+    b = KafkaBackend.from_url(backend_url(kafka_broker, kafka_prefix, **options), workflow_name="contract", env={})
+    try:
+        src, dst = b.make_queue(str, ["pages"]), b.make_queue(str, ["stamped"])
+        n = 60
+        for i in range(n):
+            await src.push(f"p{i}", f"{i}:" + "x" * 200_000)  # ~200 KB each: six fill the producer
+        await eventually(lambda: keys(src), lambda k: len(k) == n)
+
+        async def stage(count: int) -> None:  # a stage loop (push and pop become one move: `pipeteer.wiring`)
+            for _ in range(count):
+                id, text = await src.read()
+                await src.move(id, dst, text.upper())
+
+        await stage(1)  # the first item is committed at once, on its own
+        await eventually(lambda: dst.items(), lambda i: len(i) == 1)
+        engine = b.engines[("pages",)]
+        assert engine.waits_for_room == 0
+        await stage(n - 1)  # 59 items, 12 MB, in one burst
+        assert engine.waits_for_room > 0  # the bound was reached, and the loop waited
+        # the loop goes back to read(): the stage has finished what it had, and the engine commits
+        reading = asyncio.ensure_future(src.read())
+        got = dict(await eventually(lambda: dst.items(), lambda i: len(i) >= n))
+        reading.cancel()
+        assert len(got) == n and all(got[f"p{i}"] == f"{i}:" + "X" * 200_000 for i in range(n))
+        assert await keys(src) == set()
+    finally:
+        await asyncio.to_thread(b.close)

@@ -60,6 +60,8 @@ def test_named_instance_joins_as_static_member() -> None:
         ("kafka://b:1?transactional.id=x", {}, "set by pipeteer"),
         ("kafka://?prefix=x", {}, "no bootstrap servers"),
         ("sqlite:///x.db", {}, "not a Kafka backend URL"),
+        ("kafka://b:1?commit_interval_ms=30000", {}, "commit_interval_ms 30000 must be below transaction_timeout_ms 10000"),
+        ("kafka://b:1", {"PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS": "50"}, "commit_interval_ms 100 must be below"),
     ],
 )
 def test_bad_settings_say_what_to_fix(url: str, env: dict[str, str], fragment: str) -> None:
