@@ -60,6 +60,10 @@ class RoutingError(QueueError):
     """A stage produced a value whose type no stage accepts."""
 
 
+class RecordTooLarge(QueueError, ValueError):
+    """A value encodes to a record larger than the backend takes (Kafka's `message.max.bytes`)."""
+
+
 class CommitAborted(QueueError):
     """The transaction holding a completion was aborted (Kafka); the item is pending again, so retry it."""
 

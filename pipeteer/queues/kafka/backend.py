@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeteer.codec import make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
-from pipeteer.errors import ConfigError, QueueError
+from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
 from pipeteer.plan import Plan, TopicNames, topic_configs
 from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Pending, take_turn, turn_due
 from pipeteer.queues.kafka import health
@@ -35,6 +35,8 @@ T = TypeVar("T")
 U = TypeVar("U")
 R = TypeVar("R")
 
+RECORD_FRAMING = 64
+"""Bytes a record takes beyond its key and value, at most (librdkafka counts 36 for a short key)."""
 PUSH_TIMEOUT_MS = 60_000
 """A push not acknowledged by the broker within this time fails (instead of waiting forever)."""
 
@@ -75,6 +77,8 @@ class KafkaBackend(Backend):
         self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._claim: ClaimCheck | None = None
+        self.record_limit = int(settings.connection.properties.get("message.max.bytes", 1_000_000))
+        """The largest record the clients produce (librdkafka's `message.max.bytes`, with framing)."""
 
     def claim_check(self) -> ClaimCheck | None:
         """The claim check (`blobs=` / `PIPETEER_BLOBS`: a shared directory or `s3://bucket/prefix`),
@@ -375,7 +379,20 @@ class KafkaQueue(BaseQueue[T]):
         return None if engine is None else engine.unready_reason()
 
     async def _push(self, id: str, value: T) -> None:
-        await self.backend.produce(self.topic, id, await self.encode(value))
+        await self.backend.produce(self.topic, id, self._fits(id, await self.encode(value)))
+
+    def _fits(self, id: str, data: bytes) -> bytes:
+        """`data`, if a record of it fits the clients' record limit; else a clear error, before any
+        client refuses it (a stage's transaction would otherwise abort and rewind on it, again and again)."""
+        limit = self.backend.record_limit
+        if len(data) + len(id) + RECORD_FRAMING > limit:
+            raise RecordTooLarge(
+                f"{self.describe()}: item {id!r} encodes to {len(data):,} bytes, more than a Kafka record "
+                f"takes here (message.max.bytes {limit:,}, with {RECORD_FRAMING} bytes of framing): give the "
+                "backend a blob store (PIPETEER_BLOBS) so that large values travel by claim check, or raise "
+                "message.max.bytes on the clients and the topics"
+            )
+        return data
 
     async def read(self, id: str | None = None) -> Any:
         # The stage loop's hot path: served from the pending table without further awaits
@@ -459,6 +476,7 @@ class KafkaQueue(BaseQueue[T]):
             dst.check(id, value)  # raises, naming the queue
         # the codec checks the value's type (ValueTypeError), once
         data = dst.codec.encode(value) if dst.claim is None else await dst.encode(value)
+        dst._fits(id, data)
         engine = self._started or await self._engine()
         fut = engine.finish(id, dst.topic, data)
         if self._held == id:

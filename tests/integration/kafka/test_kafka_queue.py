@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from pipeteer import InexistentItem, ValueTypeError
+from pipeteer.errors import RecordTooLarge
 from pipeteer.queues.kafka import KafkaBackend
 from tests.integration.kafka.procs import backend_url
 from tests.integration.test_queue_contract import eventually
@@ -128,6 +129,26 @@ async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
 
 async def _engine(b: KafkaBackend) -> Any:
     return b.engines.get(("src",))
+
+
+async def test_a_record_too_large_is_refused_by_name_and_nothing_is_lost(backend: KafkaBackend) -> None:
+    """Without a blob store, a value above `message.max.bytes` is refused before any client sees it,
+    naming the item and what to do: a push raises, and so does a stage's move, which leaves the item
+    pending (its transaction is not aborted, and the stage's error path can dead-letter it)."""
+    src, dst = backend.make_queue(str, ["letters"]), backend.make_queue(str, ["sealed"])
+    huge = "x" * 1_200_000
+    refused = r"item 'huge' encodes to 1,200,0\d\d bytes, more than a Kafka record takes here \(message\.max\.bytes 1,000,000"
+    with pytest.raises(RecordTooLarge, match=refused):
+        await src.push("huge", huge)
+    await src.push("a", "small")
+    assert await eventually(lambda: keys(src), lambda k: k == {"a"}) == {"a"}
+    id, _ = await src.read()
+    with pytest.raises(RecordTooLarge, match=r"queue 'sealed' .* item 'a' encodes to .* \(PIPETEER_BLOBS\)"):
+        await src.move(id, dst, huge)
+    assert await keys(src) == {"a"}  # still pending, nothing half-moved
+    await src.move(id, dst, "sealed")  # and the stage goes on
+    assert await eventually(lambda: dst.items(), lambda i: len(i) == 1) == [("a", "sealed")]
+    assert backend.engines[("letters",)].committed_items == 1
 
 
 async def test_large_records_travel_by_claim_check(kafka_broker: Broker, kafka_prefix: str, tmp_path: Any) -> None:
