@@ -715,6 +715,7 @@ class StageEngine:
             self._remember_dropped(dropped)
             waiters = self._committing + self._waiters
             self._committing, self._waiters = [], []
+            self._finished_seen = 0  # (the table's count starts again from nothing)
             room = self._take_room()
         self._settle(waiters, error)
         self._settle(room, None)  # (the stage goes on: what it had finished is rewound and read again)
