@@ -385,7 +385,8 @@ class KafkaQueue(BaseQueue[T]):
         """`data`, if a record of it fits the clients' record limit; else a clear error, before any
         client refuses it (a stage's transaction would otherwise abort and rewind on it, again and again)."""
         limit = self.backend.record_limit
-        if len(data) + len(id) + RECORD_FRAMING > limit:
+        # (an id's UTF-8 takes at most 4 bytes a character: encoded only near the limit)
+        if len(data) + 4 * len(id) + RECORD_FRAMING > limit and len(data) + len(id.encode()) + RECORD_FRAMING > limit:
             raise RecordTooLarge(
                 f"{self.describe()}: item {id!r} encodes to {len(data):,} bytes, more than a Kafka record "
                 f"takes here (message.max.bytes {limit:,}, with {RECORD_FRAMING} bytes of framing): give the "
