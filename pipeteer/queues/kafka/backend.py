@@ -77,8 +77,7 @@ class KafkaBackend(Backend):
         self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._claim: ClaimCheck | None = None
-        self.record_limit = int(settings.connection.properties.get("message.max.bytes", 1_000_000))
-        """The largest record the clients produce (librdkafka's `message.max.bytes`, with framing)."""
+        self.record_limit = settings.connection.record_limit  # (read once: checked on every move)
 
     def claim_check(self) -> ClaimCheck | None:
         """The claim check (`blobs=` / `PIPETEER_BLOBS`: a shared directory or `s3://bucket/prefix`),

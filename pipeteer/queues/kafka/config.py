@@ -130,6 +130,12 @@ class KafkaConnection:
             )
         object.__setattr__(self, "properties", MappingProxyType(dict(self.properties)))
 
+    @property
+    def record_limit(self) -> int:
+        """The largest record the clients produce: librdkafka's `message.max.bytes` (1,000,000 by
+        default), framing included."""
+        return int(self.properties.get("message.max.bytes", 1_000_000))
+
     def __repr__(self) -> str:
         return (
             f"KafkaConnection(bootstrap_servers={self.bootstrap_servers!r}, "

@@ -70,7 +70,7 @@ class StageProducer:
         props = self.settings.connection.properties
         unacked_kb = max(
             int(props.get("queue.buffering.max.kbytes", UNACKED_BYTES >> 10)),
-            int(props.get("message.max.bytes", 1_000_000)) // 1024 + 1,
+            self.settings.connection.record_limit // 1024 + 1,
         )
         producer = Producer(
             self.settings.connection.client_config(
