@@ -9,7 +9,9 @@
     ├── CodecError
     │   ├── SchemaError      a type that cannot become an Avro schema
     │   └── DecodeError      bytes that cannot become a value
-    │       └── BlobError    a claim-checked value's blob is missing or corrupt (names id, field, key)
+    │       ├── BlobError    a claim-checked value's blob is missing or corrupt (names id, field, key)
+    │       └── UnreadableRecord  written with a schema this reader does not know (yet) or cannot
+    │                        read: held, never dropped nor dead-lettered (names the writer fingerprint)
     ├── ConfigError          a bad backend URL, app reference or setting
     └── StageError           a stage failed; carries stage / topic / partition / offset / id
 
@@ -100,6 +102,21 @@ class BlobError(DecodeError):
     def __init__(self, message: str, *, id: str, field: str, key: str, source: str | None = None) -> None:
         self.id, self.field, self.key = id, field, key
         super().__init__(message, source=source)
+
+
+class UnreadableRecord(DecodeError):
+    """A record written with a schema this reader does not know, or knows and cannot read (another
+    version of the workflow, mid-rollout). Not the record's fault: it is held where it is (pending,
+    listed by id, reported) until a reader that knows its schema takes it, never dead-lettered.
+
+    `writer_fingerprint` is the writer schema's fingerprint (hex), `reason` says why it cannot be read.
+    """
+
+    def __init__(self, message: str, *, writer_fingerprint: str, reason: str, source: str | None = None,
+                 expected: str | None = None) -> None:
+        self.writer_fingerprint = writer_fingerprint
+        self.reason = reason
+        super().__init__(message, source=source, expected=expected, found=reason)
 
 
 class ConfigError(PipeteerError):

@@ -84,7 +84,7 @@ class TopicPlan:
 
     name: str
     kind: str
-    """`data`, `changelog` or `dead-letter` (see `TOPIC_KINDS`)."""
+    """`data`, `changelog`, `dead-letter` or `schemas` (see `TOPIC_KINDS`)."""
     Type: Any
     """The type of the values (None for dead letters, which carry any state with its error)."""
     stage: StagePath | None
@@ -109,6 +109,9 @@ class TopicNames:
 
     def dead_letters(self, stage: Sequence[str]) -> str:
         return names.dead_letter_topic(self.workflow, stage, self.prefix)
+
+    def schemas(self) -> str:
+        return names.schemas_topic(self.workflow, self.prefix)
 
     def group(self, stage: Sequence[str]) -> str:
         return names.consumer_group(self.workflow, stage, self.prefix)
@@ -193,6 +196,7 @@ class Plan:
         for s in self.stages:
             out.append(TopicPlan(derived.changelog(s.path), "changelog", s.stage.Tin, s.path))
             out.append(TopicPlan(derived.dead_letters(s.path), "dead-letter", None, s.path))
+        out.append(TopicPlan(derived.schemas(), "schemas", None, None))
         return tuple(sorted(out, key=lambda t: t.name))
 
     def names(self, prefix: str = DEFAULT_PREFIX) -> TopicNames:
@@ -266,8 +270,9 @@ def _build(root: Workflow[Any, Any]) -> Plan:
 
 # --- topic settings ---------------------------------------------------------------------------
 
-TOPIC_KINDS = ("data", "changelog", "dead-letter")
-"""Topic kinds: a queue's items, a stage's pending table (compacted), a stage's dead letters."""
+TOPIC_KINDS = ("data", "changelog", "dead-letter", "schemas")
+"""Topic kinds: a queue's items, a stage's pending table (compacted), a stage's dead letters, and the
+workflow's writer schemas (compacted, one partition: `pipeteer.codec.catalog`)."""
 
 TOPIC_KEYS = (
     "partitions",
@@ -288,6 +293,8 @@ _KIND_CONFIGS: Mapping[str, Mapping[str, int | str]] = MappingProxyType(
         # The pending table must survive forever: compaction keeps the last state per id,
         # tombstones remove finished items.
         "changelog": {"cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
+        # Every schema any version wrote with, for ever (a record of it may still wait somewhere); tiny.
+        "schemas": {"partitions": 1, "cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
         # Dead letters wait for a person to look at them: keep them longer than data.
         "dead-letter": {
             "cleanup.policy": "delete",

@@ -140,16 +140,17 @@ MAX_PENDING_BYTES = _var("PIPETEER_MAX_PENDING_BYTES", "kafka", "... or this man
 INSTANCE = _var(
     "PIPETEER_INSTANCE",
     "kafka",
-    "this instance's stable name (transactional ids, static group membership); default $HOSTNAME-pid",
+    "this instance's stable name (transactional ids; static group membership if asked); default $HOSTNAME-pid",
 )
 STATIC_MEMBERSHIP = _var(
-    "PIPETEER_STATIC_MEMBERSHIP", "kafka", "false: a named instance joins groups as a dynamic member"
+    "PIPETEER_STATIC_MEMBERSHIP", "kafka",
+    "true: join groups as a static member named by the instance (for restarts under the same name)"
 )
 SCHEMA_REGISTRY = _var(
     "PIPETEER_SCHEMA_REGISTRY", "kafka", "schema registry URL: records in the Confluent wire format"
 )
 SCHEMA_DIR = _var(
-    "PIPETEER_SCHEMA_DIR", "kafka", "directory of older .avsc versions, so their records still decode"
+    "PIPETEER_SCHEMA_DIR", "backend", "directory of other .avsc versions, so their records decode (every backend)"
 )
 
 # --- pipeteer run: security and the review console ----------------------------------------------

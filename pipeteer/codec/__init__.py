@@ -14,9 +14,17 @@ Input(img=b'png')
 Modules: `model` (types → node tree, all type errors), `schema` (node tree → schema
 JSON, fingerprints), `convert` (fast value converters), `codec` (single-object
 framing), `registry` (Confluent wire format), `files` (`.avsc` export/load, writer
-schema store), `compat` (compatibility checks), `commands` (CLI entry points).
+schema store), `catalog` (where writer schemas are published and found), `compat` (compatibility checks), `commands` (CLI entry points).
 """
 
+from pipeteer.codec.catalog import (
+    Catalogs,
+    MemoryCatalog,
+    Published,
+    SchemaCatalog,
+    catalogs,
+    check_release,
+)
 from pipeteer.codec.codec import MAGIC, Codec, UnknownWriter, WriterSchema, codec_for, unknown_writers
 from pipeteer.codec.compat import Incompatibility, Mode, compare
 from pipeteer.codec.files import (
@@ -35,15 +43,21 @@ from pipeteer.codec.schema import Schema, canonical_form, dumps, fingerprint, fu
 __all__ = [
     "MAGIC",
     "AvroDecimal",
+    "Catalogs",
     "Codec",
     "Incompatibility",
+    "MemoryCatalog",
     "Mode",
+    "Published",
     "Schema",
+    "SchemaCatalog",
     "SchemaStore",
     "UnknownWriter",
     "ValueCodec",
     "WriterSchema",
     "canonical_form",
+    "catalogs",
+    "check_release",
     "check_schemas",
     "codec_for",
     "compare",

@@ -30,13 +30,14 @@ from typing import Any, Generic, TypeVar
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from pipeteer.codec.catalog import catalogs
 from pipeteer.codec.check import mismatch
 from pipeteer.codec.convert import Converters
 from pipeteer.codec.flat import flat_decoder, flat_encoder, is_flat
 from pipeteer.codec.model import derive
 from pipeteer.codec.nodes import ArrayNode, MapNode, NamedNode, Node, RecordNode, UnionNode
 from pipeteer.codec.schema import Schema, canonical_form, fingerprint, full_name, node_schema
-from pipeteer.errors import DecodeError, SchemaError, ValueTypeError
+from pipeteer.errors import DecodeError, SchemaError, UnreadableRecord, ValueTypeError
 from pipeteer.types import type_name
 
 T = TypeVar("T")
@@ -117,6 +118,9 @@ class Codec(Generic[T]):
     def describe(self) -> str:
         """`ns.Name (fingerprint 0123456789abcdef)`, as error messages name the schema."""
         return f"{self.name} (fingerprint {self.fingerprint.hex()})"
+
+    def close(self) -> None:
+        """Nothing to release (`ValueCodec.close`): a codec holds no connection or file."""
 
     # ------------------------------------------------------------------------------------------ encode
 
@@ -213,16 +217,39 @@ class Codec(Generic[T]):
             )
         writer = self._writers.get(data[2:HEADER_SIZE])
         if writer is None:
-            fp = data[2:HEADER_SIZE].hex()
-            error = self.decode_error(
-                source,
-                f"the writer schema fingerprint {fp}{_known_as(fp)}, which is neither the current schema "
-                f"nor a registered older one (known: {', '.join(f.hex() for f in self._writers)}); "
-                "add the writer's .avsc to the schema directory",
-            )
-            unknown_writers.seen(self.describe(), fp, source, str(error))
-            raise error
+            writer = self._resolve(data[2:HEADER_SIZE], source)
         return self.decode_body(data, writer=writer, offset=HEADER_SIZE, source=source)
+
+    def _resolve(self, fpb: bytes, source: str) -> WriterSchema:
+        """The writer schema of fingerprint `fpb`, found in a catalog of this process (`catalog`) and
+        resolved against the current one; `UnreadableRecord` when none has it, or it cannot be read."""
+        fp = fpb.hex()
+        schema = catalogs.find(fpb)
+        if schema is None:
+            reason = (
+                f"the writer schema fingerprint {fp}{_known_as(fp)}, which is neither the current schema nor "
+                f"a published or registered older one (known: {', '.join(f.hex() for f in self._writers)}); "
+                "a process that writes it publishes it to the backend's schema catalog, or add its .avsc "
+                "to the schema directory (PIPETEER_SCHEMA_DIR)"
+            )
+        else:
+            try:
+                self.add_writer_schema(schema)
+            except SchemaError as exc:
+                reason = f"the writer schema {fp}, which this reader cannot read: {exc}"
+            else:
+                return self._writers[fpb]
+        error = self.unreadable(source, fp, reason)
+        unknown_writers.seen(self.describe(), fp, source, str(error))
+        raise error
+
+    def unreadable(self, source: str, fp: str, reason: str) -> UnreadableRecord:
+        """The `UnreadableRecord` of a record at `source` written with schema `fp`."""
+        where = source or "a record"
+        return UnreadableRecord(
+            f"cannot read {where} yet: expected {self.describe()}, found {reason}",
+            writer_fingerprint=fp, reason=reason, source=source, expected=self.describe(),
+        )
 
     def decode_body(
         self, data: bytes, *, writer: WriterSchema | None = None, offset: int = 0, source: str = ""

@@ -86,9 +86,18 @@ def stage_rules(topology: Topology, s: StageSpec) -> list[dict[str, Any]]:
             "0m", "critical", s, wf,
             f"pipeteer stage {s.name!r} cannot read records of another schema",
             f"{where.capitalize()} received records written with schema fingerprint "
-            "{{ $labels.writer_fingerprint }}, which is neither its own nor a registered older one: "
-            "every such record is a dead letter. Its /readyz names both schemas; deploy the producer and "
-            "the stage from the same version, or add the writer's .avsc to the schema directory.",
+            "{{ $labels.writer_fingerprint }}, which it cannot read: each such record is held (kept pending, "
+            "not dead-lettered) until a version that reads it takes it. Its /readyz names both schemas; "
+            "finish the rollout (or roll back), or make the change compatible (`pipeteer schemas check`).",
+        ),
+        _rule(
+            "PipeteerItemsHeld",
+            f"max by ({BY}) (pipeteer_held_items{sel}) > 0",
+            "15m", "warning", s, wf,
+            f"pipeteer stage {s.name!r} holds items it cannot read",
+            f"{where.capitalize()} has held {{{{ $value }}}} items for 15 minutes: records of another version "
+            "of the workflow that this one cannot read. They are kept, not lost; a rollout left half done "
+            "(or a version rolled back) leaves them waiting: finish it, or run the version that wrote them.",
         ),
         _rule(
             "PipeteerCommitFailures",

@@ -39,6 +39,7 @@ METRICS = {
     "pipeteer_reviewer_completions_total": "counter",
     "pipeteer_stage_ready": "gauge",
     "pipeteer_unknown_writer_records_total": "counter",
+    "pipeteer_held_items": "gauge",
 }
 """Metric families the runtime exports, all labelled by `workflow` and `stage` (lag also by
 `partition`, completions by `reviewer`)."""
@@ -155,7 +156,11 @@ def stage_panels(s: StageSpec) -> list[PanelSpec]:
                   f"(increase(pipeteer_unknown_writer_records_total{sel}[{RATE}]))",
                   "{{namespace}} writer {{writer_fingerprint}}"),
         ), "Records the stage could not read, per interval: their writer schema is neither the stage's "
-           "nor a registered older one (they are dead letters; /readyz names both schemas)."),
+           "nor one it can read (they are held, not dead-lettered; /readyz names both schemas)."),
+        PanelSpec("Held items", "none", (
+            Query(f"max by (namespace) (pipeteer_held_items{sel})", "{{namespace}} held"),
+        ), "Pending items the stage keeps but cannot read: another version's records during a rollout. "
+           "They wait for a version that can read them; none should stay once the rollout is done."),
         PanelSpec("Failed items", "none", (
             Query(f"{by} (increase(pipeteer_items_failed_total{sel}[{RATE}]))", "{{namespace}} failures"),
         ), "Exceptions of the stage's code, per interval (each is retried, then dead-lettered)."),

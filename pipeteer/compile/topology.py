@@ -304,7 +304,7 @@ class _Builder:
             raise ConfigError(
                 f"stage settings for unknown stages: {', '.join(unknown_stages)} (stages: {', '.join(stage_names)})"
             )
-        data_partitions = {t.partitions for t in topics.values() if t.kind != "dead-letter"}
+        data_partitions = {t.partitions for t in topics.values() if t.kind in ("data", "changelog")}
         (partitions,) = data_partitions  # config.resolve forbids per-topic partitions for these
         return Topology(
             workflow=self.wf,

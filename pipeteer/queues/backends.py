@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pipeteer import settings
+from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
 from pipeteer.queues.base import RETRY_OPTIONS, Backend, BaseQueue, Retry
@@ -48,15 +49,25 @@ class SqliteBackend(Backend):
     retry: Retry = field(default_factory=Retry)
     claim_seconds: float = 30.0
     """How long an item a process read stays its own if the process stops renewing it (killed): `claim_seconds=`."""
+    schema_dir: str | None = None
+    """`.avsc` files of other versions of the states (`schema_dir=`, `PIPETEER_SCHEMA_DIR`), besides the
+    schemas every process publishes in the file itself."""
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         from pipeteer.queues.sqlite import SqliteQueue
 
         q: BaseQueue[Any] = SqliteQueue(
-            Type, path=self.path, table="-".join(path), claim=self.claim, claim_seconds=self.claim_seconds
+            Type, path=self.path, table="-".join(path), claim=self.claim, claim_seconds=self.claim_seconds,
+            schema_dir=self.schema_dir,
         )
         q.retry = self.retry
         return q
+
+    def schema_catalog(self) -> SchemaCatalog:
+        """The schemas table of the file (`pipeteer.queues.sqlite_catalog`)."""
+        from pipeteer.queues.sqlite import SqliteStore
+
+        return SqliteStore.at(self.path).catalog()
 
     def close(self) -> None:
         from pipeteer.queues.sqlite import SqliteStore
@@ -106,7 +117,8 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
     parts = urlsplit(url)
     if parts.scheme in ("memory", "sqlite"):
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        known = ["blobs", "claim_check_bytes", *RETRY_OPTIONS, *(["claim_seconds"] if parts.scheme == "sqlite" else [])]
+        known = ["blobs", "claim_check_bytes", *RETRY_OPTIONS,
+                 *(["claim_seconds", "schema_dir"] if parts.scheme == "sqlite" else [])]
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise ConfigError(f"backend URL {url!r}: unknown option(s) {unknown}; known: {', '.join(known)}")
@@ -125,7 +137,8 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
                 f"backend URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         claim = claim_check_from(blobs, threshold, default=default_blobs(path), where=f"backend URL {url!r}")
-        return SqliteBackend(url, path, claim, retry, claim_seconds(options.get("claim_seconds"), url))
+        schema_dir = env.get(settings.SCHEMA_DIR.name, options.get("schema_dir")) or None
+        return SqliteBackend(url, path, claim, retry, claim_seconds(options.get("claim_seconds"), url), schema_dir)
     if parts.scheme == "kafka":
         try:
             from pipeteer.queues.kafka import KafkaBackend

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from pipeteer import settings
+from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
-from pipeteer.errors import CodecError, ConfigError, InexistentItem, ValueTypeError
+from pipeteer.errors import CodecError, ConfigError, InexistentItem, UnreadableRecord, ValueTypeError
 from pipeteer.plan import Plan
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -161,6 +162,10 @@ class ReadQueue(ABC, Generic[T_co]):
 
 
 CHANGE_POLL_SECONDS = 0.05
+
+HELD_RECHECK_SECONDS = 2.0
+"""An item a process could not read (another version's record) is looked at again this often: its
+writer schema may have been published meanwhile, or the item taken by a process that can read it."""
 
 
 class WriteQueue(ABC, Generic[T]):
@@ -310,6 +315,19 @@ class DeadLetter:
     """Where the item was read from, when the backend can say more than the stage (Kafka: `topic[partition]@offset`)."""
 
 
+@dataclass(frozen=True)
+class Held:
+    """A pending item this process cannot read: written by another version of the workflow, with a schema
+    it does not know (yet) or cannot read. It stays pending, is listed by id and reported, and is taken
+    by a process that can read it; it is never dropped nor dead-lettered for it."""
+
+    id: str
+    reason: str
+    writer_fingerprint: str
+    since: float
+    """When this process first met it (wall clock)."""
+
+
 class BaseQueue(Queue[T]):
     """What backends subclass: a typed queue with a name, a type check on push, an atomic `move`,
     and the retry bookkeeping of the automatic stage reading it (`fail`)."""
@@ -326,6 +344,9 @@ class BaseQueue(Queue[T]):
         self._conforms = checker(Type)
         self._held: str | None = None  # the item `read()` last handed out
         self._failures: dict[str, tuple[int, float]] = {}  # id -> (attempts, retry not before)
+        self._unreadable: dict[str, tuple[Held, float]] = {}
+        """Items this process met and could not read (another version's records), by id, with the monotonic
+        time each is looked at again (backends that keep values encoded: `_hold`)."""
 
     def _deferred(self) -> tuple[set[str], float | None]:
         """Ids waiting out their retry delay, and the monotonic time the first of them is due."""
@@ -399,6 +420,30 @@ class BaseQueue(Queue[T]):
         """Why the stage reading this queue cannot serve a request now, in words (None: it can)."""
         return None
 
+    def held(self) -> list[Held]:
+        """The pending items here that this process met and cannot read (another version's records,
+        see `Held`), oldest first."""
+        return sorted((held for held, _ in self._unreadable.values()), key=lambda h: h.since)
+
+    def _hold(self, id: str, error: UnreadableRecord) -> None:
+        """Note an item this process cannot read: it stays where it is, is skipped until it is looked at
+        again in `HELD_RECHECK_SECONDS` (its writer schema may be published by then), and is listed by
+        `held()`. Never a failure of the stage: no retry is counted, no dead letter made."""
+        known = self._unreadable.get(id)
+        since = known[0].since if known is not None else time.time()
+        self._unreadable[id] = (Held(id, error.reason, error.writer_fingerprint, since),
+                                time.monotonic() + HELD_RECHECK_SECONDS)
+        if self._held == id:
+            self._held = None
+
+    def _held_now(self) -> tuple[set[str], float | None]:
+        """Ids held until they are looked at again, and the monotonic time the first of them is due."""
+        if not self._unreadable:
+            return set(), None
+        now = time.monotonic()
+        waiting = {id: at for id, (_, at) in self._unreadable.items() if at > now}
+        return set(waiting), min(waiting.values(), default=None)
+
     def lost(self, error: BaseException) -> str | None:
         """Whether `error` says the item this stage was working on was completed elsewhere (another
         process of the same stage won the race for it): then forget it and return its id, else None."""
@@ -410,6 +455,7 @@ class BaseQueue(Queue[T]):
     def _done(self, id: str) -> None:
         """Bookkeeping after an item left this queue by a move."""
         self._failures.pop(id, None)
+        self._unreadable.pop(id, None)
         if self._held == id:
             self._held = None
 
@@ -584,6 +630,11 @@ class Backend(ABC):
     def bind(self, plan: Plan, /) -> None:  # noqa: B027 (a hook with nothing to do by default)
         """Learn the workflow's plan before its queues are made (Kafka names consumer groups and side
         topics by the stage reading each queue). Nothing to learn by default."""
+
+    def schema_catalog(self) -> SchemaCatalog | None:
+        """Where this backend's processes publish the schemas they write with, and find the others'
+        (`pipeteer.codec.catalog`); None where no other process reads what this one writes (memory)."""
+        return None
 
     def use_metrics(self, metrics: Any) -> None:  # noqa: B027 (a hook with nothing to do by default)
         """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, ...). Nothing by default."""

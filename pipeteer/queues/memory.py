@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck
-from pipeteer.errors import InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter, Pending, take_turn
+from pipeteer.errors import InexistentItem, UnreadableRecord
+from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Pending, take_turn
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -86,11 +86,16 @@ class MemoryQueue(BaseQueue[T]):
     async def _read_next(self) -> tuple[str, T]:
         while True:
             deferred, due = self._deferred()
-            for id, value in self._items.items():
-                if id not in deferred:
+            held, held_due = self._held_now()  # records this version cannot read, until looked at again
+            due = held_due if due is None else (due if held_due is None else min(due, held_due))
+            for id, value in list(self._items.items()):
+                if id not in deferred and id not in held:
                     self._held = id
                     await take_turn()  # stages in one process take turns under a backlog
-                    return id, await self._value(id, value)
+                    try:
+                        return id, await self._value(id, value)
+                    except UnreadableRecord as e:
+                        self._hold(id, e)
             waiter = self._notifier.waiter()
             try:
                 await asyncio.wait_for(waiter, None if due is None else max(due - time.monotonic(), 0))
@@ -139,7 +144,17 @@ class MemoryQueue(BaseQueue[T]):
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         for id, v in list(self._items.items()):
-            yield id, await self._value(id, v)
+            try:
+                value = self.codec.decode(v, source=self._source(id))
+            except UnreadableRecord as e:  # left out of the listing (and held), never its end
+                self._hold(id, e)
+                continue
+            yield id, await self.hydrate(id, value)
+
+    def held(self) -> list[Held]:
+        for id in [id for id in self._unreadable if id not in self._items]:  # moved on, or popped
+            self._unreadable.pop(id, None)
+        return super().held()
 
     async def _iter_keys(self) -> AsyncIterator[str]:
         for id in list(self._items):

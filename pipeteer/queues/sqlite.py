@@ -35,11 +35,12 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pipeteer.codec import codec_for
+from pipeteer.codec import SchemaStore, catalogs, codec_for
 from pipeteer.codec.claimcheck import ClaimCheck
-from pipeteer.errors import ConfigError, InexistentItem
-from pipeteer.queues.base import BaseQueue, DeadLetter, Listing, Pending, take_turn
+from pipeteer.errors import ConfigError, InexistentItem, UnreadableRecord
+from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, take_turn
 from pipeteer.queues.memory import Notifier
+from pipeteer.queues.sqlite_catalog import SqliteCatalog
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -88,6 +89,7 @@ class SqliteStore:
         self._tables: set[tuple[int, str]] = set()
         self._tidied = 0.0
         self._claims: Claims | None = None
+        self._catalog: SqliteCatalog | None = None
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> SqliteStore:
@@ -152,6 +154,14 @@ class SqliteStore:
             claims = self._claims = Claims(self)
         return claims
 
+    def catalog(self) -> SqliteCatalog:
+        """The file's schema catalog, attached to this process's catalogs (codecs find writers there)."""
+        catalog = self._catalog
+        if catalog is None:
+            catalog = self._catalog = SqliteCatalog(self)
+            catalogs.attach(catalog)
+        return catalog
+
     def notifier(self, table: str) -> Notifier:
         n = self._notifiers.get(table)
         if n is None:
@@ -159,6 +169,9 @@ class SqliteStore:
         return n
 
     def close(self) -> None:
+        if self._catalog is not None:
+            catalogs.detach(self._catalog)
+            self._catalog = None
         if self._claims is not None and self._claims.pid == os.getpid():
             self._claims.release()  # the items this process read and did not finish: others may read them now
             self._claims = None
@@ -316,15 +329,20 @@ class SqliteQueue(BaseQueue[T]):
         table: str,
         claim: ClaimCheck | None = None,
         claim_seconds: float = CLAIM_SECONDS,
+        schema_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not table or '"' in table or "\x00" in table:
             raise ConfigError(f"invalid SQLite table name {table!r}: use letters, digits, '-' or '_'")
         super().__init__(Type, table)
         self.store = SqliteStore.at(path)
+        self.store.catalog()  # (attached: this queue's codec finds the schemas other versions wrote with)
         self.table = table
         self.codec = codec_for(Type)
+        if schema_dir is not None:  # older versions an operator keeps (a stale file is refused here, at start)
+            SchemaStore.from_dir(schema_dir).attach(self.codec)
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
         """Large `bytes` are stored as blobs (rows carry references), hydrated off the event loop when read."""
+        self._published = False
         self.claim_seconds = claim_seconds
         """How long a claim `read()` takes on an item lasts unless renewed (see `CLAIM_SECONDS`)."""
         self._claimed: deque[str] = deque()  # claimed ahead by this queue's reads, not handed out yet
@@ -348,8 +366,16 @@ class SqliteQueue(BaseQueue[T]):
     async def _value(self, id: str, data: bytes) -> T:
         return await self.hydrate(id, self._decode(id, data))
 
+    def publish(self) -> None:
+        """Publish the schema this queue's rows are written with to the file's catalog (once per process),
+        before the first row: every reader of the file finds it when it meets one."""
+        if not self._published:
+            self.store.catalog().publish([self.codec.schema])
+            self._published = True
+
     async def _push(self, id: str, value: T) -> None:
         data = await self.encode(value)
+        self.publish()
         self._conn().execute(
             f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
             "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
@@ -373,7 +399,13 @@ class SqliteQueue(BaseQueue[T]):
                 waiter.cancel()
                 self._held = row[0]  # set first: a missing blob fails *this* item (retry, dead letter)
                 await take_turn()  # under a backlog, the process's other tasks still get the loop
-                value = await self._value(row[0], row[1])
+                try:
+                    value = await self._value(row[0], row[1])
+                except UnreadableRecord as e:  # another version's record: held, and the next one
+                    self._held = None
+                    self._hold(row[0], e, claims)
+                    continue
+                self._unreadable.pop(row[0], None)
                 self._handed_at = time.monotonic()
                 return row[0], value
             try:
@@ -398,6 +430,9 @@ class SqliteQueue(BaseQueue[T]):
         retry: the first to hand out now, the others (as many as `CLAIM_AHEAD_SECONDS` of work) next.
         None when there is none, with the monotonic time a retry or another process's claim falls due."""
         deferred, due = self._deferred()  # items waiting out a retry delay go last
+        held, held_due = self._held_now()  # rows of another version, until they are looked at again
+        deferred |= held
+        due = held_due if due is None else (due if held_due is None else min(due, held_due))
         # This process's items in progress (another task, or another queue object, has them) are not
         # read twice; those it failed are read again here once their delay is over.
         skip = (claims.busy(self.table) - self._failures.keys()) | deferred
@@ -431,6 +466,34 @@ class SqliteQueue(BaseQueue[T]):
     def _done(self, id: str) -> None:
         super()._done(id)
         self.store.claims().discard(self.table, id)
+
+    def _hold(self, id: str, error: UnreadableRecord, claims: Claims | None = None) -> None:
+        """`BaseQueue._hold`, and this process's claim on the row given up: a process that can read it takes it."""
+        if id not in self._unreadable:
+            log.debug("%s: item %r is held, not read: %s", self.describe(), id, error)
+        super()._hold(id, error)
+        if claims is not None:
+            self._conn().execute(
+                f'UPDATE "{self.table}" SET claimed_by = NULL, claimed_until = NULL WHERE id = ? AND claimed_by = ?',
+                (id, claims.owner),
+            )
+            claims.discard(self.table, id)
+
+    def held(self) -> list[Held]:
+        """The rows this process met and cannot read (another version's), still in the table, oldest first."""
+        if not self._unreadable:
+            return []
+        ids = list(self._unreadable)
+        present: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            present.update(
+                row[0] for row in self._conn().execute(f'SELECT id FROM "{self.table}" WHERE id IN ({marks})', chunk)
+            )
+        for id in set(ids) - present:  # moved on (a process that could read it took it)
+            self._unreadable.pop(id, None)
+        return super().held()
 
     def _version(self) -> int:
         """Changes whenever another connection commits to the file (SQLite's `data_version`)."""
@@ -528,7 +591,13 @@ class SqliteQueue(BaseQueue[T]):
         row = self._conn().execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
         if row is None:
             raise InexistentItem(id, self.describe())
-        return await self._value(id, row[0])
+        try:
+            value = self._decode(id, row[0])
+        except UnreadableRecord as e:
+            self._hold(id, e)
+            raise
+        self._unreadable.pop(id, None)
+        return await self.hydrate(id, value)
 
     async def has(self, id: str) -> bool:
         sql = f'SELECT 1 FROM "{self.table}" WHERE id = ?'
@@ -542,8 +611,14 @@ class SqliteQueue(BaseQueue[T]):
         self.store.tidy()
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
+        # A row of another version is left out (and held), never the end of the listing.
         async for id, data in self._pages("value"):
-            yield id, await self._value(id, data)
+            try:
+                value = self._decode(id, data)
+            except UnreadableRecord as e:
+                self._hold(id, e)
+                continue
+            yield id, await self.hydrate(id, value)
 
     async def _iter_keys(self) -> AsyncIterator[str]:
         async for id, _ in self._pages("NULL"):
@@ -591,6 +666,7 @@ class SqliteQueue(BaseQueue[T]):
             dst.check(id, value)  # raises, naming the queue
         data = await dst.encode(value)  # the codec checks the value's type (ValueTypeError), once
         dst.store.ensure_table(dst.table)
+        dst.publish()
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -39,6 +39,7 @@ METRIC_NAMES = (
     "pipeteer_reviewer_completions_total",
     "pipeteer_stage_ready",
     "pipeteer_unknown_writer_records_total",
+    "pipeteer_held_items",
 )
 """Every family carries the labels `workflow` and `stage` (a deployment's namespace and pod are added by
 the scraper), so that two workflows with a stage of the same name are never summed together."""
@@ -89,6 +90,13 @@ class Metrics:
         )
         self.completions = Counter(
             "pipeteer_reviewer_completions", "Tasks a person completed", (*labels, "reviewer"), registry=r
+        )
+        self.held = Gauge(
+            "pipeteer_held_items",
+            "Pending items the stage holds because it cannot read them (another version's records, mid-rollout): "
+            "kept, not dead-lettered, until a version that can read them takes them",
+            labels,
+            registry=r,
         )
         self.ready = Gauge(
             "pipeteer_stage_ready", "1 while the stage's service is ready (its /readyz answers 200)", labels, registry=r
@@ -181,6 +189,10 @@ class StageMetrics:
     def watch_pending(self, count: Callable[[], float]) -> None:
         """Compute the pending gauge at scrape time (backends that can count their queue)."""
         self.pending.set_function(count)
+
+    def watch_held(self, count: Callable[[], float]) -> None:
+        """Compute the held gauge at scrape time (`BaseQueue.held`)."""
+        self.metrics.held.labels(*self.key).set_function(count)
 
     def watch_ready(self, ready: Callable[[], bool]) -> None:
         """Compute the readiness gauge at scrape time."""

@@ -10,7 +10,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeteer.codec import unknown_writers
+from pipeteer.codec import check_release, codec_for, unknown_writers
 from pipeteer.errors import BrokerUnreachable, ConfigError
+from pipeteer.plan import Plan
 from pipeteer.queues.base import Retry
 from pipeteer.runtime.app import App
 from pipeteer.runtime.availability import StageGate
@@ -97,6 +98,7 @@ class StageService:
             raw = self.queues.stage_queue(s)
             self.progress.of(s).watch_pending(raw.__len__)
             self.progress.of(s).watch_ready(self.ready)
+            self.progress.of(s).watch_held(_count(raw.held))
             if retry is not None:
                 raw.retry = retry
             if self.measures_pending:
@@ -127,8 +129,11 @@ class StageService:
             response.status_code = 503 if reasons else 200
             out: dict[str, Any] = {"ready": not reasons, "stages": service.stages, "reasons": reasons}
             problems = service.unknown_writers()
-            if problems:  # not a reason to be unready (the records are dead letters), but said here
+            if problems:  # not a reason to be unready (the records are held, the rest served), but said here
                 out["unknown_writer_schemas"] = problems
+            held = service.held()
+            if held:
+                out["held"] = held
             return out
 
         @root.get("/metrics")
@@ -193,6 +198,38 @@ class StageService:
             for stage in self.readers_of(w.reader)
         ]
 
+    def held(self) -> list[dict[str, Any]]:
+        """Per stage, the pending items it holds because this version cannot read them (`BaseQueue.held`):
+        how many, of which writer schemas, since when. (Ids are in the log and the console, not here:
+        `/readyz` answers without credentials.)"""
+        out = []
+        for s in self.stages:
+            held = self.queues.stage_queue(s).held()
+            if held:
+                out.append({"stage": s, "items": len(held),
+                            "writer_fingerprints": sorted({h.writer_fingerprint for h in held}),
+                            "oldest_since": min(h.since for h in held)})
+        return out
+
+    def check_release(self) -> list[str]:
+        """Refuse to serve (`SchemaError`) when this version's states cannot run beside the versions
+        already writing to the backend (`pipeteer.codec.catalog.check_release`), then publish the
+        schemas the stages served here write with. Returns notes on older versions whose records
+        would be held. Nothing to check on a backend without a catalog (memory; Kafka with a registry,
+        which checks compatibility itself when a schema is registered)."""
+        catalog = self.backend.schema_catalog()
+        if catalog is None:
+            return []
+        plan = Plan.of(self.app.workflow)
+        types = {q.path: q.Type for q in plan.queues}
+        reads, writes = [], []
+        for s in self.stages:
+            stage = plan.stage(s)
+            reads.append(codec_for(types[stage.queue]))
+            writes += [codec_for(types[r.queue]) for r in stage.routes]
+        return check_release(reads=reads, writes=writes, catalog=catalog,
+                             where=f"stages {', '.join(self.stages)} of {self.app.name!r}")
+
     def unavailable(self, stage: str) -> str | None:
         """Why `stage` cannot serve a request now (None: it can)."""
         return self.queues.stage_queue(stage).unavailable()
@@ -242,6 +279,7 @@ class StageService:
             await asyncio.sleep(PENDING_EVERY)
 
     def start(self) -> None:
+        self.check_release()  # an incompatible release is refused before anything runs
         self.console.start()
         if self.measures_pending:
             self.watchers.append(asyncio.create_task(self._watch_oldest(), name="oldest-pending"))
@@ -292,6 +330,11 @@ class StageService:
 
 
 DETAIL_LIMIT = 300
+
+
+def _count(listing: Callable[[], Sequence[Any]]) -> Callable[[], float]:
+    """A gauge's function: how many `listing()` gives now."""
+    return lambda: float(len(listing()))
 
 
 def _short(text: str) -> str:

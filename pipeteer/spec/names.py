@@ -35,6 +35,16 @@ def queue_topic(workflow: str, path: Sequence[str], prefix: str = DEFAULT_PREFIX
     return check_topic(".".join([p for p in (prefix, workflow) if p] + list(path)))
 
 
+def schemas_topic(workflow: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The compacted topic where the workflow's processes publish the schemas they write with:
+    `pipeteer.perspective-correction._schemas` (a leading underscore: no stage or queue is named so).
+
+    >>> schemas_topic("wf", "acme")
+    'acme.wf._schemas'
+    """
+    return check_topic(".".join([p for p in (prefix, workflow) if p] + ["_schemas"]))
+
+
 def stage_id(workflow: str, stage_path: Sequence[str], prefix: str = DEFAULT_PREFIX) -> str:
     """Base of a stage's consumer group, transactional ids and side topics."""
     return check_topic(".".join([p for p in (prefix, workflow) if p] + ["stage", *stage_path]))

@@ -118,9 +118,10 @@ async def test_dead_letters_listed_and_replayed_from_the_cli(backend_url: str) -
 async def test_records_of_an_unknown_writer_schema_are_said_once_counted_and_shown(
     backend_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A producer whose state class has another schema (another name, another version): each of its
-    records is a dead letter; the stage logs one error naming both schemas, counts every record,
-    and its /readyz shows them."""
+    """A producer whose state class has another schema that the stage cannot read (another name, another
+    version): each of its records is held where it is (pending, never a dead letter, never the end of a
+    listing); the stage serves the others, logs one error naming both schemas, counts every record, and
+    its /readyz and /metrics show them."""
     import logging
 
     import httpx
@@ -144,16 +145,20 @@ async def test_records_of_an_unknown_writer_schema_are_said_once_counted_and_sho
         service.start()
         try:
             for _ in range(500):
-                if len(queue.dead_letters()) == 3 and await service.queues.Qout.keys():
+                if len(queue.held()) == 3 and await service.queues.Qout.keys():
                     break
                 await asyncio.sleep(0.01)
+            listed = await queue.items()  # the listing goes on past them
+            held = queue.held()
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.root), base_url="http://t") as c:
                 ready = (await c.get("/readyz")).json()
                 metrics = (await c.get("/metrics")).text
         finally:
             await service.stop()
     assert dict(await service.queues.Qout.items()) == {"ok": "#7"}  # the others went on
-    assert sorted(d.id for d in queue.dead_letters()) == ["foreign0", "foreign1", "foreign2"]
+    assert queue.dead_letters() == [] and listed == []
+    assert sorted(await queue.keys()) == ["foreign0", "foreign1", "foreign2"]  # kept, listed by id
+    assert sorted(h.id for h in held) == ["foreign0", "foreign1", "foreign2"]
     foreign = codec_for(Foreign, namespace="elsewhere").fingerprint.hex()
     errors = [r.getMessage() for r in caplog.records if r.name == "pipeteer.codec"]
     assert len(errors) == 1 and foreign in errors[0] and own.describe() in errors[0], errors
@@ -163,4 +168,8 @@ async def test_records_of_an_unknown_writer_schema_are_said_once_counted_and_sho
     assert "first_error" not in shown  # /readyz answers without credentials: no item ids or paths there
     line = f'pipeteer_unknown_writer_records_total{{stage="fmt",workflow="fmt",writer_fingerprint="{foreign}"}} 3.0'
     assert line in metrics
+    assert 'pipeteer_held_items{stage="fmt",workflow="fmt"} 3.0' in metrics
+    assert ready["ready"] is True  # the stage serves everything else it can
+    (held_shown,) = ready["held"]
+    assert (held_shown["stage"], held_shown["items"], held_shown["writer_fingerprints"]) == ("fmt", 3, [foreign])
     unknown_writers.clear()

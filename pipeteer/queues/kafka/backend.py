@@ -18,16 +18,18 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeteer.codec import make_codec
+from pipeteer.codec import catalogs, make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
 from pipeteer.plan import Plan, TopicNames, topic_configs
-from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Pending, take_turn, turn_due
+from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Held, Pending, take_turn, turn_due
 from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
+from pipeteer.queues.kafka.pending import Entry
+from pipeteer.queues.kafka.schemas import KafkaCatalog
 
 log = logging.getLogger("pipeteer.kafka")
 
@@ -77,6 +79,7 @@ class KafkaBackend(Backend):
         self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._claim: ClaimCheck | None = None
+        self._catalog: KafkaCatalog | None = None
         self.record_limit = settings.connection.record_limit  # (read once: checked on every move)
 
     def claim_check(self) -> ClaimCheck | None:
@@ -87,6 +90,18 @@ class KafkaBackend(Backend):
                 self.settings.blobs, self.settings.claim_check_bytes, where=f"backend {self.url!r}"
             )
         return self._claim
+
+    def schema_catalog(self) -> KafkaCatalog | None:
+        """The workflow's schemas topic (`pipeteer.queues.kafka.schemas`), attached to this process's
+        catalogs; None with a schema registry, which is the catalog then (records carry its ids)."""
+        if self.settings.schema_registry:
+            return None
+        with self._lock:
+            if self._catalog is None:
+                topic = self.names.schemas()
+                self._catalog = KafkaCatalog(self.settings, topic, lambda: self.ensure_topics_sync([topic]))
+                catalogs.attach(self._catalog)
+            return self._catalog
 
     @classmethod
     def from_url(cls, url: str, *, workflow_name: str, env: Mapping[str, str] | None = None) -> KafkaBackend:
@@ -162,6 +177,10 @@ class KafkaBackend(Backend):
         for engine in list(self.engines.values()):
             engine.close()
         self.engines.clear()
+        if self._catalog is not None:
+            catalogs.detach(self._catalog)
+            self._catalog.close()
+            self._catalog = None
         for q in self.queues.values():
             q._started = q._opening = None
         self._closed.set()
@@ -187,6 +206,7 @@ class KafkaBackend(Backend):
         each with the settings of its kind (`Topics.settings`: what `pipeteer describe APP --backend URL` prints)."""
         t = self.settings.topics
         wanted: dict[str, str] = {name: "data" for name in topics}
+        wanted[self.names.schemas()] = "schemas"  # (every process publishes what it writes with there)
         if extra_stage is not None:
             wanted[self.names.changelog(extra_stage)] = "changelog"
             wanted[self.names.dead_letters(extra_stage)] = "dead-letter"
@@ -319,6 +339,7 @@ class KafkaBackend(Backend):
     def engine_for(self, queue: KafkaQueue[Any]) -> StageEngine:
         engine = self.engines.get(queue.path)
         if engine is None:
+            self.schema_catalog()  # (attached: the engine's codec finds the writer schemas of other versions)
             engine = self.engines[queue.path] = StageEngine(self, queue, self.reader_of(queue.path))
         return engine
 
@@ -353,6 +374,8 @@ class KafkaQueue(BaseQueue[T]):
         self.codec = codec
         """Records carry references in place of large `bytes` (pending tables, changelogs and dead
         letters hold those); `claim` hydrates a value when the stage reads it."""
+        self._published = settings.schema_registry is not None
+        """The schema of this queue's records is in the workflow's schema catalog (or a registry has it)."""
         claim = backend.claim_check()
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
 
@@ -377,8 +400,20 @@ class KafkaQueue(BaseQueue[T]):
         engine = self.backend.engines.get(self.path)
         return None if engine is None else engine.unready_reason()
 
+    async def publish(self) -> None:
+        """Publish the schema this queue's records are written with to the workflow's catalog (once per
+        process), before the first record: a reader of another version finds it when it meets one."""
+        if not self._published:
+            catalog = self.backend.schema_catalog()
+            if catalog is not None:
+                await asyncio.to_thread(catalog.publish, [self.codec.schema])
+            self._published = True
+
     async def _push(self, id: str, value: T) -> None:
-        await self.backend.produce(self.topic, id, self._fits(id, await self.encode(value)))
+        data = self._fits(id, await self.encode(value))
+        if not self._published:
+            await self.publish()
+        await self.backend.produce(self.topic, id, data)
 
     def _fits(self, id: str, data: bytes) -> bytes:
         """`data`, if a record of it fits the clients' record limit; else a clear error, before any
@@ -410,10 +445,16 @@ class KafkaQueue(BaseQueue[T]):
                         return e.id, e.value
                     return e.id, await self.hydrate(e.id, e.value)
             else:
-                return await self.hydrate(id, engine.get(id).value)
+                return await self.hydrate(id, self._readable(engine.get(id)))
         if id is None:
             return await self._read_next()
         return await self._read(id)
+
+    def _readable(self, e: Entry) -> Any:
+        """The entry's value; `UnreadableRecord` if this instance holds it as another version's."""
+        if e.held is not None:
+            raise e.held
+        return e.value
 
     async def _read_next(self) -> tuple[str, T]:
         e = await (await self._engine()).next_item()
@@ -421,8 +462,16 @@ class KafkaQueue(BaseQueue[T]):
         return e.id, await self.hydrate(e.id, e.value)
 
     async def _read(self, id: str) -> T:
-        value: T = await self.hydrate(id, (await self._engine()).get(id).value)
+        value: T = await self.hydrate(id, self._readable((await self._engine()).get(id)))
         return value
+
+    def held(self) -> list[Held]:
+        """The items this instance holds because it cannot read them (another version's), oldest first."""
+        engine = self.backend.engines.get(self.path)
+        if engine is None:
+            return []
+        return [Held(e.id, getattr(e.held, "reason", str(e.held)), getattr(e.held, "writer_fingerprint", ""),
+                     e.consumed_at) for e in engine.held()]
 
     async def has(self, id: str) -> bool:
         return (await self._engine()).has(id)
@@ -459,7 +508,8 @@ class KafkaQueue(BaseQueue[T]):
 
     async def _iter_items(self) -> AsyncIterator[tuple[str, T]]:
         for e in (await self._engine()).snapshot():
-            yield e.id, await self.hydrate(e.id, e.value)
+            if e.held is None:  # (another version's items are left out: `held()` lists them)
+                yield e.id, await self.hydrate(e.id, e.value)
 
     async def _iter_keys(self) -> AsyncIterator[str]:
         for e in (await self._engine()).snapshot():
@@ -477,6 +527,8 @@ class KafkaQueue(BaseQueue[T]):
         # the codec checks the value's type (ValueTypeError), once
         data = dst.codec.encode(value) if dst.claim is None else await dst.encode(value)
         dst._fits(id, data)
+        if not dst._published:
+            await dst.publish()
         engine = self._started or await self._engine()
         fut = engine.finish(id, dst.topic, data)
         if self._held == id:

@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeteer.codec import kafka_source
-from pipeteer.errors import DecodeError, QueueError
+from pipeteer.errors import DecodeError, QueueError, UnreadableRecord
 from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.pending import Entry
 
@@ -145,11 +145,15 @@ def read_changelog(
                 offset = int(headers.get("pipeteer.offset", b"-1"))
                 consumed_at = float(headers.get("pipeteer.consumed_at", b"0") or 0) or time.time()
                 try:
-                    value = codec.decode(raw, source=kafka_source(changelog, p, m.offset()))
-                except DecodeError:
-                    log.exception("stage %r: pending item %r in the changelog is undecodable", stage, id)
-                else:
-                    out[p][id] = Entry(id, value, raw, p, offset, consumed_at)
+                    out[p][id] = Entry(id, codec.decode(raw, source=kafka_source(changelog, p, m.offset())),
+                                       raw, p, offset, consumed_at)
+                except DecodeError as e:
+                    # Another version's pending item (or bytes no version reads): kept, held and listed by
+                    # id, never dropped; a version that can read it serves it (`Entry.held`).
+                    held = e if isinstance(e, UnreadableRecord) else UnreadableRecord(
+                        str(e), writer_fingerprint=raw[2:10].hex() if raw[:2] == b"\xc3\x01" else "",
+                        reason=str(e.found or e), source=e.source)
+                    out[p][id] = Entry(id, None, raw, p, offset, consumed_at, held=held)
         if ends:
             raise QueueError(
                 f"stage {stage!r}: restoring {changelog} partitions {sorted(ends)} "

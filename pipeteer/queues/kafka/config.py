@@ -15,11 +15,12 @@ Precedence, lowest first: library defaults < the backend URL's query < environme
   `PIPETEER_RETRIES`, `PIPETEER_RETRY_BACKOFF_MS`, `PIPETEER_TRANSACTION_TIMEOUT_MS` (also taken from
   the client property `transaction.timeout.ms` when not given itself).
 - `PIPETEER_INSTANCE`: this instance's stable name (its transactional ids derive from it, so a
-  restarted instance fences its own zombie at once, and it joins consumer groups as a static
-  member, so a restart takes its partitions back without a rebalance). Defaults to `$HOSTNAME`-pid.
-- `PIPETEER_STATIC_MEMBERSHIP=false`: join as a dynamic member even with a named instance (for
-  instances that come and go: a static member that stops keeps its partitions until its session
-  times out).
+  restarted instance fences its own zombie at once). Defaults to `$HOSTNAME`-pid.
+- `PIPETEER_STATIC_MEMBERSHIP=true`: join consumer groups as a static member named by the instance
+  (KIP-345), so a restart under the same name takes its partitions back without a rebalance. Only for
+  instances restarted under their own name (a StatefulSet's): a static member that stops keeps its
+  partitions until its session times out, which stalls a rolling upgrade whose new pods have new
+  names. Off by default: a stopped instance leaves its groups at once.
 
 The URL's query takes the same settings in lower case (`?prefix=acme&partitions=8&commit_records=100`)
 and client properties by their dotted names (`?security.protocol=SSL`). Secrets are masked in `repr`.
@@ -221,7 +222,7 @@ class KafkaSettings:
     """`bytes` values above this size go to the blob store (when `blobs` is set)."""
     static_membership: bool = False
     """Join consumer groups as a static member named by `instance` (KIP-345): a restarted instance
-    takes its partitions back at once, with no rebalance. On by default when the instance is named."""
+    takes its partitions back at once, with no rebalance. Off by default (see the module's docstring)."""
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> KafkaSettings:
@@ -279,9 +280,11 @@ class KafkaSettings:
                 "(and fence the stage's producer)"
             )
         retries = Retry.from_options(opts, "Kafka backend options")
-        named = bool(opts.get("instance"))
         instance = opts.get("instance") or f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
-        static = opts.get("static_membership", "true" if named else "false").lower() not in ("0", "false", "no")
+        # Dynamic by default: a stopped instance leaves its group at once, so a rolling restart (whose new
+        # pods have new names) hands partitions over in seconds. A static member keeps them until its session
+        # times out: only for instances restarted under the same name (a StatefulSet's).
+        static = opts.get("static_membership", "false").lower() not in ("0", "false", "no", "")
         return cls(
             conn,
             topics,

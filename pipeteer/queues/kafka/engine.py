@@ -43,7 +43,7 @@ from confluent_kafka import (
 )
 
 from pipeteer.codec import ValueCodec, kafka_source
-from pipeteer.errors import BrokerUnreachable, CommitAborted, DecodeError, InexistentItem
+from pipeteer.errors import BrokerUnreachable, CommitAborted, DecodeError, InexistentItem, UnreadableRecord
 from pipeteer.plan import TopicNames
 from pipeteer.queues.base import Retry
 from pipeteer.queues.kafka.changelog import read_changelog, restore_consumer, stage_consumer
@@ -96,6 +96,8 @@ AHEAD_BYTES = UNACKED_BYTES
 it waits for the engine to produce them. Unbounded, a fast stage finished 6,700 records of 10 KB
 during one slow commit, and the engine then needed 200 ms to hand them to the brokers before the next
 commit could begin (and the stage's CPU starved the brokers meanwhile)."""
+HELD_RECHECK_SECONDS = 2.0
+"""Items held as unreadable (another version's records) are read again this often (`_read_held`)."""
 TXN_BYTES = 8 << 20
 """A transaction is committed early once it carries this many bytes: downstream stages see large
 records in steps of this size, and an aborted transaction redoes no more than this."""
@@ -159,6 +161,7 @@ class StageEngine:
         self._ingested = 0
         self._last_commit = time.monotonic()
         self._last_lag = 0.0
+        self._held_checked = 0.0
         self._paused = False
         self._full_since: float | None = None
         self._reassigned = False
@@ -542,6 +545,9 @@ class StageEngine:
         if due:
             self._commit()
             self._open_transaction()
+        if now - self._held_checked >= HELD_RECHECK_SECONDS:
+            self._held_checked = now
+            self._read_held()
         if now - self._last_lag >= LAG_EVERY:
             self._last_lag = now  # (the lag itself is measured from the cluster: pipeteer.queues.kafka.lag)
             if self._broker_down_since is not None:  # an idle stage learns that the broker is back
@@ -611,6 +617,8 @@ class StageEngine:
             key, raw = m.key(), m.value()
             try:
                 add(Entry(key.decode(), decode(raw), raw, p, m.offset(), now))
+            except UnreadableRecord as unreadable:  # another version's record: pending and held, never a dead letter
+                add(Entry(key.decode(), None, raw, p, m.offset(), now, held=unreadable) if key is not None else m)
             except Exception:
                 add(m)
         dead = sum(1 for e in decoded if e.__class__ is not Entry)
@@ -652,6 +660,39 @@ class StageEngine:
             except Exception as e:  # the decoder's own error, naming the record
                 error = e
         self.table.consumed_done(p, o, (self.dead_letter(id, raw, error, p, o, 0),))
+
+    def _read_held(self) -> None:
+        """Try again to read the items held as unreadable: their writer schema may be published by now
+        (a newer version upstream started), and then they are served like any other."""
+        with self.lock:
+            held = self.table.held()
+        if not held:
+            return
+        decode = self.queue.codec.decode
+        readable = 0
+        for e in held:
+            try:
+                value = decode(e.raw, source=kafka_source(self.topic, e.partition, e.offset))
+            except UnreadableRecord:
+                continue
+            except Exception as exc:  # (bytes no version can read: they stay held, and say so)
+                e.held = exc
+                continue
+            with self.lock:
+                if self.table.entries.get(e.id) is e:
+                    e.value, e.held = value, None
+                    readable += 1
+        if readable:
+            log.info("stage %r: %d held item(s) can be read now; serving them", self.stage_name, readable)
+            with self.lock:
+                wake, self._wanted = self._wanted, False
+            if wake:
+                self._wake()
+
+    def held(self) -> list[Entry]:
+        """The items this instance holds because it cannot read them (another version's), oldest first."""
+        with self.lock:
+            return self.table.held()
 
     def _commit(self) -> None:
         """Commit the open transaction: outputs, changelog writes and input offsets, atomically."""

@@ -52,6 +52,10 @@ class Entry:
     not_before: float = 0.0
     done: bool = False
     """Finished or replaced: its input offset no longer holds a pending item."""
+    held: Any = None
+    """Why this instance cannot read the item (an `UnreadableRecord`: another version's record), or None.
+    A held item is pending like any other (written to the changelog, restored, never dropped) but not
+    handed out; `value` is None until it can be read."""
 
 
 def _done_mark(partition: int, offset: int) -> Entry:
@@ -183,15 +187,19 @@ class PendingTable:
     # --- the stage side -----------------------------------------------------------------------
 
     def first_ready(self, now: float) -> Entry | None:
-        """The oldest item not waiting for a retry."""
+        """The oldest item not waiting for a retry (nor held: unreadable here)."""
         for e in self.entries.values():
-            if e.not_before <= now:
+            if e.not_before <= now and e.held is None:
                 return e
         return None
 
     def next_retry_at(self) -> float | None:
-        waiting = [e.not_before for e in self.entries.values()]
+        waiting = [e.not_before for e in self.entries.values() if e.held is None]
         return min(waiting) if waiting else None
+
+    def held(self) -> list[Entry]:
+        """The items held because this instance cannot read them, oldest first."""
+        return [e for e in self.entries.values() if e.held is not None]
 
     def finish(self, id: str, records: Iterable[Record]) -> Entry | None:
         """The item is done; `records` (its next state, or its dead letter) go in the next commit."""

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeteer import settings
-from pipeteer.errors import InexistentItem, PipeteerError
+from pipeteer.errors import InexistentItem, PipeteerError, UnreadableRecord
 from pipeteer.queues.base import BaseQueue
 from pipeteer.runtime.console.desk import Decision, Desk, NothingToUndo, TaskTaken, candidates
 from pipeteer.runtime.console.forms import FormError, actions_for, build, field_bytes, image_type, show
@@ -72,6 +72,12 @@ def reviewer() -> str:
     return current_reviewer.get() or "anonymous"
 
 
+def unreadable_task(stage: str, id: str) -> str:
+    """What the console answers for a task this version cannot read."""
+    return (f"task {id[:100]!r} of {stage} was written by another version of the workflow and cannot be read "
+            "by this one yet: it is kept (not lost), and a version that can read it will serve it")
+
+
 class Console:
     """The console of one stage service: its human stages' desks and the routes that serve them."""
 
@@ -104,11 +110,15 @@ class Console:
         return ids
 
     async def held(self, stage: str) -> list[dict[str, Any]]:
-        """The tasks this instance holds: id, holder, whether decided, and since when it waits (for merging)."""
-        timed = self._raw(stage).pending_since()  # wall clock: comparable across instances
+        """The tasks this instance holds: id, holder, whether decided, and since when it waits (for merging).
+        A task this version cannot read (another version's, mid-rollout) is listed too, marked `unreadable`."""
+        raw = self._raw(stage)
+        timed = raw.pending_since()  # wall clock: comparable across instances
+        unreadable = {h.id for h in raw.held()}
         desk = self.desks[stage]
         now = time.time()
-        return [{"id": id, "holder": desk.holder(id, now), "decided": id in desk.waiting, "since": t} for id, t in timed]
+        return [{"id": id, "holder": desk.holder(id, now), "decided": id in desk.waiting, "since": t,
+                 **({"unreadable": True} if id in unreadable else {})} for id, t in timed]
 
     async def listing(self, stage: str) -> list[dict[str, Any]]:
         """Every pending task of the stage, this instance's and its peers', oldest first."""
@@ -147,6 +157,8 @@ class Console:
             state = await self._raw(stage).read(id)
         except InexistentItem:
             raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)") from None
+        except UnreadableRecord:
+            raise HTTPException(409, detail=unreadable_task(stage, id)) from None
         desk = self.desks[stage]
         return {
             "id": id,
@@ -279,6 +291,8 @@ class Console:
                     state = await console._raw(stage).read(id)
                 except InexistentItem:
                     raise HTTPException(404, detail="task is not pending") from None
+                except UnreadableRecord:
+                    raise HTTPException(409, detail=unreadable_task(stage, id)) from None
                 data = field_bytes(state, name)
                 if data is None:
                     raise HTTPException(404, detail="no such bytes field")

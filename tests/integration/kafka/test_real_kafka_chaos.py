@@ -92,7 +92,8 @@ def open_transactions(bootstrap: str, topic: str, partitions: set[int]) -> set[i
 def test_static_members_restarted_together(real_kafka: Broker, kafka_prefix: str, tmp_path: Path) -> None:
     n = 6000
     bootstrap = real_kafka.bootstrap
-    url = backend_url(real_kafka, kafka_prefix, commit_records=100, commit_interval_ms=200)
+    # static members (as a StatefulSet's pods would be: restarted under their own names)
+    url = backend_url(real_kafka, kafka_prefix, commit_records=100, commit_interval_ms=200, static_membership="true")
     asyncio.run(push_copy_items(url, n))
     _, out_topic, group = topics(kafka_prefix)
     procs = [StageProcess(APP, "copy", url, f"copy-{i}", tmp_path, env={"SLOW_SECONDS": "0.005"}) for i in (1, 2, 3)]

@@ -245,7 +245,7 @@ def test_unknown_fingerprint() -> None:
     other = codec_for(st.Corrected).encode(st.Corrected(b"a", b"b"))
     message = _decode_error(other)
     assert f"fingerprint {codec_for(st.Corrected).fingerprint.hex()}" in message
-    assert "neither the current schema nor a registered older one" in message
+    assert "neither the current schema nor a published or registered older one" in message
     assert ".avsc" in message
 
 

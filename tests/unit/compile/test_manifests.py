@@ -93,7 +93,7 @@ def test_dashboard_rows_panels_and_datasource() -> None:
         people = {"Completions by reviewer"} if s.web else set()
         assert set(mine) == {
             "Throughput", waiting, oldest, "Processing time", "Consumer lag", "Dead letters",
-            "Records of an unknown schema", "Failed items",
+            "Records of an unknown schema", "Held items", "Failed items",
             "Rebalances", "Commit latency", "Commit failures", *people,
         }
         # counts are counts, ages are seconds, each on its own panel (own axis)

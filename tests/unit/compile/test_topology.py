@@ -34,9 +34,12 @@ def test_stages_topics_groups_and_kinds() -> None:
         assert s.state == workflow.pipelines[s.name].Tin.__name__
     assert topo.input_topic == names.queue_topic(WF, ("input",))
     assert topo.output_topic == names.queue_topic(WF, ("output",))
-    # every stage has a data, changelog and dead-letter topic; plus the output topic
-    assert len(topo.topics) == 3 * len(topo.stages) + 1
+    # every stage has a data, changelog and dead-letter topic; plus the output topic and the schemas topic
+    assert len(topo.topics) == 3 * len(topo.stages) + 2
     kinds = {t.name: t.kind for t in topo.topics}
+    assert kinds[names.schemas_topic(WF)] == "schemas"
+    (schemas,) = [t for t in topo.topics if t.kind == "schemas"]
+    assert (schemas.partitions, schemas.config["cleanup.policy"], schemas.config["retention.ms"]) == (1, "compact", "-1")
     assert all(kinds[s.changelog_topic] == "changelog" for s in topo.stages)
     assert {t.config["cleanup.policy"] for t in topo.topics if t.kind == "changelog"} == {"compact"}
 

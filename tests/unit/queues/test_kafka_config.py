@@ -45,8 +45,10 @@ def test_secrets_are_masked_in_repr() -> None:
     assert s.connection.client_config()["sasl.password"] == "hunter2"  # still passed to the client
 
 
-def test_named_instance_joins_as_static_member() -> None:
-    assert KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_INSTANCE": "pod-0"}).static_membership
+def test_static_membership_only_when_asked() -> None:
+    """A named instance is a dynamic member (it leaves its group when stopped) unless asked to be static."""
+    assert not KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_INSTANCE": "pod-0"}).static_membership
+    assert KafkaSettings.from_url("kafka://b:1?instance=pod-0&static_membership=true", env={}).static_membership
     assert not KafkaSettings.from_url("kafka://b:1", env={}).static_membership
     s = KafkaSettings.from_url("kafka://b:1", env={"PIPETEER_INSTANCE": "x", "PIPETEER_STATIC_MEMBERSHIP": "false"})
     assert s.instance == "x" and not s.static_membership
