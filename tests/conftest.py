@@ -12,6 +12,7 @@ from pipeteer.queues.base import BaseQueue
 
 if TYPE_CHECKING:
     from tests.kafka_broker import Broker
+    from tests.schema_registry import SchemaRegistry
 
 QueueFactory = Callable[[Any, str], BaseQueue[Any]]
 
@@ -73,3 +74,19 @@ def kafka_prefix(kafka_bootstrap: str) -> Iterator[str]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
     delete_topics(kafka_bootstrap, prefix)
+
+
+# --- Schema registry (see tests/schema_registry.py: Apicurio Registry 3 from Maven Central) -------
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistry]:
+    """A real schema registry for the session (Confluent's REST API, global compatibility BACKWARD),
+    started here if need be; skipped with the reason where none can run (no Java 21+, no Maven)."""
+    from tests.schema_registry import schema_registry, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with schema_registry(tmp_path_factory.mktemp("schema-registry")) as registry:
+        yield registry

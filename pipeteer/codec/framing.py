@@ -36,6 +36,13 @@ class ValueCodec(Protocol[T]):
 
     def decode(self, data: bytes, *, source: str = "") -> T: ...
 
+    def close(self) -> None:
+        """Release what the codec holds open (a schema registry client's connections); idempotent.
+
+        Backends call it when they close: a registry codec's HTTP connections would otherwise be
+        left to the garbage collector. The codec stays usable (it reconnects when it must).
+        """
+
 
 def make_codec(
     tp: type[T] | Any,

@@ -7,12 +7,14 @@ and writer schemas of unknown ids are fetched from the registry once, then cache
 
 `confluent_kafka` is imported only when one of these codecs is made, so the rest of
 pipeteer works without the `kafka` extra. `SchemaRegistryClient.new_client` turns a
-`mock://name` URL into confluent-kafka's own in-memory registry (what the tests use:
-no Schema Registry server can run here).
+`mock://name` URL into confluent-kafka's own in-memory registry (for tests; the Kafka
+integration tests also run a real one, Apicurio Registry through its Confluent-compatible API).
 
 Registry calls are blocking HTTP requests, made at most once per schema id; call
 `register()` at startup (for example through `asyncio.to_thread`) to keep them off the
-first `encode`.
+first `encode`. A codec made from a URL or config owns its client, whose HTTP
+connections stay open between calls: `close()` it when done (`ValueCodec.close`, which a
+backend calls on its queues' codecs when it closes).
 """
 
 from __future__ import annotations
@@ -47,6 +49,43 @@ def registry_client(url_or_conf: str | dict[str, Any]) -> SchemaRegistryClient:
         raise ConfigError(f"invalid schema registry configuration {_masked(conf)}: {exc}") from exc
 
 
+def close_registry_client(client: SchemaRegistryClient) -> None:
+    """Close every HTTP client `client` holds; safe to call more than once.
+
+    confluent-kafka's `SchemaRegistryClient.close()` (2.16) closes the session of its REST calls,
+    but not the one an OAuth bearer-token provider fetches tokens with
+    (`bearer.auth.credentials.source` OAUTHBEARER or OAUTHBEARER_AZURE_IMDS): left to the garbage
+    collector, its sockets end in `ResourceWarning`s. That one is found through the client's private
+    attributes, so a release that renames them leaves it open as before, and breaks nothing.
+    """
+    import httpx  # a dependency of confluent-kafka's schema registry client
+
+    client.close()
+    rest = getattr(client, "_rest_client", None)
+    token_client = getattr(getattr(rest, "bearer_field_provider", None), "client", None)
+    if isinstance(token_client, httpx.Client):
+        token_client.close()
+
+
+def _refusal(exc: Exception) -> str:
+    """Why the registry did not register a schema, with the fix when it is a compatibility refusal."""
+    from confluent_kafka.schema_registry import SchemaRegistryError
+
+    if isinstance(exc, SchemaRegistryError) and exc.http_status_code == 409:
+        return (
+            f"the registry refuses it as incompatible with the versions already under the subject "
+            f"({exc.error_message}); readers and writers of different versions must resolve each other: "
+            "give new fields defaults and keep field types, or give the state type a new name"
+        )
+    return str(exc)
+
+
+def _in_memory(url_or_conf: str | dict[str, Any]) -> bool:
+    """Whether the registry is confluent-kafka's in-memory one, whose schemas live in its client."""
+    url = url_or_conf if isinstance(url_or_conf, str) else url_or_conf.get("url")
+    return isinstance(url, str) and url.startswith("mock://")
+
+
 def _masked(conf: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if "auth" in k or "secret" in k or "password" in k else v) for k, v in conf.items()}
 
@@ -57,6 +96,10 @@ class ConfluentCodec(Generic[T]):
     >>> codec = ConfluentCodec(codec_for(Input), "mock://demo")   # doctest: +SKIP
     >>> codec.encode(Input(b"png"))[:5]                           # doctest: +SKIP
     b'\\x00\\x00\\x00\\x00\\x01'
+    >>> codec.close()                                             # doctest: +SKIP
+
+    Given a URL or a client config, the codec makes its own `SchemaRegistryClient` and `close()`
+    closes it; given a client, the client stays the caller's to close.
     """
 
     def __init__(
@@ -67,12 +110,55 @@ class ConfluentCodec(Generic[T]):
         subject: str | None = None,
     ) -> None:
         self.codec = codec
-        self.client = registry_client(registry) if isinstance(registry, str | dict) else registry
+        self._config: str | dict[str, Any] | None = None
+        if isinstance(registry, str | dict):
+            self._config = registry
+            # made now, so that a bad URL or config is a ConfigError here rather than at the first record
+            self._client: SchemaRegistryClient | None = registry_client(registry)
+        else:
+            self._client = registry
+        self._client_lock = threading.Lock()
         self.subject = subject or codec.name
         self._schema_id: int | None = None
         self._header = b""
         self._by_id: dict[int, WriterSchema] = {}
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> SchemaRegistryClient:
+        """The registry client (after `close()`, a new one is made when the registry is needed again)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                client = self._client
+                if client is None:
+                    assert self._config is not None  # only a client this codec made is ever dropped
+                    client = self._client = registry_client(self._config)
+        return client
+
+    def close(self) -> None:
+        """Close the registry client this codec made (its HTTP connections); idempotent.
+
+        A client passed in by the caller is left open. The codec stays usable: what it already
+        knows (its schema id, writer schemas it fetched) needs no registry, and a later registry
+        call opens a new client — a backend closed and then used again keeps working.
+        """
+        if self._config is None:
+            return
+        with self._client_lock:
+            client = self._client
+            # confluent-kafka's in-memory registry (`mock://`) lives in its client: that one is kept
+            # (its HTTP session, never used, is closed all the same)
+            if not _in_memory(self._config):
+                self._client = None
+        if client is not None:
+            close_registry_client(client)
+
+    def __enter__(self) -> ConfluentCodec[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def tp(self) -> Any:
@@ -99,7 +185,8 @@ class ConfluentCodec(Generic[T]):
                         schema_id = self.client.register_schema(self.subject, RegistrySchema(text, "AVRO"))
                     except Exception as exc:
                         raise SchemaError(
-                            f"cannot register {self.codec.describe()} under subject {self.subject!r}: {exc}"
+                            f"cannot register {self.codec.describe()} under subject {self.subject!r}: "
+                            f"{_refusal(exc)}"
                         ) from exc
                     self._by_id[schema_id] = self.codec.current
                     self._header = WIRE_MAGIC + schema_id.to_bytes(4, "big")
