@@ -425,6 +425,9 @@ class ClaimCheckCodec(ValueCodec[T]):
     def decode(self, data: bytes, *, source: str = "") -> T:
         return self.claim.hydrate(self.inner.decode(data, source=source), source=source)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def claim_check_from(
     blobs: str | None, threshold: int | str | None = None, *, default: str | None = None, where: str = ""

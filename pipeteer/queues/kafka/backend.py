@@ -186,6 +186,8 @@ class KafkaBackend(Backend):
         self._closed.set()
         if self._producer is not None:
             self._producer.flush(10)
+        for q in self.queues.values():
+            q.codec.close()  # (a registry codec's HTTP client)
         if self._poller is not None:
             self._poller.join(5)
         # Drop the clients now: a librdkafka handle keeps reconnecting (and logging) until destroyed.
