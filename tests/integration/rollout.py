@@ -155,8 +155,8 @@ def upgrade_and_roll_back(rollout: Rollout, pusher: Pusher, *, kill: bool = Fals
     """Mid-stream, each stage to version 2 in turn (old and new side by side meanwhile), then each back
     to version 1; with `kill`, the old process of a and b is killed with SIGKILL instead of stopped."""
     n = pusher.n
+    wait_for(lambda: pusher.pushed >= n // 5, 120, "pushes")
     for stage in STAGES:
-        wait_for(lambda: pusher.pushed >= n // 5 if stage == "a" else True, 120, "pushes")
         rollout.replace(stage, 2, kill=kill and stage != "h")
         time.sleep(2)  # v2 of this stage beside v1 of the next
     wait_for(lambda: pusher.pushed >= n // 2, 120, "pushes")
