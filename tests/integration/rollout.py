@@ -11,6 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,18 +117,19 @@ class Pusher(threading.Thread):
 
 
 class Person(threading.Thread):
-    """A reviewer working the human stage `h` over HTTP, deciding about `rate` tasks a second (oldest
-    first, as listed), whichever process serves the stage now; through a restart they wait and go on."""
+    """Reviewers working the human stage `h` over HTTP (`hands` decisions in flight at once, about `rate`
+    a second in all, oldest tasks first as listed), whichever process serves the stage now; through a
+    restart they wait and go on. A decision answers once it is durable (on Kafka, committed)."""
 
-    def __init__(self, rollout: Rollout, rate: float) -> None:
+    def __init__(self, rollout: Rollout, rate: float, hands: int = 4) -> None:
         super().__init__(name="person", daemon=True)
-        self.rollout, self.rate = rollout, rate
+        self.rollout, self.rate, self.hands = rollout, rate, hands
         self.decided: dict[str, int] = {}  # id -> version of the process that took the decision
         self.refused: list[str] = []
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30) as client, ThreadPoolExecutor(self.hands) as pool:
             while not self.stop_event.is_set():
                 base = self.rollout.procs["h"].base
                 try:
@@ -135,20 +137,23 @@ class Person(threading.Thread):
                 except (httpx.HTTPError, ValueError):
                     time.sleep(0.2)  # the stage is being replaced
                     continue
-                ids = [id for id in ids if id not in self.decided][:20]
+                ids = [id for id in ids if id not in self.decided][: 5 * self.hands]
                 if not ids:
                     time.sleep(0.2)
                     continue
-                for id in ids:
-                    if self.stop_event.is_set():
-                        return
-                    with contextlib.suppress(httpx.HTTPError):
-                        r = client.post(f"{base}/h/decide", params={"id": id, "ok": "true"})
-                        if r.status_code == 200:
-                            self.decided[id] = int(r.json()["version"])
-                        elif r.status_code != 404:  # (404: decided just before a restart, or by a peer)
-                            self.refused.append(f"{id}: {r.status_code} {r.text[:200]}")
-                    time.sleep(1 / self.rate)
+                began = time.monotonic()
+                list(pool.map(self._decide, [client] * len(ids), [base] * len(ids), ids))
+                time.sleep(max(0.0, began + len(ids) / self.rate - time.monotonic()))
+
+    def _decide(self, client: httpx.Client, base: str, id: str) -> None:
+        if self.stop_event.is_set():
+            return
+        with contextlib.suppress(httpx.HTTPError):
+            r = client.post(f"{base}/h/decide", params={"id": id, "ok": "true"})
+            if r.status_code == 200:
+                self.decided[id] = int(r.json()["version"])
+            elif r.status_code != 404:  # (404: decided just before a restart)
+                self.refused.append(f"{id}: {r.status_code} {r.text[:200]}")
 
 
 def upgrade_and_roll_back(rollout: Rollout, pusher: Pusher, *, kill: bool = False) -> None:
