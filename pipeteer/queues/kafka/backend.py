@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipeteer.codec import catalogs, make_codec
+from pipeteer.codec import SchemaCatalog, catalogs, make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
+from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
 from pipeteer.plan import Plan, TopicNames, topic_configs
 from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Held, Pending, take_turn, turn_due
@@ -29,7 +30,7 @@ from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
-from pipeteer.queues.kafka.schemas import KafkaCatalog
+from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
 
 log = logging.getLogger("pipeteer.kafka")
 
@@ -79,7 +80,7 @@ class KafkaBackend(Backend):
         self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._claim: ClaimCheck | None = None
-        self._catalog: KafkaCatalog | None = None
+        self._catalog: SchemaCatalog | None = None
         self.record_limit = settings.connection.record_limit  # (read once: checked on every move)
 
     def claim_check(self) -> ClaimCheck | None:
@@ -91,15 +92,17 @@ class KafkaBackend(Backend):
             )
         return self._claim
 
-    def schema_catalog(self) -> KafkaCatalog | None:
+    def schema_catalog(self) -> SchemaCatalog:
         """The workflow's schemas topic (`pipeteer.queues.kafka.schemas`), attached to this process's
-        catalogs; None with a schema registry, which is the catalog then (records carry its ids)."""
-        if self.settings.schema_registry:
-            return None
+        catalogs; with a schema registry, the registry (records carry its schema ids)."""
         with self._lock:
             if self._catalog is None:
-                topic = self.names.schemas()
-                self._catalog = KafkaCatalog(self.settings, topic, lambda: self.ensure_topics_sync([topic]))
+                if self.settings.schema_registry:
+                    self._catalog = RegistryCatalog(
+                        lambda: [q.codec for q in list(self.queues.values()) if isinstance(q.codec, ConfluentCodec)])
+                else:
+                    topic = self.names.schemas()
+                    self._catalog = KafkaCatalog(self.settings, topic, lambda: self.ensure_topics_sync([topic]))
                 catalogs.attach(self._catalog)
             return self._catalog
 
@@ -377,7 +380,8 @@ class KafkaQueue(BaseQueue[T]):
         """Records carry references in place of large `bytes` (pending tables, changelogs and dead
         letters hold those); `claim` hydrates a value when the stage reads it."""
         self._published = settings.schema_registry is not None
-        """The schema of this queue's records is in the workflow's schema catalog (or a registry has it)."""
+        """The schema of this queue's records is in the workflow's schema catalog (a registry codec
+        registers its schema itself, at its first record)."""
         claim = backend.claim_check()
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
 
@@ -406,9 +410,7 @@ class KafkaQueue(BaseQueue[T]):
         """Publish the schema this queue's records are written with to the workflow's catalog (once per
         process), before the first record: a reader of another version finds it when it meets one."""
         if not self._published:
-            catalog = self.backend.schema_catalog()
-            if catalog is not None:
-                await asyncio.to_thread(catalog.publish, [self.codec.schema])
+            await asyncio.to_thread(self.backend.schema_catalog().publish, [self.codec.schema])
             self._published = True
 
     async def _push(self, id: str, value: T) -> None:

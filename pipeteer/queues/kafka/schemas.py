@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from pipeteer.codec.catalog import Published, SchemaCatalog
+from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.codec.schema import Schema, fingerprint
 from pipeteer.errors import QueueError
 from pipeteer.queues.kafka.changelog import consume_to_end, watermarks
@@ -132,3 +133,39 @@ class KafkaCatalog(SchemaCatalog):
             if self._consumer is not None:
                 self._consumer.close()
                 self._consumer = None
+
+
+class RegistryCatalog(SchemaCatalog):
+    """The schema registry as the workflow's catalog, when one is configured: the registry resolves
+    writer schemas by the ids records carry (`pipeteer.codec.registry`), so `lookup` has nothing to add;
+    `published` lists the registered versions of the subjects of this process's queues (the latest
+    version of a subject last), and `publish` registers a schema under the subject of each queue of
+    its type (the registry refuses what breaks its compatibility setting: a `SchemaError`)."""
+
+    def __init__(self, codecs: Callable[[], Sequence[ConfluentCodec[Any]]]) -> None:
+        self._codecs = codecs
+        self.where = "the schema registry"
+
+    def publish(self, schemas: Sequence[Schema]) -> None:
+        wanted = {fingerprint(s) for s in schemas}
+        for codec in self._codecs():
+            if codec.codec.fingerprint in wanted:
+                codec.register()
+
+    def published(self) -> list[Published]:
+        out: list[Published] = []
+        for codec in self._codecs():
+            try:
+                versions = codec.client.get_versions(codec.subject)
+            except Exception as exc:  # a subject nothing was registered under yet
+                if "404" in str(exc) or "not found" in str(exc).lower():
+                    continue
+                raise QueueError(f"cannot list the versions of subject {codec.subject!r} in the registry: {exc}") from exc
+            for version in sorted(versions):
+                registered = codec.client.get_version(codec.subject, version)
+                schema = json.loads(registered.schema.schema_str or "null")
+                out.append(Published(fingerprint(schema), schema, float(version)))
+        return sorted(out, key=lambda p: p.at)
+
+    def lookup(self, fp: bytes) -> Schema | None:
+        return None

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -34,12 +35,18 @@ def output_keys(bootstrap: str, prefix: str) -> list[str]:
     return [m.key().decode() for m in read_topic(bootstrap, names.queue_topic(WF, ("output",), prefix))]
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill9"])
+@pytest.mark.parametrize("kill,registry", [(False, False), (True, False), (False, True)],
+                         ids=["sigterm", "kill9", "registry"])
 def test_a_rolling_upgrade_and_rollback_lose_nothing(
-    real_kafka: Broker, kafka_prefix: str, tmp_path: Path, kill: bool
+    real_kafka: Broker, kafka_prefix: str, tmp_path: Path, kill: bool, registry: bool, request: pytest.FixtureRequest
 ) -> None:
+    """(With `registry`, records carry a real schema registry's ids, and old readers fetch the new
+    writer schemas from it by id.)"""
     bootstrap = real_kafka.bootstrap
-    url = backend_url(real_kafka, kafka_prefix)
+    options = {}
+    if registry:
+        options["schema_registry"] = quote(request.getfixturevalue("schema_registry").url, safe="")
+    url = backend_url(real_kafka, kafka_prefix, **options)
     rollout = Rollout(url, tmp_path)
     pusher = Pusher(url, N, rate=40)
     person = Person(rollout, rate=30)
@@ -66,7 +73,10 @@ def test_a_rolling_upgrade_and_rollback_lose_nothing(
     for s in STAGES:
         assert read_topic(bootstrap, names.dead_letter_topic(WF, (s,), kafka_prefix)) == [], s
         assert ready[s]["ready"] and "held" not in ready[s] and "unknown_writer_schemas" not in ready[s], ready[s]
-    assert_outputs_readable(url, kafka_prefix, bootstrap)
+    if registry:
+        assert all(m.value()[:1] == b"\x00" for m in read_topic(bootstrap, names.queue_topic(WF, ("output",), kafka_prefix)))
+    else:
+        assert_outputs_readable(url, kafka_prefix, bootstrap)
     assert person.refused == []
     assert set(person.decided.values()) == {1, 2}  # tasks decided by both versions
     steps = [(s.stage, s.old, s.new, round(s.unready, 1)) for s in rollout.steps]
@@ -93,10 +103,14 @@ def assert_outputs_readable(url: str, prefix: str, bootstrap: str) -> None:
     assert len(codec.writer_schemas) == 2  # both versions' Out
 
 
+@pytest.mark.parametrize("registry", [False, True], ids=["schemas-topic", "registry"])
 def test_an_incompatible_version_is_refused_before_it_serves(
-    real_kafka: Broker, kafka_prefix: str, tmp_path: Path
+    real_kafka: Broker, kafka_prefix: str, tmp_path: Path, registry: bool, request: pytest.FixtureRequest
 ) -> None:
-    url = backend_url(real_kafka, kafka_prefix)
+    options = {}
+    if registry:
+        options["schema_registry"] = quote(request.getfixturevalue("schema_registry").url, safe="")
+    url = backend_url(real_kafka, kafka_prefix, **options)
     rollout = Rollout(url, tmp_path)
     try:
         rollout.start_all(1)
