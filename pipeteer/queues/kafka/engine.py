@@ -617,8 +617,8 @@ class StageEngine:
             key, raw = m.key(), m.value()
             try:
                 add(Entry(key.decode(), decode(raw), raw, p, m.offset(), now))
-            except UnreadableRecord as unreadable:  # another version's record: pending and held, never a dead letter
-                add(Entry(key.decode(), None, raw, p, m.offset(), now, held=unreadable) if key is not None else m)
+            except UnreadableRecord:  # another version's record: pending and held, never a dead letter
+                add(self._held_entry(m, now) if key is not None else m)
             except Exception:
                 add(m)
         dead = sum(1 for e in decoded if e.__class__ is not Entry)
@@ -642,6 +642,15 @@ class StageEngine:
             self.metrics.dead_letters.inc(dead)
         if wake:
             self._wake()
+
+    def _held_entry(self, m: Any, now: float) -> Entry:
+        """The pending entry of an input record this instance cannot read (decoded again, naming where it
+        is: the record is counted once and said in the error)."""
+        p, o, raw = m.partition(), m.offset(), m.value()
+        try:
+            return Entry(m.key().decode(), self.queue.codec.decode(raw, source=kafka_source(self.topic, p, o)), raw, p, o, now)
+        except UnreadableRecord as e:
+            return Entry(m.key().decode(), None, raw, p, o, now, held=e)
 
     def _dead_on_arrival(self, m: Any) -> None:
         """An input record that cannot be decoded: finished at once, as a dead letter (caller holds the lock)."""

@@ -89,12 +89,13 @@ async def test_failing_items_are_retried_then_dead_lettered(
     assert sorted(keys) == sorted([f"i{i}" for i in range(30)] + ["i7", "i7", "i17", "i27"])
 
 
-async def test_records_of_an_unknown_writer_schema_are_dead_letters_said_once(
+async def test_records_of_an_unknown_writer_schema_are_held_said_once(
     kafka_broker: Broker, kafka_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Another producer writes the stage's input with another schema: each of its records is a dead
-    letter (kept as its bytes), the stage logs one error naming both schemas and goes on, and its
-    /readyz and /metrics count the records."""
+    """Another producer writes the stage's input with a schema the stage does not know: each of its
+    records is held (pending, listed by id, never a dead letter: a version that knows the schema may
+    come), the stage logs one error naming both schemas and goes on with the others, and its /readyz
+    and /metrics count the records."""
     import dataclasses
     import logging
 
@@ -122,9 +123,11 @@ async def test_records_of_an_unknown_writer_schema_are_dead_letters_said_once(
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 outputs = await asyncio.to_thread(read_topic, kafka_broker.bootstrap, service.queues.Qout.topic)
-                if outputs and len(await asyncio.to_thread(q.dead_letters)) >= 4:
+                if outputs and len(q.held()) >= 4:
                     break
                 await asyncio.sleep(0.3)
+            held = q.held()
+            keys = await q.keys()
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.root), base_url="http://t") as c:
                 ready = (await c.get("/readyz")).json()
                 metrics = (await c.get("/metrics")).text
@@ -132,8 +135,11 @@ async def test_records_of_an_unknown_writer_schema_are_dead_letters_said_once(
     finally:
         await service.stop()
     assert [m.key().decode() for m in outputs] == ["ok"]
-    assert sorted(d.id for d in letters) == [f"foreign{i}" for i in range(4)]
-    assert all(isinstance(d.value, bytes) and "neither the current schema" in d.error_message for d in letters)
+    assert letters == []
+    assert sorted(h.id for h in held) == sorted(keys) == [f"foreign{i}" for i in range(4)]
+    assert all(h.writer_fingerprint == foreign.fingerprint.hex() and "neither the current schema" in h.reason
+               for h in held)
+    assert ready["ready"] and ready["held"][0]["items"] == 4
     errors = [r.getMessage() for r in caplog.records if r.name == "pipeteer.codec"]
     assert len(errors) == 1 and foreign.fingerprint.hex() in errors[0] and "expected int" in errors[0], errors
     (shown,) = ready["unknown_writer_schemas"]
