@@ -179,6 +179,8 @@ def test_services_ingress_monitoring_and_autoscaling(helm: Path, values: Path) -
         (["--set", "securityContext.readOnlyRootFilesystem=false"], "readOnlyRootFilesystem"),
         (["--set", "stages.auto-correct.replicas=7"], "exceeds its 6 partitions"),
         (["--set", "alertRules[0].for=soon"], "/alertRules/0/for"),
+        (["--set", "terminationGracePeriodSeconds=12"], "must exceed webPreStopSeconds (3) by at least 10"),
+        (["--set", "webPreStopSeconds=120"], "/webPreStopSeconds"),
     ],
 )
 def test_unsafe_values_are_refused(helm: Path, values: Path, extra: list[str], message: str) -> None:
@@ -312,3 +314,29 @@ def test_a_stage_creates_a_missing_topic_as_compiled(helm: Path, values: Path) -
     env = {k: v for k, v in cm["data"].items() if k.startswith("PIPETEER_")}
     created = KafkaSettings.from_url(env["PIPETEER_BACKEND"], env=env).topics.settings("data", "in")
     assert (created["replication.factor"], created["min.insync.replicas"]) == (1, 1)
+
+
+def test_rollouts_hand_a_stage_over_one_instance_at_a_time(helm: Path, values: Path) -> None:
+    """Kafka stage instances are dynamic consumer-group members: one that gets SIGTERM commits, leaves
+    its group at once and exits, so its replacement need not wait out a session timeout, and nothing
+    in the chart asks for static membership. One instance is replaced at a time (never more
+    consumers than partitions); web stages pause before SIGTERM so their Service stops sending
+    people's requests first, well inside the grace period."""
+    docs = render(helm, values, BASE)
+    (cm,) = by_kind(docs, "ConfigMap")
+    assert not [k for k in cm["data"] if "STATIC" in k]
+    for d in by_kind(docs, "Deployment"):
+        stage = TOPO.stage(d["metadata"]["labels"]["pipeteer.io/stage"])
+        assert d["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+        pod = d["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert not [e["name"] for e in c["env"] if "STATIC" in e["name"]]
+        grace = pod["terminationGracePeriodSeconds"]
+        assert grace == 30
+        if stage.web:
+            assert c["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "3"]}}}
+            assert grace - 3 >= 10  # time left for the last commit after the pause
+        else:
+            assert "lifecycle" not in c  # nothing routes to an automatic stage: it stops at once
+    no_pause = render(helm, values, [*BASE, "--set", "webPreStopSeconds=0"])
+    assert all("lifecycle" not in d["spec"]["template"]["spec"]["containers"][0] for d in by_kind(no_pause, "Deployment"))
