@@ -308,20 +308,35 @@ class Codec(Generic[T]):
         """Accept records written with an older (or other) `schema`; returns its fingerprint.
 
         Raises `SchemaError` if records written with `schema` cannot be read as the current
-        type under Avro's resolution rules (for example a new field without a default).
+        type under Avro's resolution rules (for example a new field without a default, or a
+        decimal of another scale).
+
+        A fingerprint is taken of Avro's Parsing Canonical Form, which leaves logical types out:
+        `decimal(9, 3)` has the fingerprint of `decimal(9, 2)`, `timestamp-millis` that of
+        `timestamp-micros`. So a schema whose fingerprint is known already is checked all the same
+        unless it is the very schema registered: records of the two could not be told apart.
         """
         writer = WriterSchema.of(schema)
-        if writer.fingerprint in self._writers:
+        known = self._writers.get(writer.fingerprint)
+        if known is not None and known.schema == schema:
             return writer.fingerprint
         from pipeteer.codec.compat import reader_problems  # avro is imported only when evolution is used
 
         problems = reader_problems(reader=self.schema, writer=schema)
         if problems:
             listed = "; ".join(problems)
+            if known is not None:
+                raise SchemaError(
+                    f"records written with {writer.name} (fingerprint {writer.fingerprint.hex()}) cannot be told "
+                    f"apart from records of the schema known with that fingerprint (fingerprints leave logical "
+                    f"types out), and cannot be read as {self.describe()}: {listed}"
+                )
             raise SchemaError(
                 f"records written with {writer.name} (fingerprint {writer.fingerprint.hex()}) cannot be read "
                 f"as {self.describe()}: {listed}"
             )
+        if known is not None:  # the same records, read the same way (docs, defaults or aliases differ)
+            return writer.fingerprint
         with self._lock:  # copy-on-write so decoders running in other threads see a whole dict
             writers = dict(self._writers)
             writers[writer.fingerprint] = writer

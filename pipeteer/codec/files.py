@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeteer.codec.codec import Codec, codec_for
-from pipeteer.codec.compat import Incompatibility, Mode, compare
+from pipeteer.codec.compat import Change, Incompatibility, Mode, judge
 from pipeteer.codec.schema import Schema, dumps, fingerprint, full_name, schema_for
 from pipeteer.errors import SchemaError
 
@@ -106,13 +106,31 @@ def check_schemas(
     is compared with the file of its old name.
     """
     mode = Mode(mode)
-    found: list[Incompatibility] = []
+    return [
+        i
+        for _, change in schema_changes(types, against_dir, namespace=namespace)
+        for i in change.problems(mode)
+    ]
+
+
+def schema_changes(
+    types: Sequence[Any], against_dir: str | os.PathLike[str], *, namespace: str | None = None
+) -> list[tuple[Any, Change]]:
+    """Each type whose schema differs from its file in `against_dir`, with the change judged both ways.
+
+    Types with no file (new states) and types whose schema equals their file are left out. The
+    `Change` says which modes the change satisfies and in which order to roll (`Change.roll`).
+    """
+    changes: list[tuple[Any, Change]] = []
     for tp in types:
         new = schema_for(tp, namespace=namespace)
         path = _existing_file(new, Path(against_dir))
-        if path is not None:
-            found += compare(load_schema(path), new, mode, label=full_name(new) or _stem(new))
-    return found
+        if path is None:
+            continue
+        old = load_schema(path)
+        if old != new:
+            changes.append((tp, judge(old, new, label=full_name(new) or _stem(new))))
+    return changes
 
 
 def missing_schema_files(

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["codec", "schema", "files", "model", "framing", "registry", "__init__"]
+MODULES = ["codec", "schema", "files", "model", "framing", "registry", "compat", "__init__"]
 
 
 @pytest.mark.parametrize("name", MODULES)
