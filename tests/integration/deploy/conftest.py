@@ -7,6 +7,10 @@
 - Prometheus and promtool are Debian's package `prometheus`, installed with apt-get when missing
   and running as root (.ci/run installs it beforehand).
 - The Kafka broker is the session's (tests/conftest.py, tests/kafka_broker.py).
+- A Kubernetes API server (`kube_apiserver`): kube-apiserver built from the Go module proxy on first
+  use and kept by version in ~/.cache/pipeteer/ (tests/integration/deploy/kube.py), on Debian's etcd
+  (package etcd-server, installed with apt-get when missing and running as root); skipped when `go`
+  is missing and no binary was built before.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.integration.deploy import kube
 
 REPO = Path(__file__).resolve().parents[3]
 TOOLS = Path(os.environ.get("PIPETEER_TOOLS_CACHE", REPO / ".cache" / "tools"))
@@ -105,3 +112,20 @@ def promtool() -> Path:
 def prometheus() -> Path:
     """Path of Debian's prometheus server binary."""
     return _apt_install("prometheus", "prometheus")
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.KubeCluster]:
+    """A real kube-apiserver on etcd for the session, on free loopback ports, stopped at the end.
+
+    The first session on a machine builds the server (about 4 minutes on two cores); tests that use
+    it carry a timeout that allows for that (see test_helm_apiserver.py).
+    """
+    reason = kube.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    etcd = _apt_install("etcd-server", "etcd")
+    binary = kube.build_kube_apiserver()
+    cluster = kube.start_cluster(binary, etcd, tmp_path_factory.mktemp("kube"))
+    yield cluster
+    cluster.stop()

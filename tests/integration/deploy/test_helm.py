@@ -179,6 +179,8 @@ def test_services_ingress_monitoring_and_autoscaling(helm: Path, values: Path) -
         (["--set", "securityContext.readOnlyRootFilesystem=false"], "readOnlyRootFilesystem"),
         (["--set", "stages.auto-correct.replicas=7"], "exceeds its 6 partitions"),
         (["--set", "alertRules[0].for=soon"], "/alertRules/0/for"),
+        # fields of Windows pods are not for this Linux image (hostProcess would make it a host process)
+        (["--set", "securityContext.windowsOptions.hostProcess=true"], "additional properties 'windowsOptions' not allowed"),
         (["--set", "terminationGracePeriodSeconds=12"], "must exceed webPreStopSeconds (3) by at least 10"),
         (["--set", "webPreStopSeconds=120"], "/webPreStopSeconds"),
     ],
