@@ -118,7 +118,7 @@ def prometheus() -> Path:
 def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.KubeCluster]:
     """A real kube-apiserver on etcd for the session, on free loopback ports, stopped at the end.
 
-    The first session on a machine builds the server (about 4 minutes on two cores); tests that use
+    The first session on a machine builds the server (6-7 minutes on two busy cores); tests that use
     it carry a timeout that allows for that (see test_helm_apiserver.py).
     """
     reason = kube.unavailable()

@@ -182,6 +182,7 @@ def test_services_ingress_monitoring_and_autoscaling(helm: Path, values: Path) -
         # fields of Windows pods are not for this Linux image (hostProcess would make it a host process)
         (["--set", "securityContext.windowsOptions.hostProcess=true"], "additional properties 'windowsOptions' not allowed"),
         (["--set", "terminationGracePeriodSeconds=12"], "must exceed webPreStopSeconds (3) by at least 10"),
+        (["--set", "webPreStopSeconds=25"], "terminationGracePeriodSeconds (30) must exceed webPreStopSeconds (25)"),
         (["--set", "webPreStopSeconds=120"], "/webPreStopSeconds"),
     ],
 )
@@ -340,5 +341,7 @@ def test_rollouts_hand_a_stage_over_one_instance_at_a_time(helm: Path, values: P
             assert grace - 3 >= 10  # time left for the last commit after the pause
         else:
             assert "lifecycle" not in c  # nothing routes to an automatic stage: it stops at once
+    edge = render(helm, values, [*BASE, "--set", "webPreStopSeconds=20"])  # 10 s left: enough
+    assert {d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for d in by_kind(edge, "Deployment")} == {30}
     no_pause = render(helm, values, [*BASE, "--set", "webPreStopSeconds=0"])
     assert all("lifecycle" not in d["spec"]["template"]["spec"]["containers"][0] for d in by_kind(no_pause, "Deployment"))

@@ -9,7 +9,7 @@ a server-side dry run (`dryRun=All`): accepted for the chart's values, forbidden
 the values schema refuses (which shows the schema is right to refuse it).
 
 The server is the session's `kube_apiserver` (conftest.py, kube.py). The first session on a machine
-builds it, about 4 minutes on two cores and more on a loaded one, inside the first test that asks
+builds it, about 6 minutes on two cores and more on a loaded one, inside the first test that asks
 for it: hence the module's timeout. Every wait in these tests is bounded otherwise (Helm and HTTP
 calls carry their own timeouts), so the generous limit does not hide a hang.
 """
