@@ -294,7 +294,7 @@ _KIND_CONFIGS: Mapping[str, Mapping[str, int | str]] = MappingProxyType(
         # tombstones remove finished items.
         "changelog": {"cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
         # Every schema any version wrote with, for ever (a record of it may still wait somewhere); tiny.
-        "schemas": {"partitions": 1, "cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
+        "schemas": {"cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
         # Dead letters wait for a person to look at them: keep them longer than data.
         "dead-letter": {
             "cleanup.policy": "delete",
@@ -341,7 +341,22 @@ def topic_defaults(kind: str, profile: str) -> dict[str, int | str]:
     if kind not in TOPIC_KINDS:
         raise ConfigError(f"unknown topic kind {kind!r} (known: {', '.join(TOPIC_KINDS)})")
     check_profile(profile, "topic settings")
-    return {**TOPIC_PROFILES[profile], **_KIND_CONFIGS[kind]}
+    return fixed(kind, {**TOPIC_PROFILES[profile], **_KIND_CONFIGS[kind]})
+
+
+FIXED: Mapping[str, Mapping[str, int | str]] = MappingProxyType({"schemas": {"partitions": 1}})
+"""Settings of a topic kind that no profile or override changes: the schemas topic is tiny and read
+whole by every process, so it keeps one partition whatever partition count the data topics get."""
+
+
+def fixed(kind: str, settings: dict[str, int | str]) -> dict[str, int | str]:
+    """`settings` with what `FIXED` says of `kind` put back (after every override layer).
+
+    >>> fixed("schemas", {"partitions": 8, "replication.factor": 3})["partitions"]
+    1
+    """
+    settings.update(FIXED.get(kind, {}))
+    return settings
 
 
 def check_topic_settings(

@@ -44,6 +44,7 @@ from pipeteer.plan import (
     TOPIC_KINDS,
     TOPIC_PROFILES,
     check_topic_settings,
+    fixed,
     topic_defaults,
 )
 from pipeteer.spec.names import DEFAULT_PREFIX
@@ -201,6 +202,7 @@ class TopologyConfig:
                 )
             out.update(own)
         out.update(self.command_line)
+        fixed(kind, out)
         check_topic_settings(f"topic {topic!r}", out)
         return out
 

@@ -38,7 +38,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pipeteer import settings as env_settings
 from pipeteer.errors import ConfigError
-from pipeteer.plan import BACKEND_PROFILE, TOPIC_KINDS, check_profile, check_topic_settings, topic_defaults
+from pipeteer.plan import (
+    BACKEND_PROFILE,
+    TOPIC_KINDS,
+    check_profile,
+    check_topic_settings,
+    fixed,
+    topic_defaults,
+)
 from pipeteer.queues.base import RETRY_OPTIONS, Retry
 from pipeteer.spec.names import DEFAULT_PREFIX
 
@@ -178,7 +185,7 @@ class Topics:
 
     def settings(self, kind: str, subject: str) -> dict[str, int | str]:
         """Every setting of a topic of `kind` this backend creates (`ConfigError` naming `subject` if they cannot work)."""
-        out = {**topic_defaults(kind, self.profile), **self.overrides()}
+        out = fixed(kind, {**topic_defaults(kind, self.profile), **self.overrides()})
         check_topic_settings(subject, out, "raise replication_factor, or use topic_profile=local (one broker)")
         return out
 

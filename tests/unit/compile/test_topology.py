@@ -76,7 +76,8 @@ def test_config_reaches_every_topic() -> None:
     assert all(t.name.startswith(f"acme.{WF}.") for t in topo.topics)
     dlq = topo.topic(names.dead_letter_topic(WF, ("validation",), "acme"))
     assert dlq.partitions == 2
-    assert {t.partitions for t in topo.topics if t is not dlq} == {12}
+    assert {t.partitions for t in topo.topics if t is not dlq and t.kind != "schemas"} == {12}
+    assert topo.topic(names.schemas_topic(WF, "acme")).partitions == 1  # (fixed: read whole by every process)
 
 
 def test_overrides_for_unknown_topics_or_stages_are_refused() -> None:
