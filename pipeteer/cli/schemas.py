@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from pipeteer.cli.common import add_app, workflow_of
@@ -39,8 +41,8 @@ from pipeteer.codec.files import (
     schema_file_name,
     unused_schema_files,
 )
-from pipeteer.codec.schema import full_name, schema_for
-from pipeteer.errors import CodecError
+from pipeteer.codec.schema import dumps, full_name, schema_for
+from pipeteer.errors import CodecError, ConfigError, PipeteerError
 from pipeteer.plan import INPUT_SOURCE, OUTPUT_QUEUE, Plan
 from pipeteer.spec import Workflow
 from pipeteer.spec.stages import OUTPUT
@@ -52,7 +54,39 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     workflow = workflow_of(args.app)
-    return check_command(workflow.state_types(), args.against, args.mode, workflow=workflow)
+    if "://" not in str(args.against):
+        return check_command(workflow.state_types(), args.against, args.mode, workflow=workflow)
+    # The running version: the latest schema of each state published in the backend's catalog (the
+    # SQLite file's table, the workflow's schemas topic on Kafka, or the registry), as .avsc files.
+    with tempfile.TemporaryDirectory(prefix="pipeteer-running-") as directory:
+        try:
+            written = running_schemas(workflow, args.against, directory)
+        except PipeteerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"note: {written} schema(s) of the running version, from {args.against}", file=sys.stdout)
+        return check_command(workflow.state_types(), directory, args.mode, workflow=workflow)
+
+
+def running_schemas(workflow: Workflow[Any, Any], url: str, directory: str) -> int:
+    """Write the latest published schema of each name in the catalog of the backend `url` into `directory`
+    (one `.avsc` per name, as `export` names them); returns how many."""
+    from pipeteer.queues.backends import backend_from_url
+
+    backend = backend_from_url(url, workflow_name=workflow.name)
+    try:
+        backend.bind(Plan.of(workflow))
+        for q in Plan.of(workflow).queues:  # (a registry's subjects are those of the workflow's queues)
+            backend.make_queue(q.Type, q.path)
+        catalog = backend.schema_catalog()
+        if catalog is None:
+            raise ConfigError(f"backend {url!r} keeps no schema catalog (memory://): compare with a directory")
+        latest = {p.name: p.schema for p in catalog.published()}  # (the latest last)
+    finally:
+        backend.close()
+    for schema in latest.values():
+        (Path(directory) / schema_file_name(schema)).write_text(dumps(schema), encoding="utf-8")
+    return len(latest)
 
 
 def export_command(
@@ -260,7 +294,11 @@ def register(sub: Any) -> None:
         "check", help="check the states against committed .avsc files; exit 1 on a break"
     )
     add_app(check, "the app or workflow, as module:attribute")
-    check.add_argument("--against", default="schemas", help="directory of .avsc files (default: schemas/)")
+    check.add_argument(
+        "--against", default="schemas",
+        help="directory of .avsc files (default: schemas/), or a backend URL: the running version's schemas "
+        "from its catalog (sqlite:///queues.db, kafka://HOST:9092?prefix=...)",
+    )
     check.add_argument(
         "--mode",
         choices=[m.value for m in Mode],

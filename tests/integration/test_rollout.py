@@ -115,5 +115,13 @@ def test_an_incompatible_version_is_refused_before_it_serves(tmp_path: Path) -> 
             assert result.returncode != 0, result.stderr
             assert "release refused" in result.stderr and "tests.apps.rollout.Mid" in result.stderr, result.stderr
         assert leftovers(url)["h"] == (20, 0, 0)  # the tasks are where they were, readable
+        # what a release pipeline runs first: the new version against the running one's published schemas
+        for version, code, said in (("2", 0, "full compatible"), ("3", 1, "FAILED")):
+            check = subprocess.run(
+                [sys.executable, "-m", "pipeteer", "schemas", "check", "tests.apps.rollout:app", "--against", url,
+                 "--mode", "full"],
+                cwd=ROOT, env={**os.environ, "ROLLOUT_VERSION": version}, capture_output=True, text=True, timeout=120,
+            )
+            assert check.returncode == code and said in check.stdout, (version, check.stdout, check.stderr)
     finally:
         rollout.stop_all()
