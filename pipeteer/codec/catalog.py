@@ -106,9 +106,12 @@ class MemoryCatalog(SchemaCatalog):
         now = time.time()
         with self._lock:
             for schema in schemas:
-                fp = fingerprint(schema)
-                self._by_fp.pop(fp, None)
-                self._by_fp[fp] = Published(fp, schema, now)
+                self._remember(Published(fingerprint(schema), schema, now))
+
+    def _remember(self, p: Published) -> None:
+        """Keep `p` as the latest of its fingerprint (caller holds the lock)."""
+        self._by_fp.pop(p.fingerprint, None)
+        self._by_fp[p.fingerprint] = p
 
     def published(self) -> list[Published]:
         with self._lock:

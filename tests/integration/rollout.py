@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +168,32 @@ def upgrade_and_roll_back(rollout: Rollout, pusher: Pusher, *, kill: bool = Fals
     for stage in STAGES:
         rollout.replace(stage, 1, kill=kill and stage == "b")
         time.sleep(1)
+
+
+@contextlib.contextmanager
+def rolled(url: str, log_dir: Path, n: int, *, kill: bool, finished: Callable[[], int]) -> Iterator[tuple[Rollout, Person]]:
+    """The whole scenario: version 1 of every stage started, `n` items pushed while reviewers decide,
+    each stage upgraded then rolled back (`upgrade_and_roll_back`), until `finished()` counts `n` outputs;
+    yields with the processes still running (to ask them), and stops them all on leaving."""
+    rollout = Rollout(url, log_dir)
+    pusher = Pusher(url, n, rate=40)
+    person = Person(rollout, rate=30)
+    try:
+        rollout.start_all(1)
+        pusher.start()
+        person.start()
+        upgrade_and_roll_back(rollout, pusher, kill=kill)
+        pusher.join(120)
+        assert pusher.error is None and pusher.pushed == n, pusher.error
+        try:
+            wait_for(lambda: finished() >= n, 240, f"{n} outputs")
+        except TimeoutError:
+            raise AssertionError(f"{finished()} of {n} out; refused decisions {person.refused[:5]}\n{rollout.logs()}") from None
+        yield rollout, person
+    finally:
+        person.stop_event.set()
+        rollout.stop_all()
+        person.join(10)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

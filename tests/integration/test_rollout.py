@@ -11,13 +11,12 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.rollout import STAGES, Person, Pusher, Rollout, upgrade_and_roll_back, wait_for
+from tests.integration.rollout import STAGES, Pusher, Rollout, rolled, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,25 +64,8 @@ async def _list(q: Any) -> list[Any]:
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill9"])
 def test_a_rolling_upgrade_and_rollback_lose_nothing(tmp_path: Path, kill: bool) -> None:
     url = f"sqlite:///{tmp_path / 'queues.db'}"
-    rollout = Rollout(url, tmp_path)
-    pusher = Pusher(url, N, rate=40)
-    person = Person(rollout, rate=30)
-    try:
-        rollout.start_all(1)
-        pusher.start()
-        person.start()
-        upgrade_and_roll_back(rollout, pusher, kill=kill)
-        pusher.join(120)
-        assert pusher.error is None and pusher.pushed == N
-        done: Callable[[], bool] = lambda: len(outputs(url)) >= N  # noqa: E731
-        try:
-            wait_for(done, 180, f"{N} outputs")
-        except TimeoutError:
-            pytest.fail(f"{len(outputs(url))} of {N} out; refused decisions {person.refused[:5]}\n{rollout.logs()}")
-    finally:
-        person.stop_event.set()
-        rollout.stop_all()
-        person.join(10)
+    with rolled(url, tmp_path, N, kill=kill, finished=lambda: len(outputs(url))) as (rollout, person):
+        pass
     out = outputs(url)
     assert sorted(out) == sorted(f"item-{i}" for i in range(N))  # each once: a table is keyed by id
     assert all(o.total == 2 * int(id.split("-")[1]) and o.ok for id, o in out.items())

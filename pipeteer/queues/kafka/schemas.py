@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from pipeteer.codec.catalog import Published, SchemaCatalog
+from pipeteer.codec.catalog import MemoryCatalog, Published, SchemaCatalog
 from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.codec.schema import Schema, fingerprint
 from pipeteer.errors import QueueError
@@ -35,20 +34,19 @@ PUBLISH_TIMEOUT = 30.0
 READ_TIMEOUT = 30.0
 
 
-class KafkaCatalog(SchemaCatalog):
+class KafkaCatalog(MemoryCatalog):
     """The `<prefix>.<workflow>._schemas` topic (`ensure` creates it when missing, as the backend's
-    other topics are)."""
+    other topics are), and what this process has read of it (the `MemoryCatalog` it extends)."""
 
     def __init__(self, settings: KafkaSettings, topic: str, ensure: Callable[[], None]) -> None:
+        super().__init__()
         self.settings = settings
         self.topic = topic
         self.where = f"the schemas topic {topic}"
         self._ensure = ensure
-        self._by_fp: dict[bytes, Published] = {}
         self._consumer: Any = None
         self._positions: dict[int, int] = {}
         self._refreshed = 0.0
-        self._lock = threading.Lock()
 
     def publish(self, schemas: Sequence[Schema]) -> None:
         if not schemas:
@@ -74,9 +72,7 @@ class KafkaCatalog(SchemaCatalog):
             )
         with self._lock:
             for schema in schemas:
-                fp = fingerprint(schema)
-                self._by_fp.pop(fp, None)
-                self._by_fp[fp] = Published(fp, schema, now)
+                self._remember(Published(fingerprint(schema), schema, now))
 
     def published(self) -> list[Published]:
         with self._lock:
@@ -123,8 +119,7 @@ class KafkaCatalog(SchemaCatalog):
                 log.warning("%s: record at partition %d offset %d is not a schema: %s",
                             self.topic, m.partition(), m.offset(), exc)
                 continue
-            self._by_fp.pop(fp, None)
-            self._by_fp[fp] = Published(fp, schema, at)
+            self._remember(Published(fp, schema, at))
         if ends:
             raise QueueError(f"reading {self.topic} to its end took over {READ_TIMEOUT:.0f}s; is the broker reachable?")
 

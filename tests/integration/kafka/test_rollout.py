@@ -22,7 +22,7 @@ import pytest
 
 from pipeteer.spec import names
 from tests.integration.kafka.procs import ROOT, backend_url, read_topic
-from tests.integration.rollout import STAGES, Person, Pusher, Rollout, upgrade_and_roll_back, wait_for
+from tests.integration.rollout import STAGES, Pusher, Rollout, rolled, wait_for
 from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.slow
@@ -47,26 +47,9 @@ def test_a_rolling_upgrade_and_rollback_lose_nothing(
     if registry:
         options["schema_registry"] = quote(request.getfixturevalue("schema_registry").url, safe="")
     url = backend_url(real_kafka, kafka_prefix, **options)
-    rollout = Rollout(url, tmp_path)
-    pusher = Pusher(url, N, rate=40)
-    person = Person(rollout, rate=30)
-    try:
-        rollout.start_all(1)
-        pusher.start()
-        person.start()
-        upgrade_and_roll_back(rollout, pusher, kill=kill)
-        pusher.join(120)
-        assert pusher.error is None and pusher.pushed == N
-        try:
-            wait_for(lambda: len(output_keys(bootstrap, kafka_prefix)) >= N, 240, f"{N} outputs")
-        except TimeoutError:
-            got = len(output_keys(bootstrap, kafka_prefix))
-            pytest.fail(f"{got} of {N} out; refused decisions {person.refused[:5]}\n{rollout.logs()}")
+    finished = lambda: len(output_keys(bootstrap, kafka_prefix))  # noqa: E731
+    with rolled(url, tmp_path, N, kill=kill, finished=finished) as (rollout, person):
         ready = {s: httpx.get(f"{rollout.procs[s].base}/readyz", timeout=10).json() for s in STAGES}
-    finally:
-        person.stop_event.set()
-        rollout.stop_all()
-        person.join(10)
     keys = output_keys(bootstrap, kafka_prefix)
     twice = [k for k, n in collections.Counter(keys).items() if n > 1]
     assert not twice and sorted(keys) == sorted(f"item-{i}" for i in range(N)), twice[:5]
