@@ -89,7 +89,8 @@ def test_compile_with_a_config_and_profile(tmp_path: Path) -> None:
 
     topics = {t["short"]: t for t in yaml.safe_load((out / "topics.yaml").read_text())["topics"]}
     assert topics["stage.validation.dlq"]["config"]["retention.ms"] == "1000"
-    assert {t["partitions"] for t in topics.values()} == {4}
+    assert {t["partitions"] for t in topics.values() if t["kind"] != "schemas"} == {4}
+    assert topics["_schemas"]["partitions"] == 1  # (read whole by every process: one partition, always)
     assert {t["replication.factor"] for t in topics.values()} == {1}
     assert {t["config"]["max.message.bytes"] for t in topics.values()} == {"2097152"}
     values = yaml.safe_load((out / "helm" / "values.yaml").read_text())
