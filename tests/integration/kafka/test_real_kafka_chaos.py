@@ -128,7 +128,9 @@ def test_instance_killed_for_good(real_kafka: Broker, kafka_prefix: str, tmp_pat
     bootstrap = real_kafka.bootstrap
     # Long transactions (commits every 5 s), so the killed instance dies with one open; set through
     # the client-property passthrough, as a deployment would.
-    url = backend_url(real_kafka, kafka_prefix, commit_records=100_000, commit_interval_ms=5000)
+    # (static members, named as the assertions below find them: the dead one is expired all the same)
+    url = backend_url(real_kafka, kafka_prefix, commit_records=100_000, commit_interval_ms=5000,
+                      static_membership="true")
     env = {
         "SLOW_SECONDS": "0.004",  # ~12 s of work for the instance to kill: it is killed mid-stream
         "PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS": str(TRANSACTION_TIMEOUT_MS),
