@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeteer.codec import check_release, codec_for, unknown_writers
-from pipeteer.errors import BrokerUnreachable, ConfigError
+from pipeteer.errors import BrokerUnreachable, ConfigError, SchemaError
 from pipeteer.plan import Plan
 from pipeteer.queues.base import Retry
 from pipeteer.runtime.app import App
@@ -93,6 +93,11 @@ class StageService:
         self.measures_pending = not self.backend.reports_metrics
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.watchers: list[asyncio.Task[None]] = []
+        self.unchecked: str | None = None
+        """Why this release's schemas are not checked yet (the backend is away): the stages wait."""
+        self.refused: SchemaError | None = None
+        self.closing = asyncio.Event()
+        """Set when the service must stop of itself (its release refused once the backend answered)."""
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
             raw = self.queues.stage_queue(s)
@@ -181,6 +186,8 @@ class StageService:
     def unready_reasons(self) -> list[str]:
         """Why the service is not ready, in words (empty when it is)."""
         reasons = [f"stage {s!r} stopped" for s, t in self.tasks.items() if t.done()]
+        if self.unchecked is not None:
+            reasons.append(self.unchecked)
         return reasons + self.backend.unready_reasons()  # Kafka: partitions, restore, brokers
 
     def readers_of(self, schema: str) -> list[str]:
@@ -232,7 +239,7 @@ class StageService:
 
     def unavailable(self, stage: str) -> str | None:
         """Why `stage` cannot serve a request now (None: it can)."""
-        return self.queues.stage_queue(stage).unavailable()
+        return self.queues.stage_queue(stage).unavailable() or self.unchecked
 
     async def _supervise(self, stage: str) -> None:
         delay = self.restart.initial
@@ -279,14 +286,54 @@ class StageService:
             await asyncio.sleep(PENDING_EVERY)
 
     def start(self) -> None:
-        self.check_release()  # an incompatible release is refused before anything runs
+        """Check the release (an incompatible one raises `SchemaError` before anything runs), then start
+        the stages. With the backend away, the check waits for it in the background, and so do the
+        stages: pages and `/readyz` answer 503 with the reason meanwhile."""
+        try:
+            self.check_release()
+        except SchemaError:
+            raise
+        except Exception as e:  # (the backend away: BrokerUnreachable, or a client error on the way)
+            if isinstance(e, BrokerUnreachable):  # (said once, by the backend's watch: not again here)
+                log.info("this release's schemas cannot be checked before the brokers answer: the stages wait")
+            else:
+                log.warning("this release's schemas cannot be checked yet (%s): the stages wait for it", e)
+            self.unchecked = f"this release's schemas are not checked yet: {e}"
+            self.watchers.append(asyncio.create_task(self._check_release_later(), name="release-check"))
         self.console.start()
         if self.measures_pending:
             self.watchers.append(asyncio.create_task(self._watch_oldest(), name="oldest-pending"))
         for s in self.stages:
             self.queues.stage_queue(s).open()  # Kafka: join the group and restore pending items before any request
+        if self.unchecked is None:
+            self._start_stages()
+
+    def _start_stages(self) -> None:
+        for s in self.stages:
             if not self.app.is_web(s):
                 self.tasks[s] = asyncio.create_task(self._supervise(s), name=f"stage:{s}")
+
+    async def _check_release_later(self) -> None:
+        """`check_release` again until the backend answers; then the stages start, or, when the release
+        is refused, the service stops (`serve` raises the refusal)."""
+        delay = self.restart.initial
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(self.check_release)
+            except SchemaError as e:
+                log.error("%s", e)
+                self.refused = e
+                self.closing.set()
+                return
+            except Exception as e:
+                self.unchecked = f"this release's schemas are not checked yet: {e}"
+                delay = min(delay * 2, self.restart.maximum)
+                continue
+            log.info("this release's schemas are checked: starting the stages")
+            self.unchecked = None
+            self._start_stages()
+            return
 
     async def stop(self) -> None:
         await self.console.stop()
@@ -321,12 +368,21 @@ class StageService:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, exit_soon)
         self.start()
+
+        async def stop_when_closing() -> None:
+            await self.closing.wait()
+            exit_soon()
+
+        closer = asyncio.create_task(stop_when_closing())
         try:
             await server.serve()
         finally:
+            closer.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.stop()
+        if self.refused is not None:
+            raise self.refused
 
 
 DETAIL_LIMIT = 300

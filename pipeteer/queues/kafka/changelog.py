@@ -161,10 +161,10 @@ def read_changelog(
             )
     finally:
         restorer.unassign()
-    held = sum(1 for entries in out.values() for e in entries.values() if e.held is not None)
-    if held:
+    unread = sum(1 for entries in out.values() for e in entries.values() if e.held is not None)
+    if unread:
         log.warning("stage %r: %d pending item(s) restored from %s cannot be read by this version: held "
-                    "(kept and listed), served once a version that reads them takes them", stage, held, changelog)
+                    "(kept and listed), served once a version that reads them takes them", stage, unread, changelog)
     return out
 
 
