@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.kafka.procs import StageProcess
+from tests.integration.kafka.procs import ROOT, StageProcess
 
 APP = "tests.apps.rollout:app"
 STAGES = ("a", "h", "b")
@@ -194,6 +197,18 @@ def rolled(url: str, log_dir: Path, n: int, *, kill: bool, finished: Callable[[]
         person.stop_event.set()
         rollout.stop_all()
         person.join(10)
+
+
+def assert_version_3_refused(url: str) -> None:
+    """Version 3 (`Mid.n` int -> str) started beside version 1: the stage writing Mid and the one reading
+    it each refuse to start (exit non-zero, `release refused`, naming the state) before serving anything."""
+    for stage in ("a", "h"):
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeteer", "run", APP, "--backend", url, "--stage", stage, "--port", "0"],
+            cwd=ROOT, env={**os.environ, "ROLLOUT_VERSION": "3"}, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode != 0, result.stderr
+        assert "release refused" in result.stderr and "tests.apps.rollout.Mid" in result.stderr, result.stderr
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -11,9 +11,6 @@ An incompatible version (3) is refused before it serves anything."""
 from __future__ import annotations
 
 import collections
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,8 +18,8 @@ import httpx
 import pytest
 
 from pipeteer.spec import names
-from tests.integration.kafka.procs import ROOT, backend_url, read_topic
-from tests.integration.rollout import STAGES, Pusher, Rollout, rolled, wait_for
+from tests.integration.kafka.procs import backend_url, read_topic
+from tests.integration.rollout import STAGES, Pusher, Rollout, assert_version_3_refused, rolled, wait_for
 from tests.kafka_broker import Broker
 
 pytestmark = pytest.mark.slow
@@ -98,14 +95,7 @@ def test_an_incompatible_version_is_refused_before_it_serves(
     try:
         rollout.start_all(1)
         Pusher(url, 20, rate=1000).run()
-        for stage in ("a", "h"):  # a writes Mid, h reads it
-            result = subprocess.run(
-                [sys.executable, "-m", "pipeteer", "run", "tests.apps.rollout:app", "--backend", url,
-                 "--stage", stage, "--port", "0"],
-                cwd=ROOT, env={**os.environ, "ROLLOUT_VERSION": "3"}, capture_output=True, text=True, timeout=120,
-            )
-            assert result.returncode != 0, result.stderr
-            assert "release refused" in result.stderr and "tests.apps.rollout.Mid" in result.stderr, result.stderr
+        assert_version_3_refused(url)
         h = rollout.procs["h"]
         wait_for(lambda: len(httpx.get(f"{h.base}/h/tasks", timeout=10).json()) == 20, 60, "20 tasks in h")
     finally:
