@@ -144,3 +144,39 @@ def test_a_form_is_built_from_a_dataclass_output(tmp_path: Path) -> None:
                        json={"value": {"priority": 1, "team": "ops", "note": None}})
         assert ok.json()["state"] == "applied", ok.text
         assert outputs(s, triage_app) == {"k1": Triaged("printer", 1, Team.OPS, None)}
+
+
+def test_a_task_of_an_unreadable_version_is_listed_and_answered_409_never_500(served: Served) -> None:
+    """A task written with a schema this version cannot read (a hostile id too): listed and marked,
+    opening it answers 409 naming why (escaped JSON, no echo of the bytes), the other tasks are served,
+    and without credentials nothing about it is shown."""
+    import dataclasses
+
+    from pipeteer.codec import codec_for
+
+    @dataclasses.dataclass
+    class Foreign:  # what another version writes to the stage's queue
+        text: str
+
+    hostile = '<script>alert(1)</script>\u202etxt.exe'
+
+    async def go() -> None:
+        q = connect(example, served.backend).stage_queue("validation")
+        own, q.codec = q.codec, codec_for(Foreign, namespace="elsewhere")
+        await q._push(hostile, Foreign("not an image"))
+        q.codec = own
+
+    asyncio.run(go())
+    push_validation(served, 2)
+    with httpx.Client(base_url=served.base) as anonymous:
+        assert anonymous.get("/console/api/tasks", params={"stage": "validation"}).status_code == 401
+        assert anonymous.get("/console/api/task", params={"stage": "validation", "id": hostile}).status_code == 401
+    with httpx.Client(base_url=served.base, headers=served.auth("alice")) as alice:
+        listing = alice.get("/console/api/tasks", params={"stage": "validation"}).json()
+        assert sorted(i["id"] for i in listing["items"]) == sorted([hostile, "t000", "t001"])  # kept and listed
+        r = alice.get("/console/api/task", params={"stage": "validation", "id": hostile})
+        assert r.status_code == 409 and "another version" in r.json()["detail"] and "not an image" not in r.text
+        assert alice.get("/console/api/task", params={"stage": "validation", "id": "t000"}).status_code == 200
+        listing = alice.get("/console/api/tasks", params={"stage": "validation"}).json()
+        marked = {i["id"]: i.get("unreadable", False) for i in listing["items"]}
+        assert marked == {hostile: True, "t000": False, "t001": False}  # marked once this version met it

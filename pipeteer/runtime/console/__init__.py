@@ -274,7 +274,8 @@ class Console:
                 "total": len(items),
                 "offset": offset,
                 "limit": limit,
-                "items": [{"id": i["id"], "holder": i["holder"]} for i in items[offset : offset + limit]],
+                "items": [{"id": i["id"], "holder": i["holder"], **({"unreadable": True} if i.get("unreadable") else {})}
+                          for i in items[offset : offset + limit]],
             }
 
         @router.get("/console/api/task")
