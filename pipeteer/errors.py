@@ -5,7 +5,10 @@
     ├── QueueError
     │   ├── InexistentItem   (also a KeyError) an id that is not in the queue
     │   ├── RoutingError     a value that no stage accepts
-    │   └── BrokerUnreachable no Kafka broker at the bootstrap servers answers
+    │   ├── RecordTooLarge   (also a ValueError) a value larger than the backend takes
+    │   ├── CommitAborted    the transaction holding a completion was aborted: try again
+    │   └── Unavailable      the backend cannot take work now; not the item's fault: wait, retry
+    │       └── BrokerUnreachable no Kafka broker at the bootstrap servers answers
     ├── CodecError
     │   ├── SchemaError      a type that cannot become an Avro schema
     │   └── DecodeError      bytes that cannot become a value
@@ -144,7 +147,12 @@ class StageError(PipeteerError):
         super().__init__(message)
 
 
-class BrokerUnreachable(QueueError):
+class Unavailable(QueueError):
+    """The backend cannot take work now (its brokers are away, its disk is full): not the item's fault.
+    A stage that meets it waits and tries again, without counting an attempt against the item."""
+
+
+class BrokerUnreachable(Unavailable):
     """No Kafka broker at `bootstrap` answers; the message says what to check.
 
     >>> print(BrokerUnreachable("127.0.0.1:19999", "Connection refused"))  # doctest: +ELLIPSIS

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeteer.codec import check_release, codec_for, unknown_writers
-from pipeteer.errors import BrokerUnreachable, ConfigError, SchemaError
+from pipeteer.errors import BrokerUnreachable, ConfigError, SchemaError, Unavailable
 from pipeteer.plan import Plan
 from pipeteer.queues.base import Retry
 from pipeteer.runtime.app import App
@@ -250,8 +250,9 @@ class StageService:
                 return
             except asyncio.CancelledError:
                 raise
-            except BrokerUnreachable as e:  # not the stage's fault: wait for the cluster, without a traceback
-                log.warning("stage %r waits for its backend: %s; retrying in %.1fs", stage, e.error, delay)
+            except Unavailable as e:  # not the stage's fault (brokers away, disk full): wait, without a traceback
+                log.warning("stage %r waits for its backend: %s; retrying in %.1fs", stage,
+                            e.error if isinstance(e, BrokerUnreachable) else e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.restart.maximum)
             except Exception as e:
