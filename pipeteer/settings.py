@@ -188,6 +188,16 @@ CONSOLE_PEERS = _var(
     "run",
     "the other instances of the human stages: http://host:port,... or dns:HOST:PORT (Kafka)",
 )
+STALL_SECONDS = _var(
+    "PIPETEER_STALL_SECONDS",
+    "run",
+    "a stage with work waiting and no progress this long fails /healthz, and pipeteer run exits (60; --stall-seconds)",
+)
+EXIT_ON_STALL = _var(
+    "PIPETEER_EXIT_ON_STALL",
+    "run",
+    "0: a stalled pipeteer run keeps running (its /healthz still fails) instead of exiting with status 3",
+)
 
 GROUPS = {
     "backend": "every backend (also URL options: ?blobs=...&retries=...)",

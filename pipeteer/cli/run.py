@@ -16,7 +16,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeteer.runtime.app import require_app
     from pipeteer.runtime.console import ConsoleSettings
     from pipeteer.runtime.security import Security, is_loopback
-    from pipeteer.runtime.service import StageService, tune_gc
+    from pipeteer.runtime.service import EXIT_STALLED, STALL_SECONDS, StageService, tune_gc
 
     app = require_app(args.app)
     security = Security.from_env(
@@ -38,7 +38,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"--trusted-proxy ADDRESS; or pass --no-auth ({settings.NO_AUTH.name}=1) if something in front of it authenticates"
         )
     console = ConsoleSettings.from_env(lease_seconds=args.lease_seconds, undo_seconds=args.undo_seconds)
-    service = StageService(app, args.backend, stages=args.stage or None, security=security, console=console)
+    stall = settings.STALL_SECONDS.positive(override=args.stall_seconds)
+    exit_on_stall = (settings.EXIT_ON_STALL.get() or "1").strip().lower() not in ("0", "false", "no", "off")
+    service = StageService(app, args.backend, stages=args.stage or None, security=security, console=console,
+                           stall_seconds=float(stall) if stall is not None else STALL_SECONDS,
+                           exit_on_stall=exit_on_stall)
     where = f"http://{args.host}:{args.port}"
     kinds = ", ".join(
         f"{s} ({'web ' + where + '/' + s + '/' if app.is_web(s) else 'automatic'})" for s in service.stages
@@ -48,6 +52,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"pipeteer: review console at {where}/ (authentication: {auth})", file=sys.stderr)
     tune_gc()
     asyncio.run(service.serve(args.host, args.port))
+    if service.stalled_out:
+        print(f"pipeteer: stopped by the watchdog: {'; '.join(st.describe() for st in service.stalled_out)}",
+              file=sys.stderr)
+        return EXIT_STALLED
     return 0
 
 
@@ -84,5 +92,11 @@ def register(sub: Any) -> None:
         type=float,
         default=5.0,
         help="how long a decision can be undone before it is applied",
+    )
+    run.add_argument(
+        "--stall-seconds",
+        type=int,
+        help=f"a stage with work waiting and no progress this long fails /healthz and the service exits with "
+        f"status 3 (default 60; ${settings.STALL_SECONDS.name}; ${settings.EXIT_ON_STALL.name}=0 keeps it running)",
     )
     run.set_defaults(func=cmd_run)

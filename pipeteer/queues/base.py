@@ -31,6 +31,7 @@ from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import CodecError, ConfigError, InexistentItem, UnreadableRecord, ValueTypeError
 from pipeteer.plan import Plan
+from pipeteer.queues.progress import Stall
 from pipeteer.types import checker, type_name, value_type_name
 
 T = TypeVar("T")
@@ -641,6 +642,11 @@ class Backend(ABC):
 
     def unready_reasons(self) -> list[str]:
         """Why the queues this process serves cannot serve now, in words (empty: they can)."""
+        return []
+
+    def stalls(self) -> list[Stall]:
+        """The stage instances of this process with work waiting and no progress on it, and for how long
+        (`pipeteer.queues.progress`; the service's watchdog judges them). None by default."""
         return []
 
     def ready(self) -> bool:

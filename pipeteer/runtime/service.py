@@ -24,6 +24,7 @@ from pipeteer.codec import check_release, codec_for, unknown_writers
 from pipeteer.errors import BrokerUnreachable, ConfigError, SchemaError, Unavailable
 from pipeteer.plan import Plan
 from pipeteer.queues.base import Retry
+from pipeteer.queues.progress import Stall
 from pipeteer.runtime.app import App
 from pipeteer.runtime.availability import StageGate
 from pipeteer.runtime.connect import connect
@@ -36,6 +37,19 @@ log = logging.getLogger("pipeteer.run")
 
 PENDING_EVERY = 1.0
 """Seconds between two measures of the oldest pending age on backends that do not report it."""
+
+STALL_SECONDS = 60.0
+"""A stage instance with work waiting (records on its partitions, finished items to commit, pending
+items to restore, its own start-up) and no progress on it for this long is stuck: `/healthz` fails
+(Kubernetes restarts it) and `pipeteer run` exits with status 3 (`PIPETEER_STALL_SECONDS`)."""
+UNREADY_STALL = 10.0
+"""... and for this long (or `stall_seconds`, if shorter) it is not ready: a stage that does not work
+says so, instead of taking requests it cannot serve. A broker restart costs a healthy stage up to
+about this much (the cluster notices a dead broker after 9 s), so it may show, briefly."""
+WATCH_EVERY = 1.0
+"""Seconds between two looks of the watchdog at the stages' progress."""
+EXIT_STALLED = 3
+"""`pipeteer run`'s exit status when the watchdog stopped it."""
 
 
 GC_THRESHOLDS = (10_000, 10, 10)
@@ -75,6 +89,8 @@ class StageService:
         retry: Retry | None = None,
         security: Security | None = None,
         console: ConsoleSettings | None = None,
+        stall_seconds: float = STALL_SECONDS,
+        exit_on_stall: bool = True,
     ) -> None:
         known = app.stages()
         for s in stages or ():
@@ -97,7 +113,11 @@ class StageService:
         """Why this release's schemas are not checked yet (the backend is away): the stages wait."""
         self.refused: SchemaError | None = None
         self.closing = asyncio.Event()
-        """Set when the service must stop of itself (its release refused once the backend answered)."""
+        """Set when the service must stop of itself (its release refused once the backend answered, or stuck)."""
+        self.stall_seconds = stall_seconds
+        self.exit_on_stall = exit_on_stall
+        self.stalled_out: list[Stall] = []
+        """The stalls that made the watchdog stop the service (`pipeteer run` then exits with `EXIT_STALLED`)."""
         self.web = {s: app.artifact(self.queues, s) for s in self.stages if app.is_web(s)}
         for s in self.stages:
             raw = self.queues.stage_queue(s)
@@ -125,7 +145,11 @@ class StageService:
         service = self
 
         @root.get("/healthz")
-        async def healthz() -> dict[str, Any]:
+        async def healthz(response: Response) -> dict[str, Any]:
+            stuck = service.stuck()
+            if stuck:  # restarting it is what helps: said to Kubernetes' liveness probe
+                response.status_code = 503
+                return {"ok": False, "stuck": [st.describe() for st in stuck]}
             return {"ok": True}
 
         @root.get("/readyz")
@@ -188,7 +212,33 @@ class StageService:
         reasons = [f"stage {s!r} stopped" for s, t in self.tasks.items() if t.done()]
         if self.unchecked is not None:
             reasons.append(self.unchecked)
-        return reasons + self.backend.unready_reasons()  # Kafka: partitions, restore, brokers
+        reasons += self.backend.unready_reasons()  # Kafka: partitions, restore, brokers
+        after = min(UNREADY_STALL, self.stall_seconds)
+        return reasons + [st.describe() for st in self.backend.stalls() if st.seconds >= after and not st.outage]
+
+    def stuck(self) -> list[Stall]:
+        """The stages of this service that are stuck: work waits, no progress for `stall_seconds`, and the
+        cluster answers (an outage is waited out: a restart would not end it, so it fails `/readyz` only)."""
+        return [st for st in self.backend.stalls() if st.seconds >= self.stall_seconds and not st.outage]
+
+    async def _watch_stalls(self) -> None:
+        """The watchdog: a stuck stage stops the service (`pipeteer run` exits with `EXIT_STALLED`, so that
+        whatever supervises it starts it afresh), unless `exit_on_stall` is off (`/healthz` fails anyway)."""
+        told: set[str] = set()
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            stuck = self.stuck()
+            for st in stuck:
+                if st.stage not in told:
+                    told.add(st.stage)
+                    log.error("%s: stuck%s", st.describe(),
+                              "; stopping (exit status 3) so that it is started afresh" if self.exit_on_stall
+                              else "; /healthz fails (PIPETEER_EXIT_ON_STALL=0: not exiting)")
+            told &= {st.stage for st in stuck}
+            if stuck and self.exit_on_stall:
+                self.stalled_out = stuck
+                self.closing.set()
+                return
 
     def readers_of(self, schema: str) -> list[str]:
         """The stages of this service reading records of `schema` (`ns.Name (fingerprint …)`)."""
@@ -302,6 +352,7 @@ class StageService:
             self.unchecked = f"this release's schemas are not checked yet: {e}"
             self.watchers.append(asyncio.create_task(self._check_release_later(), name="release-check"))
         self.console.start()
+        self.watchers.append(asyncio.create_task(self._watch_stalls(), name="watchdog"))
         if self.measures_pending:
             self.watchers.append(asyncio.create_task(self._watch_oldest(), name="oldest-pending"))
         for s in self.stages:

@@ -31,6 +31,7 @@ from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
 from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
+from pipeteer.queues.progress import Stall
 
 log = logging.getLogger("pipeteer.kafka")
 
@@ -171,6 +172,10 @@ class KafkaBackend(Backend):
     def unready_reasons(self) -> list[str]:
         """Why some queue this process consumes cannot serve now (empty: all can)."""
         return [r for e in self.engines.values() if (r := e.unready_reason()) is not None]
+
+    def stalls(self) -> list[Stall]:
+        """The stage engines of this process with work waiting and no progress on it (see `StageEngine.stall`)."""
+        return [st for e in list(self.engines.values()) if (st := e.stall()) is not None]
 
     def close(self) -> None:
         """Commit and stop every stage engine, flush and stop the producer."""

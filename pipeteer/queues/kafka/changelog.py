@@ -12,6 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from pipeteer.codec import kafka_source
 from pipeteer.errors import DecodeError, QueueError, UnreadableRecord
 from pipeteer.queues.kafka.config import KafkaSettings
+from pipeteer.queues.kafka.faults import Fault, classify_exception
 from pipeteer.queues.kafka.pending import Entry
 
 log = logging.getLogger("pipeteer.kafka")
@@ -35,10 +36,15 @@ A shorter `fetch.queue.backoff.ms` (10 ms) with the shallow prefetch was as fast
 client's own defaults are kept instead, at the price of memory (the bound above, per partition)."""
 
 
-def stage_consumer(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None]) -> Any:
+def stage_consumer(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None], *,
+                   stats: Callable[[str], None] | None = None, stats_interval_ms: int = 0) -> Any:
     """The stage's group consumer: read_committed, offsets committed only through transactions;
-    a static member (KIP-345) when the instance is named."""
-    return Consumer(stage_consumer_config(settings, group, on_error))
+    a static member (KIP-345) when asked; its statistics to `stats` every `stats_interval_ms`."""
+    conf = stage_consumer_config(settings, group, on_error)
+    if stats is not None and stats_interval_ms > 0:
+        conf.setdefault("statistics.interval.ms", stats_interval_ms)
+        conf["stats_cb"] = stats
+    return Consumer(conf)
 
 
 def stage_consumer_config(settings: KafkaSettings, group: str, on_error: Callable[[KafkaError], None]) -> dict[str, Any]:
@@ -76,12 +82,6 @@ def restore_consumer(settings: KafkaSettings, group: str) -> Any:
     )
 
 
-_TRANSIENT = (
-    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
-)
-"""States a cluster passes through (a leader or group coordinator moving or loading), asked again."""
-
 
 def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 30.0) -> tuple[int, int]:
     """The partition's low and high watermarks, asked again while its leader is moving or not elected yet.
@@ -109,9 +109,9 @@ def _patiently(call: Any, timeout: float) -> Any:
         try:
             return call(max(deadline - time.monotonic(), 1.0))
         except KafkaException as e:
-            err = e.args[0] if e.args else None
-            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT)
-            if not transient or time.monotonic() >= deadline:
+            # A cluster passing through a state (a leader or coordinator moving or loading, a broker away:
+            # `faults.classify`) is asked again; anything else is the caller's to handle.
+            if classify_exception(e, "restorer") is not Fault.RETRY or time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -46,14 +47,16 @@ from pipeteer.codec import ValueCodec, kafka_source
 from pipeteer.errors import BrokerUnreachable, CommitAborted, DecodeError, InexistentItem, UnreadableRecord
 from pipeteer.plan import TopicNames
 from pipeteer.queues.base import Retry
-from pipeteer.queues.kafka.changelog import read_changelog, restore_consumer, stage_consumer
+from pipeteer.queues.kafka.changelog import committed, read_changelog, restore_consumer, stage_consumer
 from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.deadletters import dead_letter_record
-from pipeteer.queues.kafka.health import BrokerWatch, translate
+from pipeteer.queues.kafka.faults import Client, Fault, classify, classify_exception, error_of
+from pipeteer.queues.kafka.health import BrokerWatch, broker_states, translate
 from pipeteer.queues.kafka.pace import Pace
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
 from pipeteer.queues.kafka.transactions import UNACKED_BYTES, StageProducer
 from pipeteer.queues.memory import Notifier
+from pipeteer.queues.progress import Progress, Stall
 
 
 class StageHost(Protocol):
@@ -101,6 +104,14 @@ HELD_RECHECK_SECONDS = 2.0
 TXN_BYTES = 8 << 20
 """A transaction is committed early once it carries this many bytes: downstream stages see large
 records in steps of this size, and an aborted transaction redoes no more than this."""
+STATS_INTERVAL_MS = 1000
+"""How often the stage consumer reports its statistics (`_on_stats`): which brokers it is connected
+to, and per partition the last stable offset beside its position (records waiting)."""
+RETRY_PAUSE = 0.5
+"""First pause before a start-up or a recovery is tried again after a transient error (a leader or
+coordinator moving); it doubles up to `RETRY_PAUSE_MAX`, so a stage resumes within seconds of the
+cluster, not after a long backoff that grew while a broker was away."""
+RETRY_PAUSE_MAX = 2.0
 
 
 class StageEngine:
@@ -117,7 +128,7 @@ class StageEngine:
         self.dead_letters = names.dead_letters(stage)
         self.group = names.group(stage)
         self.transactional_id = names.transactional_id(stage, backend.settings.instance)
-        self.txn = StageProducer(backend.settings, self.transactional_id, self.stage_name, self._on_client_error)
+        self.txn = StageProducer(backend.settings, self.transactional_id, self.stage_name, self._on_producer_error)
         self.tx = backend.settings.transactions
         self.retries = queue.retry  # the backend's policy, or the one a service gave the queue
         self.lock = threading.Lock()
@@ -169,6 +180,16 @@ class StageEngine:
         self._ever_assigned = False
         self._restoring = False
         self._broker_down_since: float | None = None
+        self.progress = Progress(time.monotonic())
+        """What waits for this instance and when it last made progress (`stall`: the watchdog's facts)."""
+        self._consumer_fault: KafkaError | None = None
+        """A fatal error of the consumer (fenced, `_FATAL`): the thread replaces it at its next turn."""
+        self._producer_fault: KafkaError | None = None
+        """A fatal error of the producer reported by its `error_cb`: the thread replaces it at its next turn."""
+        self._waiting_input: list[int] = []
+        """Assigned partitions whose last stable offset is past the consumer's position (statistics)."""
+        self._failing: str | None = None
+        """What the thread is failing to do again and again (a recovery, a start-up), for the watchdog."""
         self.metrics: Any = None
         self.committed_items = 0
         """Items finished (emitted, dead-lettered or popped) and committed by this engine so far."""
@@ -216,6 +237,12 @@ class StageEngine:
         if self._restoring:
             return f"stage {self.stage_name!r}: restoring its pending items from {self.changelog}"
         return None
+
+    def stall(self) -> Stall | None:
+        """What waits for this instance and for how long it has made no progress on it (None: nothing
+        waits); `outage` when no broker answers it (see `pipeteer.queues.progress`)."""
+        outage = self._broker_down_since is not None or self.backend.watch.reason() is not None
+        return self.progress.stall(self.stage_name, time.monotonic(), outage=outage)
 
     # --- the asyncio side ---------------------------------------------------------------------
 
@@ -418,18 +445,14 @@ class StageEngine:
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
+            self.progress.waiting("its start-up (topics, producer, consumer group)", time.monotonic())
             try:
                 self._set_up()
                 break
             except BaseException as e:
-                error = translate(e, self.backend.watch.bootstrap)
-                self._start_error = error
-                if isinstance(error, BrokerUnreachable):  # said once by the watch; no traceback
-                    self.backend.watch.down(error.error)
-                else:
-                    log.exception("stage %r: cannot start on %s", self.stage_name, self.topic)
+                self._start_error = self._say_failure(e, "producer", f"cannot start on {self.topic}")
                 self._attempted.set()
-                self._stop.wait(min(2.0 * 2**attempt, 30.0))
+                self._stop.wait(self._pause(e, attempt))
                 attempt += 1
         else:  # stopped before it could start
             self._attempted.set()
@@ -443,28 +466,66 @@ class StageEngine:
         self._start_error = None
         self._started.set()
         self._attempted.set()
+        self.progress.made(time.monotonic())
         failing = 0
         while not self._stop.is_set():
             try:
-                if failing:  # recovery itself failed (broker away?): retry it, with backoff
-                    time.sleep(min(0.1 * 2**failing, 10.0))
+                if failing:  # recovery itself failed (a broker away?): retry it after a pause
+                    self._stop.wait(min(RETRY_PAUSE * 2 ** (failing - 1), RETRY_PAUSE_MAX))
                     self._recover(fatal=False, error=None)
                     failing = 0
+                    self._failing = None
                 self._step()
             except KafkaException as e:
                 try:
                     self._on_transaction_error(e)
                 except Exception as again:
                     failing += 1
-                    error = translate(again, self.backend.watch.bootstrap)
-                    if isinstance(error, BrokerUnreachable):  # said once by the watch, not a traceback per try
-                        self.backend.watch.down(error.error)
-                    else:
-                        log.exception("stage %r: recovering from %s failed; retrying", self.stage_name, e)
-            except Exception:
+                    self._failing = f"a recovery after {error_of(e) or e}"
+                    self.progress.waiting(self._failing, time.monotonic())
+                    self._say_failure(again, "restorer", f"recovering from {error_of(e) or e} failed; retrying")
+                    self._fresh_restorer()
+            except Exception as e:
                 failing += 1
+                self._failing = f"a recovery after {e!r}"
+                self.progress.waiting(self._failing, time.monotonic())
                 log.exception("stage %r: unexpected error in the Kafka loop; rewinding", self.stage_name)
+                self._fresh_restorer()
         self._shutdown()
+
+    def _say_failure(self, e: BaseException, client: Client, what: str) -> BaseException:
+        """Log a failed start-up or recovery once, in the words its kind calls for (no traceback for a
+        fault of the cluster: a broker away, a coordinator moving), and note it for the watchdog."""
+        error = translate(e, self.backend.watch.bootstrap)
+        self.progress.failed(str(error_of(e) or error))
+        if isinstance(error, BrokerUnreachable):  # said once by the watch
+            self.backend.watch.down(error.error)
+        elif error_of(e) is not None and classify_exception(e, client) in (Fault.RETRY, Fault.UNREACHABLE):
+            self.backend.watch.limiter.log(logging.WARNING, f"stage {self.stage_name!r}: {what}: {error_of(e)}",
+                                           key=f"{self.stage_name} {what} {error_of(e)}")
+        else:
+            log.error("stage %r: %s", self.stage_name, what, exc_info=e)
+        return error
+
+    @staticmethod
+    def _pause(e: BaseException, attempt: int) -> float:
+        """How long to wait before starting again: briefly after a fault of the cluster (it passes in
+        seconds), longer after anything else (a setting or a bug: said in the log meanwhile)."""
+        if error_of(e) is not None and classify_exception(e, "producer") in (Fault.RETRY, Fault.UNREACHABLE):
+            return float(min(RETRY_PAUSE * 2**attempt, RETRY_PAUSE_MAX))
+        if isinstance(e, BrokerUnreachable):
+            return float(min(RETRY_PAUSE * 2**attempt, RETRY_PAUSE_MAX))
+        return float(min(2.0 * 2**attempt, 30.0))
+
+    def _fresh_restorer(self) -> None:
+        """A new restorer after a failed restore: its view of the changelog's partitions may be stale (a
+        leader moved while it asked), and a new client asks the cluster afresh."""
+        old, self._restorer = self._restorer, None
+        with contextlib.suppress(Exception):
+            if old is not None:
+                old.close()
+        with contextlib.suppress(Exception):
+            self._restorer = restore_consumer(self.backend.settings, self.group)
 
     def _set_up(self) -> None:
         """Topics, clients, group subscription and transactional producer (each made once, so a retry goes on)."""
@@ -474,20 +535,92 @@ class StageEngine:
         if self._restorer is None:
             self._restorer = restore_consumer(settings, self.group)
         if self._consumer is None:
-            self._consumer = stage_consumer(settings, self.group, self._on_client_error)
-            self._consumer.subscribe(
-                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-            )
+            self._consumer = self._make_consumer()
         # The group join proceeds in the client's background threads meanwhile; partitions are
         # only restored (in `_on_assign`, called from `consume`) after the zombie is fenced.
         self.txn.open()
         self._reachable()
         log.info("stage %r: producer %r ready; joining group %s", self.stage_name, self.transactional_id, self.group)
 
+    def _make_consumer(self) -> Any:
+        """The stage's group consumer, subscribed (it joins the group at its next `consume`)."""
+        consumer = stage_consumer(self.backend.settings, self.group, self._on_consumer_error,
+                                  stats=self._on_stats, stats_interval_ms=STATS_INTERVAL_MS)
+        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        return consumer
+
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        if classify(err, "consumer") is Fault.CONSUMER and self._consumer_fault is None:
+            self._consumer_fault = err
+        self._on_client_error(err)
+
+    def _on_producer_error(self, err: KafkaError) -> None:
+        if classify(err, "producer") is Fault.PRODUCER and self._producer_fault is None:
+            self._producer_fault = err
+        self._on_client_error(err)
+
     def _on_client_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN and self._broker_down_since is None:
             self._broker_down_since = time.monotonic()
-        self.backend.watch.on_error(err)  # logs it, rate-limited
+        self.progress.failed(str(err.str()))
+        self.backend.watch.on_error(err)  # logs it, once per broker and state change, or rate-limited
+
+    def _consume_error(self, err: KafkaError) -> None:
+        """An error `consume` returned in place of a record: the consumer's own end (replaced at the next
+        turn), a fault of the cluster it rides out (said by the watch), or one to say, rate-limited."""
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if classify(err, "consumer") is Fault.CONSUMER:
+            if self._consumer_fault is None:
+                self._consumer_fault = err
+            return
+        self.progress.failed(str(err.str()))
+        self.backend.watch.limiter.log(logging.WARNING, f"stage {self.stage_name!r}: consume error: {err.str()}",
+                                       key=f"{self.stage_name} consume {err.code()}")
+
+    def _on_stats(self, text: str) -> None:
+        """The consumer's statistics (every `STATS_INTERVAL_MS`, on this thread): brokers seen up again,
+        and the assigned partitions with records waiting (last stable offset past the position: a
+        transaction marker at the end is not a record, and the position moves past it)."""
+        try:
+            stats = json.loads(text)
+        except ValueError:
+            return
+        self.backend.watch.brokers_seen(broker_states(stats))
+        parts = stats.get("topics", {}).get(self.topic, {}).get("partitions", {})
+        waiting = []
+        for p in self._assigned:
+            d = parts.get(str(p))
+            if d is None:
+                continue
+            end, position = d.get("ls_offset", -1), d.get("app_offset", -1)
+            if position < 0:  # nothing fetched since the assignment: from the committed offset
+                position = max(d.get("committed_offset", -1), d.get("lo_offset", -1))
+            if end >= 0 and end > position >= 0:
+                waiting.append(p)
+        self._waiting_input = sorted(waiting)
+
+    def _rebuild_consumer(self) -> None:
+        """The consumer met a fatal error (fenced as a static member whose session expired, `_FATAL`):
+        abort what is open, drop the pending table, and make a new consumer, which joins the group again;
+        the partitions it is given are restored from the changelog as on any assignment."""
+        err, self._consumer_fault = self._consumer_fault, None
+        log.warning("stage %r: the consumer of group %s cannot go on (%s): making a new one, which rejoins the group",
+                    self.stage_name, self.group, err.str() if err is not None else "?")
+        self._close_transaction()
+        self.txn.abort(False)
+        self._reset_state(CommitAborted(f"{self.queue.describe()}: the stage's consumer was replaced; try again"))
+        with self.lock:
+            self._assigned.clear()
+        self._waiting_input = []
+        old, self._consumer = self._consumer, None
+        try:
+            old.close()
+        except Exception as e:  # (a fenced consumer may refuse to leave: it is dropped all the same)
+            log.info("stage %r: closing the old consumer: %s", self.stage_name, e)
+        self._ever_assigned = False
+        self._consumer = self._make_consumer()
+        self._last_commit = time.monotonic()
 
     def _reachable(self) -> None:
         """The cluster answered."""
@@ -499,6 +632,12 @@ class StageEngine:
         # commit is due (and produces what was finished while the transaction was closed):
         # `consume` cannot be woken when the stage is done, and with all input already consumed (a
         # backlog within `max_pending`) it would otherwise wait its whole timeout every time.
+        if self._consumer_fault is not None:
+            self._rebuild_consumer()
+        if self._producer_fault is not None:
+            err, self._producer_fault = self._producer_fault, None
+            log.warning("stage %r: the producer cannot go on (%s): making a new one", self.stage_name, err.str())
+            self._recover(fatal=True, error=KafkaException(err))
         timeout = BUSY_POLL if self._busy else min(self.tx.interval, 0.1)
         consuming = self._flow_control()
         if consuming:
@@ -513,6 +652,7 @@ class StageEngine:
         if msgs:
             self._reachable()
             self._ingest(msgs)
+            self.progress.made(time.monotonic())
         self.txn.poll()  # (delivery reports: acknowledged records make room in the producer)
         self._open_transaction()
         finished = self.table.finished
@@ -548,12 +688,25 @@ class StageEngine:
         if now - self._held_checked >= HELD_RECHECK_SECONDS:
             self._held_checked = now
             self._read_held()
+        self.progress.waiting(self._waiting(), now)
         if now - self._last_lag >= LAG_EVERY:
             self._last_lag = now  # (the lag itself is measured from the cluster: pipeteer.queues.kafka.lag)
             if self._broker_down_since is not None:  # an idle stage learns that the broker is back
                 with contextlib.suppress(KafkaException):
                     self._consumer.list_topics(self.topic, timeout=1)
                     self._reachable()
+
+    def _waiting(self) -> str | None:
+        """What waits for this instance now, in words (None: nothing; it is idle): finished items to
+        commit, or records on its partitions while it takes input (flow control holding the input back,
+        for people who are behind, is not a stall)."""
+        if self.table.finished or self.txn.produced:
+            return f"a commit of {self.table.finished} finished item(s)"
+        waiting = self._waiting_input
+        held_back = self._paused or self._full_since is not None  # (by `_flow_control`)
+        if waiting and not held_back:
+            return f"records on partitions {waiting} of {self.topic}"
+        return None
 
     def _batch_size(self) -> int:
         """How many records the next `consume` may take: what is left of both budgets (items and bytes),
@@ -608,8 +761,7 @@ class StageEngine:
         add = decoded.append
         for m in msgs:
             if m.error() is not None:
-                if m.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("stage %r: consume error: %s", self.stage_name, m.error())
+                self._consume_error(m.error())
                 continue
             p = m.partition()
             if p not in assigned:
@@ -713,6 +865,7 @@ class StageEngine:
         self.txn.produce(plan.records)
         started = time.monotonic()
         took = self.txn.commit(self.topic, plan.offsets, self._consumer.consumer_group_metadata)
+        self.progress.made(time.monotonic())
         if took is not None:
             self._pace.committed(time.monotonic() - started)  # (the offsets included)
             self._reachable()  # (a commit with nothing in it asks nothing of the brokers: it proves nothing)
@@ -725,17 +878,23 @@ class StageEngine:
         self._settle(waiters, None)
 
     def _on_transaction_error(self, e: KafkaException) -> None:
-        err = e.args[0] if e.args else None
-        fatal = isinstance(err, KafkaError) and err.fatal()
+        """A client call of the loop failed (`faults.classify` says what to do): the producer is replaced
+        after a fatal error, the consumer too when it is the one fenced; otherwise the transaction is
+        aborted. Either way the input is rewound to the last commit: nothing is lost or duplicated."""
+        err = error_of(e)
+        fault = classify_exception(e, "producer")
+        if err is not None and fault is not Fault.PRODUCER and classify(err, "consumer") is Fault.CONSUMER:
+            self._consumer_fault = err  # (e.g. the offsets refused: this member was fenced)
         if self.metrics is not None:
             self.metrics.commit_failures.inc()
-        log.warning(
-            "stage %r: transaction failed (%s); %s",
-            self.stage_name,
-            err,
-            "recreating the producer" if fatal else "aborting",
-        )
-        self._recover(fatal=fatal, error=e)
+        self.progress.failed(str(err or e))
+        how = "recreating the producer" if fault is Fault.PRODUCER else "aborting"
+        if fault in (Fault.RETRY, Fault.UNREACHABLE):  # a fault of the cluster: said per broker by the watch
+            self.backend.watch.limiter.log(logging.WARNING, f"stage {self.stage_name!r}: transaction failed ({err}); {how}",
+                                           key=f"{self.stage_name} transaction {err.code() if err else e}")
+        else:
+            log.warning("stage %r: transaction failed (%s); %s", self.stage_name, err, how)
+        self._recover(fatal=fault is Fault.PRODUCER, error=e)
 
     def _recover(self, *, fatal: bool, error: BaseException | None) -> None:
         """Abort (or recreate the producer), then rewind: restore from the changelog, seek to committed offsets."""
@@ -747,8 +906,7 @@ class StageEngine:
         if assignment:
             self._ever_assigned = True  # a restore that failed in `_on_assign` is done now
             self._wake()
-            committed = self._consumer.committed([TopicPartition(self.topic, p) for p in assignment], 30)
-            for tp in committed:
+            for tp in committed(self._consumer, self.topic, assignment):
                 offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 try:
                     self._consumer.seek(TopicPartition(self.topic, tp.partition, offset))
@@ -784,11 +942,13 @@ class StageEngine:
             log.exception("stage %r: restoring the pending table failed", self.stage_name)
             raise
         self._ever_assigned = True
+        self.progress.made(time.monotonic())
         self._wake()
 
     def _restore(self, partitions: list[int]) -> None:
         """Read the changelog partitions to their end (read_committed) into the pending table."""
         self._restoring = True
+        self.progress.waiting(f"the restore of partitions {sorted(partitions)} from {self.changelog}", time.monotonic())
         try:
             restored = read_changelog(self._restorer, self.changelog, partitions, self.queue.codec, self.stage_name)
             with self.lock:

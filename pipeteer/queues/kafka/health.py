@@ -35,7 +35,8 @@ UNREACHABLE = frozenset({
     KafkaError._RESOLVE,
     KafkaError._TIMED_OUT,
 })
-"""Client errors that mean: no broker of the cluster could be reached."""
+"""Errors of a client call that mean: no broker of the cluster answered it (`translate`). As the
+`error_cb` of a client, only `_ALL_BROKERS_DOWN` means that; the others are about one broker."""
 
 _VARYING = re.compile(r"\d+(\.\d+)?")
 
@@ -103,27 +104,83 @@ class ClientLog:
         self.limiter.log(level if isinstance(level, int) else logging.INFO, text, key)
 
 
-class BrokerWatch:
-    """One process's view of one cluster: whether it is reachable, and why not."""
+BROKER_ERRORS = frozenset({KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError._TIMED_OUT})
+"""Client errors about one broker (the message names it): the others may well answer."""
 
-    def __init__(self, bootstrap: str, limiter: RateLimiter) -> None:
+_BROKER = re.compile(r"^(?:[^:\s]+: )?(?P<address>\[?[\w.:-]+?\]?:\d+)/(?P<node>\d+|bootstrap)\b")
+
+
+def broker_named(text: str) -> str | None:
+    """The broker a librdkafka message is about, as `host:port` (None when it names none).
+
+    >>> broker_named("127.0.0.1:9092/2: Connect to ipv4#127.0.0.1:9092 failed: Connection refused")
+    '127.0.0.1:9092'
+    >>> broker_named("kafka-1.example:9093/bootstrap: Disconnected (after 2ms in state UP)")
+    'kafka-1.example:9093'
+    >>> broker_named("1/1 brokers are down") is None
+    True
+    """
+    m = _BROKER.match(text)
+    return None if m is None else m.group("address")
+
+
+class BrokerWatch:
+    """One process's view of one cluster: whether it is reachable, which of its brokers are not, and why.
+
+    Two levels, said once per change each: a broker that a client cannot reach (the others may serve
+    meanwhile, as they do while a broker restarts) is a warning naming that broker, and its return
+    a line too; the whole cluster unreachable (`_ALL_BROKERS_DOWN`, or a call that no broker answered)
+    is an error naming the bootstrap servers and what to check, and `reason()` says it to `/readyz`
+    until the cluster answers again (`up`)."""
+
+    def __init__(self, bootstrap: str, limiter: RateLimiter, clock: Callable[[], float] = time.monotonic) -> None:
         self.bootstrap = bootstrap
         self.limiter = limiter
+        self.clock = clock
         self.down_since: float | None = None
         self.last_error: str | None = None
         self._told = False
+        self.brokers_down: dict[str, tuple[float, str]] = {}
+        """Brokers (host:port) a client could not reach, since when and why, until seen up again."""
+        self._lock = threading.Lock()
 
     def on_error(self, err: KafkaError) -> None:
         """The clients' `error_cb`."""
-        if err.code() in UNREACHABLE:
-            self.down(str(err.str()))
+        text = str(err.str())
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.down(text)
+            return
+        broker = broker_named(text) if err.code() in BROKER_ERRORS else None
+        if broker is not None:
+            self.broker_down(broker, text)
         else:
-            self.limiter.log(logging.WARNING, f"Kafka client error: {err.str()}")
+            self.limiter.log(logging.WARNING, f"Kafka client error: {text}")
+
+    def broker_down(self, broker: str, why: str) -> None:
+        """A client could not reach `broker`: said once, until it is seen up again."""
+        with self._lock:
+            if broker in self.brokers_down:
+                return
+            self.brokers_down[broker] = (self.clock(), why)
+        log.warning("Kafka broker %s unreachable (%s); the clients go on with the other brokers of %s",
+                    broker, _detail(why, broker), self.bootstrap)
+
+    def brokers_seen(self, states: dict[str, str]) -> None:
+        """A client's view of its brokers (`host:port` -> librdkafka's state, from its statistics): a broker
+        said down and now "UP" is back, said once."""
+        back = []
+        with self._lock:
+            for broker, state in states.items():
+                if state == "UP" and broker in self.brokers_down:
+                    back.append((broker, self.clock() - self.brokers_down.pop(broker)[0]))
+        for broker, seconds in back:
+            log.warning("Kafka broker %s reachable again after %.0fs", broker, seconds)
 
     def down(self, why: str) -> None:
+        """No broker of the cluster answers."""
         self.last_error = why
         if self.down_since is None:
-            self.down_since = time.monotonic()
+            self.down_since = self.clock()
         if not self._told:  # once per outage, as an error; the client messages themselves are rate-limited
             self._told = True
             log.error("%s", BrokerUnreachable(self.bootstrap, why))
@@ -131,9 +188,10 @@ class BrokerWatch:
             self.limiter.log(logging.WARNING, f"Kafka brokers at {self.bootstrap} still unreachable: {why}")
 
     def up(self) -> None:
+        """The cluster answered."""
         if self.down_since is not None:
             log.warning("Kafka brokers at %s reachable again after %.0fs", self.bootstrap,
-                        time.monotonic() - self.down_since)
+                        self.clock() - self.down_since)
         self.down_since = None
         self._told = False
 
@@ -142,11 +200,33 @@ class BrokerWatch:
         if self.down_since is None:
             return None
         return str(BrokerUnreachable(self.bootstrap, self.last_error or "no answer",
-                                     seconds=time.monotonic() - self.down_since))
+                                     seconds=self.clock() - self.down_since))
 
     def client_config(self) -> dict[str, Any]:
         """The properties that route a client's logs and errors here."""
         return {"logger": ClientLog(self.limiter), "error_cb": self.on_error}
+
+
+def _detail(why: str, broker: str) -> str:
+    """A client's message about `broker` without the broker's name repeated in front."""
+    m = _BROKER.match(why)
+    return why[m.end():].lstrip(": ") if m is not None else why
+
+
+def broker_states(stats: dict[str, Any]) -> dict[str, str]:
+    """`host:port` -> state of each broker in a client's statistics (librdkafka's `stats_cb` JSON, parsed);
+    the coordinator pseudo-entries are left out.
+
+    >>> broker_states({"brokers": {"127.0.0.1:9092/1": {"state": "UP", "nodeid": 1},
+    ...                            "GroupCoordinator": {"state": "UP", "nodeid": -1}}})
+    {'127.0.0.1:9092': 'UP'}
+    """
+    out = {}
+    for name, b in stats.get("brokers", {}).items():
+        broker = broker_named(name)
+        if broker is not None and b.get("nodeid", -1) >= 0:
+            out[broker] = str(b.get("state", ""))
+    return out
 
 
 _watches: dict[str, BrokerWatch] = {}

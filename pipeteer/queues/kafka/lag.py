@@ -100,7 +100,7 @@ class LagMonitor:
             return
         try:
             topics = partitions(self.admin())
-        except KafkaException as e:
+        except (KafkaException, TimeoutError) as e:
             log.debug("consumer lag not measured: %s", e)
             return
         for s in self.stages:
@@ -111,7 +111,7 @@ class LagMonitor:
                 if group is None:
                     group = self._consumers[s.group] = self.consumer(s.group)
                 lags = group_lag(self.admin(), group, s.topic, topics[s.topic])
-            except KafkaException as e:  # the brokers' health is said elsewhere (health.BrokerWatch)
+            except (KafkaException, TimeoutError) as e:  # (a broker away or moving: said by health.BrokerWatch)
                 log.debug("lag of stage %r not measured: %s", s.stage, e)
                 continue
             for partition, lag in lags.items():

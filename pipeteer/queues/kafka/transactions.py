@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from pipeteer.queues.kafka.config import KafkaSettings
+from pipeteer.queues.kafka.faults import Fault, classify_exception
 from pipeteer.queues.kafka.pending import Record
 
 log = logging.getLogger("pipeteer.kafka")
@@ -32,6 +33,10 @@ with CONCURRENT_TRANSACTIONS until the previous commit's markers are written, wh
 milliseconds: at the default every other commit waited 100 ms for it (the Java client retries
 the first AddPartitionsToTxn of a transaction after 20 ms for the same reason). A client property
 `retry.backoff.ms` of the user's wins."""
+
+CALL_TRY = 10.0
+"""Seconds one try of a transactional call (`init_transactions`, `send_offsets_to_transaction`,
+`commit_transaction`) may take before it is tried again (`StageProducer._patiently`)."""
 
 UNACKED_BYTES = 4 << 20
 """What the transactional producer holds at most of records not yet acknowledged by the brokers
@@ -88,8 +93,24 @@ class StageProducer:
             )
         )
         # Fences any earlier producer with this transactional id and aborts its open transaction.
-        producer.init_transactions(tx.timeout_ms / 1000 + 30)
+        self._patiently("init_transactions", producer.init_transactions, tx.timeout_ms / 1000 + 30)
         return producer
+
+    def _patiently(self, what: str, call: Callable[[float], Any], budget: float) -> None:
+        """`call(timeout)` in tries of `CALL_TRY` seconds while the error is a fault of the cluster that
+        passes (`faults.Fault.RETRY`: a coordinator moving or loading, a broker away, a try timed out),
+        up to `budget` seconds in all; librdkafka allows these calls again after such an error. One long
+        call instead waited out its whole timeout on a coordinator that had moved (40 s at start-up
+        with one broker of three down), then failed the stage."""
+        deadline = time.monotonic() + budget
+        while True:
+            try:
+                call(max(min(CALL_TRY, deadline - time.monotonic()), 1.0))
+                return
+            except KafkaException as e:
+                if classify_exception(e, "producer") is not Fault.RETRY or time.monotonic() >= deadline:
+                    raise
+                log.info("stage %r: %s: %s; trying again", self.stage_name, what, e.args[0])
 
     def _begin(self) -> None:
         self.producer.begin_transaction()
@@ -159,7 +180,9 @@ class StageProducer:
         if offsets:
             tps = [TopicPartition(topic, p, o) for p, o in offsets.items()]
             started = time.monotonic()
-            self.producer.send_offsets_to_transaction(tps, group_metadata(), 30)
+            metadata = group_metadata()
+            self._patiently("send_offsets_to_transaction",
+                            lambda wait: self.producer.send_offsets_to_transaction(tps, metadata, wait), 30)
             if time.monotonic() - started > SLOW_COMMIT:
                 log.warning("stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started)
         if not (self.produced or offsets):
@@ -173,16 +196,7 @@ class StageProducer:
         return took
 
     def _commit_transaction(self) -> None:
-        for attempt in range(10):
-            try:
-                self.producer.commit_transaction(30)
-                return
-            except KafkaException as e:
-                err = e.args[0]
-                if err.retriable() and not err.txn_requires_abort() and not err.fatal() and attempt < 9:
-                    log.warning("stage %r: commit retriable error, retrying: %s", self.stage_name, err)
-                    continue
-                raise
+        self._patiently("commit_transaction", self.producer.commit_transaction, 60)
 
     def abort(self, fatal: bool) -> None:
         """Abort the open transaction (or, after a fatal error or a failed abort, replace the producer,

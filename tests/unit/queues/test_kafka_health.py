@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from pipeteer.errors import BrokerUnreachable
-from pipeteer.queues.kafka.health import BrokerWatch, ClientLog, RateLimiter, translate
+from pipeteer.queues.kafka.health import BrokerWatch, ClientLog, RateLimiter, broker_states, translate
 
 
 class Clock:
@@ -68,3 +68,35 @@ def test_client_errors_that_mean_unreachable_become_one_clear_error() -> None:
     assert translate(other, "h:9092") is other
     plain = ValueError("x")
     assert translate(plain, "h:9092") is plain
+
+
+def test_one_broker_away_is_said_once_by_name_and_its_return_too(caplog: pytest.LogCaptureFixture) -> None:
+    """With one broker of three down, the clients go on with the others: each state change of that
+    broker is one line naming it, and the cluster is not said unreachable (nor is /readyz told so)."""
+    watch = BrokerWatch("b1:9092,b2:9092,b3:9092", RateLimiter(logging.getLogger("test.watch")))
+    refused = "b2:9092/2: Connect to ipv4#10.0.0.2:9092 failed: Connection refused (after 0ms in state CONNECT)"
+    with caplog.at_level(logging.DEBUG, logger="pipeteer.kafka.client"):
+        for _ in range(50):  # every client of the process, every reconnection attempt
+            watch.on_error(KafkaError(KafkaError._TRANSPORT, refused))
+        assert watch.reason() is None
+        watch.brokers_seen({"b1:9092": "UP", "b2:9092": "CONNECT", "b3:9092": "UP"})
+        watch.brokers_seen({"b1:9092": "UP", "b2:9092": "UP", "b3:9092": "UP"})
+        watch.brokers_seen({"b2:9092": "UP"})
+        watch.on_error(KafkaError(KafkaError._TRANSPORT, refused))  # down again: said again
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipeteer.kafka.client"]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("Kafka broker b2:9092 unreachable (Connect to ipv4#10.0.0.2:9092 failed: Connection refused")
+    assert "cannot reach the Kafka brokers" not in lines[0]
+    assert lines[1].startswith("Kafka broker b2:9092 reachable again after")
+    assert lines[2].startswith("Kafka broker b2:9092 unreachable")
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_the_client_statistics_name_brokers_by_address() -> None:
+    stats = {"brokers": {
+        "127.0.0.1:9092/1": {"nodeid": 1, "state": "UP"},
+        "127.0.0.1:9093/2": {"nodeid": 2, "state": "DOWN"},
+        "127.0.0.1:9092/bootstrap": {"nodeid": -1, "state": "INIT"},
+        "GroupCoordinator": {"nodeid": -1, "state": "UP"},
+    }}
+    assert broker_states(stats) == {"127.0.0.1:9092": "UP", "127.0.0.1:9093": "DOWN"}
