@@ -12,6 +12,7 @@ from pipeteer.queues.base import BaseQueue
 
 if TYPE_CHECKING:
     from tests.kafka_broker import Broker
+    from tests.kafka_cluster import Cluster
     from tests.schema_registry import SchemaRegistry
 
 QueueFactory = Callable[[Any, str], BaseQueue[Any]]
@@ -74,6 +75,21 @@ def kafka_prefix(kafka_bootstrap: str) -> Iterator[str]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
     delete_topics(kafka_bootstrap, prefix)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A 3-node Apache Kafka cluster (tests/kafka_cluster.py: replication factor 3, min ISR 2, a TCP proxy
+    in front of each node) for the whole session, started by the first test that asks for it (about
+    15-18 s); skipped with the reason where Apache Kafka cannot run. A test that injects a fault undoes it
+    (`cluster.repair()`) before the next one."""
+    from tests.kafka_cluster import kafka_cluster, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with kafka_cluster(tmp_path_factory.mktemp("kafka-cluster")) as cluster:
+        yield cluster
 
 
 # --- Schema registry (see tests/schema_registry.py: Apicurio Registry 3 from Maven Central) -------
