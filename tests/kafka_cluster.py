@@ -14,9 +14,11 @@ Each node has two client listeners:
 
 - `PLAINTEXT`, advertised at its own port: the harness's (`Cluster.bootstrap`), and the
   replication between brokers (`inter.broker.listener.name`);
-- `PROXIED`, advertised at the port of a TCP proxy in front of that node (`Cluster.proxied_bootstrap`):
-  a client that bootstraps there learns the proxies' ports from metadata and only ever connects
-  through them, so a test can cut or slow that client's traffic alone.
+- `PROXIED`, advertised at the port of a TCP proxy in front of that node (`tests/netproxy.py`,
+  `Cluster.proxies`, `Cluster.proxied_bootstrap`): a client that bootstraps there learns the proxies'
+  ports from metadata and only ever connects through them, so a test can cut, black-hole or slow
+  that client's traffic alone (`cut_all`, `blackhole_all`, `latency_all`, `heal_all`). Each proxy
+  binds its port before its node starts, since the node advertises it.
 
 Faults: `kill9` / `restart` (the same node id and data directory: it recovers its logs and rejoins),
 `stop` / `cont` (SIGSTOP / SIGCONT: a node that hangs without closing its connections). Where
@@ -61,6 +63,7 @@ from tests.kafka_broker import (
     resolve_kafka_jars,
     wait_for_kafka,
 )
+from tests.netproxy import Proxy
 
 NODE_IDS = (1, 2, 3)
 HEAP = ("-Xms256m", "-Xmx768m", "-XX:TieredStopAtLevel=1")
@@ -205,7 +208,8 @@ class Node:
 
 
 class Cluster:
-    """Three Apache Kafka nodes on loopback; see the module docstring. Start it with `kafka_cluster`."""
+    """Three Apache Kafka nodes on loopback, a TCP proxy in front of each; see the module docstring.
+    Start it with `kafka_cluster`."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -216,6 +220,8 @@ class Cluster:
         three registered), `internal topics` (created, with full ISR), and `total`."""
         # every JVM is forked by this thread (PR_SET_PDEATHSIG follows the forking thread)
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="kafka-cluster-spawner")
+        self.proxies: dict[int, Proxy] = {}
+        """Node id -> the TCP proxy in front of its PROXIED listener."""
         self._logs: dict[int, IO[bytes]] = {}
         self._jars: Path | None = None
 
@@ -255,7 +261,9 @@ class Cluster:
         for i in NODE_IDS:
             d = self.data_dir / f"node-{i}"
             d.mkdir(parents=True, exist_ok=True)
-            self.nodes.append(Node(i, free_port(), free_port(), free_port(), free_port(), d))
+            listener = free_port()
+            proxy = self.proxies[i] = Proxy(listener, name=f"node {i}")  # its port is bound now, then advertised
+            self.nodes.append(Node(i, free_port(), proxy.port, listener, free_port(), d))
         voters = ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         for n in self.nodes:
             props = cluster_properties(n, voters)
@@ -356,6 +364,8 @@ class Cluster:
         for f in self._logs.values():
             f.close()
         self._logs.clear()
+        for proxy in self.proxies.values():
+            proxy.close()
         self._spawner.shutdown(wait=False)
 
     # --- faults -------------------------------------------------------------------------------
@@ -400,8 +410,29 @@ class Cluster:
         os.kill(n.proc.pid, signal.SIGCONT)
         n.stopped = False
 
+    def cut_all(self) -> None:
+        """Reset every connection through the proxies, and refuse new ones, until `heal_all`."""
+        for proxy in self.proxies.values():
+            proxy.cut()
+
+    def blackhole_all(self) -> None:
+        """Forward nothing through the proxies (connections stay open) until `heal_all`."""
+        for proxy in self.proxies.values():
+            proxy.blackhole()
+
+    def latency_all(self, seconds: float) -> None:
+        """Delay every chunk through the proxies by `seconds` each way (0: none)."""
+        for proxy in self.proxies.values():
+            proxy.latency(seconds)
+
+    def heal_all(self) -> None:
+        """Plain forwarding through every proxy again (no cut, black hole or latency)."""
+        for proxy in self.proxies.values():
+            proxy.heal()
+
     def repair(self, timeout: float = HEALTHY_TIMEOUT) -> None:
-        """Undo every fault: continue stopped nodes, restart dead ones, then `wait_healthy`."""
+        """Undo every fault: heal the proxies, continue stopped nodes, restart dead ones, then `wait_healthy`."""
+        self.heal_all()
         for n in self.nodes:
             if n.stopped:
                 self.cont(n.id)
