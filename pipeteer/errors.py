@@ -8,7 +8,9 @@
     │   ├── RecordTooLarge   (also a ValueError) a value larger than the backend takes
     │   ├── CommitAborted    the transaction holding a completion was aborted: try again
     │   └── Unavailable      the backend cannot take work now; not the item's fault: wait, retry
-    │       └── BrokerUnreachable no Kafka broker at the bootstrap servers answers
+    │       ├── BrokerUnreachable no Kafka broker at the bootstrap servers answers
+    │       └── StorageFull  no space left where pipeteer writes (blob store, SQLite file, pull's
+    │                        directory): names the path and the free space; nothing half-written
     ├── CodecError
     │   ├── SchemaError      a type that cannot become an Avro schema
     │   └── DecodeError      bytes that cannot become a value
@@ -25,6 +27,7 @@ and a built-in `TypeError`, so `except TypeError` keeps working.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class PipeteerError(Exception):
@@ -171,3 +174,52 @@ class BrokerUnreachable(Unavailable):
         self.error = error
         since = "" if seconds is None else f" for {seconds:.0f}s"
         super().__init__(f"cannot reach the Kafka brokers at {bootstrap}{since} ({error}): {self.HINT}")
+
+
+def format_size(n: int) -> str:
+    """A size in bytes as people read it (decimal units, as `df -H` gives them).
+
+    >>> format_size(512), format_size(120_000), format_size(3_100_000), format_size(12_345_678_901)
+    ('512 B', '120 kB', '3.1 MB', '12 GB')
+    """
+    size, units = float(n), ["B", "kB", "MB", "GB", "TB"]
+    while size >= 1000 and len(units) > 1:
+        size /= 1000
+        units.pop(0)
+    unit = units[0]
+    return f"{size:.0f} {unit}" if unit == "B" or size >= 10 else f"{size:.1f} {unit}"
+
+
+class StorageFull(Unavailable):
+    """No space left on the file system pipeteer was writing to (or a disk quota reached): the blob
+    store (`PIPETEER_BLOBS`, the same on every backend), the SQLite database, the directory
+    `pipeteer pull` writes to. Nothing is left half-written: no part of a blob under its key, no row
+    referencing a blob that is not whole, no truncated file under its final name. Not the item's
+    fault: a stage meeting it waits and tries again (no attempt counted, no dead letter) and goes on
+    by itself once there is room; `pipeteer push` and `pull` stop, say how far they got, and a re-run
+    goes on from there.
+
+    `path` is what was being written, `doing` what for, `free` the bytes then free on its file system
+    (None: unknown), `mount` where that file system is mounted (None: unknown), `fix` what to do.
+
+    >>> print(StorageFull("/mnt/x/q.blobs", doing="writing blob 5d41 of 3.1 MB", free=120_000, mount="/mnt/x",
+    ...                   fix="free space there"))
+    no space left on /mnt/x/q.blobs (writing blob 5d41 of 3.1 MB; 120 kB free on /mnt/x): free space there
+    """
+
+    def __init__(self, path: str, *, doing: str, free: int | None, fix: str, mount: str | None = None,
+                 quota: bool = False) -> None:
+        self.path, self.doing, self.free, self.fix, self.mount, self.quota = path, doing, free, fix, mount, quota
+        where = f" on {mount}" if mount is not None and mount != path else ""
+        room = "free space unknown" if free is None else f"{format_size(free)} free{where}"
+        what = "disk quota exceeded on" if quota else "no space left on"
+        super().__init__(f"{what} {path} ({doing}; {room}): {fix}")
+
+    def __reduce__(self) -> Any:  # (keyword arguments: pickled by hand, like ChangedWhileStored)
+        return (_storage_full, (self.path, self.doing, self.free, self.fix, self.mount, self.quota))
+
+
+def _storage_full(
+    path: str, doing: str, free: int | None, fix: str, mount: str | None, quota: bool
+) -> StorageFull:
+    return StorageFull(path, doing=doing, free=free, fix=fix, mount=mount, quota=quota)

@@ -1,4 +1,8 @@
-"""`pipeteer push|pull|status APP`: batches of files in and out of a workflow (see `pipeteer.runtime.batch`)."""
+"""`pipeteer push|pull|status APP`: batches of files in and out of a workflow (see `pipeteer.runtime.batch`).
+
+`push` and `pull` that stop on an error (a full disk: `StorageFull`) first say how far they got,
+then the error, and exit non-zero; the same command run again goes on from there.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,16 @@ from typing import Any, TypeVar
 
 from pipeteer.cli.common import add_app, add_backend
 from pipeteer.runtime.app import App
-from pipeteer.runtime.batch import MANIFEST, expand_sources, format_status, pull_outputs, push_files, status
+from pipeteer.runtime.batch import (
+    MANIFEST,
+    PullReport,
+    PushReport,
+    expand_sources,
+    format_status,
+    pull_outputs,
+    push_files,
+    status,
+)
 from pipeteer.runtime.connect import connect
 from pipeteer.wiring import WorkflowQueues
 
@@ -57,8 +70,9 @@ def cmd_push(args: Any) -> int:
     files = expand_sources(args.sources)
     ledger = Path(args.ledger or Path(".pipeteer") / f"pushed-{app.name}.ids")
     started = time.monotonic()
+    report = PushReport()
     try:
-        report = run_io(
+        run_io(
             push_files(
                 app,
                 queues,
@@ -67,9 +81,19 @@ def cmd_push(args: Any) -> int:
                 concurrency=args.concurrency,
                 quiet=args.quiet,
                 link=args.link,
+                report=report,
             ),
             args.concurrency,
         )
+    except Exception:
+        left = len(files) - report.pushed - report.skipped
+        print(
+            f"pipeteer push: stopped after pushing {report.pushed} item(s) ({report.bytes / 1e6:.1f} MB); "
+            f"{report.skipped} already pushed, {left} not pushed (ledger {ledger}): "
+            "run the same command again to push the rest",
+            file=sys.stderr,
+        )
+        raise
     finally:
         queues.backend.close()
     took = max(time.monotonic() - started, 1e-9)
@@ -83,6 +107,7 @@ def cmd_push(args: Any) -> int:
 
 def cmd_pull(args: Any) -> int:
     app, queues = _queues(args)
+    report = PullReport()
     try:
         n = run_io(
             pull_outputs(
@@ -95,9 +120,18 @@ def cmd_pull(args: Any) -> int:
                 concurrency=args.concurrency,
                 quiet=args.quiet,
                 link=args.link,
+                report=report,
             ),
             args.concurrency,
         )
+    except Exception:
+        print(
+            f"pipeteer pull: stopped after writing {report.written} output(s) into {args.dest} "
+            f"({report.listed + report.written} in {MANIFEST}); the others are still queued: "
+            "run the same command again to go on",
+            file=sys.stderr,
+        )
+        raise
     finally:
         queues.backend.close()
     print(f"pulled {n} output(s) into {args.dest} ({MANIFEST})", file=sys.stderr)

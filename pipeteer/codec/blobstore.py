@@ -2,7 +2,10 @@
 
 Blobs are content-addressed (`key` is the BLAKE3 hash of the bytes, see `content_key`), so a
 blob is written once: a `put` of a key already stored does nothing, and a crashed writer leaves
-at most a temporary file, never half a blob under its key.
+at most a temporary file, never half a blob under its key. A write that finds the file system
+full (or a disk quota reached) removes its temporary file and raises `StorageFull`, naming the
+store, the blob and the space left: the same error on every backend, since they all write their
+blobs here.
 
     >>> import tempfile
     >>> store = LocalBlobStore(tempfile.mkdtemp())
@@ -14,6 +17,7 @@ at most a temporary file, never half a blob under its key.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -28,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import blake3
 
-from pipeteer.errors import ConfigError, PipeteerError
+from pipeteer.errors import ConfigError, PipeteerError, StorageFull, format_size
 
 HASH_NAME = "blake3"
 """BLAKE3 hashes at ~5.6 GB/s on one core here, sha256 at ~1.4 GB/s and blake2b at ~0.7 GB/s
@@ -76,6 +80,67 @@ def publishing(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> I
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""What a write (or an fsync, a rename) says when the file system has no space left, or a disk quota is reached."""
+
+
+def is_full(error: BaseException) -> bool:
+    """Whether `error` is a file system running out of space (ENOSPC) or a disk quota reached (EDQUOT).
+
+    >>> is_full(OSError(errno.ENOSPC, "No space left on device")), is_full(FileNotFoundError())
+    (True, False)
+    """
+    return isinstance(error, OSError) and error.errno in FULL_ERRNOS
+
+
+def free_space(path: str | os.PathLike[str]) -> tuple[int | None, str | None]:
+    """The bytes an unprivileged writer may still use on the file system holding `path` (or its
+    nearest existing parent: the file may not be made yet), and where that file system is mounted;
+    `(None, None)` when that cannot be told.
+
+    >>> free, mount = free_space("/no/such/dir")  # the root file system's
+    >>> free is not None and free >= 0, mount
+    (True, '/')
+    """
+    where = Path(os.path.abspath(path))
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return None, None
+    mount = where if where.is_dir() else where.parent
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    return st.f_bavail * st.f_frsize, str(mount)
+
+
+def storage_full(path: str | os.PathLike[str], *, doing: str, fix: str, quota: bool = False) -> StorageFull:
+    """The `StorageFull` error for a write of `path` (named absolute) that found no space: with the
+    space left now."""
+    free, mount = free_space(path)
+    return StorageFull(os.path.abspath(path), doing=doing, free=free, mount=mount, fix=fix, quota=quota)
+
+
+@contextlib.contextmanager
+def room_for(path: str | os.PathLike[str], *, doing: str, fix: str) -> Iterator[None]:
+    """The block writes to `path`: if the file system is full (ENOSPC, EDQUOT: in a write, an fsync,
+    a rename, a mkdir), the block's own clean-up runs and `StorageFull` is raised in its place,
+    naming `path`, `doing` and the space left, with `fix` to say what to do. Other errors pass.
+
+    >>> with room_for("/mnt/x", doing="writing out.png", fix="free space"):  # doctest: +ELLIPSIS
+    ...     raise OSError(errno.ENOSPC, "No space left on device")
+    Traceback (most recent call last):
+    pipeteer.errors.StorageFull: no space left on /mnt/x (writing out.png; ... free on /): free space
+    """
+    try:
+        yield
+    except OSError as e:
+        if not is_full(e):
+            raise
+        raise storage_full(path, doing=doing, fix=fix, quota=e.errno == errno.EDQUOT) from e
 
 
 def content_key(data: bytes) -> str:
@@ -201,7 +266,17 @@ def _check_key(key: str) -> str:
 
 
 class LocalBlobStore:
-    """Blobs as files `ROOT/ab/abcdef…` (a volume every stage process mounts, on Kubernetes)."""
+    """Blobs as files `ROOT/ab/abcdef…` (a volume every stage process mounts, on Kubernetes).
+
+    A write that runs out of space raises `StorageFull` naming `ROOT` and the blob, and leaves no
+    trace: its temporary file is removed, the key is absent as before."""
+
+    FIX = (
+        "free space there (`pipeteer blobs gc APP --delete` removes the blobs nothing references), or move "
+        "the blob store to a larger file system (PIPETEER_BLOBS, or ?blobs=DIR in the backend URL); stages "
+        "waiting for it go on by themselves once there is room"
+    )
+    """What a full blob store's `StorageFull` says to do."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root).resolve()
@@ -224,17 +299,23 @@ class LocalBlobStore:
                 return True
         return False
 
+    def _room(self, doing: str, key: str, size: int | None) -> contextlib.AbstractContextManager[None]:
+        """Out of space in the block: `StorageFull` naming this store, the blob and its size."""
+        of = "" if size is None else f" of {format_size(size)}"
+        return room_for(self.root, doing=f"{doing} blob {key}{of}", fix=self.FIX)
+
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
         if self._renewed(path):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
-        with publishing(tmp, path), os.fdopen(fd, "wb") as f:  # temp name, fsync, rename
-            f.write(data)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        with self._room("writing", key, len(data)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
+            with publishing(tmp, path), os.fdopen(fd, "wb") as f:  # temp name, fsync, rename
+                f.write(data)
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
 
     def put_file(self, key: str, source: str | os.PathLike[str], *, link: bool = False) -> None:
         """Store the file `source`, whose content has the key `key`: a copy made in the kernel (see
@@ -246,13 +327,14 @@ class LocalBlobStore:
             return
         if link and self.adopt(key, source):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
 
         def same(copy: Path) -> None:
             if file_key(copy) != key:
                 raise ChangedWhileStored(source, key)
 
-        copy_durably(source, path, check=same)
+        with self._room("copying", key, os.path.getsize(source)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            copy_durably(source, path, check=same)
 
     def adopt(self, key: str, source: str | os.PathLike[str]) -> bool:
         """Store the file `source` (whose content has the key `key`) as a hard link, not a copy: True
@@ -261,15 +343,18 @@ class LocalBlobStore:
         path = self.path(key)
         if path.exists():
             return True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{TMP_PREFIX}{key}-{os.getpid()}-{threading.get_ident()}")
-        try:
-            os.link(source, tmp)
-        except OSError:
-            return False
-        with publishing(tmp, path):
-            if self.fsync:
-                fsync_path(tmp)
+        with self._room("linking", key, None):  # (a link writes no data: its size is beside the point)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{TMP_PREFIX}{key}-{os.getpid()}-{threading.get_ident()}")
+            try:
+                os.link(source, tmp)
+            except OSError as e:
+                if is_full(e):  # (a directory that could not grow: a copy would not fit either)
+                    raise
+                return False
+            with publishing(tmp, path):
+                if self.fsync:
+                    fsync_path(tmp)
         return True
 
     def get(self, key: str) -> bytes:

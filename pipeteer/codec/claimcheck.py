@@ -53,10 +53,11 @@ from pipeteer.codec.blobstore import (
     drop_cached,
     file_key,
     publishing,
+    room_for,
 )
 from pipeteer.codec.framing import ValueCodec
 from pipeteer.codec.schema import Schema
-from pipeteer.errors import BlobError, ConfigError
+from pipeteer.errors import BlobError, ConfigError, format_size
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -83,6 +84,9 @@ T = TypeVar("T")
 DEFAULT_THRESHOLD = 32 * 1024
 """`bytes` values above this size go to the blob store: records stay far below Kafka's 1 MB limit
 and SQLite rows stay small, so the database and its WAL do not grow with the images."""
+
+EXPORT_FIX = "free space there, or write the files to a larger file system"
+"""What `export`'s `StorageFull` says to do (`pipeteer pull` adds how far it got: a re-run goes on from there)."""
 
 REF_MAGIC = b"\x00\xffpipeteer-blob\x00"
 _PREFIX = REF_MAGIC + HASH_NAME.encode() + b":"
@@ -266,7 +270,8 @@ class ClaimCheck:
         """Write a reference's blob, from a local store, as the file `target`: copied in the kernel
         or with `link` hard-linked, verified, then renamed into place (`target` is whole or absent,
         and durable once the caller fsyncs its directory). `pipeteer pull` does this: no pass of
-        the bytes through Python. Raises `BlobError` as `hydrate` does."""
+        the bytes through Python. Raises `BlobError` as `hydrate` does, and `StorageFull` (naming
+        `target` and the space left, with nothing under that name) when its file system is full."""
         key, size = self._parse(ref)
         blob = self._local().path(key)
 
@@ -275,22 +280,24 @@ class ClaimCheck:
             if found != size or (self.verify and file_key(copy) != key):
                 raise self._corrupt(key, found, size, id=id, path=field)
 
-        try:
-            if link:
-                tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-                os.link(blob, tmp)
-                with publishing(tmp, target):
-                    verified(tmp)  # (the blob is durable already: a link needs no fsync of its data)
-            else:
-                copy_durably(blob, target, check=verified)
-                drop_cached(target)
-            drop_cached(blob)  # (an output is the end of the line: neither is read again here)
-        except FileNotFoundError as e:
-            if not blob.exists():
-                raise self._missing(key, id=id, path=field) from None
-            raise e
+        doing = f"writing {self._where(id, field, '')} of {format_size(size)}"
+        with room_for(target, doing=doing, fix=EXPORT_FIX):
+            try:
+                if link:
+                    tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
+                    os.link(blob, tmp)
+                    with publishing(tmp, target):
+                        verified(tmp)  # (the blob is durable already: a link needs no fsync of its data)
+                else:
+                    copy_durably(blob, target, check=verified)
+                    drop_cached(target)
+                drop_cached(blob)  # (an output is the end of the line: neither is read again here)
+            except FileNotFoundError as e:
+                if not blob.exists():
+                    raise self._missing(key, id=id, path=field) from None
+                raise e
 
     def _local(self) -> LocalBlobStore:
         if not isinstance(self.store, LocalBlobStore):

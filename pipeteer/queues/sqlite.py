@@ -17,6 +17,12 @@ and its claim with it; a process's claims are renewed by a thread while it lives
 up when its backend closes, and simply expire when it is killed, after which another process
 reads the item again. Should two processes ever work on one item (a lease that ran out), the
 first move wins and the other's raises `InexistentItem`: the output is still written once.
+
+A file system that fills up (the file, its WAL, or the blob store beside it) fails the write with
+`StorageFull`, naming the file and the space left, and leaves everything as it was: SQLite rolls
+the statement or transaction back, and a row is written only after its blobs are whole. A stage
+whose output found no room gives its item back to itself, so that it is read again once the
+service has waited (`StorageFull` is `Unavailable`: no attempt is counted, no dead letter made).
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from pipeteer.codec import SchemaStore, catalogs, codec_for
+from pipeteer.codec.blobstore import free_space, room_for
 from pipeteer.codec.claimcheck import ClaimCheck
-from pipeteer.errors import ConfigError, InexistentItem, UnreadableRecord
+from pipeteer.errors import ConfigError, InexistentItem, StorageFull, Unavailable, UnreadableRecord
 from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, take_turn
 from pipeteer.queues.memory import Notifier
 from pipeteer.queues.sqlite_catalog import SqliteCatalog
@@ -76,6 +83,79 @@ TIDY_SECONDS = 1.0
 (`incremental_vacuum`) and the WAL is checkpointed (PASSIVE: never waits for readers)."""
 
 
+NEARLY_FULL = 1 << 20
+"""An I/O error (or a file SQLite cannot open) on a file system with less than this free is taken
+for the disk full: SQLite says SQLITE_FULL when a write finds no space, but SQLITE_IOERR when an
+fsync, or growing the WAL's index, does, and Python does not give the errno behind it."""
+
+FULL_FIX = (
+    "free space there, or move the database to a larger file system (sqlite:///PATH in --backend or "
+    "PIPETEER_BACKEND); nothing was written, and stages waiting for it go on by themselves once there is room"
+)
+"""What a full database's `StorageFull` says to do."""
+
+
+def full_database(error: sqlite3.Error, path: str) -> StorageFull | None:
+    """`StorageFull` naming the database `path` when SQLite's `error` says its file system is full, else None."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    primary = code & 0xFF  # (extended codes keep the primary one in their low byte)
+    if primary not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+        return None
+    free, mount = free_space(path)
+    if primary != sqlite3.SQLITE_FULL and (free is None or free >= NEARLY_FULL):
+        return None
+    return StorageFull(path, doing=f"SQLite: {error}", free=free, mount=mount, fix=FULL_FIX)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements raise `StorageFull` when the disk is full (see `full_database`),
+    wherever they run: a push, a move, and also a read's claim or a schema's publication."""
+
+    path = ""
+    """The database file (what `StorageFull` names)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as e:
+            self._raise(e)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.Error as e:
+            self._raise(e)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(script)
+        except sqlite3.Error as e:
+            self._raise(e)
+
+    def _raise(self, error: sqlite3.Error) -> NoReturn:
+        full = full_database(error, self.path)
+        if full is None:
+            raise error
+        raise full from error
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """`BEGIN IMMEDIATE`, the block, `COMMIT`; rolled back if the block or the commit fails. (A full
+    disk can fail the COMMIT itself, and SQLite may then have rolled back already: said, not assumed.)"""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error, StorageFull):
+                conn.execute("ROLLBACK")
+        raise
+
+
 class SqliteStore:
     """One SQLite file, with a connection per process and thread (connections must not cross a fork)."""
 
@@ -105,16 +185,41 @@ class SqliteStore:
         key = (os.getpid(), threading.get_ident())
         conn = self._conns.get(key)
         if conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            # Only a new database takes auto_vacuum (an older one keeps its mode; VACUUM converts it):
-            # with it, space freed by items that left is given back by `tidy`, not kept forever.
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+            with room_for(self.path, doing="making its directory", fix=FULL_FIX):
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30, factory=_Connection
+            )
+            conn.path = self.path
+            try:
+                # Only a new database takes auto_vacuum (an older one keeps its mode; VACUUM converts it):
+                # with it, space freed by items that left is given back by `tidy`, not kept forever.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+            except BaseException:  # (a new file on a full disk): the next call tries again
+                conn.close()
+                raise
             self._conns[key] = conn
         return conn
+
+    @contextlib.contextmanager
+    def writing(self, doing: str) -> Iterator[None]:
+        """The block writes to this file for `doing` ("pushing item 'x' to queue 'y'"): a full disk's
+        `StorageFull` says so (the blob store's says which blob it was writing, and passes as it is).
+        Also for the errors a statement's cursor raises as it steps on (an `UPDATE … RETURNING` in
+        autocommit commits, and may find the disk full, only when its rows are fetched)."""
+        try:
+            yield
+        except (StorageFull, sqlite3.Error) as e:
+            full = e if isinstance(e, StorageFull) else full_database(e, self.path)
+            if full is None or full.path != self.path:
+                raise
+            raise StorageFull(
+                full.path, doing=f"{doing}: {full.doing}", free=full.free, mount=full.mount, fix=full.fix,
+                quota=full.quota,
+            ) from (e.__cause__ if full is e else e)
 
     def tidy(self, *, force: bool = False) -> None:
         """Give free pages back and checkpoint the WAL, at most every `TIDY_SECONDS` (cheap when there is nothing to do)."""
@@ -127,7 +232,7 @@ class SqliteStore:
             # executescript steps the pragma to its end (execute() would free a single page)
             conn.executescript("PRAGMA incremental_vacuum(4096);")
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.OperationalError:  # busy (another process writes): next time
+        except (sqlite3.OperationalError, StorageFull):  # busy (another process writes), or no room: next time
             pass
 
     def ensure_table(self, table: str) -> None:
@@ -135,16 +240,17 @@ class SqliteStore:
         if key in self._tables:
             return
         conn = self.conn()
-        conn.execute(
-            f'CREATE TABLE IF NOT EXISTS "{table}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
-            "id TEXT NOT NULL UNIQUE, value BLOB NOT NULL, at REAL, claimed_by TEXT, claimed_until REAL)"
-        )
-        columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-        # Files from before items had a time (`at` NULL for those) or claims (none yet): add the columns.
-        for column, kind in (("at", "REAL"), ("claimed_by", "TEXT"), ("claimed_until", "REAL")):
-            if column not in columns:
-                with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
-                    conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {column} {kind}')
+        with self.writing(f"making the table of queue {table!r}"):
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{table}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
+                "id TEXT NOT NULL UNIQUE, value BLOB NOT NULL, at REAL, claimed_by TEXT, claimed_until REAL)"
+            )
+            columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+            # Files from before items had a time (`at` NULL for those) or claims (none yet): add the columns.
+            for column, kind in (("at", "REAL"), ("claimed_by", "TEXT"), ("claimed_until", "REAL")):
+                if column not in columns:
+                    with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
+                        conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {column} {kind}')
         self._tables.add(key)
 
     def claims(self) -> Claims:
@@ -243,7 +349,7 @@ class Claims:
                 return
             try:
                 self.renew()
-            except sqlite3.Error:  # busy or closed: next time (the lease leaves two more tries)
+            except (sqlite3.Error, StorageFull):  # busy, closed, full: next time (the lease leaves two more tries)
                 pass
 
     def _every(self) -> float:
@@ -306,7 +412,7 @@ class Claims:
             self.held.clear()
         conn = self.store.conn()
         for table in tables:
-            with contextlib.suppress(sqlite3.Error):  # the lease expires anyway
+            with contextlib.suppress(sqlite3.Error, StorageFull):  # the lease expires anyway
                 conn.execute(
                     f'UPDATE "{table}" SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?', (self.owner,)
                 )
@@ -374,13 +480,14 @@ class SqliteQueue(BaseQueue[T]):
             self._published = True
 
     async def _push(self, id: str, value: T) -> None:
-        data = await self.encode(value)
-        self.publish()
-        self._conn().execute(
-            f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
-            "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-            (id, data, time.time()),
-        )
+        data = await self.encode(value)  # blobs first: a row never references one that is not whole
+        with self.store.writing(f"pushing item {id!r} to queue {self.table!r}"):
+            self.publish()
+            self._conn().execute(
+                f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
+                "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
+                (id, data, time.time()),
+            )
         self.store.notifier(self.table).notify()
 
     async def _read_next(self) -> tuple[str, T]:
@@ -439,13 +546,14 @@ class SqliteQueue(BaseQueue[T]):
         marks = ",".join("?" * len(skip))
         ahead = max(1, min(CLAIM_AHEAD_MOST, int(CLAIM_AHEAD_SECONDS / max(self._pace, 1e-6))))
         now = time.time()
-        rows = self._conn().execute(
-            f'UPDATE "{self.table}" SET claimed_by = ?, claimed_until = ? WHERE seq IN (SELECT seq FROM "{self.table}" '
-            "WHERE (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?) "
-            + (f"AND id NOT IN ({marks}) " if skip else "")
-            + f"ORDER BY seq LIMIT {ahead}) RETURNING seq, id, value",
-            (claims.owner, now + self.claim_seconds, now, claims.owner, *skip),
-        ).fetchall()
+        with self.store.writing(f"claiming items of queue {self.table!r} to read"):
+            rows = self._conn().execute(
+                f'UPDATE "{self.table}" SET claimed_by = ?, claimed_until = ? WHERE seq IN (SELECT seq FROM "{self.table}" '
+                "WHERE (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?) "
+                + (f"AND id NOT IN ({marks}) " if skip else "")
+                + f"ORDER BY seq LIMIT {ahead}) RETURNING seq, id, value",
+                (claims.owner, now + self.claim_seconds, now, claims.owner, *skip),
+            ).fetchall()
         if rows:
             rows.sort()
             for _, id, _ in rows:
@@ -527,29 +635,31 @@ class SqliteQueue(BaseQueue[T]):
             "stacktrace TEXT NOT NULL, attempts INTEGER NOT NULL, failed_at REAL NOT NULL)"
         )
 
+    def _has_dead_letters(self, conn: sqlite3.Connection) -> bool:
+        """Whether the dead-letter table exists (reading needs no write: listing works on a full disk)."""
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return conn.execute(sql, (self.dead_letter_table,)).fetchone() is not None
+
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
         conn = self._conn()
-        self._ensure_dead_letters(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
-            if row is not None:  # moved on meanwhile (another process): nothing to dead-letter
-                conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
-                conn.execute(
-                    f'INSERT INTO "{self.dead_letter_table}" (id, value, error_class, error_message, stacktrace, '
-                    "attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (id, row[0], error_class, message, trace, attempts, time.time()),
-                )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self.store.writing(f"setting item {id!r} of queue {self.table!r} aside as a dead letter"):
+            self._ensure_dead_letters(conn)
+            with transaction(conn):
+                row = conn.execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
+                if row is not None:  # moved on meanwhile (another process): nothing to dead-letter
+                    conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
+                    conn.execute(
+                        f'INSERT INTO "{self.dead_letter_table}" (id, value, error_class, error_message, '
+                        "stacktrace, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (id, row[0], error_class, message, trace, attempts, time.time()),
+                    )
         self.store.claims().discard(self.table, id)
 
     def dead_letters(self) -> list[DeadLetter]:
         """The items this queue's stage gave up on, oldest first."""
         conn = self._conn()
-        self._ensure_dead_letters(conn)
+        if not self._has_dead_letters(conn):
+            return []
         rows = conn.execute(
             "SELECT id, value, error_class, error_message, stacktrace, attempts, failed_at "
             f'FROM "{self.dead_letter_table}" ORDER BY seq'
@@ -559,22 +669,21 @@ class SqliteQueue(BaseQueue[T]):
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back in the queue (all, or the latest of each id given), in one transaction."""
         conn = self._conn()
-        self._ensure_dead_letters(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            rows = conn.execute(f'SELECT seq, id, value FROM "{self.dead_letter_table}" ORDER BY seq').fetchall()
-            latest = {id: value for _, id, value in rows if ids is None or id in ids}
-            for id, value in latest.items():
-                conn.execute(
-                    f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
-                    "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-                    (id, value, time.time()),
-                )
-                conn.execute(f'DELETE FROM "{self.dead_letter_table}" WHERE id = ?', (id,))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        if not self._has_dead_letters(conn):
+            return []
+        with self.store.writing(f"replaying dead letters into queue {self.table!r}"):
+            with transaction(conn):
+                rows = conn.execute(
+                    f'SELECT seq, id, value FROM "{self.dead_letter_table}" ORDER BY seq'
+                ).fetchall()
+                latest = {id: value for _, id, value in rows if ids is None or id in ids}
+                for id, value in latest.items():
+                    conn.execute(
+                        f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
+                        "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
+                        (id, value, time.time()),
+                    )
+                    conn.execute(f'DELETE FROM "{self.dead_letter_table}" WHERE id = ?', (id,))
         self.store.notifier(self.table).notify()
         return list(latest)
 
@@ -604,7 +713,8 @@ class SqliteQueue(BaseQueue[T]):
         return self._conn().execute(sql, (id,)).fetchone() is not None
 
     async def pop(self, id: str) -> None:
-        cur = self._conn().execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
+        with self.store.writing(f"popping item {id!r} from queue {self.table!r}"):
+            cur = self._conn().execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
         self.store.claims().discard(self.table, id)
         if cur.rowcount == 0:
             raise InexistentItem(id, self.describe())
@@ -660,30 +770,43 @@ class SqliteQueue(BaseQueue[T]):
                 return
 
     async def move(self, id: str, dst: BaseQueue[U], value: U) -> None:
-        if not (isinstance(dst, SqliteQueue) and dst.store is self.store):
-            return await super().move(id, dst, value)
+        try:
+            if not (isinstance(dst, SqliteQueue) and dst.store is self.store):
+                return await super().move(id, dst, value)
+            await self._move(id, dst, value)
+        except Unavailable:
+            self._give_back(id)
+            raise
+
+    async def _move(self, id: str, dst: SqliteQueue[U], value: U) -> None:
+        """`move` within one file: one transaction."""
         if not isinstance(id, str) or not id:
             dst.check(id, value)  # raises, naming the queue
         data = await dst.encode(value)  # the codec checks the value's type (ValueTypeError), once
-        dst.store.ensure_table(dst.table)
-        dst.publish()
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,)).rowcount == 0:
-                raise InexistentItem(id, self.describe())
-            conn.execute(
-                f'INSERT INTO "{dst.table}" (id, value, at) VALUES (?, ?, ?) '
-                "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-                (id, data, time.time()),
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self.store.writing(f"moving item {id!r} from queue {self.table!r} to {dst.table!r}"):
+            dst.store.ensure_table(dst.table)
+            dst.publish()
+            conn = self._conn()
+            with transaction(conn):
+                if conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,)).rowcount == 0:
+                    raise InexistentItem(id, self.describe())
+                conn.execute(
+                    f'INSERT INTO "{dst.table}" (id, value, at) VALUES (?, ?, ?) '
+                    "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
+                    (id, data, time.time()),
+                )
         self._done(id)
         dst.store.notifier(dst.table).notify()
         self.store.tidy()
+
+    def _give_back(self, id: str) -> None:
+        """The item's move could not be written (no room, say): it is still here, its row still claimed
+        by this process (until the lease runs out, no renewal: another process may take it then), but
+        no longer counted as in progress, so that this process's reads hand it out again. Nothing is
+        written (the disk may be full), and no attempt is counted against the item."""
+        self.store.claims().discard(self.table, id)
+        if self._held == id:
+            self._held = None
 
     def __len__(self) -> int:
         return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0])

@@ -17,6 +17,11 @@ rename) and its other fields as a line of `DEST/manifest.jsonl` (appended and fs
 the files), and only then pops the output. A re-run after a crash skips the ids the manifest
 already has (popping them), so every output is written once and none is lost.
 
+A full disk stops either command with `StorageFull` (naming the path and the space left) and
+nothing half-written: no blob or output file under its name unless whole, no ledger or manifest
+line unless whole (a failed append is cut off again). The caller's `PushReport` / `PullReport`
+says how far it got; a re-run once there is room goes on from there, writing nothing twice.
+
 From Python: `await queues.Qin.push_many(pairs)` and `async for id, value in outputs(queues.Qout)`.
 """
 
@@ -38,9 +43,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeteer.codec.blobstore import TMP_PREFIX, LocalBlobStore, content_key, file_key, fsync_path, publishing
-from pipeteer.codec.claimcheck import ClaimCheck, has_refs, parse_ref
-from pipeteer.errors import ConfigError, InexistentItem
+from pipeteer.codec.blobstore import (
+    TMP_PREFIX,
+    LocalBlobStore,
+    content_key,
+    file_key,
+    fsync_path,
+    publishing,
+    room_for,
+)
+from pipeteer.codec.claimcheck import EXPORT_FIX, ClaimCheck, has_refs, parse_ref
+from pipeteer.errors import ConfigError, InexistentItem, format_size
 from pipeteer.queues.base import BaseQueue, Pending, ReadQueue
 from pipeteer.runtime.app import App
 from pipeteer.runtime.media import extension
@@ -129,26 +142,50 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
     return unique
 
 
+def append_durably(fd: int, data: bytes) -> None:
+    """Append `data` to the file open as `fd` (`O_APPEND`) and fsync it. If that fails (no space
+    left), the file is cut back to its size before: it never ends with a part of `data`."""
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
 class Ledger:
     """Ids already done, one per line in a file appended to as they are done (fsynced per batch)."""
 
+    FIX = (
+        "free space there, or give --ledger a path on another file system; the items are pushed, "
+        "and a re-run pushes them again under the same ids (replaced, not duplicated)"
+    )
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a torn last line (crash mid-write) is cut off: that one is simply done again
-        self.ids = {line for line in _whole_lines(path) if line}
-        self._file = open(path, "a")
+        with room_for(path, doing="making the ledger of pushed items", fix=self.FIX):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # a torn last line (crash mid-write) is cut off: that one is simply done again
+            self.ids = {line for line in _whole_lines(path) if line}
+            self._fd = _open_append(path)
 
     def add(self, ids: Iterable[str]) -> None:
         new = [id for id in ids if id not in self.ids]
         if new:
-            self._file.write("".join(f"{id}\n" for id in new))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            with room_for(self.path, doing=f"recording {len(new)} pushed item(s) in the ledger", fix=self.FIX):
+                append_durably(self._fd, "".join(f"{id}\n" for id in new).encode())
             self.ids.update(new)
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
 
 def _progress(total: int | None, unit: str, desc: str, quiet: bool) -> Any:
@@ -164,11 +201,17 @@ def _progress(total: int | None, unit: str, desc: str, quiet: bool) -> Any:
 # --- push ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class PushReport:
-    pushed: int
-    skipped: int
-    bytes: int
+    """How far a push got, counted as items are stored: a caller that passes one to `push_files`
+    reads it even when the push fails (`pipeteer push` then says how far it got)."""
+
+    pushed: int = 0
+    """Items stored by this run."""
+    skipped: int = 0
+    """Files the ledger lists as pushed already (by an earlier run)."""
+    bytes: int = 0
+    """The size of the files pushed by this run."""
 
 
 async def push_files(
@@ -180,12 +223,15 @@ async def push_files(
     concurrency: int = 8,
     quiet: bool = False,
     link: bool = False,
+    report: PushReport | None = None,
 ) -> PushReport:
-    """Push one item per file (see the module doc); resumes from `ledger`.
+    """Push one item per file (see the module doc); resumes from `ledger`. Returns `report` (a new
+    one if None), counted as the push goes.
 
     `link`: a file whose content goes to a local blob store (on the same file system) is stored
     there as a hard link, not a copy; it must then not be modified in place.
     """
+    report = PushReport() if report is None else report
     ingest = app.ingest or default_ingest(app.workflow.Tin)
     claim = queues.Qin.claim if isinstance(queues.Qin, BaseQueue) else None
     store = claim.store if claim is not None else None
@@ -212,40 +258,42 @@ async def push_files(
     done = Ledger(ledger)
     sizes = {p: p.stat().st_size for p in files}
     bar = _progress(sum(sizes.values()), "B", "push", quiet)
-    skipped = 0
-    pushed_bytes = 0
+    under_way: dict[str, int] = {}  # id -> size of its file, until stored
     finished: list[str] = []
 
     async def items() -> AsyncIterator[tuple[str, Any]]:
-        nonlocal skipped, pushed_bytes
         for path in files:
             content, key = await asyncio.to_thread(load, path)
             id = item_id(path, b"", key)
             if id in done.ids:
-                skipped += 1
+                report.skipped += 1
                 bar.update(sizes[path])
                 continue
             try:
                 value = ingest(path, content)
             except Exception as e:
                 raise ConfigError(f"pipeteer push: ingesting {path} failed: {type(e).__name__}: {e}") from e
-            pushed_bytes += sizes[path]
+            under_way[id] = sizes[path]
             yield id, value
             bar.update(sizes[path])
 
     def on_done(id: str) -> None:
+        report.pushed += 1
+        report.bytes += under_way.pop(id, 0)
         finished.append(id)
         if len(finished) >= 32:
             done.add(finished)
             finished.clear()
 
     try:
-        pushed = await queues.Qin.push_many(items(), concurrency=concurrency, done=on_done)
+        await queues.Qin.push_many(items(), concurrency=concurrency, done=on_done)
     finally:
-        done.add(finished)
-        done.close()
-        bar.close()
-    return PushReport(pushed, skipped, pushed_bytes)
+        try:
+            done.add(finished)  # what was stored, failure or not: a re-run skips it
+        finally:
+            done.close()
+            bar.close()
+    return report
 
 
 # --- pull ------------------------------------------------------------------------------------
@@ -268,12 +316,14 @@ def _json(value: Any) -> Any:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write `path` so that it is either absent or whole, and durable once this returns."""
+    """Write `path` so that it is either absent or whole, and durable once this returns (on a full
+    disk: `StorageFull`, and no file under either name)."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    with publishing(tmp, path), open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    with room_for(path, doing=f"writing {format_size(len(data))}", fix=EXPORT_FIX):
+        with publishing(tmp, path), open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def write_output(
@@ -383,6 +433,17 @@ async def drained(queues: WorkflowQueues, app: App) -> bool:
     return not (isinstance(out, BaseQueue) and (await out.pending()).count)
 
 
+@dataclass
+class PullReport:
+    """How far a pull got, counted as outputs are named in the manifest: a caller that passes one to
+    `pull_outputs` reads it even when the pull fails (`pipeteer pull` then says how far it got)."""
+
+    written: int = 0
+    """Outputs this run wrote (files durable, named in the manifest)."""
+    listed: int = 0
+    """Outputs the manifest listed when the run began (written by earlier runs)."""
+
+
 async def pull_outputs(
     app: App,
     queues: WorkflowQueues,
@@ -395,8 +456,10 @@ async def pull_outputs(
     poll: float = 0.2,
     quiet: bool = False,
     link: bool = False,
+    report: PullReport | None = None,
 ) -> int:
-    """Write outputs to `dest` (see the module doc). Returns how many this run wrote.
+    """Write outputs to `dest` (see the module doc). Returns how many this run wrote (also counted
+    in `report`, if given, as the pull goes).
 
     Stops when the output queue is empty, unless `follow` (wait for more, until interrupted),
     `until_empty` (until no stage holds an item either) or `expect` (until the manifest has that many).
@@ -406,9 +469,13 @@ async def pull_outputs(
     """
     if concurrency < 1:
         raise ValueError(f"pull_outputs: concurrency must be >= 1, got {concurrency}")
-    dest.mkdir(parents=True, exist_ok=True)
-    done = manifest_ids(dest / MANIFEST)  # outputs already written (by this run or an earlier one)
-    lines = open(dest / MANIFEST, "a")
+    report = PullReport() if report is None else report
+    manifest = dest / MANIFEST
+    with room_for(dest, doing="making the directory and its manifest", fix=EXPORT_FIX):
+        dest.mkdir(parents=True, exist_ok=True)
+        done = manifest_ids(manifest)  # outputs already written (by this run or an earlier one)
+        lines = _open_append(manifest)
+    report.listed = len(done)
     Qout = queues.Qout
     if not isinstance(Qout, BaseQueue):
         raise ConfigError(f"pipeteer pull: the output queue of {app.name!r} cannot be read")
@@ -442,10 +509,9 @@ async def pull_outputs(
             changed.set()
 
     def commit(records: list[dict[str, Any]]) -> None:
-        fsync_path(dest)  # the files' names are durable before the manifest names them
-        lines.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
-        lines.flush()
-        os.fsync(lines.fileno())
+        with room_for(manifest, doing=f"naming {len(records)} output(s) in the manifest", fix=EXPORT_FIX):
+            fsync_path(dest)  # the files' names are durable before the manifest names them
+            append_durably(lines, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode())
 
     async def pops(ids: list[str]) -> None:
         try:
@@ -467,6 +533,7 @@ async def pull_outputs(
             await asyncio.to_thread(commit, records)
             done.update(r["id"] for r in records)
             written += len(records)
+            report.written = written
             bar.update(len(records))
         if ids:
             task = asyncio.ensure_future(pops(ids))
@@ -515,7 +582,7 @@ async def pull_outputs(
         for task in running | popping:
             task.cancel()
         bar.close()
-        lines.close()
+        os.close(lines)
     return written
 
 
