@@ -209,10 +209,19 @@ class StageEngine:
                 target=self._run, name=f"pipeteer-kafka:{self.stage_name}", daemon=True
             )
             self._thread.start()
-        if not self._started.is_set():
-            await asyncio.to_thread(self._attempted.wait)
-        if not self._started.is_set() and self._start_error is not None:
-            raise self._start_error  # the thread keeps trying; a later start() may succeed
+        while not self._started.is_set():
+            await asyncio.to_thread(self._attempted.wait, 1.0)
+            error = self._start_error
+            if self._started.is_set() or error is None or not self._attempted.is_set():
+                continue
+            if self._stop.is_set():
+                raise error
+            if isinstance(error, BrokerUnreachable) or classify_exception(error, "producer") is Fault.RETRY:
+                # A fault of the cluster (a broker away, a coordinator moving): the thread tries again
+                # within seconds; the caller waits for it rather than failing (and backing off) itself.
+                self._attempted.clear()
+                continue
+            raise error  # (the thread keeps trying; a later start() may succeed)
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is finished, leave the group, stop the thread."""
@@ -883,8 +892,8 @@ class StageEngine:
         aborted. Either way the input is rewound to the last commit: nothing is lost or duplicated."""
         err = error_of(e)
         fault = classify_exception(e, "producer")
-        if err is not None and fault is not Fault.PRODUCER and classify(err, "consumer") is Fault.CONSUMER:
-            self._consumer_fault = err  # (e.g. the offsets refused: this member was fenced)
+        if fault is Fault.CONSUMER:  # (e.g. the offsets refused: this member was fenced)
+            self._consumer_fault = err
         if self.metrics is not None:
             self.metrics.commit_failures.inc()
         self.progress.failed(str(err or e))

@@ -27,6 +27,8 @@ committed together or not at all, and every answer but RETRY rewinds to the last
 <Fault.CONSUMER: 'consumer'>
 >>> classify(KafkaError(KafkaError.INVALID_TXN_STATE, fatal=True), "producer")
 <Fault.PRODUCER: 'producer'>
+>>> classify(KafkaError(KafkaError.FENCED_INSTANCE_ID), "producer")  # (from send_offsets_to_transaction)
+<Fault.CONSUMER: 'consumer'>
 >>> classify(KafkaError(KafkaError._ALL_BROKERS_DOWN), "consumer")
 <Fault.UNREACHABLE: 'unreachable'>
 """
@@ -77,17 +79,19 @@ TRANSIENT = frozenset({
 """States a cluster leaves by itself: a leader or coordinator moving (a broker restarted, killed or
 stalled), a topic just created, fewer in-sync replicas for a moment, a request that timed out."""
 
-FENCED = frozenset({
+PRODUCER_FENCED = frozenset({
     KafkaError.PRODUCER_FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
     KafkaError.INVALID_TXN_STATE,
     KafkaError.TRANSACTION_COORDINATOR_FENCED,
     KafkaError.INVALID_PRODUCER_ID_MAPPING,
-    KafkaError.FENCED_INSTANCE_ID,
-    KafkaError._FENCED,
-    KafkaError._FATAL,
 })
-"""Errors after which the client that met them never works again: it must be replaced."""
+"""The producer is fenced or its transactional state is lost, whichever client call reported it."""
+
+CONSUMER_FENCED = frozenset({KafkaError.FENCED_INSTANCE_ID})
+"""The consumer's static membership was taken over (its session expired and it was removed, or another
+member joined with its `group.instance.id`): it never consumes again, whichever call reported it (the
+producer's `send_offsets_to_transaction` too)."""
 
 UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN})
 """No broker of the cluster answers (a single broker away is `_TRANSPORT`: transient)."""
@@ -96,7 +100,11 @@ UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN})
 def classify(err: KafkaError, client: Client) -> Fault:
     """What to do about `err`, met by `client` (see the module docstring)."""
     code = err.code()
-    if err.fatal() or code in FENCED:
+    if code in CONSUMER_FENCED:
+        return Fault.CONSUMER
+    if code in PRODUCER_FENCED:
+        return Fault.PRODUCER
+    if err.fatal() or code in (KafkaError._FATAL, KafkaError._FENCED):
         return Fault.PRODUCER if client == "producer" else Fault.CONSUMER
     if code in UNREACHABLE:
         return Fault.UNREACHABLE
