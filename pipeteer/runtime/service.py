@@ -46,6 +46,11 @@ UNREADY_STALL = 10.0
 """... and for this long (or `stall_seconds`, if shorter) it is not ready: a stage that does not work
 says so, instead of taking requests it cannot serve. A broker restart costs a healthy stage up to
 about this much (the cluster notices a dead broker after 9 s), so it may show, briefly."""
+RAN_A_WHILE = 30.0
+"""A stage that ran this long before failing again starts its backoff afresh (a new failure, not the same one)."""
+UNAVAILABLE_PAUSE = 5.0
+"""Longest pause before a stage waiting for its backend (brokers away, disk full) tries again: it goes
+on within seconds of the backend's return, whatever backoff the wait has grown."""
 WATCH_EVERY = 1.0
 """Seconds between two looks of the watchdog at the stages' progress."""
 EXIT_STALLED = 3
@@ -293,7 +298,10 @@ class StageService:
 
     async def _supervise(self, stage: str) -> None:
         delay = self.restart.initial
+        loop = asyncio.get_running_loop()
+        waiting: str | None = None  # why the stage waits for its backend: said once, when the wait begins
         while True:
+            began = loop.time()
             try:
                 await self.app.artifact(self.queues, stage)
                 log.warning("stage %r returned; not restarting it", stage)
@@ -301,11 +309,23 @@ class StageService:
             except asyncio.CancelledError:
                 raise
             except Unavailable as e:  # not the stage's fault (brokers away, disk full): wait, without a traceback
-                log.warning("stage %r waits for its backend: %s; retrying in %.1fs", stage,
-                            e.error if isinstance(e, BrokerUnreachable) else e, delay)
-                await asyncio.sleep(delay)
+                if loop.time() - began > RAN_A_WHILE:  # it worked meanwhile: a new wait, said anew
+                    waiting, delay = None, self.restart.initial
+                why = str(e.error if isinstance(e, BrokerUnreachable) else e)
+                if waiting is None:
+                    log.warning("stage %r waits for its backend: %s; trying again every %.0fs at most",
+                                stage, why, UNAVAILABLE_PAUSE)
+                elif why != waiting:
+                    log.info("stage %r still waits for its backend: %s", stage, why)
+                waiting = why
+                await asyncio.sleep(min(delay, UNAVAILABLE_PAUSE))
                 delay = min(delay * 2, self.restart.maximum)
             except Exception as e:
+                if waiting is not None:
+                    log.info("stage %r: its backend is available again", stage)
+                    waiting = None
+                if loop.time() - began > RAN_A_WHILE:
+                    delay = self.restart.initial
                 queue = self.queues.stage_queue(stage)
                 gone = queue.lost(e)
                 if gone is not None:  # another process of this stage completed it first: not a failure
