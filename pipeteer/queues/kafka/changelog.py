@@ -102,12 +102,20 @@ def committed(consumer: Any, topic: str, partitions: list[int], timeout: float =
     return result
 
 
+ASK_TRY = 2.0
+"""Seconds one request for offsets may take before it is asked again. A request to a partition's leader
+that just died waits out its whole timeout (the client does not look for the new leader meanwhile):
+with one 30 s try, a stage restoring its pending items after a broker kill stood still for 30 s where
+the cluster needed 9 s to elect a new leader."""
+
+
 def _patiently(call: Any, timeout: float) -> Any:
-    """`call(wait)` until it answers, retried while Kafka says the state is transient, up to `timeout`."""
+    """`call(wait)` in tries of `ASK_TRY` seconds until it answers, retried while Kafka says the state is
+    transient (`faults.Fault.RETRY`: a timed-out try is one), up to `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return call(max(deadline - time.monotonic(), 1.0))
+            return call(max(min(ASK_TRY, deadline - time.monotonic()), 0.5))
         except KafkaException as e:
             # A cluster passing through a state (a leader or coordinator moving or loading, a broker away:
             # `faults.classify`) is asked again; anything else is the caller's to handle.

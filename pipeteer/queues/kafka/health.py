@@ -88,6 +88,11 @@ class RateLimiter:
             self.logger.log(level, "%s%s", text, more)
 
 
+QUIET_FACILITIES = frozenset({"FAIL"})
+"""librdkafka's lines about a connection that failed or closed, one per client and attempt: the
+`BrokerWatch` says each broker's change of state once, by name, so these are debug lines."""
+
+
 class ClientLog:
     """librdkafka's `logger`: its messages as Python log records (confluent-kafka gives Python levels), rate-limited."""
 
@@ -101,13 +106,23 @@ class ClientLog:
             text = " ".join(str(a) for a in (fmt, *args))
         # the same message from another client of the process (its name differs) is the same message
         key = f"{args[0]} {args[-1]}" if len(args) == 3 else text
-        self.limiter.log(level if isinstance(level, int) else logging.INFO, text, key)
+        level = level if isinstance(level, int) else logging.INFO
+        if len(args) == 3 and args[0] in QUIET_FACILITIES:
+            level = min(level, logging.DEBUG)
+        self.limiter.log(level, text, key)
 
+
+SEEN_UP_AFTER = 2.0
+"""Seconds after a broker was said unreachable before a client's statistics saying it is "UP" count:
+statistics taken a moment before the client noticed the failure still say "UP"."""
 
 BROKER_ERRORS = frozenset({KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError._TIMED_OUT})
 """Client errors about one broker (the message names it): the others may well answer."""
 
-_BROKER = re.compile(r"^(?:[^:\s]+: )?(?P<address>\[?[\w.:-]+?\]?:\d+)/(?P<node>\d+|bootstrap)\b")
+_BROKER = re.compile(
+    r"^(?:[^:\s]+: )?(?P<address>\[?[\w.:-]+?\]?:\d+)/(?P<node>\d+|bootstrap)\b"  # host:port/2: ...
+    r"|^(?:GroupCoordinator|TxnCoordinator)(?:/\d+)?: (?P<coordinator>\[?[\w.:-]+?\]?:\d+): "  # the coordinators' links
+)
 
 
 def broker_named(text: str) -> str | None:
@@ -117,11 +132,13 @@ def broker_named(text: str) -> str | None:
     '127.0.0.1:9092'
     >>> broker_named("kafka-1.example:9093/bootstrap: Disconnected (after 2ms in state UP)")
     'kafka-1.example:9093'
+    >>> broker_named("GroupCoordinator: 127.0.0.1:9094: Connect to ipv4#127.0.0.1:9094 failed: Connection refused")
+    '127.0.0.1:9094'
     >>> broker_named("1/1 brokers are down") is None
     True
     """
     m = _BROKER.match(text)
-    return None if m is None else m.group("address")
+    return None if m is None else m.group("address") or m.group("coordinator")
 
 
 class BrokerWatch:
@@ -169,10 +186,13 @@ class BrokerWatch:
         """A client's view of its brokers (`host:port` -> librdkafka's state, from its statistics): a broker
         said down and now "UP" is back, said once."""
         back = []
+        now = self.clock()
         with self._lock:
             for broker, state in states.items():
-                if state == "UP" and broker in self.brokers_down:
-                    back.append((broker, self.clock() - self.brokers_down.pop(broker)[0]))
+                since = self.brokers_down.get(broker, (now, ""))[0]
+                # (statistics a client took before it noticed the broker leave still say "UP")
+                if state == "UP" and broker in self.brokers_down and now - since >= SEEN_UP_AFTER:
+                    back.append((broker, now - self.brokers_down.pop(broker)[0]))
         for broker, seconds in back:
             log.warning("Kafka broker %s reachable again after %.0fs", broker, seconds)
 
