@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -90,7 +91,7 @@ def watermarks(consumer: Any, topic: str, partition: int, timeout: float = 30.0)
     for a while: a transient state of any Kafka cluster, not a failure of the caller.
     """
     low, high = _patiently(lambda wait: consumer.get_watermark_offsets(TopicPartition(topic, partition), wait, False),
-                           timeout)
+                           timeout, refresh=lambda: consumer.list_topics(topic, timeout=ASK_TRY))
     return int(low), int(high)
 
 
@@ -109,9 +110,12 @@ with one 30 s try, a stage restoring its pending items after a broker kill stood
 the cluster needed 9 s to elect a new leader."""
 
 
-def _patiently(call: Any, timeout: float) -> Any:
+def _patiently(call: Any, timeout: float, refresh: Callable[[], Any] | None = None) -> Any:
     """`call(wait)` in tries of `ASK_TRY` seconds until it answers, retried while Kafka says the state is
-    transient (`faults.Fault.RETRY`: a timed-out try is one), up to `timeout`."""
+    transient (`faults.Fault.RETRY`: a timed-out try is one), up to `timeout`; `refresh()` before each
+    retry. (A watermark request goes to the leader the client has in its metadata, and a failed one does
+    not make it look again: after a broker kill, the restorer kept asking the dead leader for 30 s while
+    the cluster had elected another in 10. Asking for the topic's metadata refreshes it.)"""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -122,6 +126,9 @@ def _patiently(call: Any, timeout: float) -> Any:
             if classify_exception(e, "restorer") is not Fault.RETRY or time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
+            if refresh is not None:
+                with contextlib.suppress(KafkaException):
+                    refresh()
 
 
 def read_changelog(

@@ -75,6 +75,8 @@ TRANSIENT = frozenset({
     KafkaError._RESOLVE,
     KafkaError._NOENT,
     KafkaError._OUTDATED,
+    KafkaError._DESTROY_BROKER,  # (the client dropped a broker that left the cluster's metadata)
+    KafkaError._NODE_UPDATE,
 })
 """States a cluster leaves by itself: a leader or coordinator moving (a broker restarted, killed or
 stalled), a topic just created, fewer in-sync replicas for a moment, a request that timed out."""

@@ -38,6 +38,7 @@ UNREACHABLE = frozenset({
 """Errors of a client call that mean: no broker of the cluster answered it (`translate`). As the
 `error_cb` of a client, only `_ALL_BROKERS_DOWN` means that; the others are about one broker."""
 
+_NONE_DOWN = re.compile(r"\b0/\d+ brokers are down")
 _VARYING = re.compile(r"\d+(\.\d+)?")
 
 
@@ -165,7 +166,8 @@ class BrokerWatch:
         """The clients' `error_cb`."""
         text = str(err.str())
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self.down(text)
+            if not _NONE_DOWN.search(text):  # (librdkafka says "0/3 brokers are down" when one leaves the metadata)
+                self.down(text)
             return
         broker = broker_named(text) if err.code() in BROKER_ERRORS else None
         if broker is not None:
