@@ -101,6 +101,13 @@ class Metrics:
         self.ready = Gauge(
             "pipeteer_stage_ready", "1 while the stage's service is ready (its /readyz answers 200)", labels, registry=r
         )
+        self.stalled = Gauge(
+            "pipeteer_stalled_seconds",
+            "Seconds the stage has had work waiting (records, a commit, a restore, its start-up) and made no "
+            "progress on it; 0 while it works or is idle. At PIPETEER_STALL_SECONDS its /healthz fails",
+            labels,
+            registry=r,
+        )
 
     def stage(self, stage: str) -> StageMetrics:
         return StageMetrics(self, stage)
@@ -197,6 +204,10 @@ class StageMetrics:
     def watch_ready(self, ready: Callable[[], bool]) -> None:
         """Compute the readiness gauge at scrape time."""
         self.metrics.ready.labels(*self.key).set_function(lambda: float(ready()))
+
+    def watch_stalled(self, seconds: Callable[[], float]) -> None:
+        """Compute the stalled-seconds gauge at scrape time (`Backend.stalls`)."""
+        self.metrics.stalled.labels(*self.key).set_function(seconds)
 
 
 def observe_many(histogram: Histogram, amounts: list[float]) -> None:

@@ -129,6 +129,7 @@ class StageService:
             self.progress.of(s).watch_pending(raw.__len__)
             self.progress.of(s).watch_ready(self.ready)
             self.progress.of(s).watch_held(_count(raw.held))
+            self.progress.of(s).watch_stalled(self._stalled_seconds(s))
             if retry is not None:
                 raw.retry = retry
             if self.measures_pending:
@@ -220,6 +221,10 @@ class StageService:
         reasons += self.backend.unready_reasons()  # Kafka: partitions, restore, brokers
         after = min(UNREADY_STALL, self.stall_seconds)
         return reasons + [st.describe() for st in self.backend.stalls() if st.seconds >= after and not st.outage]
+
+    def _stalled_seconds(self, stage: str) -> Callable[[], float]:
+        """A gauge's function: how long `stage` has made no progress on work waiting for it (0: none waits)."""
+        return lambda: max((st.seconds for st in self.backend.stalls() if st.stage == stage), default=0.0)
 
     def stuck(self) -> list[Stall]:
         """The stages of this service that are stuck: work waits, no progress for `stall_seconds`, and the

@@ -505,13 +505,15 @@ class StageEngine:
     def _say_failure(self, e: BaseException, client: Client, what: str) -> BaseException:
         """Log a failed start-up or recovery once, in the words its kind calls for (no traceback for a
         fault of the cluster: a broker away, a coordinator moving), and note it for the watchdog."""
+        err = error_of(e)
+        self.progress.failed(str(err or e))
+        if err is not None and classify(err, client) is Fault.RETRY:  # (one broker away, a leader moving: not an outage)
+            self.backend.watch.limiter.log(logging.WARNING, f"stage {self.stage_name!r}: {what}: {err.str()}",
+                                           key=f"{self.stage_name} {what} {err.code()}")
+            return e
         error = translate(e, self.backend.watch.bootstrap)
-        self.progress.failed(str(error_of(e) or error))
         if isinstance(error, BrokerUnreachable):  # said once by the watch
             self.backend.watch.down(error.error)
-        elif error_of(e) is not None and classify_exception(e, client) in (Fault.RETRY, Fault.UNREACHABLE):
-            self.backend.watch.limiter.log(logging.WARNING, f"stage {self.stage_name!r}: {what}: {error_of(e)}",
-                                           key=f"{self.stage_name} {what} {error_of(e)}")
         else:
             log.error("stage %r: %s", self.stage_name, what, exc_info=e)
         return error
