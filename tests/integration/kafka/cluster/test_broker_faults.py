@@ -8,7 +8,9 @@ TCP proxies (the others directly), so that a network fault cuts that one instanc
 the production profile (3 replicas, `min.insync.replicas=2`). Jobs are pushed at a steady rate while,
 one after the other, never two brokers down at once:
 
-1. the broker leading a partition of a's input is killed (-9), and restarted 7 s later;
+1. the broker leading a partition of a's input is killed (-9), and restarted 7 s later; a third `b`
+   instance is started meanwhile, and must be ready soon after Kafka has moved the leaders (it must
+   not wait out a client timeout on the dead broker);
 2. the transaction coordinator of one `a` instance's transactional id is killed, restarted 7 s later;
 3. a broker is stopped (SIGSTOP) for 15 s;
 4. one `a` instance is killed (-9) and restarted under its name;
@@ -258,10 +260,15 @@ def test_broker_and_network_faults_lose_nothing_and_leave_no_zombie(kafka_cluste
             victim = cluster.leader_of(topic["input"], 0)
             began = time.monotonic()
             cluster.kill9(victim)
+            procs["b-3"] = StageProcess(APP, "b", direct, "b-3", tmp_path, env=env).start()  # started meanwhile
             moved = wait_for(lambda: cluster.leader_of(topic["input"], 0) not in (victim, None), 60, "a new leader")
             faults.append(("leader kill -9", began, moved))
             time.sleep(max(0.0, began + 7 - time.monotonic()))
             cluster.restart(victim)
+            procs["b-3"].wait_ready(60)
+            started = time.monotonic() - began
+            print(f"\nb-3, started while a broker was down, ready after {started:.1f}s")
+            assert started < 30, f"a stage started while one broker of three was down took {started:.0f}s to be ready"
             cluster.wait_healthy()
             time.sleep(3)
 
