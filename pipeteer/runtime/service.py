@@ -405,7 +405,7 @@ class StageService:
                 return
             except Exception as e:
                 self.unchecked = f"this release's schemas are not checked yet: {e}"
-                delay = min(delay * 2, self.restart.maximum)
+                delay = min(delay * 2, UNAVAILABLE_PAUSE)  # (checked within seconds of the backend's return)
                 continue
             log.info("this release's schemas are checked: starting the stages")
             self.unchecked = None

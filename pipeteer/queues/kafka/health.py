@@ -38,7 +38,7 @@ UNREACHABLE = frozenset({
 """Errors of a client call that mean: no broker of the cluster answered it (`translate`). As the
 `error_cb` of a client, only `_ALL_BROKERS_DOWN` means that; the others are about one broker."""
 
-_NONE_DOWN = re.compile(r"\b0/\d+ brokers are down")
+_DOWN_COUNT = re.compile(r"\b(\d+)/(\d+) brokers are down")
 _VARYING = re.compile(r"\d+(\.\d+)?")
 
 
@@ -166,14 +166,26 @@ class BrokerWatch:
         """The clients' `error_cb`."""
         text = str(err.str())
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            if not _NONE_DOWN.search(text):  # (librdkafka says "0/3 brokers are down" when one leaves the metadata)
+            if self._whole_cluster(text):
                 self.down(text)
+            else:
+                log.debug("a client's partial view: %s", text)
             return
         broker = broker_named(text) if err.code() in BROKER_ERRORS else None
         if broker is not None:
             self.broker_down(broker, text)
         else:
             self.limiter.log(logging.WARNING, f"Kafka client error: {text}")
+
+    def _whole_cluster(self, text: str) -> bool:
+        """Whether librdkafka's "k/N brokers are down" is about the whole cluster: not when k is 0 (it says
+        so as a broker leaves the metadata), nor when the client knows fewer brokers than the bootstrap
+        servers name (a client that has learned only its coordinator says "1/1" when that one dies)."""
+        m = _DOWN_COUNT.search(text)
+        if m is None:
+            return True
+        down, known = int(m.group(1)), int(m.group(2))
+        return down > 0 and known >= len([b for b in self.bootstrap.split(",") if b.strip()])
 
     def broker_down(self, broker: str, why: str) -> None:
         """A client could not reach `broker`: said once, until it is seen up again."""

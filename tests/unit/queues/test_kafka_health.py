@@ -105,3 +105,15 @@ def test_the_client_statistics_name_brokers_by_address() -> None:
         "GroupCoordinator": {"nodeid": -1, "state": "UP"},
     }}
     assert broker_states(stats) == {"127.0.0.1:9092": "UP", "127.0.0.1:9093": "DOWN"}
+
+
+def test_a_clients_partial_view_is_not_an_outage() -> None:
+    """librdkafka says "1/1 brokers are down" from a client that knows only its dead coordinator, and
+    "0/3 brokers are down" as a broker leaves the metadata: with three bootstrap servers, neither means
+    the cluster is unreachable; "3/3" does."""
+    watch = BrokerWatch("b1:9092,b2:9092,b3:9092", RateLimiter(logging.getLogger("test.watch")))
+    watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "0/3 brokers are down"))
+    assert watch.reason() is None
+    watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "3/3 brokers are down"))
+    assert watch.reason() is not None and "3/3 brokers are down" in watch.reason()  # type: ignore[operator]
