@@ -150,6 +150,7 @@ class Probes(threading.Thread):
         super().__init__(name="probes", daemon=True)
         self.procs = procs
         self.answers: dict[str, list[tuple[float, int, int]]] = {}  # instance -> (when, readyz, healthz)
+        self.reasons: dict[str, list[tuple[float, str]]] = {}  # instance -> (when, why not ready)
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -161,8 +162,12 @@ class Probes(threading.Thread):
                     codes = []
                     for path in ("/readyz", "/healthz"):
                         try:
-                            codes.append(client.get(p.base + path).status_code)
-                        except httpx.HTTPError:
+                            r = client.get(p.base + path)
+                            codes.append(r.status_code)
+                            if path == "/readyz" and r.status_code != 200:
+                                self.reasons.setdefault(name, []).append(
+                                    (time.monotonic(), "; ".join(r.json().get("reasons", []))[:300]))
+                        except (httpx.HTTPError, ValueError):
                             codes.append(0)
                     self.answers.setdefault(name, []).append((time.monotonic(), codes[0], codes[1]))
                 time.sleep(0.5)
@@ -265,10 +270,11 @@ def test_broker_and_network_faults_lose_nothing_and_leave_no_zombie(kafka_cluste
             faults.append(("leader kill -9", began, moved))
             time.sleep(max(0.0, began + 7 - time.monotonic()))
             cluster.restart(victim)
-            procs["b-3"].wait_ready(60)
+            procs["b-3"].wait_ready(90)
             started = time.monotonic() - began
             print(f"\nb-3, started while a broker was down, ready after {started:.1f}s")
-            assert started < 30, f"a stage started while one broker of three was down took {started:.0f}s to be ready"
+            why = sorted({f"{t - began:.0f}s: {r}" for t, r in probes.reasons.get("b-3", [])})
+            assert started < 30, f"a stage started while one broker of three was down took {started:.0f}s to be ready: {why}"
             cluster.wait_healthy()
             time.sleep(3)
 
