@@ -326,7 +326,7 @@ class Cluster:
                     raise RuntimeError(f"node {n.id} exited with {n.proc.returncode if n.proc else None}: "
                                        f"see {n.dir / 'broker.log'}")
             with contextlib.suppress(Exception):
-                return ids <= set(self._metadata().brokers)
+                return ids <= set(self.metadata().brokers)
             return False
 
         wait_for(registered, max(1.0, deadline - time.monotonic()), f"nodes {sorted(ids)} in the cluster's metadata")
@@ -337,15 +337,15 @@ class Cluster:
         from confluent_kafka import Producer
         from confluent_kafka.admin import AdminClient
 
-        p = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": f"warm-up-{uuid.uuid4().hex[:6]}",
-                      "logger": _client_log})
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": _client_log}
+        p = Producer({**conf, "transactional.id": f"warm-up-{uuid.uuid4().hex[:6]}"})
         p.init_transactions(max(1.0, deadline - time.monotonic()))
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _client_log})
+        admin = AdminClient(conf)
 
         def offsets_topic() -> bool:
             with contextlib.suppress(Exception):
                 admin.describe_consumer_groups(["warm-up"], request_timeout=5)["warm-up"].result()
-            return "__consumer_offsets" in self._metadata().topics
+            return "__consumer_offsets" in self.metadata().topics
 
         wait_for(offsets_topic, max(1.0, deadline - time.monotonic()), "__consumer_offsets to be created")
 
@@ -391,7 +391,7 @@ class Cluster:
         wait_for_kafka(n.bootstrap, timeout, alive=n.proc)
         self._wait_registered({node_id}, began + timeout)
         # and the others see it, not only itself
-        wait_for(lambda: node_id in self._metadata(exclude={node_id}).brokers, max(1.0, began + timeout - time.monotonic()),
+        wait_for(lambda: node_id in self.metadata(exclude={node_id}).brokers, max(1.0, began + timeout - time.monotonic()),
                  f"node {node_id} in the other nodes' metadata")
 
     def stop(self, node_id: int) -> None:
@@ -442,8 +442,9 @@ class Cluster:
 
     # --- where things are ---------------------------------------------------------------------
 
-    def _metadata(self, topic: str | None = None, exclude: Collection[int] = (), timeout: float = 3.0) -> Any:
-        """Cluster metadata from one running, unstopped node (asked alone: a stopped node would not answer)."""
+    def metadata(self, topic: str | None = None, exclude: Collection[int] = (), timeout: float = 3.0) -> Any:
+        """Cluster metadata (confluent-kafka's `ClusterMetadata`) from one running, unstopped node, asked
+        alone: a client that knows every node may send its request to a stopped one and wait for it."""
         from confluent_kafka.admin import AdminClient
 
         errors = []
@@ -451,21 +452,26 @@ class Cluster:
             if n.id in exclude or n.stopped or not n.alive():
                 continue
             try:
-                admin = AdminClient({"bootstrap.servers": n.bootstrap, "logger": _client_log})
+                conf: dict[str, Any] = {"bootstrap.servers": n.bootstrap, "logger": _client_log}
+                admin = AdminClient(conf)
                 return admin.list_topics(topic, timeout=timeout)
             except Exception as e:
                 errors.append(f"node {n.id}: {e}")
         raise RuntimeError(f"no node answered a metadata request: {errors or 'none is running'}")
 
-    def leader_of(self, topic: str, partition: int) -> int | None:
-        """The node leading `topic`'s `partition` in the cluster's metadata now (None while it has none)."""
-        meta = self._metadata(topic).topics.get(topic)
+    def leaders(self, topic: str) -> dict[int, int | None]:
+        """Partition -> the node leading it in the cluster's metadata now (None while it has none)."""
+        meta = self.metadata(topic).topics.get(topic)
         if meta is None or (meta.error is not None and not meta.partitions):
             raise LookupError(f"topic {topic} is not in the cluster's metadata: {meta.error if meta else 'absent'}")
-        p = meta.partitions.get(partition)
-        if p is None:
+        return {p.id: (p.leader if p.leader >= 0 else None) for p in meta.partitions.values()}
+
+    def leader_of(self, topic: str, partition: int) -> int | None:
+        """The node leading `topic`'s `partition` in the cluster's metadata now (None while it has none)."""
+        leaders = self.leaders(topic)
+        if partition not in leaders:
             raise LookupError(f"topic {topic} has no partition {partition}")
-        return p.leader if p.leader >= 0 else None
+        return leaders[partition]
 
     def transaction_coordinator(self, transactional_id: str) -> int | None:
         """The node coordinating `transactional_id`: the leader of its partition of `__transaction_state`
@@ -486,7 +492,7 @@ class Cluster:
                 if n.stopped or not n.alive()]
         if down:
             return down
-        meta = self._metadata()
+        meta = self.metadata()
         problems = [f"node {i} is not in metadata" for i in NODE_IDS if i not in meta.brokers]
         for name, t in sorted(meta.topics.items()):
             if t.error is not None:

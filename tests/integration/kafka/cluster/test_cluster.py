@@ -189,13 +189,13 @@ class TxWriter(threading.Thread):
                     p.begin_transaction()
                     for i in batch:
                         p.produce(self.topic, str(i).encode(), f"k{i}".encode())
-                    self.retry(lambda p=p: p.commit_transaction(10))  # type: ignore[misc]
+                    self.retry(lambda p=p: p.commit_transaction(10))
                     self.committed.extend(batch)
                 except KafkaException as e:
                     err = e.args[0]
                     self.errors.append(f"{'fatal' if err.fatal() else 'abortable' if err.txn_requires_abort() else 'other'}: {err}")
                     if err.txn_requires_abort():
-                        self.retry(lambda p=p: p.abort_transaction(10))  # type: ignore[misc]
+                        self.retry(lambda p=p: p.abort_transaction(10))
                         self.aborted.extend(batch)
                     else:
                         self.unknown.extend(batch)
@@ -313,8 +313,7 @@ def test_a_client_at_the_proxies_only_talks_through_them(kafka_cluster: Cluster,
 
         c.assign([TopicPartition(topic, part, 0) for part in range(3)])
         got: list[Any] = []
-        wait_for(lambda: got.extend(m for m in c.consume(30, 0.2) if m.error() is None) or len(got) >= 30, 30,
-                 "30 records through the proxies")
+        wait_for(lambda: _take(c, got) >= 30, 30, "30 records through the proxies")
         assert all(cluster.proxies[n].accepted > accepted[n] for n in (1, 2, 3)), "a connection to every leader"
 
         cluster.cut_all()
@@ -330,11 +329,16 @@ def test_a_client_at_the_proxies_only_talks_through_them(kafka_cluster: Cluster,
         for i in range(30, 40):
             p.produce(topic, str(i).encode())
         assert p.flush(30) == 0
-        wait_for(lambda: got.extend(m for m in c.consume(30, 0.2) if m.error() is None) or len(got) >= 40, 30,
-                 "the records written after heal_all")
+        wait_for(lambda: _take(c, got) >= 40, 30, "the records written after heal_all")
         assert sorted(int(m.value()) for m in got) == list(range(40))
     finally:
         c.close()
+
+
+def _take(c: Consumer, got: list[Any]) -> int:
+    """Adds to `got` what `c` has (waiting up to 0.2 s); returns how many `got` holds."""
+    got.extend(m for m in c.consume(30, 0.2) if m.error() is None)
+    return len(got)
 
 
 def _metadata_answers(c: Consumer, topic: str) -> bool:
