@@ -75,6 +75,7 @@ TRANSIENT = frozenset({
     KafkaError._RESOLVE,
     KafkaError._NOENT,
     KafkaError._OUTDATED,
+    KafkaError.OFFSET_NOT_AVAILABLE,  # (a new leader's high watermark not caught up yet, just after an election)
     KafkaError._DESTROY_BROKER,  # (the client dropped a broker that left the cluster's metadata)
     KafkaError._NODE_UPDATE,
 })
