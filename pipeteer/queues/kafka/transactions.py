@@ -35,8 +35,13 @@ the first AddPartitionsToTxn of a transaction after 20 ms for the same reason). 
 `retry.backoff.ms` of the user's wins."""
 
 CALL_TRY = 10.0
-"""Seconds one try of a transactional call (`init_transactions`, `send_offsets_to_transaction`,
-`commit_transaction`) may take before it is tried again (`StageProducer._patiently`)."""
+"""Seconds one try of `init_transactions` may take before it is tried again (`StageProducer._patiently`).
+A commit's tries (`send_offsets_to_transaction`, `commit_transaction`) last the transaction timeout and
+5 s more instead: records sent to a leader that died are retried to the new one or time out within the
+transaction timeout, and one try then answers either way (committed, or abortable). With 10 s tries at
+the 10 s default timeout, the first try ended just before the records' fate was known and the second
+waited until the coordinator had aborted the transaction and fenced the producer: 20 s where a
+hand-written loop took 13 (`bench/faults.md`)."""
 
 UNACKED_BYTES = 4 << 20
 """What the transactional producer holds at most of records not yet acknowledged by the brokers
@@ -96,7 +101,7 @@ class StageProducer:
         self._patiently("init_transactions", producer.init_transactions, tx.timeout_ms / 1000 + 30)
         return producer
 
-    def _patiently(self, what: str, call: Callable[[float], Any], budget: float) -> None:
+    def _patiently(self, what: str, call: Callable[[float], Any], budget: float, each: float = CALL_TRY) -> None:
         """`call(timeout)` in tries of `CALL_TRY` seconds while the error is a fault of the cluster that
         passes (`faults.Fault.RETRY`: a coordinator moving or loading, a broker away, a try timed out),
         up to `budget` seconds in all; librdkafka allows these calls again after such an error. One long
@@ -105,7 +110,7 @@ class StageProducer:
         deadline = time.monotonic() + budget
         while True:
             try:
-                call(max(min(CALL_TRY, deadline - time.monotonic()), 1.0))
+                call(max(min(each, deadline - time.monotonic()), 1.0))
                 return
             except KafkaException as e:
                 if classify_exception(e, "producer") is not Fault.RETRY or time.monotonic() >= deadline:
@@ -182,7 +187,8 @@ class StageProducer:
             started = time.monotonic()
             metadata = group_metadata()
             self._patiently("send_offsets_to_transaction",
-                            lambda wait: self.producer.send_offsets_to_transaction(tps, metadata, wait), 30)
+                            lambda wait: self.producer.send_offsets_to_transaction(tps, metadata, wait), 60,
+                            self._commit_try())
             if time.monotonic() - started > SLOW_COMMIT:
                 log.warning("stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started)
         if not (self.produced or offsets):
@@ -195,8 +201,12 @@ class StageProducer:
         self._begin()
         return took
 
+    def _commit_try(self) -> float:
+        """Seconds one try of a commit's calls may take (see `CALL_TRY`)."""
+        return self.settings.transactions.timeout_ms / 1000 + 5
+
     def _commit_transaction(self) -> None:
-        self._patiently("commit_transaction", self.producer.commit_transaction, 60)
+        self._patiently("commit_transaction", self.producer.commit_transaction, 60, self._commit_try())
 
     def abort(self, fatal: bool) -> None:
         """Abort the open transaction (or, after a fatal error or a failed abort, replace the producer,
