@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeteer.codec import check_release, codec_for, unknown_writers
-from pipeteer.errors import BrokerUnreachable, ConfigError, SchemaError, Unavailable
+from pipeteer.errors import BrokerUnreachable, CommitAborted, ConfigError, SchemaError, Unavailable
 from pipeteer.plan import Plan
 from pipeteer.queues.base import Retry
 from pipeteer.queues.progress import Stall
@@ -490,11 +490,21 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+async def _try_again(request: Request, exc: Exception) -> Response:
+    """A completion the backend could not make durable now (its transaction aborted while a broker moved,
+    the brokers away, the disk full): 503 with Retry-After, not a 500 with a traceback. Nothing was done:
+    the task is still pending, and the same request succeeds once the backend can take it."""
+    log.info("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": _short(f"not done, try again: {exc}")}, status_code=503, headers={"Retry-After": "1"})
+
+
 def harden(app: FastAPI, docs: bool) -> None:
     """Error answers that never echo unbounded input, and no API docs unless asked for (user apps too)."""
     app.exception_handlers[StarletteHTTPException] = _http_error
     app.exception_handlers[HTTPException] = _http_error
     app.exception_handlers[RequestValidationError] = _validation_error
+    app.exception_handlers[CommitAborted] = _try_again
+    app.exception_handlers[Unavailable] = _try_again
     if not docs:
         hidden = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
         app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in hidden]

@@ -106,3 +106,28 @@ def test_run_collects_garbage_at_the_stage_thresholds(monkeypatch: pytest.Monkey
     finally:
         gc.set_threshold(*before)
     assert seen == [GC_THRESHOLDS] and GC_THRESHOLDS[0] > before[0]
+
+
+async def test_a_completion_the_backend_cannot_make_durable_now_answers_503_not_500() -> None:
+    """A web stage's request that meets an aborted transaction (a broker moving) or an unavailable backend
+    (brokers away, disk full) answers 503 with Retry-After and says why, instead of a 500 and a traceback:
+    nothing was done, and the same request succeeds later."""
+    from fastapi import FastAPI
+
+    from pipeteer.errors import CommitAborted, StorageFull
+    from pipeteer.runtime.service import harden
+
+    web = FastAPI()
+
+    @web.post("/decide")
+    async def decide(id: str) -> dict[str, str]:
+        if id == "aborted":
+            raise CommitAborted("queue 'h' (topic t.h): transaction aborted (a broker moved); try again")
+        raise StorageFull("/data/q.db", doing="moving item 'x'", free=0, fix="free space there")
+
+    harden(web, docs=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://test") as client:
+        for id, said in (("aborted", "transaction aborted"), ("full", "no space left on /data/q.db")):
+            r = await client.post("/decide", params={"id": id})
+            assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+            assert r.json()["detail"].startswith("not done, try again: ") and said in r.json()["detail"]

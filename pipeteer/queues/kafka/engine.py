@@ -660,9 +660,8 @@ class StageEngine:
             dry = False
             msgs = []
             time.sleep(BUSY_POLL)
-        if msgs:
+        if msgs and self._ingest(msgs):  # (records, not only errors: proof that the cluster answers)
             self._reachable()
-            self._ingest(msgs)
             self.progress.made(time.monotonic())
         self.txn.poll()  # (delivery reports: acknowledged records make room in the producer)
         self._open_transaction()
@@ -761,7 +760,8 @@ class StageEngine:
             self._reassigned = False
         return paused or not stop
 
-    def _ingest(self, msgs: list[Any]) -> None:
+    def _ingest(self, msgs: list[Any]) -> int:
+        """Take a consumed batch into the pending table; returns how many records it held (errors aside)."""
         # The per-record hot path of the engine thread: keep it to decoding and one table insert.
         # Records are decoded before the lock is taken (the stage loop takes it for every item, on
         # the event loop); only this thread changes the assignment, so it can be read unlocked.
@@ -770,10 +770,12 @@ class StageEngine:
         assigned = self._assigned
         decoded: list[Entry | Any] = []  # an Entry, or a record that cannot be decoded
         add = decoded.append
+        records = 0
         for m in msgs:
             if m.error() is not None:
                 self._consume_error(m.error())
                 continue
+            records += 1
             p = m.partition()
             if p not in assigned:
                 continue
@@ -805,6 +807,7 @@ class StageEngine:
             self.metrics.dead_letters.inc(dead)
         if wake:
             self._wake()
+        return records
 
     def _held_entry(self, m: Any, now: float) -> Entry:
         """The pending entry of an input record this instance cannot read (decoded again, naming where it
@@ -988,10 +991,14 @@ class StageEngine:
         self._forget(ps)
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        log.warning("stage %r: lost partitions %s", self.stage_name, [tp.partition for tp in partitions])
+        ps = [tp.partition for tp in partitions]
+        log.warning("stage %r: lost partitions %s", self.stage_name, ps)
         self._close_transaction()
         self.txn.abort(False)
         self._reset_state(CommitAborted(f"{self.queue.describe()}: partitions lost; try again"))
+        with self.lock:
+            self._assigned.difference_update(ps)
+        self._waiting_input = []
 
     def _forget(self, ps: list[int]) -> None:
         with self.lock:

@@ -274,7 +274,8 @@ def test_broker_and_network_faults_lose_nothing_and_leave_no_zombie(kafka_cluste
             started = time.monotonic() - began
             print(f"\nb-3, started while a broker was down, ready after {started:.1f}s")
             why = sorted({f"{t - began:.0f}s: {r}" for t, r in probes.reasons.get("b-3", [])})
-            assert started < 30, f"a stage started while one broker of three was down took {started:.0f}s to be ready: {why}"
+            # (a client timeout waited out on the dead broker would be 40 s on its own; on a quiet machine this is 10 s)
+            assert started < 60, f"a stage started while one broker of three was down took {started:.0f}s to be ready: {why}"
             cluster.wait_healthy()
             time.sleep(3)
 
