@@ -902,13 +902,16 @@ class StageEngine:
         if self.metrics is not None:
             self.metrics.commit_failures.inc()
         self.progress.failed(str(err or e))
-        how = "recreating the producer" if fault is Fault.PRODUCER else "aborting"
+        # A fault of the cluster that outlasted the commit's tries: a new producer looks for the transaction
+        # coordinator afresh (and its start aborts the open transaction); an abort would ask the old one.
+        fatal = fault in (Fault.PRODUCER, Fault.RETRY, Fault.UNREACHABLE)
+        how = "recreating the producer" if fatal else "aborting"
         if fault in (Fault.RETRY, Fault.UNREACHABLE):  # a fault of the cluster: said per broker by the watch
             self.backend.watch.limiter.log(logging.WARNING, f"stage {self.stage_name!r}: transaction failed ({err}); {how}",
                                            key=f"{self.stage_name} transaction {err.code() if err else e}")
         else:
             log.warning("stage %r: transaction failed (%s); %s", self.stage_name, err, how)
-        self._recover(fatal=fault is Fault.PRODUCER, error=e)
+        self._recover(fatal=fatal, error=e)
 
     def _recover(self, *, fatal: bool, error: BaseException | None) -> None:
         """Abort (or recreate the producer), then rewind: restore from the changelog, seek to committed offsets."""

@@ -43,6 +43,12 @@ the 10 s default timeout, the first try ended just before the records' fate was 
 waited until the coordinator had aborted the transaction and fenced the producer: 20 s where a
 hand-written loop took 13 (`bench/faults.md`)."""
 
+COMMIT_TRIES = 2
+"""Tries of a commit's calls before the producer is replaced (`StageEngine._on_transaction_error`): a
+coordinator that stalled (SIGSTOP, a long pause) keeps the client's requests waiting on it even once
+Kafka has moved its role elsewhere, and a new producer finds the new coordinator at once (fencing the
+old one, which aborts its transaction)."""
+
 UNACKED_BYTES = 4 << 20
 """What the transactional producer holds at most of records not yet acknowledged by the brokers
 (librdkafka's `queue.buffering.max.kbytes`; its default is 1 GiB). A commit first waits for every
@@ -101,7 +107,8 @@ class StageProducer:
         self._patiently("init_transactions", producer.init_transactions, tx.timeout_ms / 1000 + 30)
         return producer
 
-    def _patiently(self, what: str, call: Callable[[float], Any], budget: float, each: float = CALL_TRY) -> None:
+    def _patiently(self, what: str, call: Callable[[float], Any], budget: float, each: float = CALL_TRY,
+                   tries: int = 1000) -> None:
         """`call(timeout)` in tries of `CALL_TRY` seconds while the error is a fault of the cluster that
         passes (`faults.Fault.RETRY`: a coordinator moving or loading, a broker away, a try timed out),
         up to `budget` seconds in all; librdkafka allows these calls again after such an error. One long
@@ -109,11 +116,12 @@ class StageProducer:
         with one broker of three down), then failed the stage."""
         deadline = time.monotonic() + budget
         while True:
+            tries -= 1
             try:
                 call(max(min(each, deadline - time.monotonic()), 1.0))
                 return
             except KafkaException as e:
-                if classify_exception(e, "producer") is not Fault.RETRY or time.monotonic() >= deadline:
+                if classify_exception(e, "producer") is not Fault.RETRY or time.monotonic() >= deadline or tries <= 0:
                     raise
                 log.info("stage %r: %s: %s; trying again", self.stage_name, what, e.args[0])
 
@@ -188,7 +196,7 @@ class StageProducer:
             metadata = group_metadata()
             self._patiently("send_offsets_to_transaction",
                             lambda wait: self.producer.send_offsets_to_transaction(tps, metadata, wait), 60,
-                            self._commit_try())
+                            self._commit_try(), COMMIT_TRIES)
             if time.monotonic() - started > SLOW_COMMIT:
                 log.warning("stage %r: sending offsets took %.1fs", self.stage_name, time.monotonic() - started)
         if not (self.produced or offsets):
@@ -206,7 +214,7 @@ class StageProducer:
         return self.settings.transactions.timeout_ms / 1000 + 5
 
     def _commit_transaction(self) -> None:
-        self._patiently("commit_transaction", self.producer.commit_transaction, 60, self._commit_try())
+        self._patiently("commit_transaction", self.producer.commit_transaction, 60, self._commit_try(), COMMIT_TRIES)
 
     def abort(self, fatal: bool) -> None:
         """Abort the open transaction (or, after a fatal error or a failed abort, replace the producer,

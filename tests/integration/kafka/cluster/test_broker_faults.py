@@ -232,6 +232,7 @@ def logs(log_dir: Path) -> str:
     return "\n".join(out)
 
 
+@pytest.mark.timeout(900)
 def test_broker_and_network_faults_lose_nothing_and_leave_no_zombie(kafka_cluster: Any, tmp_path: Path) -> None:
     cluster = kafka_cluster
     prefix = f"f{uuid.uuid4().hex[:8]}"
@@ -268,14 +269,14 @@ def test_broker_and_network_faults_lose_nothing_and_leave_no_zombie(kafka_cluste
             procs["b-3"] = StageProcess(APP, "b", direct, "b-3", tmp_path, env=env).start()  # started meanwhile
             moved = wait_for(lambda: cluster.leader_of(topic["input"], 0) not in (victim, None), 60, "a new leader")
             faults.append(("leader kill -9", began, moved))
+            procs["b-3"].wait_ready(90)  # (the broker still down)
+            started = time.monotonic() - began
+            print(f"\nb-3, started while a broker was down, ready after {started:.1f}s (Kafka moved leaders after {moved:.1f}s)")
+            why = sorted({f"{t - began:.0f}s: {r}" for t, r in probes.reasons.get("b-3", [])})
+            # (a client timeout waited out on the dead broker would be 40 s on its own)
+            assert started < moved + 20, f"a stage started while one broker of three was down took {started:.0f}s to be ready: {why}"
             time.sleep(max(0.0, began + 7 - time.monotonic()))
             cluster.restart(victim)
-            procs["b-3"].wait_ready(90)
-            started = time.monotonic() - began
-            print(f"\nb-3, started while a broker was down, ready after {started:.1f}s")
-            why = sorted({f"{t - began:.0f}s: {r}" for t, r in probes.reasons.get("b-3", [])})
-            # (a client timeout waited out on the dead broker would be 40 s on its own; on a quiet machine this is 10 s)
-            assert started < 60, f"a stage started while one broker of three was down took {started:.0f}s to be ready: {why}"
             cluster.wait_healthy()
             time.sleep(3)
 
@@ -388,6 +389,7 @@ async def push_checked(url: str, ids: range, rate: float, pushed: list[int]) -> 
         backend.close()
 
 
+@pytest.mark.timeout(600)
 def test_an_instance_whose_brokers_stop_answering_says_so_then_exits(kafka_cluster: Any, tmp_path: Path) -> None:
     """A black hole (connections open, nothing answered: no client error says the cluster is away) while
     work waits: /readyz fails after 10 s, /healthz after the stall limit, and `pipeteer run` exits with
