@@ -876,6 +876,8 @@ class StageEngine:
             plan = self.table.plan_commit()
             self._finished_seen = 0
             self._committing, self._waiters = self._waiters, []
+        if plan.finished or plan.records or plan.offsets:
+            self.progress.waiting(f"a commit of {plan.finished} finished item(s)", time.monotonic())
         self.txn.produce(plan.records)
         started = time.monotonic()
         took = self.txn.commit(self.topic, plan.offsets, self._consumer.consumer_group_metadata)
@@ -915,6 +917,7 @@ class StageEngine:
 
     def _recover(self, *, fatal: bool, error: BaseException | None) -> None:
         """Abort (or recreate the producer), then rewind: restore from the changelog, seek to committed offsets."""
+        self.progress.waiting(f"a recovery after {error_of(error) or error}" if error else "a recovery", time.monotonic())
         self._close_transaction()
         self.txn.abort(fatal)
         self._reset_state(CommitAborted(f"{self.queue.describe()}: transaction aborted ({error}); try again"))
