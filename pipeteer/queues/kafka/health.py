@@ -9,6 +9,11 @@ them) and the same `BrokerWatch` (its `error_cb`): a message is logged once per 
 distinct text (numbers masked), with the count of repeats it stood for; the first error that
 says the cluster cannot be reached is logged once as an error naming the bootstrap servers and
 what to check, and `reason()` says the same to `/readyz` and to pages until the cluster answers.
+
+One broker away is not the cluster away (a rolling restart, a broker killed or stalled: the others
+serve meanwhile): it is one warning naming that broker, and one more when the clients' statistics
+see it up again (`broker_down`, `brokers_seen`); librdkafka's own per-connection FAIL lines, one per
+client and attempt, are debug lines.
 """
 
 from __future__ import annotations
