@@ -16,13 +16,15 @@ outputs, pending-table changes and offsets become visible together or not at all
 The transactional producer and its open transaction are `transactions.StageProducer`; the backend
 is known through the `StageHost` and `StageQueue` protocols below (this module imports no backend).
 
-Errors are handled as the client documents them: a retriable commit error retries the commit;
-an abortable one aborts the transaction and rewinds (the pending table is rebuilt from the
-changelog and the consumer seeks back to the committed offsets, so everything since the last
-commit is consumed and processed again); a fatal one (e.g. fenced by a newer instance with
-the same transactional id) also recreates the producer. On partition revocation the engine
-commits first, then forgets the partitions; on assignment it restores their pending items
-from the changelog before any new input of theirs is read.
+Errors are answered as `faults.classify` says: a fault of the cluster (a leader or coordinator moving,
+a broker away) is retried with the same clients; an abortable one aborts the transaction and rewinds
+(the pending table is rebuilt from the changelog and the consumer seeks back to the committed
+offsets, so everything since the last commit is consumed and processed again); a fatal one recreates
+the producer (fenced by a newer instance with the same transactional id) or the consumer (a static
+member fenced after its session expired), which rejoins its group. On partition revocation the
+engine commits first, then forgets the partitions; on assignment it restores their pending items
+from the changelog before any new input of theirs is read. The thread tells its `Progress` what waits
+for it and when it made progress: the service's watchdog judges a stall (`pipeteer.queues.progress`).
 """
 
 from __future__ import annotations
