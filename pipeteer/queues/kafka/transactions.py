@@ -132,13 +132,21 @@ class StageProducer:
 
     def produce(self, records: Iterable[Record]) -> None:
         """Produce `records` in the open transaction (the client sends them meanwhile); waits for room
-        when the client's queue is full."""
+        when the client's queue is full, for as long as a commit try (the records it holds are delivered
+        or time out within the transaction timeout): past that, the transaction fails (`_TIMED_OUT`)
+        and the engine recovers, rather than wait for ever on a client that frees no room."""
+        deadline: float | None = None
         for r in records:
             while True:
                 try:
                     self._send(r)
                     break
                 except BufferError:  # (the client's queue is full: wait for acknowledgements)
+                    now = time.monotonic()
+                    deadline = deadline or now + self._commit_try()
+                    if now > deadline:
+                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no room in the producer's queue "
+                                                        f"for {self._commit_try():.0f}s", txn_requires_abort=True)) from None
                     self.producer.poll(0.05)
 
     def offer(self, records: list[Record]) -> int:
