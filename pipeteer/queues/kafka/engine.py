@@ -252,7 +252,8 @@ class StageEngine:
     def stall(self) -> Stall | None:
         """What waits for this instance and for how long it has made no progress on it (None: nothing
         waits); `outage` when no broker answers it (see `pipeteer.queues.progress`)."""
-        outage = self._broker_down_since is not None or self.backend.watch.reason() is not None
+        watch = self.backend.watch
+        outage = self._broker_down_since is not None or watch.reason() is not None or watch.all_down()
         return self.progress.stall(self.stage_name, time.monotonic(), outage=outage)
 
     # --- the asyncio side ---------------------------------------------------------------------

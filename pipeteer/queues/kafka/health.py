@@ -165,6 +165,8 @@ class BrokerWatch:
         self._told = False
         self.brokers_down: dict[str, tuple[float, str]] = {}
         """Brokers (host:port) a client could not reach, since when and why, until seen up again."""
+        self.brokers_known: set[str] = set()
+        """Every broker a client of this process has named (in its statistics or errors)."""
         self._lock = threading.Lock()
 
     def on_error(self, err: KafkaError) -> None:
@@ -195,6 +197,7 @@ class BrokerWatch:
     def broker_down(self, broker: str, why: str) -> None:
         """A client could not reach `broker`: said once, until it is seen up again."""
         with self._lock:
+            self.brokers_known.add(broker)
             if broker in self.brokers_down:
                 return
             self.brokers_down[broker] = (self.clock(), why)
@@ -207,6 +210,7 @@ class BrokerWatch:
         back = []
         now = self.clock()
         with self._lock:
+            self.brokers_known.update(states)
             for broker, state in states.items():
                 since = self.brokers_down.get(broker, (now, ""))[0]
                 # (statistics a client took before it noticed the broker leave still say "UP")
@@ -233,6 +237,13 @@ class BrokerWatch:
                         self.clock() - self.down_since)
         self.down_since = None
         self._told = False
+
+    def all_down(self) -> bool:
+        """Every broker this process knows is unreachable, each said so by a client: the cluster is away
+        for this process (a network cut) before librdkafka says "all brokers are down", which it does
+        only once every connection has failed again (20 s and more while requests time out)."""
+        with self._lock:
+            return bool(self.brokers_known) and self.brokers_known <= set(self.brokers_down)
 
     def reason(self) -> str | None:
         """Why the cluster cannot be used now (None: it answered since its last failure)."""

@@ -117,3 +117,16 @@ def test_a_clients_partial_view_is_not_an_outage() -> None:
     assert watch.reason() is None
     watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "3/3 brokers are down"))
     assert watch.reason() is not None and "3/3 brokers are down" in watch.reason()  # type: ignore[operator]
+
+
+def test_every_known_broker_unreachable_is_the_cluster_away_for_this_process() -> None:
+    """A network cut: each broker's connection fails, one after the other; once every broker the clients
+    know is said unreachable, the cluster is away for this process (an outage, not a stuck stage), before
+    librdkafka says so itself."""
+    watch = BrokerWatch("b1:9092,b2:9092,b3:9092", RateLimiter(logging.getLogger("test.watch")))
+    watch.brokers_seen({"b1:9092": "UP", "b2:9092": "UP", "b3:9092": "UP"})
+    for b in ("b1", "b2"):
+        watch.on_error(KafkaError(KafkaError._TRANSPORT, f"{b}:9092/1: Connect to ipv4#10.0.0.1:9092 failed: Connection reset by peer"))
+        assert not watch.all_down()
+    watch.on_error(KafkaError(KafkaError._TRANSPORT, "b3:9092/3: Connect to ipv4#10.0.0.3:9092 failed: Connection reset by peer"))
+    assert watch.all_down()
