@@ -190,8 +190,6 @@ class StageEngine:
         """A fatal error of the producer reported by its `error_cb`: the thread replaces it at its next turn."""
         self._waiting_input: list[int] = []
         """Assigned partitions whose last stable offset is past the consumer's position (statistics)."""
-        self._failing: str | None = None
-        """What the thread is failing to do again and again (a recovery, a start-up), for the watchdog."""
         self.metrics: Any = None
         self.committed_items = 0
         """Items finished (emitted, dead-lettered or popped) and committed by this engine so far."""
@@ -486,21 +484,18 @@ class StageEngine:
                     self._stop.wait(min(RETRY_PAUSE * 2 ** (failing - 1), RETRY_PAUSE_MAX))
                     self._recover(fatal=False, error=None)
                     failing = 0
-                    self._failing = None
                 self._step()
             except KafkaException as e:
                 try:
                     self._on_transaction_error(e)
                 except Exception as again:
                     failing += 1
-                    self._failing = f"a recovery after {error_of(e) or e}"
-                    self.progress.waiting(self._failing, time.monotonic())
+                    self.progress.waiting(f"a recovery after {error_of(e) or e}", time.monotonic())
                     self._say_failure(again, "restorer", f"recovering from {error_of(e) or e} failed; retrying")
                     self._fresh_restorer()
             except Exception as e:
                 failing += 1
-                self._failing = f"a recovery after {e!r}"
-                self.progress.waiting(self._failing, time.monotonic())
+                self.progress.waiting(f"a recovery after {e!r}", time.monotonic())
                 log.exception("stage %r: unexpected error in the Kafka loop; rewinding", self.stage_name)
                 self._fresh_restorer()
         self._shutdown()
@@ -525,11 +520,9 @@ class StageEngine:
     def _pause(e: BaseException, attempt: int) -> float:
         """How long to wait before starting again: briefly after a fault of the cluster (it passes in
         seconds), longer after anything else (a setting or a bug: said in the log meanwhile)."""
-        if error_of(e) is not None and classify_exception(e, "producer") in (Fault.RETRY, Fault.UNREACHABLE):
-            return float(min(RETRY_PAUSE * 2**attempt, RETRY_PAUSE_MAX))
-        if isinstance(e, BrokerUnreachable):
-            return float(min(RETRY_PAUSE * 2**attempt, RETRY_PAUSE_MAX))
-        return float(min(2.0 * 2**attempt, 30.0))
+        cluster = isinstance(e, BrokerUnreachable) or (
+            error_of(e) is not None and classify_exception(e, "producer") in (Fault.RETRY, Fault.UNREACHABLE))
+        return float(min(RETRY_PAUSE * 2**attempt, RETRY_PAUSE_MAX) if cluster else min(2.0 * 2**attempt, 30.0))
 
     def _fresh_restorer(self) -> None:
         """A new restorer after a failed restore: its view of the changelog's partitions may be stale (a
