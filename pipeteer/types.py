@@ -29,6 +29,8 @@ def union_members(tp: Any) -> tuple[Any, ...]:
 
 
 def type_name(tp: Any) -> str:
+    if get_origin(tp) is typing.Annotated:  # metadata (AvroDecimal, pipeteer.annotate) is not the type
+        return type_name(get_args(tp)[0])
     if tp is None or tp is NoneType:
         return "None"
     if is_union(tp):
@@ -66,6 +68,8 @@ def _checker(tp: Any) -> Callable[[Any], bool]:
         return _always
     if tp is None or tp is NoneType:
         return _is_none
+    if get_origin(tp) is typing.Annotated:  # metadata does not change what the value is
+        return _checker(get_args(tp)[0])
     if is_union(tp):
         members = tuple(_checker(a) for a in get_args(tp))
         return lambda value: any(check(value) for check in members)

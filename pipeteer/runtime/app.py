@@ -12,9 +12,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pipeteer import annotate
 from pipeteer.codec import codec_for
 from pipeteer.errors import ConfigError, SchemaError, SpecError
-from pipeteer.spec import Stage, Workflow, Wrapped
+from pipeteer.spec import Pipeline, Stage, Workflow, Wrapped
 from pipeteer.wiring import PipelineQueues, WorkflowQueues
 
 ArtifactFactory = Callable[..., Any]
@@ -43,6 +44,26 @@ class App:
     `task_age_limits` says, per web (human) stage, how long a task may wait for a person before the
     compiled alert `PipeteerHumanTaskTooOld` fires (seconds, or a `timedelta`; default
     `DEFAULT_TASK_AGE_LIMIT`, a day): `App(workflow, artifacts, task_age_limits={"validation": 4 * 3600})`.
+
+    The review console (`/` of `pipeteer run`) works human stages from their output type (see
+    `pipeteer.annotate`); two options, per web stage, help the person there:
+
+    - `previews`: `preview(state, value) -> bytes`, an image the console shows before the person
+      submits. `state` is the task's stored state (the stage's input state), `value` what the
+      person is about to submit (a value of the stage's inner output type). It raises ValueError,
+      with a message the person reads, for a value that cannot work: the console refuses to
+      submit it. It runs in a worker thread; keep it well under a second (downscale).
+    - `guidelines`: text shown on every task of the stage (what to approve, what to reject, how
+      to click). Without it, the first paragraph of the stage's artifact's docstring
+      (`guidelines_for`).
+
+    >>> app = App(Workflow(int, bool, pipelines={"check": Pipeline(int, bool)}),
+    ...           {"check": lambda Qin, Qout: None}, guidelines={"check": "Approve even numbers."})
+    >>> app.guidelines_for("check")
+    'Approve even numbers.'
+
+    The output types of web stages are checked here too: an annotation of `pipeteer.annotate` on
+    a type it does not fit (`Points` on an `int`) is a SpecError.
     """
 
     workflow: Workflow[Any, Any]
@@ -51,10 +72,12 @@ class App:
     """How `pipeteer push` makes an input item of a file: `ingest(path, content)`. None: the
     default, for an input state of one `bytes` field (or `bytes` itself), see `pipeteer.runtime.batch`."""
     task_age_limits: Mapping[str, float | timedelta] = field(default_factory=dict)
+    previews: Mapping[str, Callable[[Any, Any], bytes]] = field(default_factory=dict)
+    guidelines: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "artifacts", MappingProxyType(dict(self.artifacts)))
-        object.__setattr__(self, "task_age_limits", MappingProxyType(dict(self.task_age_limits)))
+        for name in ("artifacts", "task_age_limits", "previews", "guidelines"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         if not isinstance(self.workflow, Workflow):
             raise SpecError("app", [f"{self.workflow!r} is not a Workflow"])
         leaves = self.stages()
@@ -82,6 +105,19 @@ class App:
                 reasons.append(f"task_age_limits[{k!r}]: {k!r} is an automatic stage; only people's tasks wait")
             elif isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
                 reasons.append(f"task_age_limits[{k!r}] must be a positive number of seconds or a timedelta, got {limit!r}")
+        for k, preview in self.previews.items():
+            if (problem := self._not_web("previews", k, "only people see previews")) is not None:
+                reasons.append(problem)
+            elif not callable(preview):
+                reasons.append(f"previews[{k!r}] is {preview!r}, not a callable (state, value) -> image bytes")
+        for k, text in self.guidelines.items():
+            if (problem := self._not_web("guidelines", k, "only people read guidelines")) is not None:
+                reasons.append(problem)
+            elif not isinstance(text, str):
+                reasons.append(f"guidelines[{k!r}] must be a text, got {text!r}")
+        for k in leaves:  # annotations that do not fit, before anyone opens the console
+            if k in self.artifacts and callable(self.artifacts[k]) and self.is_web(k):
+                reasons += annotate.problems(self.output_type(k), f"stage {k!r}")
         if reasons:
             raise SpecError(f"app of workflow {self.workflow.name!r}", reasons)
 
@@ -96,6 +132,29 @@ class App:
     def is_web(self, stage: str) -> bool:
         """A web (human) stage returns an ASGI app; an automatic one is an `async def`."""
         return not inspect.iscoroutinefunction(self.artifacts[stage])
+
+    def _not_web(self, option: str, k: str, why: str) -> str | None:
+        leaves = self.stages()
+        if k not in leaves:
+            return f"{option} names no stage {k!r} (stages: {', '.join(leaves)})"
+        if k in self.artifacts and callable(self.artifacts[k]) and not self.is_web(k):
+            return f"{option}[{k!r}]: {k!r} is an automatic stage; {why}"
+        return None
+
+    def output_type(self, stage: str) -> Any:
+        """What a stage's artifact pushes to its `Qout`: the inner pipeline's output of a Wrapped stage."""
+        s = self.stages()[stage]
+        if isinstance(s, Wrapped):
+            return s.inner_output_type()
+        return s.Tout if isinstance(s, Pipeline) else Any
+
+    def guidelines_for(self, stage: str) -> str:
+        """What a person working `stage` reads on every task: the `guidelines` option, else the first
+        paragraph of the docstring of the stage's artifact, else ""."""
+        if stage in self.guidelines:
+            return self.guidelines[stage]
+        doc = inspect.getdoc(self.artifacts[stage]) if stage in self.artifacts else None
+        return doc.split("\n\n", 1)[0].strip() if doc else ""
 
     def task_age_limit(self, stage: str) -> float:
         """Seconds a person's task of `stage` may wait before it is alerted on."""

@@ -5,8 +5,11 @@
 - The actions come from what the stage's inner `Qout` takes: `bool` → approve / reject;
   `bytes` → a file upload; a dataclass → a form with one input per field; `str`, `int`,
   `float` → one input; anything else → JSON, checked against the type.
+- Annotations of `pipeteer.annotate` on that type or its fields say more: points, a polygon or
+  boxes drawn on an image of the task (the actions are then 'annotate'; `image_field` says
+  which image), a choice, a text area, a bounded number, a label and help line.
 - `build(tp, data)` turns what a form sent (JSON) into a value of `tp`, strictly: `"10"` is
-  not an int, `"yes"` is not a bool. Errors name the field.
+  not an int, `"yes"` is not a bool; the annotations' bounds hold. Errors name the field.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import base64
 import dataclasses
 import enum
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any
 
+from pipeteer import annotate
 from pipeteer.runtime.media import image_type
 from pipeteer.types import checker, is_union, type_name, union_members
 
@@ -93,17 +98,41 @@ def _jsonable(v: Any) -> Any:
 
 @dataclass(frozen=True)
 class Input:
-    """One input of a form: `kind` is 'text', 'number', 'integer', 'checkbox', 'select', 'file' or 'json'."""
+    """One input of a form. `kind` is 'text', 'textarea', 'number', 'integer', 'checkbox', 'select',
+    'file', 'json', or one drawn on an image: 'points', 'polygon', 'boxes' (see `pipeteer.annotate`).
+
+    `label` / `help` come from `Label` ("": show the name); `on` names the image field of the task's
+    state to draw on (None: its first image, see `image_field`); `n` is the exact number of points
+    or boxes (None: any), `point_labels` names them in order, `min_points` is a polygon's least
+    number of corners; `minimum` / `maximum` / `step` bound a number; `multiline` / `max_length`
+    shape a text.
+    """
 
     name: str
     kind: str
     optional: bool = False
     choices: tuple[str, ...] = ()
+    label: str = ""
+    help: str = ""
+    on: str | None = None
+    n: int | None = None
+    point_labels: tuple[str, ...] = ()
+    min_points: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    multiline: bool = False
+    max_length: int | None = None
+
+
+DRAWN = frozenset({"points", "polygon", "boxes"})
+"""Input kinds drawn on an image of the task."""
 
 
 @dataclass(frozen=True)
 class Actions:
-    """What a reviewer can send: 'decide' (approve/reject), 'upload' (a file) or 'form' (inputs)."""
+    """What a reviewer can send: 'decide' (approve/reject), 'upload' (a file), 'form' (inputs) or
+    'annotate' (inputs, at least one of them drawn on an image: points, a polygon, boxes)."""
 
     kind: str
     type_name: str
@@ -112,39 +141,127 @@ class Actions:
 
 
 def actions_for(tp: Any) -> Actions:
-    if tp is bool:
+    """The actions for a stage whose inner `Qout` takes `tp`; FormError if an annotation does not fit.
+
+    >>> from typing import Annotated
+    >>> from pipeteer.annotate import Points
+    >>> a = actions_for(Annotated[list[tuple[float, float]], Points(2, labels=("from", "to"))])
+    >>> a.kind, a.single, a.inputs[0].kind, a.inputs[0].n, a.inputs[0].point_labels
+    ('annotate', True, 'points', 2, ('from', 'to'))
+    """
+    if reasons := annotate.problems(tp):
+        raise FormError("; ".join(reasons))
+    base = annotate.split(tp)[0]
+    if base is bool:
         return Actions("decide", "bool")
-    if tp is bytes:
+    if base is bytes:
         return Actions("upload", "bytes")
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        hints = typing.get_type_hints(tp)
-        return Actions("form", type_name(tp), tuple(_input(f.name, hints[f.name]) for f in dataclasses.fields(tp)))
-    return Actions("form", type_name(tp), (_input("value", tp),), single=True)
+    if dataclasses.is_dataclass(base) and isinstance(base, type):
+        hints = typing.get_type_hints(base, include_extras=True)
+        inputs = tuple(_input(f.name, hints[f.name]) for f in dataclasses.fields(base))
+        single = False
+    else:
+        inputs, single = (_input("value", tp),), True
+    kind = "annotate" if any(i.kind in DRAWN for i in inputs) else "form"
+    return Actions(kind, type_name(base), inputs, single=single)
 
 
-def _input(name: str, tp: Any) -> Input:
+def _unwrap(tp: Any) -> tuple[Any, bool, tuple[annotate.Mark, ...]]:
+    """The type of one input without Annotated wrappers or None, whether None is allowed, its marks."""
+    tp, marks = annotate.split(tp)
     optional = False
     if is_union(tp) and type(None) in union_members(tp):
         rest = [m for m in union_members(tp) if m is not type(None)]
         optional = True
         tp = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007
+        tp, more = annotate.split(tp)
+        marks += more
+    return tp, optional, marks
+
+
+def _input(name: str, tp: Any) -> Input:
+    tp, optional, marks = _unwrap(tp)
+    named: dict[str, Any] = {}
+    for m in marks:
+        if isinstance(m, annotate.Label):
+            named.update(label=m.text, help=m.help)
+    for m in marks:
+        if isinstance(m, annotate.Points):
+            return Input(name, "points", optional, on=m.on, n=m.n, point_labels=m.labels, **named)
+        if isinstance(m, annotate.Polygon):
+            return Input(name, "polygon", optional, on=m.on, min_points=m.min_points, **named)
+        if isinstance(m, annotate.Boxes):
+            return Input(name, "boxes", optional, on=m.on, n=m.n, point_labels=m.labels, **named)
+        if isinstance(m, annotate.Choice):
+            return Input(name, "select", optional, m.options, **named)
+        if isinstance(m, annotate.Text):
+            kind = "textarea" if m.multiline else "text"
+            return Input(name, kind, optional, multiline=m.multiline, max_length=m.max_length, **named)
+        if isinstance(m, annotate.Number):
+            kind = "integer" if tp is int else "number"
+            return Input(name, kind, optional, minimum=m.min, maximum=m.max, step=m.step, **named)
     if tp is bool:
-        return Input(name, "checkbox", optional)
+        return Input(name, "checkbox", optional, **named)
     if tp is int:
-        return Input(name, "integer", optional)
+        return Input(name, "integer", optional, **named)
     if tp is float:
-        return Input(name, "number", optional)
+        return Input(name, "number", optional, **named)
     if tp is str:
-        return Input(name, "text", optional)
+        return Input(name, "text", optional, **named)
     if tp is bytes:
-        return Input(name, "file", optional)
+        return Input(name, "file", optional, **named)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return Input(name, "select", optional, tuple(str(m.value) for m in tp))
-    return Input(name, "json", optional)
+        return Input(name, "select", optional, tuple(str(m.value) for m in tp), **named)
+    return Input(name, "json", optional, **named)
+
+
+def image_field(state: Any, on: str | None) -> str | None:
+    """The field of the task's `state` an annotation draws on: `on`, checked to be an image (bytes)
+    field of the state, or (`on` None) its first image field; None if it has none. FormError if `on`
+    names no bytes field. A state that is not a dataclass is one field, 'value'.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Task:
+    ...     name: str
+    ...     img: bytes
+    >>> png = b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8)
+    >>> image_field(Task("a", png), None), image_field(Task("a", png), "img")
+    ('img', 'img')
+    >>> image_field(Task("a", png), "name")
+    Traceback (most recent call last):
+      ...
+    pipeteer.runtime.console.forms.FormError: the image to draw on, 'name', is not an image field of Task (image fields: img)
+    """
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+        what = type(state).__qualname__
+    else:
+        fields, what = {"value": state}, "the task's state"
+    images = [k for k, v in fields.items() if isinstance(v, bytes) and image_type(v)]
+    if on is None:
+        return images[0] if images else None
+    if not isinstance(fields.get(on), bytes):
+        listed = ", ".join(images) or "none"
+        raise FormError(f"the image to draw on, {on!r}, is not an image field of {what} (image fields: {listed})")
+    return on
 
 
 def build(tp: Any, data: Any, where: str = "value") -> Any:
-    """A value of type `tp` from JSON data, strictly (bytes come as base64 text); FormError if it does not fit."""
+    """A value of type `tp` from JSON data, strictly (bytes come as base64 text); FormError if it does not fit.
+
+    Annotations of `pipeteer.annotate` are checked too: points come as `[[x, y], ...]` (image
+    pixels, finite and not negative) and become a list of `(x, y)` float tuples:
+
+    >>> from typing import Annotated
+    >>> from pipeteer.annotate import Points
+    >>> build(Annotated[list[tuple[float, float]], Points(2)], [[1, 2], [3.5, 4]], "ends")
+    [(1.0, 2.0), (3.5, 4.0)]
+    >>> build(Annotated[list[tuple[float, float]], Points(2)], [[1, 2]], "ends")
+    Traceback (most recent call last):
+      ...
+    pipeteer.runtime.console.forms.FormError: ends: needs 2 points, got 1
+    """
     value = _build(tp, data, where)
     if not checker(tp)(value):
         raise FormError(f"{where}: {json.dumps(data)[:80]} is not a {type_name(tp)}")
@@ -152,6 +269,15 @@ def build(tp: Any, data: Any, where: str = "value") -> Any:
 
 
 def _build(tp: Any, data: Any, where: str) -> Any:
+    if typing.get_origin(tp) is typing.Annotated:
+        base, marks = annotate.split(tp)
+        drawn = [m for m in marks if isinstance(m, annotate.Points | annotate.Polygon | annotate.Boxes)]
+        if drawn and not (data is None and is_union(base) and type(None) in union_members(base)):
+            return _drawn(drawn[0], data, where)
+        value = build(base, data, where)
+        for mark in marks:
+            _check_mark(mark, value, where)
+        return value
     if tp is Any:
         return data
     if is_union(tp):
@@ -202,7 +328,7 @@ def _build(tp: Any, data: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(data, dict):
             raise FormError(f"{where}: must be an object with fields {', '.join(f.name for f in dataclasses.fields(tp))}")
-        hints = typing.get_type_hints(tp)
+        hints = typing.get_type_hints(tp, include_extras=True)
         names = {f.name for f in dataclasses.fields(tp)}
         if unknown := sorted(set(data) - names):
             raise FormError(f"{where}: unknown field(s) {', '.join(unknown)}")
@@ -215,6 +341,10 @@ def _build(tp: Any, data: Any, where: str) -> Any:
         return tp(**kwargs)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is tuple and isinstance(data, list) and args and args[-1] is not Ellipsis:
+        if len(data) != len(args):
+            raise FormError(f"{where}: must be a list of {len(args)} values, got {len(data)}")
+        return tuple(build(a, x, f"{where}[{i}]") for i, (a, x) in enumerate(zip(args, data, strict=True)))
     if origin in (list, tuple, set, frozenset) and isinstance(data, list):
         items = [build(args[0] if args else Any, x, f"{where}[{i}]") for i, x in enumerate(data)]
         return items if origin is list else origin(items)
@@ -223,3 +353,49 @@ def _build(tp: Any, data: Any, where: str) -> Any:
     if isinstance(tp, types.GenericAlias | type):
         raise FormError(f"{where}: must be a {type_name(tp)}, not {json.dumps(data)[:40]}")
     raise FormError(f"{where}: values of type {type_name(tp)} cannot be entered in a form")
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _drawn(mark: annotate.Points | annotate.Polygon | annotate.Boxes, data: Any, where: str) -> list[Any]:
+    """Points or boxes from `[[x, y], ...]` / `[[x0, y0, x1, y1], ...]`, in image pixels."""
+    boxes = isinstance(mark, annotate.Boxes)
+    what, size, shape = ("box", 4, "[x0, y0, x1, y1]") if boxes else ("point", 2, "[x, y]")
+    if not isinstance(data, list):
+        raise FormError(f"{where}: must be a list of {shape}, not {json.dumps(data)[:40]}")
+    n = mark.min_points if isinstance(mark, annotate.Polygon) else mark.n
+    if isinstance(mark, annotate.Polygon):
+        if len(data) < mark.min_points:
+            raise FormError(f"{where}: needs at least {mark.min_points} points, got {len(data)}")
+    elif n is not None and len(data) != n:
+        raise FormError(f"{where}: needs {n} {what}{'es' if boxes else 's'}, got {len(data)}")
+    out = []
+    for i, item in enumerate(data):
+        at = f"{where}[{i}]"
+        if not (isinstance(item, list) and len(item) == size and all(_number(x) for x in item)):
+            raise FormError(f"{at}: must be {shape}, numbers, not {json.dumps(item)[:40]}")
+        if any(x < 0 for x in item):
+            raise FormError(f"{at}: image pixels are not negative, got {json.dumps(item)}")
+        if boxes and not (item[0] < item[2] and item[1] < item[3]):
+            raise FormError(f"{at}: a box needs x0 < x1 and y0 < y1, got {json.dumps(item)}")
+        out.append(tuple(float(x) for x in item))
+    return out
+
+
+def _check_mark(mark: annotate.Mark, value: Any, where: str) -> None:
+    """A built value against a Choice, Text or Number annotation (None passes: the type allowed it)."""
+    if value is None:
+        return
+    if isinstance(mark, annotate.Choice) and value not in mark.options:
+        raise FormError(f"{where}: must be one of {', '.join(mark.options)}")
+    if isinstance(mark, annotate.Text) and mark.max_length is not None and len(value) > mark.max_length:
+        raise FormError(f"{where}: at most {mark.max_length} characters, got {len(value)}")
+    if isinstance(mark, annotate.Number):
+        if not math.isfinite(value):
+            raise FormError(f"{where}: must be a finite number")
+        if mark.min is not None and value < mark.min:
+            raise FormError(f"{where}: must be at least {mark.min:g}, got {value:g}")
+        if mark.max is not None and value > mark.max:
+            raise FormError(f"{where}: must be at most {mark.max:g}, got {value:g}")
