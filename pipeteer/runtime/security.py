@@ -7,15 +7,19 @@ brings, `/metrics`), so a user-written FastAPI stage is covered without doing an
   `PIPETEER_AUTH_TOKEN_FILE` (one per line, `name:token` to name the reviewer), a signed
   HttpOnly SameSite=Strict session cookie obtained once at `/login` with such a token, or a
   trusted auth-proxy header (e.g. oauth2-proxy's `X-Forwarded-User`), believed only from the
-  proxy addresses configured. Otherwise 401 (a browser asking for a page is sent to `/login`).
+  proxy addresses configured. Otherwise 401 (a browser asking for a page is sent to `/login`; a
+  browser's JSON request is told where to log in, in the answer's `login`).
   `/healthz`, `/readyz` and `/login` stay open; `/metrics` too unless `metrics_auth`.
 - **CSRF**: a state-changing request (POST, PUT, PATCH, DELETE) whose `Origin` (or
   `Sec-Fetch-Site`) says it comes from another site is refused with 403, whatever its
   credentials. Clients that are not browsers send neither header and are judged by their token.
-- **Limits**: a body over the limit for its content type is refused with 413 before it is read
-  (by `Content-Length`, and by counting when it is sent chunked).
+- **Limits**: a body over the limit for its content type is refused with 413 before the app sees
+  the request: by `Content-Length` before it is read, or, sent chunked, by reading and counting
+  it first (the app is then given the body read).
 - **Headers**: a CSP with no inline script and `frame-ancestors 'none'`, `nosniff`, no referrer
-  off-site.
+  off-site, and `Server-Timing: app;dur=<ms>` (from the request's arrival to its answer's start).
+- **Favicon**: a tiny built-in icon at `/favicon.ico`, open, so browsers' automatic requests for
+  it are neither 401 nor 404.
 
 Who is asking is kept in `current_reviewer` for the request's duration, so the code that
 completes a task can record who did it.
@@ -53,7 +57,8 @@ SESSION_COOKIE = "pipeteer_session"
 KiB, MiB = 1024, 1024 * 1024
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UPLOAD_TYPES = ("multipart/form-data", "application/octet-stream", "image/")
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login", "/logout", "/static/console.css"})
+FAVICON_PATH = "/favicon.ico"
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login", "/logout", "/static/console.css", FAVICON_PATH})
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -65,6 +70,12 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"same-origin"),
 )
 MIN_TOKEN_LENGTH = 16
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#2f5d8a"/>'
+    b'<path d="M4 8.5l2.5 2.5L12 5" stroke="#fff" stroke-width="2" fill="none"/></svg>'
+)
+LOGIN_NEEDED = "your session has expired or you are not logged in"
 
 
 @dataclass(frozen=True)
@@ -265,57 +276,65 @@ class SecurityMiddleware:
             finally:
                 current_reviewer.reset(token)
             return
-        send = _with_headers(send)
+        send = _with_headers(send, time.perf_counter())
         method = scope.get("method", "GET")
+        if path == FAVICON_PATH and method in ("GET", "HEAD"):
+            await _favicon(send)
+            return
         if method in UNSAFE_METHODS and (refusal := self._cross_site(headers)):
             await _error(send, 403, refusal)
             return
         if name is None and self.security.enabled and not self._open(path):
-            if method == "GET" and "text/html" in headers.get("accept", "") and self.security.token_login:
-                target = path + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
-                await _redirect(send, "/login?next=" + quote(target, safe=""))
-            else:
-                await _error(send, 401, "authentication required: send 'Authorization: Bearer TOKEN' or log in at /login",
-                             [(b"www-authenticate", b'Bearer realm="pipeteer"')])
+            await self._unauthenticated(scope, headers, send)
             return
         limit = self.security.limits.for_type(headers.get("content-type", "").lower())
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            await _error(send, 413, f"request body of {int(length)} bytes is over the limit of {limit} bytes")
-            return
-        started, refused, seen = False, False, 0
-
-        async def counting_receive() -> Message:
-            # A body sent without a length (chunked) is counted as the app reads it; past the limit
-            # the answer is 413 and the app is told the client went away, so it stops reading.
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    refused = True
-                    if not started:
-                        await _error(send, 413, f"request body is over the limit of {limit} bytes")
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return  # the 413 has been sent; whatever the app answers after it is dropped
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        if length.isdigit():
+            # The server reads no more than Content-Length says (h11 refuses a longer body), so
+            # the length is all there is to check, before a byte of the body is read.
+            if int(length) > limit:
+                await _error(send, 413, f"request body of {int(length)} bytes is over the limit of {limit} bytes")
+                return
+        elif method in UNSAFE_METHODS or "transfer-encoding" in headers:
+            # Sent chunked, the body's size is known only once read, and a route that reads only
+            # its query string would never read it: the whole body is read and counted here,
+            # before the app runs, and given to the app afterwards.
+            body = await _read_body(receive, limit)
+            if body is None:
+                return  # the client went away before sending all of it
+            if isinstance(body, int):
+                await _error(send, 413, f"request body sent without a length is over the limit of {limit} bytes")
+                return
+            receive = _replay(body, receive)
         token = current_reviewer.set(name)
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except Exception:
-            if not refused:
-                raise
+            await self.app(scope, receive, send)
         finally:
             current_reviewer.reset(token)
+
+    async def _unauthenticated(self, scope: Scope, headers: Mapping[str, str], send: Send) -> None:
+        """No valid credentials: browsers are sent to log in (a page) or told where to (JSON); others, how."""
+        path = scope.get("path", "/")
+        token_login = self.security.token_login
+        wants_json = "application/json" in headers.get("accept", "") or path.startswith("/console/api/")
+        if token_login and wants_json and _from_browser(headers):
+            # The console's page outlived its session: it is told where to log in and come back to.
+            back = safe_next(self._same_origin_path(headers.get("referer", ""), headers))
+            await _error(send, 401, LOGIN_NEEDED, body_fields={"login": "/login?next=" + quote(back, safe="")})
+        elif token_login and scope.get("method") == "GET" and "text/html" in headers.get("accept", ""):
+            target = path + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+            await _redirect(send, "/login?next=" + quote(target, safe=""))
+        else:
+            await _error(send, 401, "authentication required: send 'Authorization: Bearer <token>' or log in at /login",
+                         [(b"www-authenticate", b'Bearer realm="pipeteer"')])
+
+    @staticmethod
+    def _same_origin_path(referer: str, headers: Mapping[str, str]) -> str:
+        """The path (and query) of a Referer on this site, else "/"."""
+        parts = urlsplit(referer)
+        if not parts.netloc or parts.netloc.lower() != headers.get("host", "").lower():
+            return "/"
+        return parts.path + ("?" + parts.query if parts.query else "")
 
     def _open(self, path: str) -> bool:
         return path in OPEN_PATHS or (path == "/metrics" and not self.security.metrics_auth)
@@ -367,18 +386,61 @@ def _cookie(header: str, key: str) -> str | None:
     return None
 
 
-def _with_headers(send: Send) -> Send:
+def _from_browser(headers: Mapping[str, str]) -> bool:
+    """Whether a request comes from a browser: browsers send Sec-Fetch-*; a session cookie was set by one."""
+    return "sec-fetch-mode" in headers or "sec-fetch-site" in headers or _cookie(headers.get("cookie", ""), SESSION_COOKIE) is not None
+
+
+def _with_headers(send: Send, arrived: float) -> Send:
+    """`send` adding the security headers, and the time since `arrived` (perf_counter) as Server-Timing."""
+
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             present = {k.lower() for k, _ in message.get("headers", [])}
-            message["headers"] = [*message.get("headers", []), *(h for h in SECURITY_HEADERS if h[0] not in present)]
+            timing = (b"server-timing", b"app;dur=%.2f" % ((time.perf_counter() - arrived) * 1000))
+            message["headers"] = [*message.get("headers", []), *(h for h in SECURITY_HEADERS if h[0] not in present),
+                                  timing]
         await send(message)
 
     return wrapped
 
 
-async def _error(send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _read_body(receive: Receive, limit: int) -> list[Message] | int | None:
+    """The request body's messages; or, past `limit`, the count read so far; or None if the client left."""
+    messages: list[Message] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            return seen
+        messages.append(message)
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` giving the body already read, then whatever comes next (the client leaving)."""
+    pending = iter(messages)
+
+    async def replayed() -> Message:
+        return next(pending, None) or await receive()
+
+    return replayed
+
+
+async def _favicon(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"image/svg+xml"), (b"content-length", str(len(FAVICON)).encode()),
+        (b"cache-control", b"public, max-age=2592000, immutable")]})
+    await send({"type": "http.response.body", "body": FAVICON})
+
+
+async def _error(send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None,
+                 body_fields: Mapping[str, str] | None = None) -> None:
+    body = json.dumps({"detail": detail, **(body_fields or {})}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
     # the request body (if any) is never read: the connection closes rather than draining it
     headers.append((b"connection", b"close"))
