@@ -7,6 +7,7 @@
     │   ├── RoutingError     a value that no stage accepts
     │   ├── RecordTooLarge   (also a ValueError) a value larger than the backend takes
     │   ├── CommitAborted    the transaction holding a completion was aborted: try again
+│   ├── TaskLocked       another reviewer works on (or decided) this task of a human stage
     │   └── Unavailable      the backend cannot take work now; not the item's fault: wait, retry
     │       ├── BrokerUnreachable no Kafka broker at the bootstrap servers answers
     │       └── StorageFull  no space left where pipeteer writes (blob store, SQLite file, pull's
@@ -26,6 +27,7 @@ and a built-in `TypeError`, so `except TypeError` keeps working.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +76,33 @@ class RecordTooLarge(QueueError, ValueError):
 
 class CommitAborted(QueueError):
     """The transaction holding a completion was aborted (Kafka); the item is pending again, so retry it."""
+
+
+class TaskLocked(QueueError):
+    """Another reviewer holds the task: `holder` works on it until `until` (wall clock), or, when `decided`,
+    decided it and the decision is applied once its undo window ends. Names `stage` and `id`.
+
+    >>> print(TaskLocked("validation", "photo-09", "alice", 1767276187.0, False))
+    task 'photo-09' of validation is being worked on by alice (locked until 14:03:07 UTC)
+    >>> print(TaskLocked("validation", "photo-09", "alice", 1767276187.0, True))
+    task 'photo-09' of validation was decided by alice (applied after its undo window)
+    """
+
+    def __init__(self, stage: str, id: str, holder: str, until: float, decided: bool) -> None:
+        self.stage, self.id, self.holder, self.until, self.decided = stage, id, holder, until, decided
+        short = id if len(id) <= 100 else id[:99] + "…"
+        if decided:
+            msg = f"task {short!r} of {stage} was decided by {holder} (applied after its undo window)"
+        else:
+            try:
+                at = datetime.datetime.fromtimestamp(until, datetime.UTC).strftime("%H:%M:%S UTC")
+            except (ValueError, OverflowError, OSError):  # (a time no calendar date has: said as it is)
+                at = f"{until:.0f} s after the epoch"
+            msg = f"task {short!r} of {stage} is being worked on by {holder} (locked until {at})"
+        super().__init__(msg)
+
+    def __reduce__(self) -> Any:  # (several arguments: pickled by hand, so a process can pass it on)
+        return (TaskLocked, (self.stage, self.id, self.holder, self.until, self.decided))
 
 
 class ValueTypeError(PipeteerError, TypeError):

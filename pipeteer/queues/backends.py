@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pipeteer import settings
@@ -13,6 +13,9 @@ from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
 from pipeteer.queues.base import RETRY_OPTIONS, Backend, BaseQueue, Retry
+
+if TYPE_CHECKING:
+    from pipeteer.queues.locks import Locks
 
 DEFAULT_BACKEND = "sqlite:///queues.db"
 
@@ -68,6 +71,12 @@ class SqliteBackend(Backend):
         from pipeteer.queues.sqlite import SqliteStore
 
         return SqliteStore.at(self.path).catalog()
+
+    def _new_locks(self) -> Locks:
+        """The task locks in the database file (`SqliteLocks`): every process using it sees them."""
+        from pipeteer.queues.locks import SqliteLocks
+
+        return SqliteLocks(self.path)
 
     def close(self) -> None:
         from pipeteer.queues.sqlite import SqliteStore

@@ -9,6 +9,7 @@ Backends subclass `BaseQueue` and implement the underscored primitives; views
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -24,7 +25,8 @@ from collections.abc import (
 )
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from itertools import islice
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from pipeteer import settings
 from pipeteer.codec.catalog import SchemaCatalog
@@ -33,6 +35,9 @@ from pipeteer.errors import CodecError, ConfigError, InexistentItem, UnreadableR
 from pipeteer.plan import Plan
 from pipeteer.queues.progress import Stall
 from pipeteer.types import checker, type_name, value_type_name
+
+if TYPE_CHECKING:
+    from pipeteer.queues.locks import Locks
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -291,6 +296,38 @@ class Pending:
     oldest_age: float | None
 
 
+def check_page(offset: int, limit: int) -> None:
+    """Refuse a page that cannot be: a negative `offset` or `limit` (a caller's bug, said at once)."""
+    if offset < 0 or limit < 0:
+        raise ValueError(f"page: offset and limit must be >= 0, got offset={offset}, limit={limit}")
+
+
+def pending_filter(
+    match: str | None, older_than: float | None, now: float | None
+) -> Callable[[tuple[str, float]], bool]:
+    """Whether an `(id, since)` pair passes `count`'s and `page`'s filters: `match` a literal part of
+    the id, `older_than` seconds waited at `now` (default `time.time()`).
+
+    >>> keep = pending_filter("x7", 10, now=100.0)
+    >>> keep(("ax7b", 90.0)), keep(("ax7b", 95.0)), keep(("ab", 0.0))
+    (True, False, False)
+    """
+    if older_than is None:
+        if match is None:
+            return _keep_all
+        part: str = match
+        return lambda pair: part in pair[0]
+    cutoff: float = (time.time() if now is None else now) - older_than
+    if match is None:
+        return lambda pair: pair[1] <= cutoff
+    text: str = match
+    return lambda pair: text in pair[0] and pair[1] <= cutoff
+
+
+def _keep_all(pair: tuple[str, float]) -> bool:
+    return True
+
+
 def error_name(error: BaseException) -> str:
     """How a dead letter names its error on every backend: as a traceback does (built-ins bare).
 
@@ -409,6 +446,39 @@ class BaseQueue(Queue[T]):
     def pending_since(self) -> list[tuple[str, float]]:
         """The items waiting here, each with when it arrived (wall clock, so comparable across
         processes), oldest first: what a review console lists and merges across instances."""
+
+    def count(self, *, match: str | None = None, older_than: float | None = None, now: float | None = None) -> int:
+        """How many items wait here; `match`: only ids containing this text (case-sensitive, literal: no
+        wildcards); `older_than`: only items that have waited at least this many seconds (at `now`,
+        default `time.time()`). Without a filter, as `len()`. This default reads `pending_since()`
+        (every item); backends answer from their index.
+
+        >>> import asyncio; from pipeteer.queues.memory import MemoryQueue
+        >>> q = MemoryQueue(int); asyncio.run(q.push("a-x7", 1)); asyncio.run(q.push("b", 2))
+        >>> q.count(), q.count(match="x7"), q.count(older_than=60)
+        (2, 1, 0)
+        """
+        if match is None and older_than is None:
+            return len(self)
+        keep = pending_filter(match, older_than, now)
+        return sum(1 for pair in self.pending_since() if keep(pair))
+
+    def page(self, offset: int = 0, limit: int = 50, *, match: str | None = None, older_than: float | None = None,
+             now: float | None = None) -> list[tuple[str, float]]:
+        """(id, since) of the pending items, oldest first (the order of `pending_since()`), items `offset`
+        to `offset + limit` of those matching (`match`, `older_than`, `now`: as `count`); `since` is the
+        wall-clock time the item arrived (as in `pending_since`). What a review console shows of a
+        queue of 100,000 tasks: backends read only the page (and the items before it), not the values.
+
+        >>> import asyncio; from pipeteer.queues.memory import MemoryQueue
+        >>> q = MemoryQueue(int); asyncio.run(q.push_many((f"t{i}", i) for i in range(5)))
+        5
+        >>> [id for id, _ in q.page(1, 2)]
+        ['t1', 't2']
+        """
+        check_page(offset, limit)
+        keep = pending_filter(match, older_than, now)
+        return list(islice(filter(keep, self.pending_since()), offset, offset + limit))
 
     @abstractmethod
     async def wait_change(self) -> None: ...
@@ -609,6 +679,10 @@ class PrefilteredQueue(WriteQueue[T]):
             await self.inner.push(id, value)
 
 
+_LAZY = threading.Lock()
+"""Guards the first call of `Backend.locks()` / `ledger()` (console requests may run in threads)."""
+
+
 class Backend(ABC):
     """The contract of a backend, beside its queues': what `pipeteer.connect` and the runtime use of
     it, declared here (with defaults where a backend has nothing to say) so nothing probes for it.
@@ -620,6 +694,8 @@ class Backend(ABC):
 
     url: str
     """The backend URL, as printed and logged (secrets masked)."""
+
+    _locks: Locks | None = None  # (made by `locks()` on first use)
 
     reports_metrics: ClassVar[bool] = False
     """True when the backend, once given the metrics (`use_metrics`), measures the oldest pending age
@@ -651,6 +727,21 @@ class Backend(ABC):
 
     def ready(self) -> bool:
         return not self.unready_reasons()
+
+    def locks(self) -> Locks:
+        """The task locks of this backend's human stages, shared by every process that serves them
+        (`pipeteer.queues.locks`): the same object on every call, made by `_new_locks` on the first."""
+        with _LAZY:
+            if self._locks is None:
+                self._locks = self._new_locks()
+            return self._locks
+
+    def _new_locks(self) -> Locks:
+        """By default a `MemoryLocks`: a backend whose tasks are each served by one process (memory,
+        Kafka: the owner of the task's partition) needs no more."""
+        from pipeteer.queues.locks import MemoryLocks
+
+        return MemoryLocks()
 
     def close(self) -> None:  # noqa: B027 (a hook with nothing to do by default)
         """Release connections, clients and claims this process holds. Nothing to release by default."""

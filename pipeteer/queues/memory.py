@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from itertools import islice
 from typing import Any, TypeVar
 
 from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import InexistentItem, UnreadableRecord
-from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Pending, take_turn
+from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Pending, check_page, pending_filter, take_turn
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -181,6 +182,25 @@ class MemoryQueue(BaseQueue[T]):
 
     def pending_since(self) -> list[tuple[str, float]]:
         return [(id, self._at.get(id, 0.0)) for id in self._items]
+
+    def _since(self) -> Iterator[tuple[str, float]]:
+        """`pending_since`, lazily: a page walks only the items up to its end."""
+        at = self._at.get
+        return ((id, at(id, 0.0)) for id in self._items)
+
+    def count(self, *, match: str | None = None, older_than: float | None = None, now: float | None = None) -> int:
+        if match is None and older_than is None:
+            return len(self._items)
+        return sum(1 for _ in filter(pending_filter(match, older_than, now), self._since()))
+
+    def page(self, offset: int = 0, limit: int = 50, *, match: str | None = None, older_than: float | None = None,
+             now: float | None = None) -> list[tuple[str, float]]:
+        check_page(offset, limit)
+        pairs = self._since()
+        if match is not None or older_than is not None:
+            pairs = filter(pending_filter(match, older_than, now), pairs)
+        # (no await in between: the dict does not change while it is walked)
+        return list(islice(pairs, offset, offset + limit))
 
     async def pending(self) -> Pending:
         oldest = next(iter(self._items), None)

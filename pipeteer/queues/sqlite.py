@@ -45,7 +45,7 @@ from pipeteer.codec import SchemaStore, catalogs, codec_for
 from pipeteer.codec.blobstore import free_space, room_for
 from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import ConfigError, InexistentItem, StorageFull, Unavailable, UnreadableRecord
-from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, take_turn
+from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, check_page, take_turn
 from pipeteer.queues.memory import Notifier
 from pipeteer.queues.sqlite_catalog import SqliteCatalog
 
@@ -251,6 +251,18 @@ class SqliteStore:
                 if column not in columns:
                     with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
                         conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {column} {kind}')
+        self._tables.add(key)
+
+    def ensure_schema(self, name: str, statements: Sequence[str]) -> None:
+        """Run `statements` (`CREATE … IF NOT EXISTS`) once per process: the tables of `name`, a part of
+        the file other than the queues (task locks, the ledger of decisions)."""
+        key = (os.getpid(), name)
+        if key in self._tables:
+            return
+        conn = self.conn()
+        with self.writing(f"making the tables of the {name}"):
+            for sql in statements:
+                conn.execute(sql)
         self._tables.add(key)
 
     def claims(self) -> Claims:
@@ -813,6 +825,33 @@ class SqliteQueue(BaseQueue[T]):
 
     def pending_since(self) -> list[tuple[str, float]]:
         rows = self._conn().execute(f'SELECT id, COALESCE(at, 0.0) FROM "{self.table}" ORDER BY seq').fetchall()
+        return [(id, float(at)) for id, at in rows]
+
+    def _where(self, match: str | None, older_than: float | None, now: float | None) -> tuple[str, list[Any]]:
+        """The WHERE clause of `count` and `page`, with its parameters. `instr`, not LIKE: `match` is
+        literal text (no `%`/`_` wildcards to escape), case-sensitive as `in` is."""
+        terms: list[str] = []
+        args: list[Any] = []
+        if match is not None:
+            terms.append("instr(id, ?) > 0")
+            args.append(match)
+        if older_than is not None:
+            terms.append("COALESCE(at, 0.0) <= ?")
+            args.append((time.time() if now is None else now) - older_than)
+        return (" WHERE " + " AND ".join(terms) if terms else ""), args
+
+    def count(self, *, match: str | None = None, older_than: float | None = None, now: float | None = None) -> int:
+        where, args = self._where(match, older_than, now)
+        return int(self._conn().execute(f'SELECT COUNT(*) FROM "{self.table}"{where}', args).fetchone()[0])
+
+    def page(self, offset: int = 0, limit: int = 50, *, match: str | None = None, older_than: float | None = None,
+             now: float | None = None) -> list[tuple[str, float]]:
+        check_page(offset, limit)
+        where, args = self._where(match, older_than, now)
+        rows = self._conn().execute(
+            f'SELECT id, COALESCE(at, 0.0) FROM "{self.table}"{where} ORDER BY seq LIMIT ? OFFSET ?',
+            (*args, limit, offset),
+        ).fetchall()
         return [(id, float(at)) for id, at in rows]
 
     async def pending(self) -> Pending:

@@ -322,3 +322,34 @@ async def test_the_dlq_command_lists_and_replays_on_every_backend(
     assert await asyncio.to_thread(replay_dead_letters, q, "s", None) == 1  # nothing left to replay
     assert await asyncio.to_thread(list_dead_letters, q, "s") == 0
     assert "no dead letters" in capsys.readouterr().out
+
+
+async def test_page_and_count_are_slices_of_pending_since(make_queue: QueueFactory) -> None:
+    """`page` and `count` agree with `pending_since()` (order, offset/limit, `match`, `older_than`) on every
+    backend, without reading values; the first half of the items is older than the second."""
+    q = make_queue(int, "review")
+    ids = [f"photo-{i:02d}" + ("-x7" if i % 4 == 0 else "") for i in range(30)]
+    await q.push_many(((id, i) for i, id in enumerate(ids[:15])), concurrency=1)
+    await settled(q, 15)
+    await asyncio.sleep(0.3)
+    split = time.time()
+    await q.push_many(((id, i) for i, id in enumerate(ids[15:])), concurrency=1)
+    await settled(q, 30)
+    since = q.pending_since()
+    assert [id for id, _ in since] == ids
+    assert q.count() == len(q) == 30
+    assert q.page() == since and q.page(0, 1000) == since
+    assert q.page(5, 10) == since[5:15] and q.page(28, 10) == since[28:] and q.page(30) == [] and q.page(3, 0) == []
+    x7 = [pair for pair in since if "x7" in pair[0]]
+    assert q.count(match="x7") == len(x7) == 8 and q.page(2, 3, match="x7") == x7[2:5]
+    assert q.count(match="X7") == 0 and q.count(match="%") == 0 and q.page(match="_") == []  # literal, case-sensitive
+    now = time.time()
+    older = now - split + 0.1  # waited longer than the second half has
+    assert q.count(older_than=older, now=now) == 15 and q.page(10, 10, older_than=older, now=now) == since[10:15]
+    assert q.count(match="x7", older_than=older, now=now) == 4
+    assert q.page(1, 2, match="x7", older_than=older, now=now) == x7[1:3]
+    assert q.count(older_than=3600) == 0 and q.page(older_than=3600) == []
+    with pytest.raises(ValueError, match="offset"):
+        q.page(-1, 5)
+    await q.pop(ids[0])
+    assert q.count() == 29 and q.page(0, 2) == since[1:3]

@@ -23,7 +23,16 @@ from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
 from pipeteer.plan import Plan, TopicNames, topic_configs
-from pipeteer.queues.base import Backend, BaseQueue, DeadLetter, Held, Pending, take_turn, turn_due
+from pipeteer.queues.base import (
+    Backend,
+    BaseQueue,
+    DeadLetter,
+    Held,
+    Pending,
+    check_page,
+    take_turn,
+    turn_due,
+)
 from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
@@ -595,3 +604,17 @@ class KafkaQueue(BaseQueue[T]):
         engine = self.backend.engines.get(self.path)
         entries = [] if engine is None else engine.snapshot()
         return sorted(((e.id, e.consumed_at) for e in entries), key=lambda pair: pair[1])
+
+    def count(self, *, match: str | None = None, older_than: float | None = None, now: float | None = None) -> int:
+        """How many items this instance holds (passing the filters, see `BaseQueue.count`); 0 in a
+        process that does not run the stage."""
+        engine = self.backend.engines.get(self.path)
+        return 0 if engine is None else engine.count(match, older_than, now)
+
+    def page(self, offset: int = 0, limit: int = 50, *, match: str | None = None, older_than: float | None = None,
+             now: float | None = None) -> list[tuple[str, float]]:
+        """A page of `pending_since()` (see `BaseQueue.page`), read from this instance's pending table
+        without copying it; [] in a process that does not run the stage."""
+        check_page(offset, limit)
+        engine = self.backend.engines.get(self.path)
+        return [] if engine is None else engine.page(offset, limit, match, older_than, now)

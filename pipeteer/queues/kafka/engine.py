@@ -305,6 +305,19 @@ class StageEngine:
     def pending_count(self) -> int:
         return len(self.table)
 
+    def count(self, match: str | None = None, older_than: float | None = None, now: float | None = None) -> int:
+        """How many items are pending here (O(1) without filters); see `PendingTable.count`."""
+        if match is None and older_than is None:
+            return len(self.table)
+        with self.lock:
+            return self.table.count(match, older_than, now)
+
+    def page(self, offset: int, limit: int, match: str | None = None, older_than: float | None = None,
+             now: float | None = None) -> list[tuple[str, float]]:
+        """`(id, consumed_at)` of pending items `offset` to `offset + limit`; see `PendingTable.page`."""
+        with self.lock:
+            return self.table.page(offset, limit, match, older_than, now)
+
     async def wait_change(self, timeout: float = 1.0) -> None:
         with self.lock:
             fut = self._waiter()

@@ -29,6 +29,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 
@@ -113,13 +114,23 @@ class PendingTable:
         self._marks[partition] = deque()
         self._position.pop(partition, None)
         self._committed.pop(partition, None)
+        last = next(reversed(self.entries.values())).consumed_at if self.entries else float("-inf")
+        in_order = True
         for e in restored:
             e.logged, e.dirty = True, False
-            old = self.entries.get(e.id)
+            old = self.entries.pop(e.id, None)
             if old is not None:
                 self.bytes -= len(old.raw)
             self.entries[e.id] = e
             self.bytes += len(e.raw)
+            in_order = in_order and e.consumed_at >= last
+            last = max(last, e.consumed_at)
+        if not in_order:
+            # Items restored from the changelog were consumed (by the partition's previous owner) before
+            # some already here: the table stays in arrival order, so that the oldest item is served
+            # first and a page of it (`page`) is a slice of the sorted listing. Rare (a rebalance), and
+            # only the order of serving depends on it: commits follow each partition's offsets.
+            self.entries = OrderedDict(sorted(self.entries.items(), key=lambda item: item[1].consumed_at))
 
     def drop(self, partitions: Iterable[int]) -> list[Entry]:
         """Forget partitions (revoked, or reset after an aborted transaction); returns the dropped items."""
@@ -263,6 +274,41 @@ class PendingTable:
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(list(self.entries.values()))
+
+    def _matching(self, match: str | None, older_than: float | None, now: float | None) -> Iterator[Entry]:
+        """The pending entries (held ones too, as `pending_since` lists them) whose id contains `match`
+        and that were consumed `older_than` seconds before `now` or earlier, in table order."""
+        entries: Iterable[Entry] = self.entries.values()
+        if match is not None:
+            entries = (e for e in entries if match in e.id)
+        if older_than is not None:
+            cutoff = (time.time() if now is None else now) - older_than
+            entries = (e for e in entries if e.consumed_at <= cutoff)
+        return iter(entries)
+
+    def count(self, match: str | None = None, older_than: float | None = None, now: float | None = None) -> int:
+        """How many items are pending (O(1)), or how many of them pass the filters (one walk).
+
+        >>> t = PendingTable("cl"); t.add_many(Entry(id, None, b"", 0, i, 10.0 * i) for i, id in enumerate("abc"))
+        >>> t.count(), t.count(match="b"), t.count(older_than=5, now=20.0)
+        (3, 1, 2)
+        """
+        if match is None and older_than is None:
+            return len(self.entries)
+        return sum(1 for _ in self._matching(match, older_than, now))
+
+    def page(self, offset: int = 0, limit: int = 50, match: str | None = None, older_than: float | None = None,
+             now: float | None = None) -> list[tuple[str, float]]:
+        """`(id, consumed_at)` of the pending items `offset` to `offset + limit` (of those passing the
+        filters, as `count`), in table order (oldest first): walks only the items up to the page's end.
+
+        >>> t = PendingTable("cl"); t.add_many(Entry(id, None, b"", 0, i, 10.0 * i) for i, id in enumerate("abc"))
+        >>> t.page(1, 5)
+        [('b', 10.0), ('c', 20.0)]
+        """
+        if offset < 0 or limit < 0:
+            raise ValueError(f"page: offset and limit must be >= 0, got offset={offset}, limit={limit}")
+        return [(e.id, e.consumed_at) for e in islice(self._matching(match, older_than, now), offset, offset + limit)]
 
     def oldest_age(self, now: float | None = None) -> float:
         for e in self.entries.values():

@@ -121,3 +121,26 @@ def test_pending_bytes_follow_the_items_held() -> None:
     assert t.bytes == 8
     t.clear()
     assert t.bytes == 0
+
+
+def test_page_and_count_walk_the_table_in_arrival_order() -> None:
+    t = PendingTable(CL)
+    t.assign(0, [])
+    t.add_many(Entry(f"t{i}" + ("x7" if i % 3 == 0 else ""), None, b"", 0, i, 100.0 + i) for i in range(20))
+    listed = [(e.id, e.consumed_at) for e in t]
+    assert t.count() == 20 and t.page() == listed and t.page(5, 3) == listed[5:8] and t.page(19, 5) == listed[19:]
+    x7 = [pair for pair in listed if "x7" in pair[0]]
+    assert t.count(match="x7") == 7 and t.page(1, 2, match="x7") == x7[1:3]
+    assert t.count(older_than=10, now=115.0) == 6 and t.page(4, 10, older_than=10, now=115.0) == listed[4:6]
+    assert t.count(match="x7", older_than=10, now=115.0) == 2
+    t.finish("t1", [])
+    assert t.count() == 19 and t.page(0, 2) == [listed[0], listed[2]]
+
+
+def test_items_restored_older_than_those_consumed_are_put_first() -> None:
+    t = PendingTable(CL)
+    t.assign(0, [])
+    t.add_many([Entry("new", None, b"", 0, 1, 50.0)])
+    t.assign(1, [Entry("old", None, b"", 1, 3, 10.0), Entry("mid", None, b"", 1, 4, 30.0)])
+    assert t.page() == [("old", 10.0), ("mid", 30.0), ("new", 50.0)]
+    assert t.first_ready(0.0) is not None and t.first_ready(0.0).id == "old"  # type: ignore[union-attr]
