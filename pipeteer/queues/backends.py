@@ -15,6 +15,7 @@ from pipeteer.errors import ConfigError
 from pipeteer.queues.base import RETRY_OPTIONS, Backend, BaseQueue, Retry
 
 if TYPE_CHECKING:
+    from pipeteer.queues.ledger import Ledger
     from pipeteer.queues.locks import Locks
 
 DEFAULT_BACKEND = "sqlite:///queues.db"
@@ -71,6 +72,12 @@ class SqliteBackend(Backend):
         from pipeteer.queues.sqlite import SqliteStore
 
         return SqliteStore.at(self.path).catalog()
+
+    def _new_ledger(self) -> Ledger:
+        """The ledger of decisions in the database file (`SqliteLedger`): every process records there."""
+        from pipeteer.queues.ledger import SqliteLedger
+
+        return SqliteLedger(self.path)
 
     def _new_locks(self) -> Locks:
         """The task locks in the database file (`SqliteLocks`): every process using it sees them."""

@@ -37,6 +37,7 @@ from pipeteer.queues.progress import Stall
 from pipeteer.types import checker, type_name, value_type_name
 
 if TYPE_CHECKING:
+    from pipeteer.queues.ledger import Ledger
     from pipeteer.queues.locks import Locks
 
 T = TypeVar("T")
@@ -696,6 +697,7 @@ class Backend(ABC):
     """The backend URL, as printed and logged (secrets masked)."""
 
     _locks: Locks | None = None  # (made by `locks()` on first use)
+    _ledger: Ledger | None = None  # (made by `ledger()` on first use)
 
     reports_metrics: ClassVar[bool] = False
     """True when the backend, once given the metrics (`use_metrics`), measures the oldest pending age
@@ -735,6 +737,20 @@ class Backend(ABC):
             if self._locks is None:
                 self._locks = self._new_locks()
             return self._locks
+
+    def ledger(self) -> Ledger:
+        """Where the reviewers' decisions are recorded (`pipeteer.queues.ledger`), for the console's
+        statistics: the same object on every call, made by `_new_ledger` on the first."""
+        with _LAZY:
+            if self._ledger is None:
+                self._ledger = self._new_ledger()
+            return self._ledger
+
+    def _new_ledger(self) -> Ledger:
+        """By default a `MemoryLedger`: the decisions made in this process."""
+        from pipeteer.queues.ledger import MemoryLedger
+
+        return MemoryLedger()
 
     def _new_locks(self) -> Locks:
         """By default a `MemoryLocks`: a backend whose tasks are each served by one process (memory,
