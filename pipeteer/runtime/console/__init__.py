@@ -46,6 +46,8 @@ TEMPLATES = Environment(
 STATIC = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "annotate.css": "text/css; charset=utf-8",
+    "annotate.js": "text/javascript; charset=utf-8",
 }
 
 
