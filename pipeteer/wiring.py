@@ -33,6 +33,9 @@ class StageHooks(Protocol):
 
     def read(self, stage: str, id: str) -> None: ...
 
+    def completing(self, stage: str, id: str) -> None:
+        """Before an item of `stage` moves on: raise to refuse the move (a person's task locked by another)."""
+
     def moved(self, stage: str, id: str, target: str) -> None: ...
 
 
@@ -241,6 +244,8 @@ class StageOutput(WriteQueue[Any]):
         if route is None:
             route = self._route(id, value)
         target, dst, can_move = route
+        for hook in self.hooks:
+            hook.completing(self.stage, id)
         # An item this stage read and that is gone was completed elsewhere (another process of the
         # stage): the move below raises InexistentItem rather than writing a second output.
         if post is None and id not in memory.states and not await self.queue.has(id):

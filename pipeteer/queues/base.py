@@ -700,6 +700,10 @@ class Backend(ABC):
     _ledger: Ledger | None = None  # (made by `ledger()` on first use)
 
     reports_metrics: ClassVar[bool] = False
+    moves_back: ClassVar[bool] = True
+    """Whether an item waiting in one queue can be moved back to another by any process (`move`, atomic
+    where the store allows): a review console then lets a reviewer take back an applied decision. Not
+    on Kafka, where a pending item belongs to the instance owning its partition."""
     """True when the backend, once given the metrics (`use_metrics`), measures the oldest pending age
     and counts dead letters itself; otherwise the service does, from `pending()` and `on_dead_letter`."""
 

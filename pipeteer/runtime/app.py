@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +56,9 @@ class App:
     - `guidelines`: text shown on every task of the stage (what to approve, what to reject, how
       to click). Without it, the first paragraph of the stage's artifact's docstring
       (`guidelines_for`).
+    - `reasons`: the reasons a person picks from when rejecting a task (a short list; they may
+      write their own too). Each is recorded in the audit line and counted in the metrics
+      (`pipeteer_review_decisions_total{reason=...}`).
 
     >>> app = App(Workflow(int, bool, pipelines={"check": Pipeline(int, bool)}),
     ...           {"check": lambda Qin, Qout: None}, guidelines={"check": "Approve even numbers."})
@@ -74,9 +77,10 @@ class App:
     task_age_limits: Mapping[str, float | timedelta] = field(default_factory=dict)
     previews: Mapping[str, Callable[[Any, Any], bytes]] = field(default_factory=dict)
     guidelines: Mapping[str, str] = field(default_factory=dict)
+    reasons: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("artifacts", "task_age_limits", "previews", "guidelines"):
+        for name in ("artifacts", "task_age_limits", "previews", "guidelines", "reasons"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         if not isinstance(self.workflow, Workflow):
             raise SpecError("app", [f"{self.workflow!r} is not a Workflow"])
@@ -115,6 +119,14 @@ class App:
                 reasons.append(problem)
             elif not isinstance(text, str):
                 reasons.append(f"guidelines[{k!r}] must be a text, got {text!r}")
+        for k, given in self.reasons.items():
+            if (problem := self._not_web("reasons", k, "only people reject tasks")) is not None:
+                reasons.append(problem)
+            elif isinstance(given, str) or not all(isinstance(r, str) and 0 < len(r) <= 80 for r in given):
+                reasons.append(f"reasons[{k!r}] must be a list of short texts (1 to 80 characters), got {given!r}")
+            elif len(set(given)) != len(given) or not 0 < len(given) <= 9:
+                reasons.append(f"reasons[{k!r}] must be 1 to 9 distinct texts (keys 1-9 pick them), got {given!r}")
+        object.__setattr__(self, "reasons", MappingProxyType({k: tuple(v) for k, v in self.reasons.items()}))
         for k in leaves:  # annotations that do not fit, before anyone opens the console
             if k in self.artifacts and callable(self.artifacts[k]) and self.is_web(k):
                 reasons += annotate.problems(self.output_type(k), f"stage {k!r}")

@@ -6,6 +6,7 @@ The names here are a public contract: the compiled Grafana dashboard queries the
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -37,6 +38,7 @@ METRIC_NAMES = (
     "pipeteer_oldest_pending_age_seconds",
     "pipeteer_consumer_lag",
     "pipeteer_reviewer_completions_total",
+    "pipeteer_review_decisions_total",
     "pipeteer_stage_ready",
     "pipeteer_unknown_writer_records_total",
     "pipeteer_held_items",
@@ -90,6 +92,13 @@ class Metrics:
         )
         self.completions = Counter(
             "pipeteer_reviewer_completions", "Tasks a person completed", (*labels, "reviewer"), registry=r
+        )
+        self.decisions = Counter(
+            "pipeteer_review_decisions",
+            "Decisions made in the review console, by decision (approved, rejected, submitted, undone) and "
+            "reason (one the app declares, 'other' for free text, '' for none)",
+            (*labels, "decision", "reason"),
+            registry=r,
         )
         self.held = Gauge(
             "pipeteer_held_items",
@@ -182,6 +191,9 @@ class StageMetrics:
     def completions(self, reviewer: str) -> Any:
         return self.metrics.completions.labels(*self.key, reviewer)
 
+    def decisions(self, decision: str, reason: str) -> Any:
+        return self.metrics.decisions.labels(*self.key, decision, reason)
+
     def export_measured(self) -> None:
         """For a backend that measures commits, rebalances and dead letters: export their series from now on, at 0
         (a series born at its first increment hides that increment from `rate` and `increase`)."""
@@ -238,6 +250,18 @@ def observe_many(histogram: Histogram, amounts: list[float]) -> None:
         buckets[i].inc(n)
 
 
+current_decision: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "pipeteer_decision", default=None)
+"""What the console is applying (decision, reason, comment), for the audit line of the move it makes."""
+
+
+def audit_event(event: str, stage: str, id: str, reviewer: str, **more: Any) -> None:
+    """One line of the audit log (logger `pipeteer.audit`, JSON): who did what to which task, and when."""
+    line = {"event": event, "stage": stage, "id": id, "reviewer": reviewer, **more,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    audit.info(json.dumps({k: v for k, v in line.items() if v is not None}))
+
+
 class StageProgress:
     """Wiring hook: counts items as stages move them and times read-to-emit.
 
@@ -267,13 +291,15 @@ class StageProgress:
             self._read_at.clear()
         self._read_at.setdefault((stage, id), time.monotonic())
 
+    def completing(self, stage: str, id: str) -> None:
+        pass
+
     def moved(self, stage: str, id: str, target: str) -> None:
         started = self._read_at.pop((stage, id), None)
         reviewer = current_reviewer.get()
         if reviewer is not None:  # a person completed it (authenticated request, or a console decision)
             self.of(stage).completions(reviewer).inc()
-            audit.info(json.dumps({"event": "completed", "stage": stage, "id": id, "to": target,
-                                   "reviewer": reviewer, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+            audit_event("completed", stage, id, reviewer, to=target, **(current_decision.get() or {"via": "app"}))
         moved = self._moved.get(stage)
         if moved is None:
             moved = self._moved[stage] = []

@@ -21,7 +21,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeteer.codec import check_release, codec_for, unknown_writers
-from pipeteer.errors import BrokerUnreachable, CommitAborted, ConfigError, SchemaError, Unavailable
+from pipeteer.errors import (
+    BrokerUnreachable,
+    CommitAborted,
+    ConfigError,
+    SchemaError,
+    TaskLocked,
+    Unavailable,
+)
 from pipeteer.plan import Plan
 from pipeteer.queues.base import Retry
 from pipeteer.queues.progress import Stall
@@ -29,8 +36,17 @@ from pipeteer.runtime.app import App
 from pipeteer.runtime.availability import StageGate
 from pipeteer.runtime.connect import connect
 from pipeteer.runtime.console import Console, ConsoleSettings, login_page
+from pipeteer.runtime.console.guard import LockGuard
+from pipeteer.runtime.console.routes import routes as console_routes
 from pipeteer.runtime.metrics import Metrics, StageProgress
-from pipeteer.runtime.security import SESSION_COOKIE, Security, SecurityMiddleware, form_fields, safe_next
+from pipeteer.runtime.security import (
+    SESSION_COOKIE,
+    Security,
+    SecurityMiddleware,
+    current_reviewer,
+    form_fields,
+    safe_next,
+)
 from pipeteer.wiring import WorkflowQueues
 
 log = logging.getLogger("pipeteer.run")
@@ -107,7 +123,9 @@ class StageService:
         self.progress = StageProgress(self.metrics)
         self.restart = restart
         self.security = security if security is not None else Security()
-        self.queues: WorkflowQueues = connect(app, backend, hooks=[self.progress])
+        # Every completion of a person's task, whatever route pushes it, honours the console's locks
+        self.guard = LockGuard(s for s in self.stages if app.is_web(s))
+        self.queues: WorkflowQueues = connect(app, backend, hooks=[self.progress, self.guard])
         self.backend = self.queues.backend
         self.backend.use_metrics(self.metrics)  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
         # Other backends: the service measures the oldest pending age and counts dead letters itself
@@ -136,7 +154,7 @@ class StageService:
                 raw.on_dead_letter = self.progress.of(s).count_dead_letter
                 self.progress.of(s).dead_letters.inc(0)  # exported from the start, at 0
         self.metrics.watch_unknown_writers(self.readers_of)
-        self.console = Console(self, console or ConsoleSettings())
+        self.console = Console(self, self.guard, console or ConsoleSettings())
         self.root = self._root()
         self.asgi = SecurityMiddleware(StageGate(self.root, list(self.web), self.unavailable), self.security)
 
@@ -196,12 +214,15 @@ class StageService:
             return response
 
         @root.post("/logout")
-        async def logout() -> Response:
+        async def logout(request: Request) -> Response:
+            name = current_reviewer.get() or service.security.session_name(request.cookies.get(SESSION_COOKIE, ""))
+            if name is not None:
+                service.console.logged_out(name)  # their locks are released, for the others to take
             response = RedirectResponse("/login", status_code=303)
             response.delete_cookie(SESSION_COOKIE, path="/")
             return response
 
-        root.include_router(self.console.routes())
+        root.include_router(console_routes(self.console))
         for s, web in self.web.items():
             if isinstance(web, FastAPI):
                 harden(web, docs)
@@ -498,6 +519,13 @@ async def _try_again(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": _short(f"not done, try again: {exc}")}, status_code=503, headers={"Retry-After": "1"})
 
 
+async def _locked(request: Request, exc: Exception) -> Response:
+    """A completion of a task someone else holds (a lock taken in the console, or by another request): 409
+    naming who and until when, whatever route it came by. Nothing was done."""
+    assert isinstance(exc, TaskLocked)
+    return JSONResponse({"detail": _short(str(exc)), "holder": exc.holder, "until": exc.until}, status_code=409)
+
+
 def harden(app: FastAPI, docs: bool) -> None:
     """Error answers that never echo unbounded input, and no API docs unless asked for (user apps too)."""
     app.exception_handlers[StarletteHTTPException] = _http_error
@@ -505,6 +533,7 @@ def harden(app: FastAPI, docs: bool) -> None:
     app.exception_handlers[RequestValidationError] = _validation_error
     app.exception_handlers[CommitAborted] = _try_again
     app.exception_handlers[Unavailable] = _try_again
+    app.exception_handlers[TaskLocked] = _locked
     if not docs:
         hidden = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
         app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in hidden]

@@ -24,6 +24,11 @@ class Served:
     base: str
     backend: str
     proc: subprocess.Popen[bytes]
+    stderr: str = ""
+    """What the process wrote to stderr (its log, the audit lines included), once it has stopped."""
+
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.splitlines()
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -62,7 +67,8 @@ def serve(app: str, tmp: Path, env: Mapping[str, str] = {}, args: tuple[str, ...
             if time.monotonic() > deadline:
                 raise TimeoutError(base)
             time.sleep(0.05)
-        yield Served(base, backend, proc)
+        served = Served(base, backend, proc)
+        yield served
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -70,4 +76,6 @@ def serve(app: str, tmp: Path, env: Mapping[str, str] = {}, args: tuple[str, ...
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        with contextlib.suppress(NameError):
+            served.stderr = err.decode()
         assert proc.returncode == 0, err.decode()

@@ -66,6 +66,7 @@ class KafkaBackend(Backend):
     """
 
     reports_metrics = True
+    moves_back = False
     """Each stage engine measures its oldest pending age and counts its dead letters (see `use_metrics`)."""
 
     def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str) -> None:

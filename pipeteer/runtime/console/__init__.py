@@ -1,45 +1,57 @@
 """The built-in review console of `pipeteer run`: every human stage's pending tasks, worked in a browser.
 
-`/` lists the stages with their pending counts (live); `/console/?stage=NAME` is a stage's
-desk: the pending tasks, oldest first and paginated, and one task at a time, shown from its
-state with the actions its output type calls for (see `forms`). Keyboard: `a` approve, `r`
-reject, `n` next, `u` undo. A task opened is leased to its reviewer and a decision waits out an
-undo window before it is applied (see `desk`). The JSON API under `/console/api/` is what the
-page uses, and works for scripts as well (`?stage=` and `?id=` in the query, so any id works).
+`/` lists the stages with their progress and the team's numbers (live); `/console/?stage=NAME`
+is a stage's desk: the pending tasks, oldest first, a page at a time (search by id, filter by
+age), and one task at a time, shown from its state with the actions its output type calls for
+(see `forms`, and `pipeteer.annotate` for points, boxes and polygons drawn on an image).
+Keyboard: `a` approve, `r` reject, `n` next, `u` undo, `?` every key. A task opened is locked to
+its reviewer and a decision waits out an undo window before it is applied (see `desk`); the
+same locks hold on every route that completes a task (see `guard`). The JSON API under
+`/console/api/` is what the page uses, and works for scripts as well (`?stage=` and `?id=` in
+the query, so any id works); see `routes`.
 
-The app's own web pages stay where they were (`/<stage>/`), linked from the console.
+Every request costs a page, not the whole stage: listings, counts and "next" ask the backend
+for one page of pending items (`BaseQueue.page`, `count`) and the locks of that page only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeteer import settings
-from pipeteer.errors import InexistentItem, PipeteerError, UnreadableRecord
+from pipeteer.errors import InexistentItem, PipeteerError, TaskLocked, UnreadableRecord
 from pipeteer.queues.base import BaseQueue
-from pipeteer.runtime.console.desk import Decision, Desk, NothingToUndo, TaskTaken, candidates
-from pipeteer.runtime.console.forms import FormError, actions_for, build, field_bytes, image_type, show
-from pipeteer.runtime.console.peers import INSTANCE_HEADER, Peers, parse_peers
+from pipeteer.queues.ledger import Decided
+from pipeteer.runtime.console.desk import Decision, Desk, candidates
+from pipeteer.runtime.console.guard import LockGuard, reviewer
+from pipeteer.runtime.console.peers import Peers, parse_peers
+from pipeteer.runtime.console.stats import HOUR, WEEK, ReviewerStats, StageProgress, day_start, reviewers
+from pipeteer.runtime.metrics import audit_event, current_decision
 from pipeteer.runtime.security import current_reviewer
 from pipeteer.spec import Wrapped
+from pipeteer.spec.stages import OUTPUT
 
 log = logging.getLogger("pipeteer.console")
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
-LIVE_INTERVAL = 1.0
+NEXT_PAGE = 100
+"""Tasks looked at per page when finding the next one for a reviewer (locked ones are passed over)."""
+NEXT_PAGES = 10
+RECALLS_KEPT = 20
+"""Applied decisions per reviewer this process can still take back (while the item waits downstream)."""
 TEMPLATES = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
 )
@@ -51,9 +63,27 @@ STATIC = {
 }
 
 
+def duration(seconds: float) -> str:
+    """A wait in words a person reads at a glance.
+
+    >>> duration(42), duration(600), duration(7200), duration(3 * 86400)
+    ('42 s', '10 min', '2.0 h', '3.0 days')
+    """
+    if seconds < 90:
+        return f"{round(seconds)} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+TEMPLATES.filters["duration"] = duration
+
+
 @dataclass(frozen=True)
 class ConsoleSettings:
-    """`lease_seconds`: how long an opened task stays with its reviewer; `undo_seconds`: the undo window;
+    """`lease_seconds`: how long an opened task stays locked to its reviewer; `undo_seconds`: the undo window;
     `peers`: the other instances of the same human stages (see `peers`), from `PIPETEER_CONSOLE_PEERS`."""
 
     lease_seconds: float = 300.0
@@ -70,8 +100,8 @@ def render(template: str, **context: Any) -> HTMLResponse:
     return HTMLResponse(TEMPLATES.get_template(template).render(**context))
 
 
-def reviewer() -> str:
-    return current_reviewer.get() or "anonymous"
+def not_pending(stage: str, id: str) -> HTTPException:
+    return HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)")
 
 
 def unreadable_task(stage: str, id: str) -> str:
@@ -80,22 +110,44 @@ def unreadable_task(stage: str, id: str) -> str:
             "by this one yet: it is kept (not lost), and a version that can read it will serve it")
 
 
-class Console:
-    """The console of one stage service: its human stages' desks and the routes that serve them."""
+def locked(e: TaskLocked) -> HTTPException:
+    return HTTPException(409, detail=str(e))
 
-    def __init__(self, service: Any, settings: ConsoleSettings = ConsoleSettings()) -> None:
+
+@dataclass(frozen=True)
+class Applied:
+    """A decision this process applied, kept so its reviewer can take it back while the item waits downstream."""
+
+    stage: str
+    id: str
+    state: Any
+    target: str
+    label: str
+    at: float
+
+
+class Console:
+    """The console of one stage service: its human stages' desks and what the routes ask of them."""
+
+    def __init__(self, service: Any, guard: LockGuard, settings: ConsoleSettings = ConsoleSettings()) -> None:
         self.service = service
         self.app_name: str = service.app.name
         self.settings = settings
         self.human: list[str] = [s for s in service.stages if s in service.web]
-        self.desks = {s: Desk(settings.lease_seconds, settings.undo_seconds) for s in self.human}
+        self.locks = service.backend.locks()
+        self.ledger = service.backend.ledger()
+        self.guard = guard
+        self.desks = {s: Desk(s, self.locks, settings.lease_seconds, settings.undo_seconds) for s in self.human}
+        self.applied: dict[str, deque[Applied]] = {}
+        self.states: dict[tuple[str, str], Any] = {}
+        """(stage, id) -> the state a waiting decision was made on (what taking it back restores)."""
         self.closing = asyncio.Event()
         self._applier: asyncio.Task[None] | None = None
         # One snapshot per stage (None: all stages) shared by every live view, however many are open
         self._snapshots: dict[str | None, tuple[float, Any]] = {}
         self.peers = Peers(settings.peers, lambda name: service.security.session_cookie(name, seconds=60))
 
-    # --- queues of a stage ---
+    # --- a stage's queues and types ---
 
     def _raw(self, stage: str) -> BaseQueue[Any]:
         return self.service.queues.stage_queue(stage)
@@ -103,105 +155,233 @@ class Console:
     def _qout(self, stage: str) -> Any:
         return self.service.app.stage_queues(self.service.queues, stage)["Qout"]
 
-    def _output_type(self, stage: str) -> Any:
+    def output_type(self, stage: str) -> Any:
         s = self.service.app.stages()[stage]
         return s.inner_output_type() if isinstance(s, Wrapped) else s.Tout
 
-    async def pending(self, stage: str) -> list[str]:
-        ids: list[str] = await self._raw(stage).keys()
-        return ids
-
-    async def held(self, stage: str) -> list[dict[str, Any]]:
-        """The tasks this instance holds: id, holder, whether decided, and since when it waits (for merging).
-        A task this version cannot read (another version's, mid-rollout) is listed too, marked `unreadable`."""
-        raw = self._raw(stage)
-        timed = raw.pending_since()  # wall clock: comparable across instances
-        unreadable = {h.id for h in raw.held()}
-        desk = self.desks[stage]
-        now = time.time()
-        return [{"id": id, "holder": desk.holder(id, now), "decided": id in desk.waiting, "since": t,
-                 **({"unreadable": True} if id in unreadable else {})} for id, t in timed]
-
-    async def listing(self, stage: str) -> list[dict[str, Any]]:
-        """Every pending task of the stage, this instance's and its peers', oldest first."""
-        items = await self.held(stage)
-        if self.peers:
-            for answer in await self.peers.ask_all("GET", "/console/api/held", {"stage": stage}, reviewer()):
-                items += answer.get("items", [])
-            items.sort(key=lambda i: i["since"])
-        return items
-
-    async def routed(self, request: Request, stage: str, id: str, local: bool,
-                     action: Callable[[], Awaitable[Any]], path: str | None = None) -> Any:
-        """Act on a task here if this instance holds it (or was asked as a peer), else where it is held.
-
-        Forwarded as this request (or as a POST to `path` with only stage and id, for `next`)."""
-        if local or not self.peers or await self._raw(stage).has(id):
-            return await action()
-        if path is None:
-            method, path = request.method, request.url.path
-            params = {k: v for k, v in request.query_params.items() if k != "local"}
-            body, content_type = await request.body() or None, request.headers.get("content-type")
-        else:
-            method, params, body, content_type = "POST", {"stage": stage, "id": id}, None, None
-        r = await self.peers.forward(method, path, params, reviewer(), body, content_type)
-        if r is None:
-            raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)")
-        return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
-
-    def _desk(self, stage: str | None) -> Desk:
+    def desk(self, stage: str | None) -> Desk:
         if stage not in self.desks:
             raise HTTPException(404, detail=f"no human stage {str(stage)[:100]!r} here (stages: {', '.join(self.human)})")
         return self.desks[stage]
 
+    def reasons(self, stage: str) -> tuple[str, ...]:
+        """The reject reasons the app declares for the stage (the reviewer may also write their own)."""
+        return tuple(self.service.app.reasons.get(stage, ()))
+
+    # --- listings: one page at a time ---
+
+    def local_page(self, stage: str, offset: int, limit: int, match: str | None = None,
+                   older_than: float | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """This instance's pending tasks of `stage`: how many match, and one page of them, oldest first,
+        each with its lock (holder, until, decided) and whether this version can read it."""
+        raw, now = self._raw(stage), time.time()
+        total = raw.count(match=match, older_than=older_than, now=now)
+        rows = raw.page(offset, limit, match=match, older_than=older_than, now=now)
+        locks = self.desks[stage].holders([id for id, _ in rows], now)
+        unreadable = {h.id for h in raw.held()} if rows else set()
+        items = []
+        for id, since in rows:
+            lock = locks.get(id)
+            item: dict[str, Any] = {"id": id, "since": since, "holder": lock.reviewer if lock else None,
+                                    "until": lock.until if lock else None, "decided": bool(lock and lock.decided)}
+            if id in unreadable:
+                item["unreadable"] = True
+            items.append(item)
+        return total, items
+
+    async def page(self, stage: str, offset: int = 0, limit: int = PAGE_SIZE, match: str | None = None,
+                   older_than: float | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """Every instance's pending tasks of `stage` (this one's and its peers'): a page, oldest first, and the total."""
+        if not self.peers:
+            return self.local_page(stage, offset, limit, match, older_than)
+        total, items = self.local_page(stage, 0, offset + limit, match, older_than)
+        params: dict[str, Any] = {"stage": stage, "limit": offset + limit}
+        if match:
+            params["match"] = match
+        if older_than is not None:
+            params["older_than"] = older_than
+        for answer in await self.peers.ask_all("GET", "/console/api/held", params, reviewer()):
+            total += int(answer.get("total", 0))
+            items += answer.get("items", [])
+        items.sort(key=lambda i: i["since"])
+        return total, items[offset: offset + limit]
+
+    async def counts(self) -> list[dict[str, Any]]:
+        """Every stage of this service: pending, and for a human stage how many are taken and its progress."""
+        out = []
+        now = time.time()
+        today = day_start(now)
+        for s in self.service.stages:
+            if s not in self.desks:
+                out.append({"stage": s, "human": False, "pending": self._raw(s).count(), "taken": 0})
+                continue
+            pending, taken = self._raw(s).count(), self.locks.count(s, now)
+            if self.peers:
+                for answer in await self.peers.ask_all("GET", "/console/api/held", {"stage": s, "limit": 1}, reviewer()):
+                    pending += int(answer.get("total", 0))
+                    taken += int(answer.get("taken", 0))
+            p = StageProgress.of(s, pending, self.ledger.count(s, today, now), self.ledger.count(s, now - HOUR, now))
+            out.append({"stage": s, "human": True, "pending": pending, "taken": taken, "done_today": p.done_today,
+                        "rate_per_hour": p.rate_per_hour, "empty_in": p.empty_in})
+        return out
+
+    def team(self, stage: str | None = None) -> list[ReviewerStats]:
+        now = time.time()
+        return reviewers(self.ledger.between(now - WEEK, now, stage), now)
+
+    # --- one task ---
+
     async def detail(self, stage: str, id: str) -> dict[str, Any]:
+        from pipeteer.runtime.console.forms import actions_for, show
+
         try:
             state = await self._raw(stage).read(id)
         except InexistentItem:
-            raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)") from None
+            raise not_pending(stage, id) from None
         except UnreadableRecord:
             raise HTTPException(409, detail=unreadable_task(stage, id)) from None
-        desk = self.desks[stage]
+        lock = self.desks[stage].holder(id, time.time())
         return {
             "id": id,
             "stage": stage,
-            "fields": [asdict(f) for f in show(state)],
-            "holder": desk.holder(id, time.time()),
-            "actions": asdict(actions_for(self._output_type(stage))),
+            "fields": [_asdict(f) for f in show(state)],
+            "holder": lock.reviewer if lock else None,
+            "until": lock.until if lock else None,
+            "actions": _asdict(actions_for(self.output_type(stage))),
         }
 
-    async def open(self, request: Request, stage: str, id: str, local: bool = False, path: str | None = None) -> Any:
-        """Lease the task to the reviewer (where it is held) and give its detail; 409 if someone else has it."""
+    async def open_here(self, stage: str, id: str) -> dict[str, Any]:
+        """Lock the task to the reviewer and give its detail; 409 naming who has it otherwise."""
+        out = await self.detail(stage, id)
+        try:
+            lock = self.desks[stage].lease(id, reviewer(), time.time())
+        except TaskLocked as e:
+            raise locked(e) from None
+        out["holder"], out["until"] = lock.reviewer, lock.until
+        return out
+
+    async def decide_here(self, stage: str, id: str, value: Any, label: str, reason: str | None,
+                          comment: str | None) -> dict[str, Any]:
+        raw = self._raw(stage)
+        try:
+            state = await raw.read(id)
+        except InexistentItem:
+            raise not_pending(stage, id) from None
+        except UnreadableRecord:
+            raise HTTPException(409, detail=unreadable_task(stage, id)) from None
         desk = self.desks[stage]
-
-        async def open_here() -> dict[str, Any]:
-            out = await self.detail(stage, id)
-            try:
-                lease = desk.lease(id, reviewer(), time.time())
-            except TaskTaken as e:
-                raise HTTPException(409, detail=str(e)) from None
-            out["holder"] = lease.reviewer
-            out["lease_until"] = lease.until
-            return out
-
-        return await self.routed(request, stage, id, local, open_here, path)
+        try:
+            d = desk.decide(id, reviewer(), value, label, time.time(), reason=reason, comment=comment)
+        except TaskLocked as e:
+            raise locked(e) from None
+        if self.recalls:
+            self.states[(stage, id)] = state
+        if self.settings.undo_seconds <= 0 and desk.take(id) is not None:
+            outcome = await self.apply(stage, d)
+            if outcome != "applied":
+                raise HTTPException(409, detail=f"task {id[:100]!r}: {outcome}")
+            return {"id": id, "state": "applied", "label": label}
+        return {"id": id, "state": "waiting", "label": label, "undo_seconds": self.settings.undo_seconds}
 
     # --- applying decisions ---
 
+    @property
+    def recalls(self) -> bool:
+        """Whether an applied decision can be taken back while its item waits downstream: on a backend
+        whose moves between queues are atomic here (SQLite, memory); on Kafka the item belongs to the
+        instance owning its partition downstream, so only the undo window applies."""
+        return bool(self.service.backend.moves_back)
+
     async def apply(self, stage: str, d: Decision) -> str:
         """Push one decision through the stage's `Qout` (the atomic move); 'applied' or why not."""
+        comment = d.comment
         token = current_reviewer.set(d.reviewer)
+        what = current_decision.set({"decision": d.label, "reason": d.reason, "comment": comment, "via": "console"})
+        desk = self.desks[stage]
+        state = self.states.pop((stage, d.id), None)
         try:
             await self._qout(stage).push(d.id, d.value)
         except InexistentItem:
             log.warning("stage %r: %s's decision on %r not applied: the task was completed elsewhere", stage, d.reviewer, d.id)
+            desk.done(d.id)
             return "completed elsewhere"
         except PipeteerError as e:
             log.error("stage %r: %s's decision on %r failed: %s", stage, d.reviewer, d.id, e)
+            self.locks.release(stage, d.id, d.reviewer)
             return f"failed: {e}"
         finally:
+            current_decision.reset(what)
             current_reviewer.reset(token)
+        desk.done(d.id)
+        now = time.time()
+        reason_label = d.reason if d.reason in self.reasons(stage) else ("other" if d.reason or comment else "")
+        self.service.progress.of(stage).decisions(d.label, reason_label).inc()
+        self.ledger.record(Decided(stage, d.id, d.reviewer, d.label, now, d.seconds, d.reason or comment))
+        target = self.guard.targets.pop((stage, d.id), None)
+        if state is not None and target is not None:
+            kept = self.applied.setdefault(d.reviewer, deque(maxlen=RECALLS_KEPT))
+            kept.append(Applied(stage, d.id, state, target, d.label, now))
         return "applied"
+
+    async def recall(self, stage: str, id: str) -> dict[str, Any]:
+        """Take back an applied decision of this reviewer while its item still waits downstream, untouched:
+        in the workflow's output, or in a human stage where nobody holds it. The task is theirs again."""
+        me = reviewer()
+        kept = self.applied.get(me, deque())
+        found = next((a for a in reversed(kept) if a.stage == stage and a.id == id), None)
+        if found is None:
+            raise HTTPException(409, detail=f"nothing to take back on task {id[:100]!r}: no decision of yours on it "
+                                             "applied recently by this instance")
+        if found.target == OUTPUT:
+            dst: BaseQueue[Any] = self.service.queues.Qout
+        elif found.target in self.desks:
+            lock = self.locks.get(found.target, id, time.time())
+            if lock is not None:
+                raise HTTPException(409, detail=f"task {id[:100]!r} is being worked on in {found.target} by "
+                                                 f"{lock.reviewer}: it cannot be taken back")
+            dst = self._raw(found.target)
+        else:
+            raise HTTPException(409, detail=f"task {id[:100]!r} went on to {found.target}, an automatic stage "
+                                             "that may be working on it: it cannot be taken back")
+        try:
+            await dst.move(id, self._raw(stage), found.state)
+        except InexistentItem:
+            raise HTTPException(409, detail=f"task {id[:100]!r} has left {found.target}: it cannot be taken "
+                                             "back any more") from None
+        kept.remove(found)
+        now = time.time()
+        self.desks[stage].lease(id, me, now)
+        self.service.progress.of(stage).decisions("undone", "").inc()
+        self.ledger.record(Decided(stage, id, me, "undone", now, None, f"took back {found.label}"))
+        audit_event("undone", stage, id, me, decision=found.label, was="applied", back_from=found.target)
+        return {"id": id, "state": "undone", "label": found.label}
+
+    def recent(self, stage: str) -> list[dict[str, Any]]:
+        """The reviewer's recent decisions on the stage, newest first, and whether each can still be taken back."""
+        me = reviewer()
+        recallable = {a.id for a in self.applied.get(me, ()) if a.stage == stage} if self.recalls else set()
+        waiting = self.desks[stage].waiting
+        out: list[dict[str, Any]] = []
+        for e in self.ledger.recent(me, 20, stage):
+            out.append({"id": e.id, "decision": e.decision, "at": e.at, "reason": e.reason,
+                        "undo": "recall" if e.id in recallable and e.decision != "undone" else None})
+        pending: list[dict[str, Any]] = [{"id": d.id, "decision": d.label, "at": d.due - self.settings.undo_seconds, "reason": d.reason,
+                    "undo": "window"} for d in waiting.values() if d.reviewer == me]
+        seen: set[str] = set()
+        unique = []
+        for item in sorted(pending, key=lambda i: -float(i["at"])) + out:
+            if item["id"] not in seen:
+                seen.add(item["id"])
+                unique.append(item)
+        return unique[:20]
+
+    def logged_out(self, name: str) -> int:
+        """`name` logged out: their locks are released (a decision of theirs waiting out its window stays)."""
+        for desk in self.desks.values():
+            desk.logged_out(name)
+        released = self.locks.release_all(name)
+        audit_event("logout", "*", "*", name, released=released)
+        return released
 
     async def _apply_due(self) -> None:
         while not self.closing.is_set():
@@ -213,6 +393,7 @@ class Console:
                 await asyncio.wait_for(self.closing.wait(), 0.2)
 
     def start(self) -> None:
+        self.guard.locks = self.locks
         if self._applier is None and self.desks:
             self._applier = asyncio.create_task(self._apply_due(), name="console:decisions")
 
@@ -229,190 +410,31 @@ class Console:
                     await self.apply(stage, d)
         await self.peers.close()
 
-    # --- HTTP ---
+    async def next_for(self, request: Request, stage: str, open_task: Any) -> dict[str, Any]:
+        """Open the next task for the reviewer: the oldest free one they have not skipped, else the ones they
+        skipped (oldest skip first); a page at a time, so a stage of 100,000 tasks costs what one of 100 does."""
+        me, desk = reviewer(), self.desks[stage]
+        skipped = desk.skips_of(me)
+        skips = set(skipped)
+        total = 0
+        for n in range(NEXT_PAGES):
+            total_now, items = await self.page(stage, n * NEXT_PAGE, NEXT_PAGE)
+            total = total or total_now
+            listed = [(i["id"], i["holder"]) for i in items if not i["decided"] and not i.get("unreadable")]
+            for id in [c for c in candidates(me, listed) if c not in skips][:20]:
+                opened = await open_task(request, stage, id)
+                if opened is not None:
+                    return {"task": opened, "total": total}
+            if len(items) < NEXT_PAGE:
+                break
+        for id in skipped[:50]:
+            opened = await open_task(request, stage, id)
+            if opened is not None:
+                desk.unskip(me, id)
+                return {"task": opened, "total": total}
+        return {"task": None, "total": total}
 
-    def routes(self) -> APIRouter:
-        router = APIRouter()
-        console = self
-
-        @router.get("/", response_class=HTMLResponse)
-        async def index() -> HTMLResponse:
-            stages = await console.stage_counts()
-            return render("index.html", app=console.app_name, stages=stages, reviewer=reviewer())
-
-        @router.get("/static/{name}")
-        async def static(name: str) -> Response:
-            if name not in STATIC:
-                raise HTTPException(404, detail="no such file")
-            return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
-                            headers={"Cache-Control": "no-cache"})
-
-        @router.get("/console/", response_class=HTMLResponse)
-        async def stage_page(stage: str) -> HTMLResponse:
-            console._desk(stage)
-            return render("stage.html", app=console.app_name, stage=stage, reviewer=reviewer(),
-                          undo_seconds=console.settings.undo_seconds,
-                          own_page=f"/{stage}/")
-
-        @router.get("/console/api/stages")
-        async def stages() -> list[dict[str, Any]]:
-            return await console.stage_counts()
-
-        @router.get("/console/api/held")
-        async def held(stage: str, response: Response) -> dict[str, Any]:
-            """The tasks this instance holds (what its peers merge into their listings)."""
-            console._desk(stage)
-            response.headers[INSTANCE_HEADER] = console.peers.instance
-            return {"instance": console.peers.instance, "items": await console.held(stage)}
-
-        @router.get("/console/api/tasks")
-        async def tasks(stage: str, offset: int = 0, limit: int = PAGE_SIZE) -> dict[str, Any]:
-            console._desk(stage)
-            if offset < 0 or not 1 <= limit <= 500:
-                raise HTTPException(422, detail="offset must be >= 0 and limit between 1 and 500")
-            items = await console.listing(stage)
-            return {
-                "stage": stage,
-                "total": len(items),
-                "offset": offset,
-                "limit": limit,
-                "items": [{"id": i["id"], "holder": i["holder"], **({"unreadable": True} if i.get("unreadable") else {})}
-                          for i in items[offset : offset + limit]],
-            }
-
-        @router.get("/console/api/task")
-        async def task(request: Request, stage: str, id: str, local: bool = False) -> Any:
-            console._desk(stage)
-            return await console.routed(request, stage, id, local, lambda: console.detail(stage, id))
-
-        @router.get("/console/api/field")
-        async def field(request: Request, stage: str, id: str, name: str, local: bool = False) -> Any:
-            console._desk(stage)
-
-            async def local_field() -> Response:
-                try:
-                    state = await console._raw(stage).read(id)
-                except InexistentItem:
-                    raise HTTPException(404, detail="task is not pending") from None
-                except UnreadableRecord:
-                    raise HTTPException(409, detail=unreadable_task(stage, id)) from None
-                data = field_bytes(state, name)
-                if data is None:
-                    raise HTTPException(404, detail="no such bytes field")
-                return Response(data, media_type=image_type(data) or "application/octet-stream",
-                                headers={"Cache-Control": "private, max-age=300",
-                                         "Content-Disposition": "inline" if image_type(data) else "attachment"})
-
-            return await console.routed(request, stage, id, local, local_field)
-
-        @router.post("/console/api/open")
-        async def open_task(request: Request, stage: str, id: str, local: bool = False) -> Any:
-            console._desk(stage)
-            return await console.open(request, stage, id, local)
-
-        @router.post("/console/api/next")
-        async def next_task(request: Request, stage: str, after: str | None = None) -> dict[str, Any]:
-            console._desk(stage)
-            items = await console.listing(stage)
-            listed = [(i["id"], i["holder"]) for i in items if not i["decided"]]
-            for id in candidates(reviewer(), listed, after)[:20]:
-                try:
-                    opened = await console.open(request, stage, id, path="/console/api/open")
-                except HTTPException:  # taken or completed meanwhile: the next one
-                    continue
-                if isinstance(opened, Response):  # answered by the peer holding it
-                    if opened.status_code != 200:
-                        continue
-                    opened = json.loads(bytes(opened.body))
-                return {"task": opened, "total": len(items)}
-            return {"task": None, "total": len(items)}
-
-        @router.post("/console/api/release")
-        async def release(request: Request, stage: str, id: str, local: bool = False) -> Any:
-            desk = console._desk(stage)
-
-            async def release_here() -> dict[str, Any]:
-                return {"released": desk.release(id, reviewer())}
-
-            return await console.routed(request, stage, id, local, release_here)
-
-        @router.post("/console/api/decide")
-        async def decide(request: Request, stage: str, id: str, local: bool = False) -> Any:
-            desk = console._desk(stage)
-
-            async def decide_here() -> dict[str, Any]:
-                value, label = await console._decision(stage, request)
-                if not await console._raw(stage).has(id):
-                    raise HTTPException(404, detail=f"task {id[:100]!r} of {stage} is not pending (unknown, or already completed)")
-                try:
-                    d = desk.decide(id, reviewer(), value, label, time.time())
-                except TaskTaken as e:
-                    raise HTTPException(409, detail=str(e)) from None
-                if console.settings.undo_seconds <= 0 and desk.take(id) is not None:
-                    outcome = await console.apply(stage, d)
-                    if outcome != "applied":
-                        raise HTTPException(409, detail=f"task {id[:100]!r}: {outcome}")
-                    return {"id": id, "state": "applied", "label": label}
-                return {"id": id, "state": "waiting", "label": label, "undo_seconds": console.settings.undo_seconds}
-
-            return await console.routed(request, stage, id, local, decide_here)
-
-        @router.post("/console/api/undo")
-        async def undo(request: Request, stage: str, id: str, local: bool = False) -> Any:
-            desk = console._desk(stage)
-
-            async def undo_here() -> dict[str, Any]:
-                try:
-                    d = desk.undo(id, reviewer(), time.time())
-                except NothingToUndo:
-                    raise HTTPException(409, detail=f"nothing to undo on task {id[:100]!r}: the decision was already applied") from None
-                return {"id": id, "state": "undone", "label": d.label}
-
-            if local or not console.peers or id in desk.waiting:
-                return await undo_here()
-            return await console.routed(request, stage, id, local, undo_here)
-
-        @router.get("/console/api/events")
-        async def events(request: Request, stage: str | None = None) -> StreamingResponse:
-            if stage is not None:
-                console._desk(stage)
-            return StreamingResponse(console._live(request, stage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-        return router
-
-    async def _decision(self, stage: str, request: Request) -> tuple[Any, str]:
-        tp = self._output_type(stage)
-        actions = actions_for(tp)
-        if actions.kind == "upload":
-            data = await request.body()
-            if not data:
-                raise HTTPException(422, detail="send the file as the request body")
-            return data, f"uploaded {len(data)} bytes"
-        try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            raise HTTPException(422, detail="the body must be JSON: {\"value\": ...}") from None
-        if not isinstance(payload, dict) or "value" not in payload:
-            raise HTTPException(422, detail="the body must be JSON: {\"value\": ...}")
-        try:
-            value = build(tp, payload["value"])
-        except FormError as e:
-            raise HTTPException(422, detail=str(e)[:300]) from None
-        if actions.kind == "decide":
-            return value, "approved" if value else "rejected"
-        return value, "submitted"
-
-    async def stage_counts(self) -> list[dict[str, Any]]:
-        out = []
-        for s in self.service.stages:
-            if s in self.desks:
-                items = await self.listing(s)
-                out.append({"stage": s, "human": True, "pending": len(items),
-                            "taken": sum(1 for i in items if i["holder"])})
-            else:
-                out.append({"stage": s, "human": False, "pending": len(await self.pending(s)), "taken": 0})
-        return out
+    # --- live views ---
 
     async def snapshot(self, stage: str | None) -> Any:
         """What a live view compares: computed at most once per interval, whoever asks."""
@@ -421,37 +443,22 @@ class Console:
         if cached is not None and now - cached[0] < LIVE_INTERVAL / 2:
             return cached[1]
         if stage is None:
-            value: Any = await self.stage_counts()
+            value: Any = await self.counts()
         else:
-            items = await self.listing(stage)
-            value = {"stage": stage, "total": len(items),
-                     "head": [(i["id"], i["holder"], i["decided"]) for i in items[:PAGE_SIZE]]}
+            total, items = await self.page(stage, 0, PAGE_SIZE)
+            value = {"stage": stage, "total": total,
+                     "head": [(i["id"], i["holder"], i["decided"]) for i in items]}
         self._snapshots[stage] = (now, value)
         return value
 
-    async def _live(self, request: Request, stage: str | None) -> AsyncIterator[str]:
-        """Server-sent events: a 'change' whenever counts, the oldest tasks or the leases change."""
-        last: Any = None
-        beat = time.monotonic()
-        while not self.closing.is_set():
-            if await request.is_disconnected():
-                return
-            snapshot = await self.snapshot(stage)
-            if snapshot != last:
-                last = snapshot
-                yield f"event: change\ndata: {json.dumps(_summary(snapshot))}\n\n"
-                beat = time.monotonic()
-            elif time.monotonic() - beat > 15:
-                yield ": keep-alive\n\n"
-                beat = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), LIVE_INTERVAL)
+
+LIVE_INTERVAL = 1.0
 
 
-def _summary(snapshot: Any) -> Any:
-    if isinstance(snapshot, Mapping):
-        return {"stage": snapshot["stage"], "total": snapshot["total"]}
-    return snapshot
+def _asdict(obj: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(obj)
 
 
 def login_page(next_path: str, error: str | None = None) -> HTMLResponse:

@@ -1,67 +1,80 @@
-"""The console's leases and undo window, as rules (no clock, no I/O)."""
+"""The console's locks, skips and undo window, as rules (no clock, no I/O), on both lock stores."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from pipeteer.runtime.console.desk import Desk, NothingToUndo, TaskTaken
-
-IDS = ["t0", "t1", "t2"]
-
-
-def test_each_reviewer_gets_a_different_task_and_leases_lapse() -> None:
-    desk = Desk(lease_seconds=60, undo_seconds=5)
-    a = desk.next_for("alice", IDS, now=0)
-    desk.lease(a or "", "alice", now=0)
-    b = desk.next_for("bob", IDS, now=1)
-    assert (a, b) == ("t0", "t1")
-    with pytest.raises(TaskTaken, match="'t0' is being worked on by alice"):
-        desk.lease("t0", "bob", now=2)
-    assert desk.next_for("alice", IDS, now=3) == "t0"  # her own task is still hers
-    assert desk.holder("t0", now=61) is None  # lapsed
-    desk.lease("t0", "bob", now=61)
-    assert desk.holder("t0", now=62) == "bob"
+from pipeteer.errors import TaskLocked
+from pipeteer.queues.locks import Locks, MemoryLocks, SqliteLocks
+from pipeteer.runtime.console.desk import Desk, NothingToUndo, candidates
 
 
-def test_taking_another_task_releases_the_first() -> None:
-    desk = Desk()
+@pytest.fixture(params=["memory", "sqlite"])
+def locks(request: pytest.FixtureRequest, tmp_path: Path) -> Locks:
+    return MemoryLocks() if request.param == "memory" else SqliteLocks(str(tmp_path / "q.db"))
+
+
+def holder(desk: Desk, id: str, now: float) -> str | None:
+    lock = desk.holder(id, now)
+    return None if lock is None else lock.reviewer
+
+
+def test_a_lock_is_honoured_by_another_desk_on_the_same_store_and_lapses(locks: Locks) -> None:
+    one, two = Desk("s", locks, lease_seconds=60), Desk("s", locks, lease_seconds=60)  # two processes
+    one.lease("t0", "alice", now=0)
+    with pytest.raises(TaskLocked, match="'t0' of s is being worked on by alice") as e:
+        two.lease("t0", "bob", now=2)
+    assert (e.value.holder, e.value.until) == ("alice", 60)
+    assert holder(two, "t0", now=61) is None  # lapsed
+    two.lease("t0", "bob", now=61)
+    assert holder(one, "t0", now=62) == "bob"
+
+
+def test_taking_another_task_releases_the_first(locks: Locks) -> None:
+    desk = Desk("s", locks)
     desk.lease("t0", "alice", now=0)
     desk.lease("t1", "alice", now=1)
-    assert desk.holder("t0", now=2) is None and desk.holder("t1", now=2) == "alice"
-    assert desk.release("t1", "bob") is False and desk.release("t1", "alice") is True
+    assert holder(desk, "t0", now=2) is None and holder(desk, "t1", now=2) == "alice"
 
 
-def test_next_after_wraps_around_skipping_taken_ones() -> None:
-    desk = Desk()
+def test_a_skipped_task_comes_after_every_other_one_until_nothing_else_is_left(locks: Locks) -> None:
+    desk = Desk("s", locks)
     desk.lease("t0", "bob", now=0)
-    assert desk.next_for("alice", IDS, now=0, after="t2") == "t1"
-    assert desk.next_for("alice", IDS, now=0, after="t1") == "t2"
-    desk.decide("t2", "carol", True, "approved", now=0)
-    assert desk.next_for("alice", IDS, now=0, after="t1") == "t1"
+    desk.skip("t0", "bob")
+    assert holder(desk, "t0", now=1) is None  # released for the others
+    listed = [("t0", None), ("t1", None), ("t2", "alice")]
+    assert candidates("bob", listed, desk.skips_of("bob")) == ["t1", "t0"]
+    # deciding t1 does not bring t0 back to the front (the skip sticks, whatever left the listing)
+    desk.decide("t1", "bob", True, "approved", now=2)
+    assert candidates("bob", [("t0", None), ("t3", None)], desk.skips_of("bob")) == ["t3", "t0"]
+    assert candidates("alice", [("t0", None), ("t3", None)], desk.skips_of("alice")) == ["t0", "t3"]
 
 
-def test_a_decision_waits_out_its_window_and_can_be_undone_by_its_reviewer_only() -> None:
-    desk = Desk(undo_seconds=5)
-    desk.decide("t0", "alice", True, "approved", now=10)
-    with pytest.raises(TaskTaken, match="already completed by alice"):
-        desk.decide("t0", "bob", False, "rejected", now=11)
-    with pytest.raises(NothingToUndo):
-        desk.undo("t0", "bob", now=11)
-    assert desk.due(now=14) == []
-    desk.undo("t0", "alice", now=12)
-    assert desk.holder("t0", now=12) == "alice" and desk.due(now=100) == []
-    desk.decide("t0", "alice", False, "rejected", now=20)
-    [d] = desk.due(now=25)
-    assert (d.id, d.value, d.reviewer) == ("t0", False, "alice")
-    with pytest.raises(NothingToUndo):
-        desk.undo("t0", "alice", now=26)
-
-
-def test_version_moves_on_every_visible_change() -> None:
-    desk = Desk()
-    v = desk.version
+def test_a_decision_waits_out_its_window_locked_everywhere_and_only_its_reviewer_undoes_it(locks: Locks) -> None:
+    desk, other = Desk("s", locks, lease_seconds=60, undo_seconds=5), Desk("s", locks)
     desk.lease("t0", "alice", now=0)
-    assert desk.version > v
-    v = desk.version
-    desk.holder("t0", now=1)
-    assert desk.version == v
+    d = desk.decide("t0", "alice", True, "approved", now=3, reason=None, comment="fine")
+    assert (d.due, d.seconds, d.comment) == (8, 3, "fine")
+    lock = other.holder("t0", now=4)
+    assert lock is not None and lock.decided and lock.reviewer == "alice"
+    with pytest.raises(TaskLocked, match="was decided by alice"):
+        other.lease("t0", "bob", now=4)
+    with pytest.raises(NothingToUndo):
+        desk.undo("t0", "bob", now=4)
+    desk.lease("t1", "alice", now=4)  # the next task
+    desk.undo("t0", "alice", now=5)
+    assert holder(desk, "t0", now=6) == "alice"
+    assert holder(desk, "t1", now=6) is None  # undo gives the decided task back and frees the one opened since
+    desk.decide("t0", "alice", False, "rejected", now=6)
+    assert desk.due(now=10) == [] and [x.label for x in desk.due(now=11)] == ["rejected"]
+    desk.done("t0")
+    assert other.holder("t0", now=12) is None
+
+
+def test_logout_forgets_the_reviewers_skips(locks: Locks) -> None:
+    desk = Desk("s", locks)
+    desk.skip("t0", "bob")
+    desk.logged_out("bob")
+    assert desk.skips_of("bob") == []
