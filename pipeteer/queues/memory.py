@@ -189,18 +189,18 @@ class MemoryQueue(BaseQueue[T]):
         return ((id, at(id, 0.0)) for id in self._items)
 
     def count(self, *, match: str | None = None, older_than: float | None = None, now: float | None = None) -> int:
-        if match is None and older_than is None:
-            return len(self._items)
+        if older_than is None:
+            return len(self._items) if match is None else sum(match in id for id in self._items)
         return sum(1 for _ in filter(pending_filter(match, older_than, now), self._since()))
 
     def page(self, offset: int = 0, limit: int = 50, *, match: str | None = None, older_than: float | None = None,
              now: float | None = None) -> list[tuple[str, float]]:
-        check_page(offset, limit)
-        pairs = self._since()
-        if match is not None or older_than is not None:
-            pairs = filter(pending_filter(match, older_than, now), pairs)
         # (no await in between: the dict does not change while it is walked)
-        return list(islice(pairs, offset, offset + limit))
+        check_page(offset, limit)
+        if match is None and older_than is None:  # the items before the page are skipped, not looked at
+            at = self._at.get
+            return [(id, at(id, 0.0)) for id in islice(self._items, offset, offset + limit)]
+        return list(islice(filter(pending_filter(match, older_than, now), self._since()), offset, offset + limit))
 
     async def pending(self) -> Pending:
         oldest = next(iter(self._items), None)
