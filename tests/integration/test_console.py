@@ -15,7 +15,7 @@ from tests.apps.triage import Team, Ticket, Triaged
 from tests.apps.triage import app as triage_app
 from tests.integration.serving import Served, serve, write_tokens
 from topologies.perspective_correction import app as example
-from topologies.perspective_correction.states import AutoCorrected, ManualInput, Output
+from topologies.perspective_correction.states import AutoCorrected, Output
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 
@@ -54,7 +54,7 @@ def test_two_reviewers_get_different_tasks_and_one_completion_wins(served: Serve
         listing = alice.get("/console/api/tasks", params={"stage": "validation"}).json()
         assert [(i["id"], i["holder"]) for i in listing["items"]] == [("t000", "alice"), ("t001", "bob"), ("t002", None)]
         taken = bob.post("/console/api/open", params={"stage": "validation", "id": "t000"})
-        assert taken.status_code == 409 and taken.json()["detail"] == "task 't000' is being worked on by alice"
+        assert taken.status_code == 409 and taken.json()["detail"].startswith("task 't000' of validation is being worked on by alice (locked until ")
         assert bob.post("/console/api/decide", params={"stage": "validation", "id": "t000"},
                         json={"value": True}).status_code == 409
         r = alice.post("/console/api/decide", params={"stage": "validation", "id": "t000"}, json={"value": True})
@@ -93,8 +93,13 @@ def test_a_decision_can_be_undone_within_its_window(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while not outputs(s) and time.monotonic() < deadline:
             time.sleep(0.1)
+        # applied, and waiting in the workflow's output: taken back (the task is alice's again), and decided anew
         late = alice.post("/console/api/undo", params=decide)
-        assert late.status_code == 409 and "already applied" in late.json()["detail"]
+        assert late.json() == {"id": "t000", "state": "undone", "label": "approved"} and not outputs(s)
+        assert alice.post("/console/api/decide", params=decide, json={"value": True}).json()["state"] == "waiting"
+        while not outputs(s) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alice.post("/console/api/undo", params={"stage": "validation", "id": "t001"}).status_code == 409
         assert alice.post("/console/api/decide", params={"stage": "validation", "id": "t001"}, json={"value": True}).json()["state"] == "waiting"
     # stopping the service applies what was still in its window: the reviewer meant it
     assert isinstance(outputs(s)["t000"], Output) and set(outputs(s)) == {"t000", "t001"}
@@ -113,21 +118,20 @@ def test_pages_count_every_task(served: Served) -> None:
             assert next(lines) == 'data: {"stage": "validation", "total": 120}'
 
 
-def test_an_upload_completes_a_bytes_stage(served: Served) -> None:
-    async def go() -> None:
-        await connect(example, served.backend).stage("manual-correct").Qin.push("m1", ManualInput(PNG))
+def test_an_upload_completes_a_bytes_stage(tmp_path: Path) -> None:
+    from tests.apps.retouch import Retouched, Shot
+    from tests.apps.retouch import app as retouch
 
-    asyncio.run(go())
-    with httpx.Client(base_url=served.base, headers=served.auth("bob")) as bob:
-        task = bob.post("/console/api/next", params={"stage": "manual-correct"}).json()["task"]
+    with serve("tests.apps.retouch:app", tmp_path, {}, ("--undo-seconds", "0")) as s, httpx.Client(base_url=s.base) as bob:
+        asyncio.run(connect(retouch, s.backend).Qin.push("m1", Shot(PNG)))
+        task = bob.post("/console/api/next", params={"stage": "retouch"}).json()["task"]
         assert task["actions"]["kind"] == "upload" and task["id"] == "m1"
-        img = bob.get("/console/api/field", params={"stage": "manual-correct", "id": "m1", "name": "img"})
+        img = bob.get("/console/api/field", params={"stage": "retouch", "id": "m1", "name": "img"})
         assert img.content == PNG and img.headers["content-type"] == "image/png"
-        r = bob.post("/console/api/decide", params={"stage": "manual-correct", "id": "m1"}, content=PNG + b"fixed",
+        r = bob.post("/console/api/decide", params={"stage": "retouch", "id": "m1"}, content=PNG + b"fixed",
                      headers={"Content-Type": "application/octet-stream"})
         assert r.json()["state"] == "applied", r.text
-    out = outputs(served)["m1"]
-    assert isinstance(out, Output) and out.corrected == PNG + b"fixed"
+        assert outputs(s, retouch) == {"m1": Retouched(PNG, PNG + b"fixed")}
 
 
 def test_a_form_is_built_from_a_dataclass_output(tmp_path: Path) -> None:
