@@ -63,6 +63,9 @@ def test_every_task_is_worked_from_either_instance(kafka_broker: Broker, kafka_p
             assert opened.status_code == 200 and opened.json()["holder"] == "alice"
             taken = bob.post("/console/api/open", params={"stage": "answer", "id": theirs})
             assert taken.status_code == 409 and "alice" in taken.json()["detail"]
+            # the app's own page at the instance holding it honours alice's lock too, naming her
+            page = bob.post("/answer/answer", params={"id": theirs, "value": 1})
+            assert page.status_code == 409 and page.json()["holder"] == "alice", page.text
             firsts = {alice.post("/console/api/next", params={"stage": "answer"}).json()["task"]["id"],
                       bob.post("/console/api/next", params={"stage": "answer"}).json()["task"]["id"]}
             assert len(firsts) == 2  # two reviewers, two different tasks
