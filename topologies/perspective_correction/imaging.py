@@ -14,6 +14,7 @@ four clicks become.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -26,6 +27,7 @@ __all__ = [
     "detect_corners",
     "image_size",
     "order_corners",
+    "preview_with_corners",
     "warp_with_corners",
 ]
 
@@ -133,27 +135,18 @@ def _target_size(quad: np.ndarray) -> tuple[int, int]:
 
 
 def _warp(arr: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    w, h = _target_size(quad)
+    return _warp_to(arr, quad, _target_size(quad))
+
+
+def _warp_to(arr: np.ndarray, quad: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
     dst = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     hom = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
     return cv2.warpPerspective(arr, hom, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def warp_with_corners(img: bytes, corners: Sequence[Sequence[float]]) -> bytes:
-    """Rectify the page whose 4 corners (any order, input pixel coordinates) a person clicked.
-
-    Returns a PNG of the page as an upright rectangle, sized from the quadrilateral's sides.
-    Raises `InvalidCorners` (a `ValueError`) when the corners are not 4 pairs of numbers, fall
-    outside the image, or do not form a convex quadrilateral of some size; and `ValueError`
-    when `img` is not an image.
-
-    >>> from topologies.perspective_correction.samples import make_sample
-    >>> s = make_sample(0)
-    >>> image_size(warp_with_corners(s.img, [(0, 0), (100, 0), (100, 200), (0, 200)]))
-    (100, 200)
-    """
-    arr = _decode(img)
-    h, w = arr.shape[:2]
+def _checked_quad(corners: Sequence[Sequence[float]], w: int, h: int) -> np.ndarray:
+    """The corners as an ordered quadrilateral, checked to describe a page of a `w`x`h` image."""
     pts = _as_points(corners)
     outside = [
         (float(x), float(y)) for x, y in pts if not (0 <= x <= w and 0 <= y <= h)
@@ -177,7 +170,59 @@ def warp_with_corners(img: bytes, corners: Sequence[Sequence[float]]) -> bytes:
             f"the quadrilateral {quad.tolist()} is too small (sides {[round(s, 1) for s in sides]} px, "
             f"area {area:.0f} px²): click the page's 4 corners"
         )
+    return quad
+
+
+def warp_with_corners(img: bytes, corners: Sequence[Sequence[float]]) -> bytes:
+    """Rectify the page whose 4 corners (any order, input pixel coordinates) a person clicked.
+
+    Returns a PNG of the page as an upright rectangle, sized from the quadrilateral's sides.
+    Raises `InvalidCorners` (a `ValueError`) when the corners are not 4 pairs of numbers, fall
+    outside the image, or do not form a convex quadrilateral of some size; and `ValueError`
+    when `img` is not an image.
+
+    >>> from topologies.perspective_correction.samples import make_sample
+    >>> s = make_sample(0)
+    >>> image_size(warp_with_corners(s.img, [(0, 0), (100, 0), (100, 200), (0, 200)]))
+    (100, 200)
+    """
+    arr = _decode(img)
+    quad = _checked_quad(corners, arr.shape[1], arr.shape[0])
     return _encode_png(_warp(arr, quad))
+
+
+def preview_with_corners(img: bytes, corners: Sequence[Sequence[float]], max_side: int = 800) -> bytes:
+    """What `warp_with_corners` gives, at most `max_side` pixels on its longer side: a quick PNG to
+    show a person before they submit. Refuses exactly the corners `warp_with_corners` refuses.
+
+    The photo is decoded once for several previews of it (a person moving a corner asks again).
+
+    >>> from topologies.perspective_correction.samples import make_sample
+    >>> s = make_sample(0)
+    >>> image_size(preview_with_corners(s.img, [(0, 0), (1000, 0), (1000, 2000), (0, 2000)], 400))
+    Traceback (most recent call last):
+      ...
+    topologies.perspective_correction.imaging.InvalidCorners: corners outside the 640x480 image: ...
+    >>> image_size(preview_with_corners(s.img, [(0, 0), (400, 0), (400, 200), (0, 200)], 100))
+    (100, 50)
+    """
+    full = _decode_cached(img)
+    quad = _checked_quad(corners, full.shape[1], full.shape[0])
+    w, h = _target_size(quad)
+    f = min(1.0, max_side / max(w, h))
+    if f == 1.0:
+        return _encode_png(_warp(full, quad))
+    # Shrink the photo first (averaging, so that text does not alias), then warp the shrunk one.
+    small = cv2.resize(full, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    scaled = quad * [small.shape[1] / full.shape[1], small.shape[0] / full.shape[0]]
+    return _encode_png(_warp_to(small, scaled, (max(1, round(w * f)), max(1, round(h * f)))))
+
+
+@functools.lru_cache(maxsize=2)
+def _decode_cached(img: bytes) -> np.ndarray:
+    arr = _decode(img)
+    arr.flags.writeable = False  # shared between calls
+    return arr
 
 
 def _edge_map(gray: np.ndarray) -> np.ndarray:

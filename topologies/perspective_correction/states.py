@@ -1,8 +1,13 @@
-"""The states an image passes through, as on the project page."""
+"""The states an image passes through, as on the project page, and what the manual stage's person gives."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pipeteer.annotate import Label, Points
+
+CORNER_NAMES = ("top-left", "top-right", "bottom-right", "bottom-left")
 
 
 @dataclass
@@ -25,6 +30,22 @@ class ManualInput:
     """The automatic correction failed or was rejected; a person gives the corners."""
 
     img: bytes
+
+
+@dataclass
+class Corners:
+    """What a person gives for a `ManualInput`: the page's four corners on its photo, in pixels.
+
+    Not a state (it never waits in a queue): the manual stage's `post` turns it into the
+    `Output`. Its annotations tell the review console to show the photo (`ManualInput.img`) and
+    take four clicks, one per named corner.
+    """
+
+    corners: Annotated[
+        list[tuple[float, float]],
+        Points(4, on="img", labels=CORNER_NAMES),
+        Label("The page's four corners", help="Click each corner of the page, in the order asked; drag one to fix it."),
+    ]
 
 
 @dataclass

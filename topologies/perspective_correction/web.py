@@ -3,7 +3,11 @@
 - `validation_api(Qin, Qout)`: a person looks at each automatic correction and approves or
   rejects it (`Qin` holds the corrected PNGs, `Qout` takes a bool).
 - `manual_api(Qin, Qout)`: a person clicks the page's four corners on the original photo
-  (`Qin` holds the originals, `Qout` takes the rectified PNG).
+  (`Qin` holds the originals, `Qout` takes the `Corners`; the workflow's `post_manual` warps).
+  The review console works this stage with no page at all, from the `Corners` type's
+  annotations; this app is kept as an example of a stage's own page.
+- `manual_preview(state, corners)`: the rectified page, small, that the console shows before
+  the person submits (the app's `previews`).
 
 Each app serves a small self-contained page at `/` (rendered by Jinja2 with autoescaping; its
 script and style are files under `static/`, so the service's CSP needs no inline script),
@@ -12,12 +16,11 @@ Completing pushes to `Qout`, which in pipeteer moves the item on to the next sta
 it from this one in one atomic step: a task completed twice (a double click, two reviewers)
 succeeds once, and the others get 404 (already done) or 409 (being completed right now by
 another request of this process). Inputs are strict: `ok` is `true` or `false`, corners are
-JSON numbers.
+JSON numbers, and corners that cannot describe a page are refused (422) before anything is pushed.
 
 The apps are mounted under a prefix by the stage service (`/validation/`, `/manual-correct/`);
 the pages build their links from the request's `root_path`, so they work at any prefix. The
-service's review console (`/`) works these stages too; the manual page is the app-specific
-four-corner picker it links to.
+service's review console (`/`) works these stages too (it links to these pages).
 
     queues = pipeteer.connect(app, "sqlite:///queues.db")
     api = validation_api(**queues["validation"]["internal"])    # what `pipeteer run` does
@@ -38,9 +41,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from pipeteer import InexistentItem, ReadQueue, WriteQueue
-from topologies.perspective_correction.imaging import image_size, warp_with_corners
+from topologies.perspective_correction.imaging import image_size, preview_with_corners, warp_with_corners
+from topologies.perspective_correction.states import Corners, ManualInput
 
-__all__ = ["Correction", "manual_api", "validation_api"]
+__all__ = ["Correction", "manual_api", "manual_preview", "validation_api"]
 
 _HERE = Path(__file__).parent
 # Pages show this many tasks at a time (the validation page pages through the rest).
@@ -172,13 +176,21 @@ def validation_api(Qin: ReadQueue[bytes], Qout: WriteQueue[bool]) -> FastAPI:
     return app
 
 
-def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[bytes]) -> FastAPI:
+def manual_preview(state: ManualInput, value: Corners) -> bytes:
+    """The page as the person's corners would rectify it, at most 800 pixels a side (PNG), for the
+    console to show before they submit; `InvalidCorners` (a ValueError) for corners that cannot
+    describe a page, which the console then refuses to submit."""
+    return preview_with_corners(state.img, value.corners, max_side=800)
+
+
+def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[Corners]) -> FastAPI:
     """The manual-correction stage: click the page's 4 corners on the original photo.
 
-    `POST /correct` with `{"id": ..., "corners": [[x, y], ...]}` (image pixels, any order) warps
-    the photo, pushes the rectified PNG and answers `{"id", "width", "height"}`; 422 with the
-    reason if the corners cannot describe a page, 404 if the id is not pending, 409 if another
-    request is correcting it at this very moment.
+    `POST /correct` with `{"id": ..., "corners": [[x, y], ...]}` (image pixels, any order) checks
+    that the corners rectify the photo, pushes them as `Corners` (the workflow's `post_manual`
+    makes the rectified page of them) and answers `{"id", "width", "height"}` of that page; 422
+    with the reason if the corners cannot describe a page, 404 if the id is not pending, 409 if
+    another request is correcting it at this very moment.
     """
     stage = "manual-correct"
     app = FastAPI(title="pipeteer example: manual perspective correction")
@@ -198,16 +210,18 @@ def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[bytes]) -> FastAPI:
 
     @app.post("/correct")
     async def correct(body: Correction) -> dict[str, Any]:
-        """Rectify task `id` from the clicked corners and send the result on."""
+        """Check that the clicked corners rectify task `id`, and send them on."""
         img = await _read_image(Qin, stage, body.id)
         try:
             # OpenCV work off the event loop, so the page stays responsive for other people.
             out = await asyncio.to_thread(warp_with_corners, img, body.corners)
         except ValueError as e:
             raise HTTPException(422, detail=f"task {body.id!r}: {e}") from None
+        corners = Corners([(float(x), float(y)) for x, y in body.corners])
         with claims.claim(body.id):
             try:
-                await Qout.push(body.id, out)
+                # the workflow's post_manual warps them again as it moves the item on: the same page
+                await Qout.push(body.id, corners)
             except InexistentItem:
                 raise _not_pending(stage, body.id) from None
         width, height = image_size(out)

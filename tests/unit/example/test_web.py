@@ -1,5 +1,6 @@
 """The example's two web stages, in process: the example app on memory queues (pipeteer's
-TestDriver), the pages called through httpx's ASGI transport."""
+TestDriver), the pages called through httpx's ASGI transport; and what the review console
+makes of the manual stage (its `Corners` output, preview and guidelines)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
+from pipeteer.runtime.console.forms import FormError, actions_for, build, image_field
 from pipeteer.testing import TestDriver
 from topologies.perspective_correction import app
-from topologies.perspective_correction.imaging import image_size
+from topologies.perspective_correction.imaging import image_size, warp_with_corners
 from topologies.perspective_correction.samples import make_sample, similarity
-from topologies.perspective_correction.states import AutoCorrected, Input, ManualInput
+from topologies.perspective_correction.states import CORNER_NAMES, AutoCorrected, Corners, Input, ManualInput
 
 # Samples 0-3 are easy (automatic correction succeeds); hard 100 and 102 go to a person.
 EASY = [make_sample(seed) for seed in range(4)]
@@ -304,3 +306,55 @@ async def test_driver_runs_the_real_automatic_stage_in_its_thread() -> None:
         assert isinstance(validation["easy"], AutoCorrected)
         assert isinstance(manual.get("hard"), ManualInput) or isinstance(validation.get("hard"), AutoCorrected)
         assert await t.pending("auto-correct") == {}
+
+
+# --- the manual stage in the review console: no page needed -----------------------------------
+
+
+def test_the_console_asks_for_four_named_corners_on_the_photo() -> None:
+    actions = actions_for(app.output_type("manual-correct"))
+    assert actions.kind == "annotate" and actions.type_name == "Corners" and not actions.single
+    (corners,) = actions.inputs
+    assert (corners.name, corners.kind, corners.n, corners.on) == ("corners", "points", 4, "img")
+    assert corners.point_labels == CORNER_NAMES == ("top-left", "top-right", "bottom-right", "bottom-left")
+    assert corners.label == "The page's four corners" and corners.help
+    assert image_field(ManualInput(HARD[0].img), corners.on) == "img"
+    assert actions_for(app.output_type("validation")).kind == "decide"
+
+
+def test_guidelines_are_written_for_both_human_stages() -> None:
+    assert "Approve" in app.guidelines_for("validation") and "Reject" in app.guidelines_for("validation")
+    assert "top-left, top-right, bottom-right" in app.guidelines_for("manual-correct")
+    assert set(app.previews) == {"manual-correct"}
+
+
+def test_the_preview_is_the_rectified_page_small_and_refuses_bad_corners() -> None:
+    s, preview = HARD[0], app.previews["manual-correct"]
+    png = preview(ManualInput(s.img), Corners(list(s.corners)))
+    assert png.startswith(b"\x89PNG") and max(image_size(png)) <= 800
+    assert similarity(png, s.page) >= 0.85
+    big = preview(ManualInput(s.img), Corners([(0.0, 0.0), (640.0, 0.0), (640.0, 480.0), (0.0, 480.0)]))
+    assert image_size(big) == (640, 480)
+    with pytest.raises(ValueError, match="convex quadrilateral"):
+        preview(ManualInput(s.img), Corners([(0.0, 0.0), (100.0, 0.0), (200.0, 0.0), (0.0, 100.0)]))
+
+
+async def test_corners_built_from_the_console_json_make_the_output(driver: TestDriver) -> None:
+    s = HARD[1]
+    clicked = [[round(x, 1), round(y, 1)] for x, y in s.corners]  # what the widget sends
+    value = build(app.output_type("manual-correct"), {"corners": clicked})
+    assert value == Corners([(float(x), float(y)) for x, y in clicked])
+    await driver.complete("manual-correct", "hard-102", value)
+    out = (await driver.outputs())["hard-102"]
+    assert out.img == s.img and out.corrected == warp_with_corners(s.img, clicked)
+    assert similarity(out.corrected, s.page) >= 0.85
+    with pytest.raises(FormError, match="corners: needs 4 points, got 3"):
+        build(app.output_type("manual-correct"), {"corners": clicked[:3]})
+
+
+async def test_the_manual_page_pushes_corners_and_the_workflow_warps_them(driver: TestDriver) -> None:
+    s = HARD[0]
+    async with driver.client("manual-correct") as m:
+        r = await m.post("/correct", json={"id": "hard-100", "corners": [list(c) for c in s.corners]})
+    assert r.status_code == 200
+    assert (await driver.outputs())["hard-100"].corrected == warp_with_corners(s.img, s.corners)
