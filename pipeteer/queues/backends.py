@@ -75,13 +75,13 @@ class SqliteBackend(Backend):
 
     def _new_ledger(self) -> Ledger:
         """The ledger of decisions in the database file (`SqliteLedger`): every process records there."""
-        from pipeteer.queues.ledger import SqliteLedger
+        from pipeteer.queues.sqlite_review import SqliteLedger
 
         return SqliteLedger(self.path)
 
     def _new_locks(self) -> Locks:
         """The task locks in the database file (`SqliteLocks`): every process using it sees them."""
-        from pipeteer.queues.locks import SqliteLocks
+        from pipeteer.queues.sqlite_review import SqliteLocks
 
         return SqliteLocks(self.path)
 

@@ -14,14 +14,10 @@ writes to it, so the statistics are the whole team's), else a `MemoryLedger` of 
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
-
-from pipeteer.queues.sqlite import SqliteStore
 
 
 @dataclass(frozen=True)
@@ -95,76 +91,3 @@ class MemoryLedger(Ledger):
     def count(self, stage: str, start: float, end: float) -> int:
         with self._lock:
             return sum(1 for d in self._entries if d.stage == stage and start <= d.at < end)
-
-
-DECISIONS_TABLE = "_pipeteer_decisions"
-"""The table of `SqliteLedger` (tables named `_pipeteer_…` are not queues)."""
-
-RETAIN_SECONDS = 30 * 24 * 3600.0
-"""A `SqliteLedger` keeps decisions this long (before the newest one recorded)."""
-
-PRUNE_SECONDS = 3600.0
-"""At most this often per process, recording a decision also deletes those past `RETAIN_SECONDS`."""
-
-_COLUMNS = "stage, id, reviewer, decision, at, seconds, reason"
-
-
-class SqliteLedger(Ledger):
-    """The decisions in the queues' SQLite file, recorded by every process that uses it; kept
-    `RETAIN_SECONDS` (30 days). A full disk fails `record` with `StorageFull` naming the file.
-
-    >>> import os, tempfile
-    >>> ledger = SqliteLedger(os.path.join(tempfile.mkdtemp(), "q.db"))
-    >>> ledger.record(Decided("validation", "photo-09", "alice", "approved", at=100.0, seconds=None))
-    >>> ledger.between(0.0, 200.0)
-    [Decided(stage='validation', id='photo-09', reviewer='alice', decision='approved', at=100.0, seconds=None, reason=None)]
-    """
-
-    def __init__(self, path: str) -> None:
-        self.store = SqliteStore.at(path)
-        self._pruned = float("-inf")  # (monotonic)
-
-    def _conn(self) -> sqlite3.Connection:
-        self.store.ensure_schema("ledger of decisions", (
-            f"CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE} (seq INTEGER PRIMARY KEY, stage TEXT NOT NULL, "
-            "id TEXT NOT NULL, reviewer TEXT NOT NULL, decision TEXT NOT NULL, at REAL NOT NULL, seconds REAL, "
-            "reason TEXT)",
-            f"CREATE INDEX IF NOT EXISTS {DECISIONS_TABLE}_stage ON {DECISIONS_TABLE} (stage, at)",
-            f"CREATE INDEX IF NOT EXISTS {DECISIONS_TABLE}_reviewer ON {DECISIONS_TABLE} (reviewer, at)",
-            f"CREATE INDEX IF NOT EXISTS {DECISIONS_TABLE}_at ON {DECISIONS_TABLE} (at)",
-        ))
-        return self.store.conn()
-
-    def record(self, entry: Decided) -> None:
-        conn = self._conn()
-        with self.store.writing(f"recording {entry.reviewer}'s decision on task {entry.id!r} of {entry.stage!r}"):
-            conn.execute(
-                f"INSERT INTO {DECISIONS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (entry.stage, entry.id, entry.reviewer, entry.decision, entry.at, entry.seconds, entry.reason),
-            )
-            now = time.monotonic()
-            if now - self._pruned >= PRUNE_SECONDS:
-                # Relative to the decision just made (its clock, not this process's): a ledger fed
-                # with older times (an import, a test) keeps what is recent to them.
-                conn.execute(f"DELETE FROM {DECISIONS_TABLE} WHERE at < ?", (entry.at - RETAIN_SECONDS,))
-                self._pruned = now
-
-    def between(self, start: float, end: float, stage: str | None = None) -> list[Decided]:
-        where, args = ("AND stage = ? ", (stage,)) if stage is not None else ("", ())
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM {DECISIONS_TABLE} WHERE at >= ? AND at < ? {where}ORDER BY at, seq",
-            (start, end, *args),
-        ).fetchall()
-        return [Decided(*row) for row in rows]
-
-    def recent(self, reviewer: str, limit: int = 20, stage: str | None = None) -> list[Decided]:
-        where, args = ("AND stage = ? ", (stage,)) if stage is not None else ("", ())
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM {DECISIONS_TABLE} WHERE reviewer = ? {where}ORDER BY at DESC, seq DESC LIMIT ?",
-            (reviewer, *args, max(limit, 0)),
-        ).fetchall()
-        return [Decided(*row) for row in rows]
-
-    def count(self, stage: str, start: float, end: float) -> int:
-        sql = f"SELECT COUNT(*) FROM {DECISIONS_TABLE} WHERE stage = ? AND at >= ? AND at < ?"
-        return int(self._conn().execute(sql, (stage, start, end)).fetchone()[0])

@@ -3,7 +3,7 @@
 A review console hands a task to one reviewer at a time: opening it takes a lock until a
 deadline (renewed while the page stays open), deciding it turns the lock into a *decided* one
 that lasts the decision's undo window, and completing it drops the lock. The locks live where
-every process serving the stage sees them: in the queues' SQLite file (`SqliteLocks`), or in
+every process serving the stage sees them: in the queues' SQLite file (`sqlite_review.SqliteLocks`), or in
 this process (`MemoryLocks`: `memory://`, and Kafka, where the instance owning a task's
 partition is the only one that serves it). `Backend.locks()` gives the backend's.
 
@@ -23,14 +23,12 @@ pipeteer.errors.TaskLocked: task 'photo-09' of validation is being worked on by 
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeteer.errors import TaskLocked
-from pipeteer.queues.sqlite import SqliteStore, transaction
 
 
 @dataclass(frozen=True)
@@ -161,116 +159,3 @@ class MemoryLocks(Locks):
             mine = [lock for (s, _), lock in self._locks.items()
                     if s == stage and lock.reviewer == reviewer and lock.until > now]
         return sorted(mine, key=lambda lock: lock.id)
-
-
-LOCKS_TABLE = "_pipeteer_locks"
-"""The table of `SqliteLocks` (tables named `_pipeteer_…` are not queues)."""
-
-_CHUNK = 500
-"""Ids per `IN (…)` of `SqliteLocks.of` (SQLite allows 999 parameters in older builds)."""
-
-
-class SqliteLocks(Locks):
-    """The locks in the queues' SQLite file, seen by every process using it.
-
-    `take` is one write transaction (`BEGIN IMMEDIATE`: SQLite runs one writer at a time) that reads
-    the task's row and then writes its own, so of two processes racing for a task exactly one wins and
-    the other raises `TaskLocked`; every read is a single SELECT. A full disk fails a write with
-    `StorageFull` naming the file, as queues do.
-
-    >>> import os, tempfile
-    >>> locks = SqliteLocks(os.path.join(tempfile.mkdtemp(), "q.db"))
-    >>> locks.take("validation", "photo-09", "alice", until=160.0, now=100.0).until
-    160.0
-    >>> locks.get("validation", "photo-09", now=170.0) is None  # expired
-    True
-    """
-
-    def __init__(self, path: str) -> None:
-        self.store = SqliteStore.at(path)
-        self._purged = float("-inf")
-
-    def _conn(self) -> sqlite3.Connection:
-        self.store.ensure_schema("task locks", (
-            f"CREATE TABLE IF NOT EXISTS {LOCKS_TABLE} (stage TEXT NOT NULL, id TEXT NOT NULL, "
-            "reviewer TEXT NOT NULL, until REAL NOT NULL, decided INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (stage, id))",
-            f"CREATE INDEX IF NOT EXISTS {LOCKS_TABLE}_reviewer ON {LOCKS_TABLE} (stage, reviewer)",
-        ))
-        return self.store.conn()
-
-    def take(self, stage: str, id: str, reviewer: str, until: float, now: float, *, decided: bool = False,
-             exclusive: bool = True) -> Lock:
-        conn = self._conn()
-        purge = now - self._purged >= PURGE_SECONDS
-        with self.store.writing(f"locking task {id!r} of stage {stage!r} for {reviewer}"), transaction(conn):
-            row = conn.execute(
-                f"SELECT reviewer, until, decided FROM {LOCKS_TABLE} WHERE stage = ? AND id = ?", (stage, id)
-            ).fetchone()
-            _refuse(None if row is None else Lock(stage, id, row[0], row[1], bool(row[2])), reviewer, now)
-            if purge:
-                conn.execute(f"DELETE FROM {LOCKS_TABLE} WHERE until <= ?", (now,))
-            if exclusive:
-                conn.execute(
-                    f"DELETE FROM {LOCKS_TABLE} WHERE stage = ? AND reviewer = ? AND decided = 0 AND id != ?",
-                    (stage, reviewer, id),
-                )
-            conn.execute(
-                f"INSERT INTO {LOCKS_TABLE} (stage, id, reviewer, until, decided) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (stage, id) DO UPDATE SET reviewer = excluded.reviewer, until = excluded.until, "
-                "decided = excluded.decided",
-                (stage, id, reviewer, until, int(decided)),
-            )
-        if purge:
-            self._purged = now  # (after the commit: a rolled-back purge is tried again next time)
-        return Lock(stage, id, reviewer, until, decided)
-
-    def get(self, stage: str, id: str, now: float) -> Lock | None:
-        row = self._conn().execute(
-            f"SELECT reviewer, until, decided FROM {LOCKS_TABLE} WHERE stage = ? AND id = ? AND until > ?",
-            (stage, id, now),
-        ).fetchone()
-        return None if row is None else Lock(stage, id, row[0], row[1], bool(row[2]))
-
-    def of(self, stage: str, ids: Sequence[str], now: float) -> dict[str, Lock]:
-        found: dict[str, Lock] = {}
-        unique = list(dict.fromkeys(ids))
-        conn = self._conn()
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for id, reviewer, until, decided in conn.execute(
-                f"SELECT id, reviewer, until, decided FROM {LOCKS_TABLE} "
-                f"WHERE stage = ? AND until > ? AND id IN ({marks})",
-                (stage, now, *chunk),
-            ):
-                found[id] = Lock(stage, id, reviewer, until, bool(decided))
-        return found
-
-    def release(self, stage: str, id: str, reviewer: str) -> bool:
-        with self.store.writing(f"unlocking task {id!r} of stage {stage!r} for {reviewer}"):
-            cur = self._conn().execute(
-                f"DELETE FROM {LOCKS_TABLE} WHERE stage = ? AND id = ? AND reviewer = ?", (stage, id, reviewer)
-            )
-        return cur.rowcount > 0
-
-    def drop(self, stage: str, id: str) -> None:
-        with self.store.writing(f"unlocking completed task {id!r} of stage {stage!r}"):
-            self._conn().execute(f"DELETE FROM {LOCKS_TABLE} WHERE stage = ? AND id = ?", (stage, id))
-
-    def release_all(self, reviewer: str) -> int:
-        with self.store.writing(f"unlocking the tasks of {reviewer}"):
-            cur = self._conn().execute(
-                f"DELETE FROM {LOCKS_TABLE} WHERE reviewer = ? AND decided = 0", (reviewer,)
-            )
-        return int(cur.rowcount)
-
-    def count(self, stage: str, now: float) -> int:
-        sql = f"SELECT COUNT(*) FROM {LOCKS_TABLE} WHERE stage = ? AND until > ?"
-        return int(self._conn().execute(sql, (stage, now)).fetchone()[0])
-
-    def held_by(self, stage: str, reviewer: str, now: float) -> list[Lock]:
-        rows = self._conn().execute(
-            f"SELECT id, until, decided FROM {LOCKS_TABLE} WHERE stage = ? AND reviewer = ? AND until > ? ORDER BY id",
-            (stage, reviewer, now),
-        ).fetchall()
-        return [Lock(stage, id, reviewer, until, bool(decided)) for id, until, decided in rows]

@@ -133,36 +133,44 @@ def test_validate_by_keyboard_alone_with_undo(browser: Browser, served: Served, 
     page.wait_for_selector("tr[data-stage=validation] .pending:text('4')")
     page.screenshot(path=str(shots / "console-index.png"))
     page.click("tr[data-stage=validation] a.button")
-    page.wait_for_selector("#task-id:text('doc-0')")
+    page.wait_for_selector("#task-id:has-text('doc-0')")
     page.wait_for_selector("figure img")
     page.screenshot(path=str(shots / "console-validation.png"))
     keys = 0
     for expected, key in (("doc-0", "a"), ("doc-1", "r"), ("doc-2", "a")):
-        page.wait_for_selector(f"#task-id:text('{expected}')")
+        page.wait_for_selector(f"#task-id:has-text('{expected}')")
         page.wait_for_timeout(550)  # the guard against a click meant for the previous task
         page.keyboard.press(key)
         keys += 1
-    page.wait_for_selector("#task-id:text('doc-3')")
+        if key == "r":  # the example declares reject reasons: a digit picks one
+            page.wait_for_selector("#reasons:not([hidden])")
+            page.screenshot(path=str(shots / "console-reject-reasons.png"))
+            page.keyboard.press("1")
+            keys += 1
+    page.wait_for_selector("#task-id:has-text('doc-3')")
     page.wait_for_timeout(550)
     page.keyboard.press("u")  # take back the last decision (doc-2, approved)
     page.wait_for_selector("#status:has-text('Undone: doc-2')")
-    page.wait_for_selector("#task-id:text('doc-2')")
+    page.wait_for_selector("#task-id:has-text('doc-2')")
     page.wait_for_timeout(550)
     page.keyboard.press("r")
-    keys += 1
-    page.wait_for_selector("#task-id:text('doc-3')")
+    page.wait_for_selector("#reasons:not([hidden])")
+    page.keyboard.press("2")
+    keys += 2
+    page.wait_for_selector("#task-id:has-text('doc-3')")
+    page.wait_for_selector("#recent li")
     page.screenshot(path=str(shots / "console-after-decisions.png"))
     eventually(lambda: set(outputs(served)) == {"doc-0"} and set(pending(served, "manual-correct")) == {"doc-1", "doc-2"})
     assert isinstance(outputs(served)["doc-0"], Output)
-    assert keys == 4 and dialogs == []  # one keystroke per validation (plus one undo), no click
+    assert keys == 6 and dialogs == []  # a key per approval, two per rejection (r, a reason), no click
 
 
 def test_two_reviewers_get_different_tasks_and_see_the_other_one_taken(browser: Browser, served: Served) -> None:
     push(served, "validation", {f"doc-{i}": corrected_pair(i) for i in range(3)})
     alice = login(browser, served, "alice", "/console/?stage=validation")
-    alice.wait_for_selector("#task-id:text('doc-0')")
+    alice.wait_for_selector("#task-id:has-text('doc-0')")
     bob = login(browser, served, "bob", "/console/?stage=validation")
-    bob.wait_for_selector("#task-id:text('doc-1')")
+    bob.wait_for_selector("#task-id:has-text('doc-1')")
     bob.wait_for_selector("#list li[data-id='doc-0'] .badge:text('alice')")
     bob.wait_for_timeout(550)
     bob.click("#approve")
@@ -254,7 +262,7 @@ def test_the_whole_example_is_worked_from_the_console(browser: Browser, tmp_path
         samples = {"easy": make_sample(3), "hard": make_sample(4, hard=True)}
         push(s, "auto-correct", {id: Input(x.img) for id, x in samples.items()})
         page = login(browser, s, "alice", "/console/?stage=validation")
-        page.wait_for_selector("#task-id:text('easy')", timeout=30_000)
+        page.wait_for_selector("#task-id:has-text('easy')", timeout=30_000)
         page.wait_for_timeout(550)
         page.keyboard.press("a")
         eventually(lambda: "easy" in outputs(s) or False, timeout=20)

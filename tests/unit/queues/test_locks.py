@@ -14,8 +14,9 @@ import pytest
 
 from pipeteer.errors import TaskLocked
 from pipeteer.queues.backends import backend_from_url
-from pipeteer.queues.locks import Lock, Locks, MemoryLocks, SqliteLocks
+from pipeteer.queues.locks import Lock, Locks, MemoryLocks
 from pipeteer.queues.sqlite import SqliteStore
+from pipeteer.queues.sqlite_review import SqliteLocks
 
 S = "validation"
 

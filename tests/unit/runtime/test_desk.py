@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeteer.errors import TaskLocked
-from pipeteer.queues.locks import Locks, MemoryLocks, SqliteLocks
+from pipeteer.queues.locks import Locks, MemoryLocks
+from pipeteer.queues.sqlite_review import SqliteLocks
 from pipeteer.runtime.console.desk import Desk, NothingToUndo, candidates
 
 
