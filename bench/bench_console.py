@@ -7,7 +7,8 @@ For each backend and each size N, a `pipeteer run tests.apps.review:app --stage 
 (authentication on, with a token file, so every request goes through the real middleware) serves
 the human stage `review` with N tasks pending in it: pushed to the stage's queue before the
 process starts (SQLite) or produced to the stage's input topic (Kafka; the process then reads them
-all before it is measured). Over one keep-alive connection, each request below is sent `--repeat`
+all before it is measured, its `max_pending` raised to N: at its default, 10,000, a Kafka stage holds
+that many and leaves the rest in the topic). Over one keep-alive connection, each request below is sent `--repeat`
 times (after two unmeasured ones), and the table gives the median of the server's own time, the
 `Server-Timing: app;dur=` the middleware adds (from the request reaching it to the answer's
 start: no client, no network), with its ratio to `/healthz`, the HTTP floor measured in the same
@@ -181,15 +182,21 @@ def service(url: str, tmp: Path, undo_seconds: float | None) -> Iterator[tuple[s
             proc.wait()
 
 
+def log_tail(log: Path) -> str:
+    """The end of the service's log, without the access log's lines."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if not line.startswith("INFO:     127.0.0.1:")]
+    return "\n".join(lines[-40:])
+
+
 def wait_listed(http: httpx.Client, proc: subprocess.Popen[bytes], n: int, log: Path) -> None:
     """Until the process answers and lists all `n` tasks."""
     deadline = time.monotonic() + LOAD_TIMEOUT
     total = -1
     while total < n:
         if proc.poll() is not None:
-            raise RuntimeError(f"pipeteer run exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"pipeteer run exited with {proc.returncode}:\n{log_tail(log)}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{total} of {n} tasks listed after {LOAD_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
+            raise TimeoutError(f"{total} of {n} tasks listed after {LOAD_TIMEOUT:.0f} s:\n{log_tail(log)}")
         try:
             r = http.get("/console/api/tasks", params={"stage": STAGE, "limit": 1})
             total = r.json()["total"] if r.status_code == 200 else -1
@@ -309,7 +316,9 @@ def backend_urls(backend: str, tmp: Path, bootstrap: str | None) -> Iterator[Cal
     print(f"\nkafka: {'a single-node Apache Kafka started here' if broker else 'external'} at {bootstrap}", flush=True)
     run = f"benchconsole{uuid.uuid4().hex[:6]}"
     try:
-        yield lambda n: f"kafka://{bootstrap}?prefix={run}n{n}"
+        # A Kafka stage holds at most `max_pending` items (10,000 by default) and leaves the rest in
+        # its input topic until some are done: raised to N, so that the console lists all of them.
+        yield lambda n: f"kafka://{bootstrap}?prefix={run}n{n}&max_pending={max(n, 10_000)}"
     finally:
         delete_topics(bootstrap, run)
         if broker is not None:
