@@ -497,6 +497,15 @@ class BaseQueue(Queue[T]):
         see `Held`), oldest first."""
         return sorted((held for held, _ in self._unreadable.values()), key=lambda h: h.since)
 
+    def backlog(self) -> int:
+        """Items waiting for this stage that are not listed yet (`count`/`page` list the rest): on Kafka, the
+        records a stage instance's flow control leaves in its input topic (approximate). 0 elsewhere."""
+        return 0
+
+    def unreadable(self, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` (a page of a listing) this process holds because it cannot read them: O(len(ids))."""
+        return {id for id in ids if id in self._unreadable}
+
     def _hold(self, id: str, error: UnreadableRecord) -> None:
         """Note an item this process cannot read: it stays where it is, is skipped until it is looked at
         again in `HELD_RECHECK_SECONDS` (its writer schema may be published by then), and is listed by

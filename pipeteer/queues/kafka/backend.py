@@ -492,6 +492,14 @@ class KafkaQueue(BaseQueue[T]):
         return [Held(e.id, getattr(e.held, "reason", str(e.held)), getattr(e.held, "writer_fingerprint", ""),
                      e.consumed_at) for e in engine.held()]
 
+    def backlog(self) -> int:
+        engine = self.backend.engines.get(self.path)
+        return 0 if engine is None else engine.backlog
+
+    def unreadable(self, ids: Sequence[str]) -> set[str]:
+        engine = self.backend.engines.get(self.path)
+        return set() if engine is None else engine.unreadable(ids)
+
     async def has(self, id: str) -> bool:
         return (await self._engine()).has(id)
 

@@ -189,6 +189,9 @@ class StageEngine:
         self._producer_fault: KafkaError | None = None
         """A fatal error of the producer reported by its `error_cb`: the thread replaces it at its next turn."""
         self._waiting_input: list[int] = []
+        self.backlog = 0
+        """Records on this instance's partitions it has not fetched yet (from the statistics, every second;
+        approximate: transaction markers count): what flow control leaves in the topic."""
         """Assigned partitions whose last stable offset is past the consumer's position (statistics)."""
         self.metrics: Any = None
         self.committed_items = 0
@@ -609,6 +612,7 @@ class StageEngine:
         self.backend.watch.brokers_seen(broker_states(stats))
         parts = stats.get("topics", {}).get(self.topic, {}).get("partitions", {})
         waiting = []
+        backlog = 0
         for p in self._assigned:
             d = parts.get(str(p))
             if d is None:
@@ -618,7 +622,9 @@ class StageEngine:
                 position = max(d.get("committed_offset", -1), d.get("lo_offset", -1))
             if end >= 0 and end > position >= 0:
                 waiting.append(p)
+                backlog += end - position
         self._waiting_input = sorted(waiting)
+        self.backlog = backlog
 
     def _rebuild_consumer(self) -> None:
         """The consumer met a fatal error (fenced as a static member whose session expired, `_FATAL`):
@@ -877,6 +883,12 @@ class StageEngine:
         """The items this instance holds because it cannot read them (another version's), oldest first."""
         with self.lock:
             return self.table.held()
+
+    def unreadable(self, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are held (see `held`), looked up one by one: a console's page, not the table."""
+        entries = self.table.entries
+        with self.lock:
+            return {id for id in ids if (e := entries.get(id)) is not None and e.held is not None}
 
     def _commit(self) -> None:
         """Commit the open transaction: outputs, changelog writes and input offsets, atomically."""

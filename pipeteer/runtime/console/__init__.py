@@ -178,7 +178,7 @@ class Console:
         total = raw.count(match=match, older_than=older_than, now=now)
         rows = raw.page(offset, limit, match=match, older_than=older_than, now=now)
         locks = self.desks[stage].holders([id for id, _ in rows], now)
-        unreadable = {h.id for h in raw.held()} if rows else set()
+        unreadable = raw.unreadable([id for id, _ in rows])
         items = []
         for id, since in rows:
             lock = locks.get(id)
@@ -215,13 +215,17 @@ class Console:
             if s not in self.desks:
                 out.append({"stage": s, "human": False, "pending": self._raw(s).count(), "taken": 0})
                 continue
-            pending, taken = self._raw(s).count(), self.locks.count(s, now)
+            raw = self._raw(s)
+            pending, taken, backlog = raw.count(), self.locks.count(s, now), raw.backlog()
             if self.peers:
                 for answer in await self.peers.ask_all("GET", "/console/api/held", {"stage": s, "limit": 1}, reviewer()):
                     pending += int(answer.get("total", 0))
                     taken += int(answer.get("taken", 0))
+                    backlog += int(answer.get("backlog", 0))
+            pending += backlog
             p = StageProgress.of(s, pending, self.ledger.count(s, today, now), self.ledger.count(s, now - HOUR, now))
-            out.append({"stage": s, "human": True, "pending": pending, "taken": taken, "done_today": p.done_today,
+            out.append({"stage": s, "human": True, "pending": pending, "listed": pending - backlog, "taken": taken,
+                        "done_today": p.done_today,
                         "rate_per_hour": p.rate_per_hour, "empty_in": p.empty_in})
         return out
 

@@ -139,7 +139,7 @@ def routes(console: Console) -> APIRouter:
         response.headers[INSTANCE_HEADER] = console.peers.instance
         total, items = console.local_page(stage, offset, limit, match, older_than)
         return {"instance": console.peers.instance, "total": total, "items": items,
-                "taken": console.locks.count(stage, time.time())}
+                "taken": console.locks.count(stage, time.time()), "backlog": console._raw(stage).backlog()}
 
     @router.get("/console/api/tasks")
     async def tasks(stage: str, offset: int = 0, limit: int = PAGE_SIZE, match: str | None = None,

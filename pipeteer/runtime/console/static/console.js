@@ -63,7 +63,8 @@ function duration(seconds) {
   return (seconds / 86400).toFixed(1) + " days";
 }
 function progressText(s) {
-  const parts = [s.pending + " pending", s.done_today + " done today", Math.round(s.rate_per_hour) + "/h"];
+  const parts = [s.pending + " pending" + (s.listed < s.pending ? " (" + s.listed + " listed, the rest still in the queue)" : ""),
+                 s.done_today + " done today", Math.round(s.rate_per_hour) + "/h"];
   parts.push(s.pending === 0 ? "empty" : (s.empty_in === null ? "no recent rate" : "empty in ~" + duration(s.empty_in)));
   return parts.join(" · ");
 }
