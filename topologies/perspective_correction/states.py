@@ -8,6 +8,8 @@ from typing import Annotated
 from pipeteer.annotate import Label, Points
 
 CORNER_NAMES = ("top-left", "top-right", "bottom-right", "bottom-left")
+Photo = Annotated[bytes, Label("Photo as taken")]
+"""The photo field of every state; the label is what the review console calls it (the schema is `bytes`)."""
 
 
 @dataclass
@@ -21,15 +23,15 @@ class Input:
 class AutoCorrected:
     """The automatic correction worked; a person checks it (input to validation)."""
 
-    img: bytes
-    corrected: bytes
+    img: Photo
+    corrected: Annotated[bytes, Label("Automatic correction", help="the page as the automatic stage rectified it")]
 
 
 @dataclass
 class ManualInput:
     """The automatic correction failed or was rejected; a person gives the corners."""
 
-    img: bytes
+    img: Photo
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import functools
 import json
 import math
 import types
@@ -43,13 +44,34 @@ class Shown:
     kind: str
     text: str = ""
     size: int = 0
+    label: str = ""
+    """From a `pipeteer.annotate.Label` on the state's field ("": show the name)."""
+    help: str = ""
 
 
 def show(value: Any, name: str = "value") -> list[Shown]:
-    """The fields of a state, in declaration order (a value that is not a dataclass is one field)."""
+    """The fields of a state, in declaration order (a value that is not a dataclass is one field), each
+    with the label its state class gives it (`Annotated[bytes, Label("Photo as taken")]`)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [s for f in dataclasses.fields(value) for s in _show_field(f.name, getattr(value, f.name))]
+        labels = field_labels(type(value))
+        return [dataclasses.replace(s, **labels[f.name]) if f.name in labels else s
+                for f in dataclasses.fields(value) for s in _show_field(f.name, getattr(value, f.name))]
     return _show_field(name, value)
+
+
+@functools.cache
+def field_labels(tp: type) -> dict[str, dict[str, str]]:
+    """`Label`s on the fields of a state class: name -> {label, help} (`img: Annotated[bytes, Label("Photo")]`)."""
+    try:
+        hints = typing.get_type_hints(tp, include_extras=True)
+    except (NameError, TypeError):  # (a class whose annotations cannot be resolved here: no labels)
+        return {}
+    out = {}
+    for name, hint in hints.items():
+        for mark in annotate.split(hint)[1]:
+            if isinstance(mark, annotate.Label):
+                out[name] = {"label": mark.text, "help": mark.help}
+    return out
 
 
 def _show_field(name: str, v: Any) -> list[Shown]:

@@ -181,3 +181,10 @@ def test_image_field_names_the_image_to_draw_on() -> None:
     with pytest.raises(FormError, match="'nope', is not an image field"):
         image_field(photo, "nope")
     assert image_field(PNG, None) == "value" and image_field("text", None) is None
+
+
+def test_a_task_shows_the_labels_its_state_class_gives_its_fields() -> None:
+    from topologies.perspective_correction.states import AutoCorrected
+
+    shown = show(AutoCorrected(b"\x89PNG\r\n\x1a\n", b"\x89PNG\r\n\x1a\n"))
+    assert [(s.name, s.label) for s in shown] == [("img", "Photo as taken"), ("corrected", "Automatic correction")]
