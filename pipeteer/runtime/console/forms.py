@@ -54,7 +54,7 @@ def show(value: Any, name: str = "value") -> list[Shown]:
     with the label its state class gives it (`Annotated[bytes, Label("Photo as taken")]`)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         labels = field_labels(type(value))
-        return [dataclasses.replace(s, **labels[f.name]) if f.name in labels else s
+        return [dataclasses.replace(s, label=labels[f.name]["label"], help=labels[f.name]["help"]) if f.name in labels else s
                 for f in dataclasses.fields(value) for s in _show_field(f.name, getattr(value, f.name))]
     return _show_field(name, value)
 
