@@ -199,3 +199,18 @@ def test_long_and_bidi_ids_stay_readable_and_the_shortcuts_sheet(browser: Browse
     page.keyboard.press("Escape")
     page.wait_for_selector("#help", state="hidden")
     page.screenshot(path=str(shots / "console-long-ids.png"))
+
+
+def test_closing_the_tab_releases_the_task_and_n_waits_out_the_click_guard(browser: Browser, served: Served) -> None:
+    import httpx
+
+    push(served, "validation", {"c-0": corrected_pair(1), "c-1": corrected_pair(2)})
+    page = login(browser, served, "alice", "/console/?stage=validation")
+    page.wait_for_selector("#task-id:has-text('c-0')")
+    page.keyboard.press("n")  # within the guard after a task appears: ignored, as a click would be
+    page.wait_for_timeout(300)
+    assert page.inner_text("#task-id bdi") == "c-0"
+    with httpx.Client(base_url=served.base, headers=served.auth("bob")) as bob:
+        assert bob.post("/console/api/open", params={"stage": "validation", "id": "c-0"}).status_code == 409
+        page.close(run_before_unload=True)
+        eventually(lambda: bob.post("/console/api/open", params={"stage": "validation", "id": "c-0"}).status_code == 200)
