@@ -2,8 +2,9 @@
 
 - `validation_api(Qin, Qout)`: a person looks at each automatic correction and approves or
   rejects it (`Qin` holds the corrected PNGs, `Qout` takes a bool).
-- `manual_api(Qin, Qout)`: a person clicks the page's four corners on the original photo
-  (`Qin` holds the originals, `Qout` takes the `Corners`; the workflow's `post_manual` warps).
+- `manual_api(Qin, Qout)`: a person clicks the page's four corners on the original photo, sees
+  the rectified page (`POST /preview`) and submits it (`Qin` holds the originals, `Qout` takes the
+  `Corners`; the workflow's `post_manual` warps).
   The review console works this stage with no page at all, from the `Corners` type's
   annotations; this app is kept as an example of a stage's own page.
 - `manual_preview(state, corners)`: the rectified page, small, that the console shows before
@@ -49,6 +50,8 @@ __all__ = ["Correction", "manual_api", "manual_preview", "validation_api"]
 _HERE = Path(__file__).parent
 # Pages show this many tasks at a time (the validation page pages through the rest).
 _PAGE_LIMIT = 60
+# Previews are at most this many pixels a side: enough to check a page, quick to make and send.
+_PREVIEW_SIDE = 800
 _TEMPLATES = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(default=True))
 _TEMPLATES.filters["urlencode_all"] = lambda s: quote(str(s), safe="")
 _STATIC = {"example.css": "text/css; charset=utf-8", "validation.js": "text/javascript; charset=utf-8",
@@ -180,7 +183,7 @@ def manual_preview(state: ManualInput, value: Corners) -> bytes:
     """The page as the person's corners would rectify it, at most 800 pixels a side (PNG), for the
     console to show before they submit; `InvalidCorners` (a ValueError) for corners that cannot
     describe a page, which the console then refuses to submit."""
-    return preview_with_corners(state.img, value.corners, max_side=800)
+    return preview_with_corners(state.img, value.corners, max_side=_PREVIEW_SIDE)
 
 
 def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[Corners]) -> FastAPI:
@@ -190,7 +193,11 @@ def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[Corners]) -> FastAPI:
     that the corners rectify the photo, pushes them as `Corners` (the workflow's `post_manual`
     makes the rectified page of them) and answers `{"id", "width", "height"}` of that page; 422
     with the reason if the corners cannot describe a page, 404 if the id is not pending, 409 if
-    another request is correcting it at this very moment.
+    another request is correcting it at this very moment (or, in `pipeteer run`, a reviewer holds it
+    in the console: the answer's `detail` names them).
+
+    `POST /preview` with the same body answers the rectified page, small (PNG), and sends nothing
+    on: the page shows it so the person can check their corners before submitting.
     """
     stage = "manual-correct"
     app = FastAPI(title="pipeteer example: manual perspective correction")
@@ -207,6 +214,16 @@ def manual_api(Qin: ReadQueue[bytes], Qout: WriteQueue[Corners]) -> FastAPI:
             missing, current = current, None
         return _render("manual.html", base=_base(request), total=len(ids), ids=ids[:_PAGE_LIMIT],
                        current=current, missing=missing)
+
+    @app.post("/preview", response_class=Response)
+    async def preview(body: Correction) -> Response:
+        """The page as the clicked corners would rectify task `id`, at most 800 pixels a side (PNG)."""
+        img = await _read_image(Qin, stage, body.id)
+        try:
+            png = await asyncio.to_thread(preview_with_corners, img, body.corners, max_side=_PREVIEW_SIDE)
+        except ValueError as e:
+            raise HTTPException(422, detail=f"task {body.id!r}: {e}") from None
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.post("/correct")
     async def correct(body: Correction) -> dict[str, Any]:

@@ -177,6 +177,25 @@ async def test_correcting_an_unknown_or_done_task_is_404(driver: TestDriver) -> 
     assert set(await driver.outputs()) == {"hard-100", "hard-102"}
 
 
+async def test_the_preview_is_the_corrected_page_small(driver: TestDriver) -> None:
+    s = HARD[0]
+    async with driver.client("manual-correct") as m:
+        r = await m.post("/preview", json={"id": "hard-100", "corners": [list(c) for c in s.corners]})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert max(image_size(r.content)) <= 800 and similarity(r.content, s.page) >= 0.85
+    assert "hard-100" in await driver.pending("manual-correct")  # a preview sends nothing on
+
+
+async def test_the_preview_refuses_bad_corners_and_unknown_tasks(driver: TestDriver) -> None:
+    async with driver.client("manual-correct") as m:
+        flat = await m.post("/preview", json={"id": "hard-102", "corners": [[0, 0], [100, 0], [200, 0], [0, 100]]})
+        assert flat.status_code == 422
+        assert "convex quadrilateral" in flat.json()["detail"] and "'hard-102'" in flat.json()["detail"]
+        assert (await m.post("/preview", json={"id": "hard-102", "corners": "abc"})).status_code == 422
+        unknown = await m.post("/preview", json={"id": "nope", "corners": [list(c) for c in HARD[1].corners]})
+        assert unknown.status_code == 404 and "'nope'" in unknown.json()["detail"]
+
+
 async def test_manual_page_shows_the_oldest_task_to_click(driver: TestDriver) -> None:
     async with driver.client("manual-correct") as m:
         page = (await m.get("/")).text
@@ -185,7 +204,8 @@ async def test_manual_page_shows_the_oldest_task_to_click(driver: TestDriver) ->
     assert '<img id="photo" src="/tasks/hard-100/image"' in page
     assert '<body data-base="/" data-task="hard-100">' in page
     assert 'href="/?id=hard-102"' in page  # the list of pending tasks
-    assert "Submit</button>" in page and "Undo</button>" in page
+    assert "Submit this correction</button>" in page and "Undo</button>" in page and "Clear</button>" in page
+    assert 'href="/console/?stage=manual-correct"' in page  # back to the review console, at the service root
     assert "http://" not in page and "https://" not in page
     assert '<img id="photo" src="/tasks/hard-102/image"' in chosen
     assert "is not pending" in gone and "data-task" not in gone

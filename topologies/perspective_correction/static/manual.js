@@ -1,4 +1,5 @@
 // The manual-correction page's script (no inline script: the service's CSP forbids it).
+// Click 4 corners (drag one to move it), check the preview of the corrected page, submit.
 "use strict";
 const BASE = document.body.dataset.base;
 const TASK = document.body.dataset.task === undefined ? null : document.body.dataset.task;
@@ -6,11 +7,21 @@ const NAMES = ["top-left", "top-right", "bottom-right", "bottom-left"];
 const GRAB = 14;  // screen pixels: pressing this close to a corner drags it instead of adding one
 let corners = [];
 let dragging = -1;
+let previewOk = false;  // the preview shown is of the corners placed now, and the server accepted them
+let asked = 0;          // the latest preview asked for: answers to older requests are dropped
+let busy = false;       // submitting
 
-function imgEl() { return document.getElementById("photo"); }
+function $(id) { return document.getElementById(id); }
+
+function say(text, error) {
+  $("msg").className = error ? "error" : "";
+  $("msg").textContent = text;
+}
+
+function updateSubmit() { $("submit").disabled = !(previewOk && !busy); }
 
 function draw() {
-  const img = imgEl(), stage = document.getElementById("stage");
+  const img = $("photo"), stage = $("stage");
   stage.querySelectorAll(".marker").forEach((m) => m.remove());
   const sx = img.clientWidth / img.naturalWidth, sy = img.clientHeight / img.naturalHeight;
   corners.forEach((c, i) => {
@@ -23,25 +34,78 @@ function draw() {
     m.appendChild(label);
     stage.appendChild(m);
   });
-  const poly = document.getElementById("outline");
-  poly.setAttribute("points", corners.map((c) => (c[0] * sx) + "," + (c[1] * sy)).join(" "));
-  document.getElementById("submit").disabled = corners.length !== 4;
-  const msg = document.getElementById("msg");
-  msg.className = "";
-  msg.textContent = corners.length < 4
-    ? "Click corner " + (corners.length + 1) + " of 4 (any order, e.g. the " + NAMES[corners.length] + ")"
-    : "Ready: submit, or drag a corner to move it";
+  $("outline").setAttribute("points", corners.map((c) => (c[0] * sx) + "," + (c[1] * sy)).join(" "));
+  updateSubmit();
+  if (corners.length < 4) {
+    say("Click corner " + (corners.length + 1) + " of 4 (any order, e.g. the " + NAMES[corners.length] + ")");
+  } else if (dragging >= 0) {
+    say("Let go to see the corrected page");
+  } else if (previewOk) {
+    say("Check the corrected page, then submit (Enter); drag a corner to move it");
+  }  // else: the preview is on its way, or its error is shown
+}
+
+// The corners changed: the preview shown no longer matches them, ask for a new one (once the
+// person lets go of a corner, not at every move of a drag).
+function changed() {
+  previewOk = false;
+  asked += 1;
+  $("preview-box").classList.add("stale");
+  if (corners.length === 4 && dragging < 0) showPreview(asked);
+  if (corners.length < 4) {
+    $("preview").hidden = true;
+    $("preview-msg").className = "";
+    $("preview-msg").textContent = "The corrected page appears here once 4 corners are placed.";
+  }
+  draw();
+}
+
+async function showPreview(n) {
+  const caption = $("preview-msg");
+  caption.className = "";
+  caption.textContent = "Making the preview...";
+  say("Making the preview of the corrected page...");
+  let r;
+  try {
+    r = await fetch(BASE + "preview", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ id: TASK, corners: corners }),
+    });
+  } catch (e) {
+    r = null;
+  }
+  if (n !== asked) return;  // the corners moved again meanwhile
+  if (r === null || !r.ok) {
+    caption.className = "error";
+    caption.textContent = r === null ? "The service cannot be reached: try again." : await errorText(r);
+    $("preview").hidden = true;
+    say("These corners cannot be submitted: move or undo one", true);
+    return;
+  }
+  const img = $("preview");
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(await r.blob());
+  img.hidden = false;
+  caption.textContent = "The corrected page, as it will be sent on.";
+  $("preview-box").classList.remove("stale");
+  previewOk = true;
+  draw();
+}
+
+async function errorText(r) {
+  const body = await r.json().catch(() => ({}));
+  return typeof body.detail === "string" ? body.detail : "error " + r.status + ": " + JSON.stringify(body.detail);
 }
 
 function imagePoint(ev) {
-  const img = imgEl(), box = img.getBoundingClientRect();
+  const img = $("photo"), box = img.getBoundingClientRect();
   const x = (ev.clientX - box.left) * img.naturalWidth / box.width;
   const y = (ev.clientY - box.top) * img.naturalHeight / box.height;
   return [Math.max(0, Math.min(img.naturalWidth, x)), Math.max(0, Math.min(img.naturalHeight, y))];
 }
 
 function nearest(ev) {
-  const img = imgEl(), box = img.getBoundingClientRect();
+  const img = $("photo"), box = img.getBoundingClientRect();
   const sx = box.width / img.naturalWidth, sy = box.height / img.naturalHeight;
   let best = -1, bestD = GRAB;
   corners.forEach((c, i) => {
@@ -52,16 +116,16 @@ function nearest(ev) {
 }
 
 function onDown(ev) {
-  const stage = document.getElementById("stage");
+  if (busy) return;
   dragging = nearest(ev);
   if (dragging < 0) {
     if (corners.length >= 4) return;
     corners.push(imagePoint(ev));
     dragging = corners.length - 1;  // a new corner can be adjusted before the button is released
   }
-  stage.setPointerCapture(ev.pointerId);
-  stage.classList.add("dragging");
-  draw();
+  $("stage").setPointerCapture(ev.pointerId);
+  $("stage").classList.add("dragging");
+  changed();
 }
 
 function onMove(ev) {
@@ -73,44 +137,75 @@ function onMove(ev) {
 function onUp(ev) {
   if (dragging < 0) return;
   dragging = -1;
-  const stage = document.getElementById("stage");
+  const stage = $("stage");
   stage.classList.remove("dragging");
   if (stage.hasPointerCapture(ev.pointerId)) stage.releasePointerCapture(ev.pointerId);
+  changed();
 }
 
-function undo() { corners.pop(); draw(); }
-function reset() { corners = []; draw(); }
+function undo() { if (!busy && corners.length > 0) { corners.pop(); changed(); } }
+function clear() { if (!busy) { corners = []; changed(); } }
 
 async function submit() {
-  const msg = document.getElementById("msg");
-  document.getElementById("submit").disabled = true;
+  if (!previewOk || busy) return;
+  busy = true;
+  updateSubmit();
+  say("Submitting...");
   const r = await fetch(BASE + "correct", {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ id: TASK, corners: corners }),
-  });
-  const body = await r.json().catch(() => ({}));
-  if (r.ok) {
-    msg.className = "";
-    msg.textContent = "Done: " + body.width + "x" + body.height + " page. Loading the next task...";
-    setTimeout(() => { location.href = BASE; }, 400);
-  } else {
-    msg.className = "error";
-    const detail = body.detail;
-    msg.textContent = typeof detail === "string" ? detail : ("error " + r.status + ": " + JSON.stringify(detail));
-    document.getElementById("submit").disabled = corners.length !== 4;
+  }).catch(() => null);
+  if (r !== null && r.ok) {
+    say("Done: " + TASK + ". Loading the next task...");
+    setTimeout(() => { location.href = BASE; }, 600);
+    return;
   }
+  busy = false;
+  updateSubmit();
+  // 409 names who holds the task (e.g. a reviewer in the console): `detail` says so
+  say(r === null ? "The service cannot be reached: try again." : await errorText(r), true);
 }
 
-document.getElementById("refresh").addEventListener("click", () => { location.href = BASE; });
-if (TASK !== null && imgEl()) {
-  const img = imgEl(), stage = document.getElementById("stage");
+// The task after this one in the list (the first one after the last), or the oldest pending one.
+function next() {
+  const links = Array.from(document.querySelectorAll("nav a"));
+  const here = links.findIndex((a) => a.classList.contains("current"));
+  const after = links[here + 1] || links.find((a) => !a.classList.contains("current"));
+  location.href = after ? after.href : BASE;
+}
+
+function toggleKeys() {
+  $("keys").hidden = !$("keys").hidden;
+  $("keys-hint").hidden = !$("keys").hidden;
+}
+
+function onKey(ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const t = ev.target;
+  if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement ||
+      (t instanceof HTMLElement && t.isContentEditable)) return;
+  if (ev.key === "Enter" && (t instanceof HTMLButtonElement || t instanceof HTMLAnchorElement)) return;  // its own click
+  const actions = { "z": undo, "Backspace": undo, "Enter": submit, "n": next,
+                    "?": toggleKeys };
+  const action = actions[ev.key];
+  if (action === undefined) return;
+  ev.preventDefault();
+  action();
+}
+
+$("refresh").addEventListener("click", () => { location.href = BASE; });
+if (TASK !== null && $("photo")) {
+  const img = $("photo"), stage = $("stage");
   stage.addEventListener("pointerdown", onDown);
   stage.addEventListener("pointermove", onMove);
   stage.addEventListener("pointerup", onUp);
   stage.addEventListener("pointercancel", onUp);
-  document.getElementById("undo").addEventListener("click", undo);
-  document.getElementById("reset").addEventListener("click", reset);
-  document.getElementById("submit").addEventListener("click", submit);
+  $("undo").addEventListener("click", undo);
+  $("clear").addEventListener("click", clear);
+  $("submit").addEventListener("click", submit);
+  // a button clicked with the mouse does not keep the focus, so Enter still submits afterwards
+  document.querySelectorAll(".controls button").forEach((b) => b.addEventListener("mousedown", (e) => e.preventDefault()));
+  document.addEventListener("keydown", onKey);
   if (img.complete) draw(); else img.addEventListener("load", draw);
   window.addEventListener("resize", draw);
 }
