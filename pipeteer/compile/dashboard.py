@@ -37,6 +37,7 @@ METRICS = {
     "pipeteer_oldest_pending_age_seconds": "gauge",
     "pipeteer_consumer_lag": "gauge",
     "pipeteer_reviewer_completions_total": "counter",
+    "pipeteer_review_decisions_total": "counter",
     "pipeteer_stage_ready": "gauge",
     "pipeteer_unknown_writer_records_total": "counter",
     "pipeteer_held_items": "gauge",
@@ -53,7 +54,7 @@ KAFKA_ONLY = frozenset({
 """Families only the Kafka backend measures: consumer groups (rebalances, lag) and transactions
 (commit latency and failures). The oldest pending age and dead letters are measured on every backend."""
 
-ON_EVENT = frozenset({"pipeteer_unknown_writer_records_total"})
+ON_EVENT = frozenset({"pipeteer_unknown_writer_records_total", "pipeteer_review_decisions_total"})
 """Families whose series appear only once their event happened (a label names what happened: the
 writer schema's fingerprint), so a panel of them shows "none" until then rather than no data."""
 
@@ -178,6 +179,11 @@ def stage_panels(s: StageSpec) -> list[PanelSpec]:
             Query(f"sum by (namespace, reviewer) (increase(pipeteer_reviewer_completions_total{sel}[{RATE}]))",
                   "{{namespace}} {{reviewer}}"),
         ), "Tasks each person completed, per interval."))
+        panels.append(PanelSpec("Review decisions by reason", "none", (
+            Query(f"sum by (decision, reason) (increase(pipeteer_review_decisions_total{sel}[{RATE}]))",
+                  "{{decision}} {{reason}}"),
+        ), "Decisions made in the review console, per interval: approved, rejected (by the reason given, "
+           "'other' for a reviewer's own words), submitted, undone."))
     return panels
 
 

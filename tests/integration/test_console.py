@@ -140,7 +140,8 @@ def test_a_form_is_built_from_a_dataclass_output(tmp_path: Path) -> None:
         task = http.post("/console/api/next", params={"stage": "triage"}).json()["task"]
         assert task["actions"]["kind"] == "form"
         assert [i["name"] for i in task["actions"]["inputs"]] == ["priority", "team", "note"]
-        assert task["fields"][1] == {"name": "body", "kind": "text", "text": "<img src=x onerror=alert(1)>", "size": 0}
+        assert task["fields"][1] == {"name": "body", "kind": "text", "text": "<img src=x onerror=alert(1)>", "size": 0,
+                                     "label": "", "help": ""}
         bad = http.post("/console/api/decide", params={"stage": "triage", "id": "k1"},
                         json={"value": {"priority": "1", "team": "ops"}})
         assert bad.status_code == 422 and bad.json()["detail"].startswith("priority: must be a whole number")

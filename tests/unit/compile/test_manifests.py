@@ -90,7 +90,7 @@ def test_dashboard_rows_panels_and_datasource() -> None:
         waiting, oldest = (
             ("Tasks waiting for people", "Oldest task waiting") if s.web else ("Pending items", "Oldest pending item")
         )
-        people = {"Completions by reviewer"} if s.web else set()
+        people = {"Completions by reviewer", "Review decisions by reason"} if s.web else set()
         assert set(mine) == {
             "Throughput", waiting, oldest, "Processing time", "Consumer lag", "Dead letters",
             "Records of an unknown schema", "Held items", "Failed items",
