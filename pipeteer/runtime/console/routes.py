@@ -42,6 +42,7 @@ from pipeteer.runtime.console.forms import FormError, actions_for, build, field_
 from pipeteer.runtime.console.guard import reviewer
 from pipeteer.runtime.console.peers import INSTANCE_HEADER
 from pipeteer.runtime.console.stats import reasons as reason_counts
+from pipeteer.runtime.metrics import audit_event
 
 MAX_MATCH = 200
 COMMENT_LIMIT = 500
@@ -225,8 +226,7 @@ def routes(console: Console) -> APIRouter:
                     return await console.recall(stage, id)
                 raise HTTPException(409, detail=f"nothing to undo on task {id[:100]!r}: the decision was already "
                                                 "applied") from None
-            from pipeteer.runtime.metrics import audit_event
-
+            console.states.pop((stage, id), None)
             audit_event("undone", stage, id, me, decision=d.label, was="waiting")
             return {"id": id, "state": "undone", "label": d.label}
 
