@@ -138,7 +138,9 @@ if (page === "stage") {
       li.appendChild(a);
       if (item.holder) {
         const what = item.decided ? "decided by " + item.holder : item.holder + " until " + clock(item.until);
-        li.appendChild(el("span", { class: "badge", title: what }, item.holder === ME ? "you" : item.holder));
+        const who = item.holder === ME ? "you" : item.holder;
+        li.appendChild(el("span", { class: "badge" + (item.decided ? " decided" : ""), title: what },
+                          item.decided ? "decided by " + who : who));
       }
       if (current && item.id === current.id) li.className = "current";
       list.appendChild(li);
