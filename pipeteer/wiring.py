@@ -13,6 +13,7 @@ answer the Kafka backend and the compiler get. A stage's artifact sees two ends:
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
@@ -271,7 +272,7 @@ def make_queues(
     Qin: Queue[Any],
     Qout: WriteQueue[Any],
     pipeline: Stage,
-    make_queue: MakeQueue,
+    make_queue: MakeQueue | Backend,
     *,
     path: Sequence[str] = (),
     hooks: Sequence[StageHooks] = (),
@@ -281,19 +282,36 @@ def make_queues(
 
     `make_queue(Type, path)` is called once per queue of the workflow's plan (`Plan.queues`) but its
     input and output, with the queue's path of names. `plan` is `Plan.of(pipeline)` when not given.
+
+    When `make_queue` is a backend, or a backend's own `make_queue` (as the project page passes it),
+    the backend is bound to the plan first (`Backend.bind`), as `pipeteer.connect` binds it: so both
+    read with the same consumer groups on Kafka. A backend bound to another workflow refuses.
     """
+    make = make_queue.make_queue if isinstance(make_queue, Backend) else make_queue
+    backend = _backend_of(make)
     if isinstance(pipeline, Workflow):
         plan = plan if plan is not None else Plan.of(pipeline)
         if plan.workflow is not pipeline:
             raise SpecError("make_queues", [f"the plan is of workflow {plan.workflow.name!r}, not {pipeline!r}"])
+        if backend is not None:
+            backend.bind(plan)
         queues: dict[tuple[str, ...], Queue[Any]] = {
-            q.path: make_queue(q.Type, [*path, *q.path]) for q in plan.queues if q.path not in (INPUT, OUTPUT_QUEUE)
+            q.path: make(q.Type, [*path, *q.path]) for q in plan.queues if q.path not in (INPUT, OUTPUT_QUEUE)
         }
         queues[INPUT] = Qin
-        return _workflow_queues(plan, (), pipeline, Qin, Qout, queues, tuple(path), list(hooks))
+        wired = _workflow_queues(plan, (), pipeline, Qin, Qout, queues, tuple(path), list(hooks))
+        if backend is not None:
+            wired.backend = backend
+        return wired
     if isinstance(pipeline, (Pipeline, Wrapped)):
         return PipelineQueues(Qin=Qin, Qout=Qout)
     raise SpecError("pipeline", [f"{pipeline!r} is not a Pipeline, Wrapped or Workflow"])
+
+
+def _backend_of(make_queue: MakeQueue) -> Backend | None:
+    """The backend whose own `make_queue` method `make_queue` is; None for another callable."""
+    owner = make_queue.__self__ if inspect.ismethod(make_queue) else None
+    return owner if isinstance(owner, Backend) else None
 
 
 def _workflow_queues(

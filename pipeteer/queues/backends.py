@@ -15,6 +15,7 @@ from pipeteer.errors import ConfigError
 from pipeteer.queues.base import RETRY_OPTIONS, Backend, BaseQueue, Retry
 
 if TYPE_CHECKING:
+    from pipeteer.plan import Plan
     from pipeteer.queues.ledger import Ledger
     from pipeteer.queues.locks import Locks
 
@@ -118,8 +119,17 @@ def claim_seconds(raw: str | None, url: str) -> float:
     return seconds
 
 
-def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, str] | None = None) -> Backend:
+def backend_from_url(
+    url: str | None,
+    *,
+    workflow_name: str | None = None,
+    env: Mapping[str, str] | None = None,
+    plan: Plan | None = None,
+) -> Backend:
     """The backend a URL names. None means `$PIPETEER_BACKEND`, else the SQLite default.
+
+    With `plan`, the backend is bound to it at once (`Backend.bind`: a Kafka backend reads nothing
+    unbound) and `workflow_name` defaults to the plan's workflow's.
 
     >>> backend_from_url("sqlite:///data/q.db", workflow_name="wf").path
     'data/q.db'
@@ -128,6 +138,13 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
     >>> backend_from_url("sqlite:///q.db?blobs=off", workflow_name="wf", env={}).claim is None
     True
     """
+    backend = _from_url(url, workflow_name, env, plan)
+    if plan is not None:
+        backend.bind(plan)
+    return backend
+
+
+def _from_url(url: str | None, workflow_name: str | None, env: Mapping[str, str] | None, plan: Plan | None) -> Backend:
     env = settings.environ(env)
     url = url or settings.BACKEND.get(env) or DEFAULT_BACKEND
     parts = urlsplit(url)
@@ -162,8 +179,7 @@ def backend_from_url(url: str | None, *, workflow_name: str, env: Mapping[str, s
             raise ConfigError(
                 f"backend URL {url!r} needs the Kafka extra: pip install 'pipeteer[kafka]' ({e})"
             ) from e
-        backend: Backend = KafkaBackend.from_url(url, workflow_name=workflow_name, env=env)
-        return backend
+        return KafkaBackend.from_url(url, workflow_name=workflow_name, env=env, plan=plan)
     raise ConfigError(
         f"unknown backend URL {url!r}: use memory://, sqlite:///path/queues.db or kafka://host:port "
         f"(query options: {dict(parse_qsl(parts.query)) or 'none'})"

@@ -705,6 +705,9 @@ class Backend(ABC):
     url: str
     """The backend URL, as printed and logged (secrets masked)."""
 
+    plan: Plan | None = None
+    """The workflow's plan, once bound (`bind`): which stage reads each queue."""
+
     _locks: Locks | None = None  # (made by `locks()` on first use)
     _ledger: Ledger | None = None  # (made by `ledger()` on first use)
 
@@ -719,9 +722,20 @@ class Backend(ABC):
     @abstractmethod
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]: ...
 
-    def bind(self, plan: Plan, /) -> None:  # noqa: B027 (a hook with nothing to do by default)
-        """Learn the workflow's plan before its queues are made (Kafka names consumer groups and side
-        topics by the stage reading each queue). Nothing to learn by default."""
+    def bind(self, plan: Plan, /) -> None:
+        """Learn the workflow's plan before its queues are read (Kafka names consumer groups and side
+        topics by the stage reading each queue). `pipeteer.connect`, `make_queues` and
+        `backend_from_url(url, plan=...)` bind; binding again to an equal plan does nothing, to the
+        plan of another workflow (or another version of it) raises `ConfigError`."""
+        if self.plan is not None and self.plan != plan:
+            served, new = self.plan.workflow.name, plan.workflow.name
+            raise ConfigError(
+                f"backend {self.url!r} serves another version of workflow {new!r}: make one backend per version"
+                if served == new
+                else f"backend {self.url!r} serves workflow {served!r}: it cannot serve workflow {new!r} too; "
+                "make one backend per workflow"
+            )
+        self.plan = plan
 
     def schema_catalog(self) -> SchemaCatalog | None:
         """Where this backend's processes publish the schemas they write with, and find the others'

@@ -32,8 +32,8 @@ def connect(
     obj = load_app(app)
     wf = obj.workflow if isinstance(obj, App) else obj
     plan = Plan.of(wf)
-    backend = backend_from_url(url, workflow_name=wf.name, env=env)
-    backend.bind(plan)  # Kafka names consumer groups and side topics by the stage reading each queue
+    # bound: Kafka names consumer groups and side topics by the stage reading each queue
+    backend = backend_from_url(url, env=env, plan=plan)
     Qin = backend.make_queue(wf.Tin, INPUT)
     Qout = backend.make_queue(wf.Tout, OUTPUT_QUEUE)
     queues: WorkflowQueues = make_queues(Qin, Qout, wf, backend.make_queue, hooks=hooks, plan=plan)

@@ -34,13 +34,15 @@ WAIT = 30.0
 @pytest.fixture(params=["memory", "sqlite", "kafka"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "kafka":
+        from pipeteer.queues.kafka import KafkaBackend
         from tests.integration.kafka.procs import backend_url
 
         broker, prefix = request.getfixturevalue("kafka_broker"), request.getfixturevalue("kafka_prefix")
         url = backend_url(broker, prefix, partitions=1)
+        b: Backend = KafkaBackend.from_url(url, workflow_name="contract", env={}, standalone=True)  # (queues of no workflow)
     else:
         url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'queues.db'}"
-    b = backend_from_url(url, workflow_name="contract", env={})
+        b = backend_from_url(url, workflow_name="contract", env={})
     yield b
     await asyncio.to_thread(b.close)
 

@@ -22,7 +22,7 @@ from pipeteer.codec import SchemaCatalog, catalogs, make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
-from pipeteer.plan import Plan, TopicNames, topic_configs
+from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, TopicNames, topic_configs
 from pipeteer.queues.base import (
     Backend,
     BaseQueue,
@@ -60,16 +60,26 @@ METADATA_TRY = 2.0
 class KafkaBackend(Backend):
     """The Kafka backend of one workflow: makes its queues and owns their clients.
 
-    >>> b = KafkaBackend.from_url("kafka://localhost:9092?prefix=t", workflow_name="wf", env={})
-    >>> b.make_queue(int, ["input"]).topic
-    't.wf.input'
+    It serves the workflow's plan (`bind`): the consumer group, changelog and dead letters of a queue
+    are named by the stage reading it, so every path to the same workflow (`pipeteer.connect`,
+    `make_queues(..., backend.make_queue)`, `backend_from_url(url, plan=...)`) reads with the same
+    groups. Unbound, it makes only the workflow's input and output queues (for pushing, as the
+    project page does before `make_queues` binds) and reads nothing. `standalone=True` makes queues
+    of no workflow, each read by a group named after its own path (tests and tools).
+
+    >>> from pipeteer.plan import Plan
+    >>> from pipeteer.spec import Pipeline, Workflow
+    >>> wf = Workflow(int, str, pipelines={"square": Pipeline(int, float), "fmt": Pipeline(float, str)}, name="calc")
+    >>> b = KafkaBackend.from_url("kafka://localhost:9092?prefix=t", plan=Plan.of(wf), env={})
+    >>> b.make_queue(int, ["input"]).topic, b.names.group(b.reader_of(["input"]))
+    ('t.calc.input', 't.calc.stage.square')
     """
 
     reports_metrics = True
     moves_back = False
     """Each stage engine measures its oldest pending age and counts its dead letters (see `use_metrics`)."""
 
-    def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str) -> None:
+    def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str, standalone: bool = False) -> None:
         self.url = mask_url(url)
         """The backend URL with secrets masked (it is printed and logged)."""
         self.settings = settings
@@ -77,6 +87,8 @@ class KafkaBackend(Backend):
         self.names = TopicNames(workflow_name, settings.connection.prefix)
         self.plan: Plan | None = None
         """The workflow's plan, once bound: which stage reads each queue (see `reader_of`)."""
+        self.standalone = standalone
+        """Queues of no workflow (never bound): each read by a stage named after its own path."""
         self.watch = health.watch(settings.connection.bootstrap_servers)
         """Whether the cluster answers, and why not (shared by every client of the process)."""
         self.queues: dict[tuple[str, ...], KafkaQueue[Any]] = {}
@@ -118,21 +130,37 @@ class KafkaBackend(Backend):
             return self._catalog
 
     @classmethod
-    def from_url(cls, url: str, *, workflow_name: str, env: Mapping[str, str] | None = None) -> KafkaBackend:
-        return cls(url, KafkaSettings.from_url(url, env), workflow_name=workflow_name)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        workflow_name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        plan: Plan | None = None,
+        standalone: bool = False,
+    ) -> KafkaBackend:
+        """The backend `url` names, bound to `plan` when given (`workflow_name` is then the plan's),
+        or `standalone` (see the class)."""
+        if workflow_name is None:
+            if plan is None:
+                raise ConfigError(f"kafka backend {mask_url(url)!r}: name its workflow (workflow_name= or plan=)")
+            workflow_name = plan.workflow.name
+        backend = cls(url, KafkaSettings.from_url(url, env), workflow_name=workflow_name, standalone=standalone)
+        if plan is not None:
+            backend.bind(plan)
+        return backend
 
     def __repr__(self) -> str:
         return f"KafkaBackend({self.settings.connection!r}, workflow={self.workflow_name!r})"
 
     # --- wiring hooks -------------------------------------------------------------------------
 
-    def bind(self, plan: Plan) -> None:
+    def bind(self, plan: Plan, /) -> None:
         """Serve the workflow of `plan`: consumer groups and side topics are named by the stage reading each queue."""
-        if plan.workflow.name != self.workflow_name:
-            raise ConfigError(
-                f"Kafka backend of workflow {self.workflow_name!r} cannot serve workflow {plan.workflow.name!r}"
-            )
-        self.plan = plan
+        if plan.workflow.name != self.workflow_name or self.standalone:
+            what = "standalone queues" if self.standalone else f"workflow {self.workflow_name!r}"
+            raise ConfigError(f"kafka backend {self.url!r} of {what} cannot serve workflow {plan.workflow.name!r}")
+        super().bind(plan)
 
     def use_metrics(self, metrics: Any) -> None:
         """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...).
@@ -164,12 +192,29 @@ class KafkaBackend(Backend):
 
     def reader_of(self, path: Sequence[str]) -> tuple[str, ...]:
         """The stage whose consumer group reads the queue at `path`: the plan's reader. A queue no stage
-        reads (the workflow's output, or a queue made without a workflow) is read as a stage of its own path."""
-        reader = None if self.plan is None else self.plan.reader(path)
+        reads (the workflow's output, or a standalone queue) is read as a stage of its own path.
+        Unbound, `ConfigError`: the group would not be the one the workflow's stages read with."""
+        if self.standalone:
+            return tuple(path)
+        reader = self._plan(f"read queue {'/'.join(path)!r}").reader(path)
         return tuple(path) if reader is None else reader
 
+    def _plan(self, doing: str) -> Plan:
+        if self.plan is None:
+            raise ConfigError(
+                f"kafka backend {self.url!r} of workflow {self.workflow_name!r} cannot {doing}: bind the "
+                "workflow's plan first (pipeteer.connect or make_queues do, and "
+                "backend_from_url(url, plan=Plan.of(workflow))); for queues of no workflow: "
+                "KafkaBackend.from_url(url, workflow_name=..., standalone=True)"
+            )
+        return self.plan
+
     def make_queue(self, Type: Any, path: Sequence[str], /) -> KafkaQueue[Any]:
+        """The queue at `path` (the same object for the same path). Unbound, only the workflow's input
+        and output (`ConfigError` for others): the project page makes those before `make_queues` binds."""
         key = tuple(path)
+        if not self.standalone and self.plan is None and key not in (INPUT, OUTPUT_QUEUE):
+            self._plan(f"make queue {'/'.join(key)!r}")
         q = self.queues.get(key)
         if q is None:
             q = self.queues[key] = KafkaQueue(self, Type, key)

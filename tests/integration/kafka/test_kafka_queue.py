@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 async def backend(kafka_broker: Broker, kafka_prefix: str) -> AsyncIterator[KafkaBackend]:
-    b = KafkaBackend.from_url(backend_url(kafka_broker, kafka_prefix), workflow_name="contract", env={})
+    b = KafkaBackend.from_url(backend_url(kafka_broker, kafka_prefix), workflow_name="contract", env={}, standalone=True)
     yield b
     await asyncio.to_thread(b.close)
 
@@ -59,7 +59,7 @@ async def test_move_is_atomic_and_exactly_once(backend: KafkaBackend) -> None:
 async def test_pending_items_survive_a_restart(kafka_broker: Broker, kafka_prefix: str) -> None:
     """Items completed out of order: the next instance restores the rest from the changelog and the input."""
     url = backend_url(kafka_broker, kafka_prefix, instance="one")
-    first = KafkaBackend.from_url(url, workflow_name="contract", env={})
+    first = KafkaBackend.from_url(url, workflow_name="contract", env={}, standalone=True)
     q = first.make_queue(int, ["tasks"])
     out = first.make_queue(int, ["done"])
     for i in range(20):
@@ -68,7 +68,7 @@ async def test_pending_items_survive_a_restart(kafka_broker: Broker, kafka_prefi
     for i in (15, 3, 9):
         await q.move(f"t{i}", out, i * 10)
     await asyncio.to_thread(first.close)
-    second = KafkaBackend.from_url(url, workflow_name="contract", env={})
+    second = KafkaBackend.from_url(url, workflow_name="contract", env={}, standalone=True)
     try:
         q2 = second.make_queue(int, ["tasks"])
         expected = {f"t{i}" for i in range(20)} - {"t15", "t3", "t9"}
@@ -94,7 +94,7 @@ async def test_fenced_producer_is_recreated_and_nothing_is_duplicated(
     from tests.integration.kafka.procs import read_topic
 
     url = backend_url(kafka_broker, kafka_prefix, instance="solo", commit_interval_ms=50)
-    b = KafkaBackend.from_url(url, workflow_name="fence", env={})
+    b = KafkaBackend.from_url(url, workflow_name="fence", env={}, standalone=True)
     src, dst = b.make_queue(int, ["src"]), b.make_queue(int, ["dst"])
     n = 400
     await asyncio.gather(*(src.push(f"k{i}", i) for i in range(n)))
@@ -158,7 +158,7 @@ async def test_large_records_travel_by_claim_check(kafka_broker: Broker, kafka_p
     from confluent_kafka import Consumer
 
     url = backend_url(kafka_broker, kafka_prefix) + f"&blobs={tmp_path.as_uri()}&claim_check_bytes=100000"
-    b = KafkaBackend.from_url(url, workflow_name="contract", env={})
+    b = KafkaBackend.from_url(url, workflow_name="contract", env={}, standalone=True)
     try:
         src, dst = b.make_queue(bytes, ["photos"]), b.make_queue(bytes, ["rectified"])
         big, small = os.urandom(1_500_000), b"tiny"  # above Kafka's default 1 MB record limit
@@ -192,7 +192,8 @@ async def test_a_stage_ahead_of_the_brokers_waits_and_loses_nothing(kafka_broker
     its move until the brokers have taken them, and every item arrives once, with its value."""
     # (commits only when the stage has finished all it has: none falls inside the burst below)
     options = {"queue.buffering.max.kbytes": 1100, "claim_check_bytes": 1_000_000, "commit_interval_ms": 5_000}
-    b = KafkaBackend.from_url(backend_url(kafka_broker, kafka_prefix, **options), workflow_name="contract", env={})
+    url = backend_url(kafka_broker, kafka_prefix, **options)
+    b = KafkaBackend.from_url(url, workflow_name="contract", env={}, standalone=True)
     try:
         src, dst = b.make_queue(str, ["pages"]), b.make_queue(str, ["stamped"])
         n = 60

@@ -89,7 +89,7 @@ async def backend(
     kafka_broker: Broker, kafka_prefix: str, schema_registry: SchemaRegistry
 ) -> AsyncIterator[KafkaBackend]:
     url = backend_url(kafka_broker, kafka_prefix, schema_registry=quote(schema_registry.url, safe=""))
-    b = KafkaBackend.from_url(url, workflow_name="registry", env={})
+    b = KafkaBackend.from_url(url, workflow_name="registry", env={}, standalone=True)
     yield b
     await asyncio.to_thread(b.close)
     # KafkaBackend.close() is to close its queues' codecs (issue 21); until it does, here (idempotent)

@@ -396,10 +396,11 @@ def test_broker_and_network_faults_lose_nothing_and_leave_no_zombie(kafka_cluste
 
 async def push_checked(url: str, ids: range, rate: float, pushed: list[int]) -> None:
     """Reviewed jobs straight into b's input, at `rate` a second."""
+    from pipeteer.plan import Plan
     from pipeteer.queues.kafka import KafkaBackend
-    from tests.apps.faults import Checked
+    from tests.apps.faults import Checked, workflow
 
-    backend = KafkaBackend.from_url(url, workflow_name=WORKFLOW, env={})
+    backend = KafkaBackend.from_url(url, plan=Plan.of(workflow), env={})  # (bound: "b" is a stage's queue)
     q = backend.make_queue(Checked, ["b"])
     try:
         began = time.monotonic()
