@@ -1,17 +1,23 @@
-"""What every `pipeteer` command shares: how an APP and a backend are given, and how a command's
-Kafka client errors become one line naming the brokers."""
+"""What every `pipeteer` command shares: how an APP and a backend are given, which Kafka brokers a
+command talks to (`kafka_settings`, the one answer), and how a command's Kafka client errors become
+one line naming the brokers."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pipeteer import settings
-from pipeteer.errors import PipeteerError
+from pipeteer.errors import ConfigError, KafkaClientError, PipeteerError
 from pipeteer.runtime.app import App, load_app
 from pipeteer.spec import Workflow
+
+if TYPE_CHECKING:
+    from pipeteer.queues.kafka.config import KafkaSettings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -38,19 +44,70 @@ def backend_url(args: argparse.Namespace) -> str | None:
     return getattr(args, "backend", None) or settings.BACKEND.get()
 
 
+def kafka_settings(args: argparse.Namespace, needed: str, env: Mapping[str, str] | None = None) -> KafkaSettings:
+    """The Kafka backend a command talks to, parsed by the one parser of a kafka:// URL
+    (`KafkaSettings.from_url`): every command that takes brokers asks this.
+
+    The precedence is `pipeteer.settings`'. The backend URL is `--backend`, else `$PIPETEER_BACKEND`;
+    its brokers are replaced by `$PIPETEER_KAFKA_BOOTSTRAP_SERVERS`, and both by `--bootstrap` (the flag
+    beats the variable of the same setting); with no kafka:// URL, `--bootstrap` or that variable
+    names the brokers alone. Every other option (client properties such as `security.protocol`,
+    `prefix`, `topic_profile`, ...) is the URL's query under the `PIPETEER_*` variables. A `ConfigError`
+    names the command, where the value was given and what is wrong (secrets masked); `needed` says
+    why the command needs Kafka (e.g. "only a Kafka backend has topics").
+    """
+    from pipeteer.queues.kafka.config import KafkaSettings
+
+    where, url = _kafka_url(args, needed, env)
+    try:
+        parsed = KafkaSettings.from_url(url, env)
+    except ConfigError as e:
+        raise ConfigError(f"{command_name(args)} {where}: {e}") from None
+    flag = getattr(args, "bootstrap", None)
+    if flag:
+        parsed = replace(parsed, connection=replace(parsed.connection, bootstrap_servers=str(flag)))
+    return parsed
+
+
+def _kafka_url(args: argparse.Namespace, needed: str, env: Mapping[str, str] | None) -> tuple[str, str]:
+    """Where the command's kafka:// URL is given, and the URL (`--bootstrap` or the variable alone make one)."""
+    from pipeteer.queues.kafka.config import mask_url
+
+    command = command_name(args)
+    flag = getattr(args, "bootstrap", None)
+    if flag and any(c in str(flag) for c in "/?@ "):
+        raise ConfigError(
+            f"{command} --bootstrap {str(flag)!r}: not HOST:PORT[,HOST:PORT...] (a URL with options goes in --backend)"
+        )
+    servers = settings.KAFKA_BOOTSTRAP_SERVERS.get(env)
+    given = getattr(args, "backend", None)
+    where, url = ("--backend", given) if given else (f"${settings.BACKEND.name}", settings.BACKEND.get(env))
+    if url:
+        if urlsplit(url).scheme == "kafka" and "://" in url:
+            return where, url
+        if given or not (flag or servers):  # a backend URL set in the environment for other commands yields
+            shown = mask_url(url) if "://" in url else mask_url(url).removeprefix("://")
+            raise ConfigError(
+                f"{command} {where} {shown!r}: not a kafka:// URL ({needed}); give kafka://HOST:PORT[?options]"
+            )
+    if flag:
+        return "--bootstrap", f"kafka://{flag}"
+    if servers:
+        return f"${settings.KAFKA_BOOTSTRAP_SERVERS.name}", f"kafka://{servers}"
+    bootstrap = " --bootstrap HOST:PORT or" if hasattr(args, "bootstrap") else ""
+    raise ConfigError(
+        f"{command}: which Kafka brokers? ({needed}) give{bootstrap} --backend kafka://HOST:PORT[?options], "
+        f"or set {settings.BACKEND.name}=kafka://HOST:PORT or {settings.KAFKA_BOOTSTRAP_SERVERS.name}=HOST:PORT"
+    )
+
+
 def kafka_brokers(args: argparse.Namespace) -> str | None:
-    """The Kafka bootstrap servers a command talks to, if it talks to Kafka: `--bootstrap`, or the
-    host:port of a kafka:// backend URL (secrets never are in that part)."""
-    if getattr(args, "bootstrap", None):
-        return str(args.bootstrap)
-    url = backend_url(args) or ""
-    if url.startswith("kafka://"):
-        return settings.KAFKA_BOOTSTRAP_SERVERS.get() or url[len("kafka://") :].split("?")[0].split("/")[0]
-    return None
-
-
-class KafkaClientError(PipeteerError):
-    """A Kafka client error a command met, said in one line: the brokers, the command, the error."""
+    """The Kafka bootstrap servers a command talks to (`kafka_settings`' answer; secrets never are in
+    it), None if it names none or names them wrongly (said elsewhere)."""
+    try:
+        return kafka_settings(args, "its Kafka client").connection.bootstrap_servers
+    except PipeteerError:
+        return None
 
 
 def translate_kafka_error(error: BaseException, args: argparse.Namespace) -> PipeteerError | None:

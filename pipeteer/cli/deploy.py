@@ -2,7 +2,10 @@
 
 Each `cmd_*` takes the parsed arguments and returns an exit code (0 ok, 1 refused / drift; errors
 raise `PipeteerError`). `describe APP --backend kafka://…` prints the topics that backend creates
-(its prefix and topic profile), the same settings `run` on that URL uses.
+(its prefix and topic profile), the same settings `run` on that URL uses; `topics plan/apply APP
+--backend kafka://…` plans and applies those. Brokers and client properties come from
+`pipeteer.cli.common.kafka_settings`, as for every command: `--bootstrap`, `--backend` or the
+environment, parsed once.
 """
 
 from __future__ import annotations
@@ -12,29 +15,37 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeteer import settings
-from pipeteer.cli.common import APP_HELP
+from pipeteer.cli.common import APP_HELP, command_name, kafka_settings
 from pipeteer.compile.config import TopologyConfig
 from pipeteer.compile.manifests import STRIMZI_CLUSTER
 from pipeteer.compile.topology import TopicSpec, Topology, build_topology
 from pipeteer.errors import ConfigError
+from pipeteer.settings import TOPIC_PREFIX
+from pipeteer.spec.names import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from pipeteer.queues.kafka.config import KafkaSettings
+
+TOPICS_NEED_KAFKA = "only a Kafka backend has topics"
 
 
 def _config(args: argparse.Namespace) -> TopologyConfig:
-    backend = getattr(args, "backend", None)
-    if backend is not None:
+    """The topic settings: those the `--backend` creates (its prefix, topic_profile, partitions,
+    replication_factor and their variables), else the compiled manifests' (--config, --profile, --set)."""
+    if getattr(args, "backend", None) is not None:
         if getattr(args, "config", None) or getattr(args, "profile", None) or getattr(args, "set", None):
             raise ConfigError(
-                "describe: --backend shows the topics that backend creates, which no --config, --profile or --set "
-                "changes (they are for compiled manifests): give one or the other"
+                f"{command_name(args)}: --backend means the topics that backend creates, which no --config, "
+                "--profile or --set changes (they are for compiled manifests): give one or the other"
             )
-        if not backend.startswith("kafka://"):
-            raise ConfigError(
-                f"describe --backend {backend!r}: only a Kafka backend has topics; give kafka://host:port[?options]"
-            )
-        return TopologyConfig.of_backend(backend)
+        backend = kafka_settings(args, TOPICS_NEED_KAFKA)
+        return TopologyConfig(
+            prefix=backend.connection.prefix,
+            profile=backend.topics.profile,
+            command_line=backend.topics.overrides(),
+        )
     return TopologyConfig.load(
         getattr(args, "config", None),
         profile=getattr(args, "profile", None),
@@ -118,17 +129,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bootstrap(args: argparse.Namespace) -> str:
-    if args.bootstrap:
-        return str(args.bootstrap)
-    backend = settings.BACKEND.get() or ""
-    if backend.startswith("kafka://"):
-        return backend[len("kafka://") :].split("?")[0].rstrip("/")
-    raise ConfigError(
-        f"topics: give --bootstrap HOST:PORT (or set {settings.BACKEND.name}=kafka://HOST:PORT)"
-    )
-
-
 def _wanted(args: argparse.Namespace) -> tuple[list[TopicSpec], str]:
     """The wanted topics (from --topics FILE, else compiled from APP) and the workflow's topic scope."""
     if args.topics:
@@ -148,23 +148,39 @@ def _wanted(args: argparse.Namespace) -> tuple[list[TopicSpec], str]:
     return list(topology.topics), ".".join(p for p in (topology.prefix, topology.workflow) if p) + "."
 
 
-def _plan(args: argparse.Namespace) -> Any:
+def _admin_config(backend: KafkaSettings) -> dict[str, str]:
+    """The client properties an admin client takes (the URL's and the environment's, security included)."""
+    connection = backend.connection
+    return {k: str(v) for k, v in connection.client_config("admin").items() if k in connection.properties}
+
+
+def _plan(args: argparse.Namespace) -> tuple[Any, KafkaSettings]:
     from pipeteer.compile.admin import plan_topics
 
+    backend = kafka_settings(args, TOPICS_NEED_KAFKA)
     topics, scope = _wanted(args)
-    return plan_topics(
+    prefix = backend.connection.prefix
+    if prefix != DEFAULT_PREFIX and not scope.startswith(f"{prefix}."):
+        # the URL's ?prefix= (or $PIPETEER_TOPIC_PREFIX) names other topics than these: never planned silently
+        raise ConfigError(
+            f"{command_name(args)}: the backend's topic prefix is {prefix!r} (its URL's ?prefix= or "
+            f"${TOPIC_PREFIX.name}) but the topics are {scope}* (the prefix of --config or --topics): the "
+            "stages would not use them; give the same prefix to both"
+        )
+    plan = plan_topics(
         topics,
-        _bootstrap(args),
+        backend.connection.bootstrap_servers,
         scope=scope,
         allow_delete=args.allow_delete,
         allow_repartition=args.allow_repartition,
-        client_config=settings.kafka_properties(),
+        client_config=_admin_config(backend),
     )
+    return plan, backend
 
 
 def cmd_topics_plan(args: argparse.Namespace) -> int:
     """`pipeteer topics plan APP --bootstrap HOST:PORT`: print what apply would do; 1 if some of it is refused."""
-    plan = _plan(args)
+    plan, _ = _plan(args)
     sys.stdout.write(plan.text())
     return 1 if plan.refused else 0
 
@@ -173,12 +189,12 @@ def cmd_topics_apply(args: argparse.Namespace) -> int:
     """`pipeteer topics apply APP --bootstrap HOST:PORT`: create/alter topics; refuses destructive changes."""
     from pipeteer.compile.admin import apply_topics
 
-    plan = _plan(args)
+    plan, backend = _plan(args)
     sys.stdout.write(plan.text())
     if plan.refused:
         print("pipeteer: nothing applied: some actions are refused (see above)", file=sys.stderr)
         return 1
-    done = apply_topics(plan, client_config=settings.kafka_properties())
+    done = apply_topics(plan, client_config=_admin_config(backend))
     print(f"applied {len(done)} action(s)")
     return 0
 
@@ -222,7 +238,17 @@ def register(sub: Any) -> None:
         t = tsub.add_parser(name, help=text)
         t.add_argument("app", help=app_help)
         t.add_argument(
-            "--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap (default: from $PIPETEER_BACKEND)"
+            "--bootstrap",
+            metavar="HOST:PORT",
+            help="the Kafka brokers, over --backend's and $PIPETEER_KAFKA_BOOTSTRAP_SERVERS "
+            "(default: $PIPETEER_KAFKA_BOOTSTRAP_SERVERS, else the backend URL's host:port)",
+        )
+        t.add_argument(
+            "--backend",
+            metavar="URL",
+            help="the Kafka backend kafka://HOST:PORT?options (default: $PIPETEER_BACKEND): its brokers and "
+            "client properties, and the topics it creates (prefix, topic_profile, ...) as `describe --backend` "
+            "prints them; without it, the compiled manifests' topics (--config, --profile, --set)",
         )
         t.add_argument(
             "--topics", metavar="FILE", help="use this compiled topics.yaml instead of compiling APP"
