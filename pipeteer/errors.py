@@ -1,15 +1,19 @@
-"""The exception tree. Everything pipeteer raises on purpose derives from `PipeteerError`.
+"""The exception tree. Everything pipeteer raises on purpose derives from `PipeteerError`, and every
+class of it is defined here, drawn below as it is (`tests/unit/test_errors_tree.py` parses the drawing
+and compares it with the classes, so it cannot drift). "(also a KeyError)": the class derives from
+that built-in exception too, so `except KeyError` keeps working where it did.
 
     PipeteerError
     ├── SpecError            invalid Pipeline / Wrapped / Workflow (all reasons collected, raised once)
+    ├── ValueTypeError       (also a TypeError) a value not of the type the queue or stage declares
     ├── QueueError
     │   ├── InexistentItem   (also a KeyError) an id that is not in the queue
     │   ├── RoutingError     a value that no stage accepts
     │   ├── RecordTooLarge   (also a ValueError) a value larger than the backend takes
     │   ├── CommitAborted    the transaction holding a completion was aborted: try again
-│   ├── TaskLocked       another reviewer works on (or decided) this task of a human stage
+    │   ├── TaskLocked       another reviewer works on (or decided) this task of a human stage
     │   └── Unavailable      the backend cannot take work now; not the item's fault: wait, retry
-    │       ├── BrokerUnreachable no Kafka broker at the bootstrap servers answers
+    │       ├── BrokerUnreachable  no Kafka broker at the bootstrap servers answers
     │       └── StorageFull  no space left where pipeteer writes (blob store, SQLite file, pull's
     │                        directory): names the path and the free space; nothing half-written
     ├── CodecError
@@ -18,17 +22,20 @@
     │       ├── BlobError    a claim-checked value's blob is missing or corrupt (names id, field, key)
     │       └── UnreadableRecord  written with a schema this reader does not know (yet) or cannot
     │                        read: held, never dropped nor dead-lettered (names the writer fingerprint)
+    ├── ChangedWhileStored   a file given to the claim check changed while it was stored (nothing stored)
     ├── ConfigError          a bad backend URL, app reference or setting
+    │   ├── UnknownStage     (also a KeyError) a stage the workflow or app does not have (lists those it has)
+    │   └── NotABackendQueue (also a TypeError) a stage's queue made by a make_queue of one's own, where
+    │                        a command needs a backend's
+    ├── KafkaClientError     a Kafka client error a command met, in one line naming the brokers
     └── StageError           a stage failed; carries stage / topic / partition / offset / id
-
-Wrong value types are reported as `ValueTypeError`, which is both a `PipeteerError`
-and a built-in `TypeError`, so `except TypeError` keeps working.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -156,6 +163,48 @@ class UnreadableRecord(DecodeError):
 
 class ConfigError(PipeteerError):
     """A backend URL, app reference or setting is invalid."""
+
+
+class UnknownStage(ConfigError, KeyError):
+    """A stage name (or '/'-joined path) that `subject`, a workflow or an app, does not have; `stages`
+    lists those it has. The one message of it, wherever a stage is looked up by name.
+
+    >>> print(UnknownStage("app 'news'", "nope", ["summarize", "review"]))
+    app 'news' has no stage 'nope' (stages: summarize, review)
+    >>> isinstance(UnknownStage("workflow 'calc'", "x", []), KeyError)
+    True
+    """
+
+    def __init__(self, subject: str, stage: str, stages: Iterable[str]) -> None:
+        self.subject, self.stage, self.stages = subject, stage, list(stages)
+        super().__init__(f"{subject} has no stage {stage!r} (stages: {', '.join(self.stages) or 'none'})")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+    def __reduce__(self) -> Any:  # (several arguments: pickled by hand)
+        return (UnknownStage, (self.subject, self.stage, self.stages))
+
+
+class NotABackendQueue(ConfigError, TypeError):
+    """A stage's queue is not a backend's queue (the workflow's queues were made by a `make_queue` of
+    one's own) where a command or service needs one: make them with `pipeteer.connect` or a backend's
+    `make_queue`."""
+
+
+class KafkaClientError(PipeteerError):
+    """A Kafka client error a command met, said in one line: the brokers, the command, the error."""
+
+
+class ChangedWhileStored(PipeteerError):
+    """A file's content was not the one hashed when it was copied (it changed meanwhile)."""
+
+    def __init__(self, source: str | os.PathLike[str], key: str) -> None:
+        super().__init__(f"{source} changed while it was stored (its hash is no longer {key})")
+        self.source, self.key = source, key
+
+    def __reduce__(self) -> Any:
+        return (ChangedWhileStored, (self.source, self.key))
 
 
 class StageError(PipeteerError):

@@ -26,7 +26,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from pipeteer.errors import ConfigError, RoutingError
+from pipeteer.errors import ConfigError, RoutingError, UnknownStage
 from pipeteer.spec import names
 from pipeteer.spec.names import DEFAULT_PREFIX
 from pipeteer.spec.stages import OUTPUT, Stage, Workflow
@@ -157,15 +157,13 @@ class Plan:
         return {q.path: q.reader for q in self.queues if q.reader is not None}
 
     def stage(self, name: str | Sequence[str]) -> StagePlan:
-        """A leaf stage by name (`'review/manual'`) or path; `ConfigError` naming the stages otherwise."""
+        """A leaf stage by name (`'review/manual'`) or path; otherwise `UnknownStage` (a `ConfigError`)
+        naming the stages there are."""
         path = tuple(name.split("/")) if isinstance(name, str) else tuple(name)
         for s in self.stages:
             if s.path == path:
                 return s
-        raise ConfigError(
-            f"workflow {self.workflow.name!r} has no stage {'/'.join(path)!r} "
-            f"(stages: {', '.join(s.name for s in self.stages)})"
-        )
+        raise UnknownStage(f"workflow {self.workflow.name!r}", "/".join(path), [s.name for s in self.stages])
 
     def destination(
         self, workflow_path: Sequence[str], tp: Any, *, source: str | None = None, id: str | None = None

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
-from pipeteer.errors import SpecError, ValueTypeError
+from pipeteer.errors import NotABackendQueue, SpecError, UnknownStage, ValueTypeError
 from pipeteer.plan import INPUT, INPUT_SOURCE, OUTPUT_QUEUE, Plan
 from pipeteer.queues.base import Backend, BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
@@ -70,12 +70,14 @@ class WorkflowQueues(dict[str, Any]):
         self.backend: Backend  # set by `pipeteer.connect`, which made the queues
 
     def stage(self, path: str | Sequence[str]) -> PipelineQueues:
-        """The queues of a stage by name or path (`'review/manual'` or `('review', 'manual')`)."""
+        """The queues of a stage by name or path (`'review/manual'` or `('review', 'manual')`);
+        `UnknownStage` (a `KeyError` too) naming the stages there are otherwise."""
         parts = path.split("/") if isinstance(path, str) else list(path)
         node: Any = self
         for i, part in enumerate(parts):
             if not isinstance(node, WorkflowQueues) or part not in node:
-                raise KeyError(f"no stage {'/'.join(parts[: i + 1])!r} in workflow {self.workflow.name!r}")
+                known = [name for name, _ in iter_stages(self)]
+                raise UnknownStage(f"workflow {self.workflow.name!r}", "/".join(parts[: i + 1]), known)
             node = node[part]
         return node
 
@@ -84,7 +86,10 @@ class WorkflowQueues(dict[str, Any]):
         q = self.stage(path)["Qin"]
         raw = q.queue if isinstance(q, StageInput) else q
         if not isinstance(raw, BaseQueue):
-            raise TypeError(f"stage {path!r}: its queue {raw.describe()} is not a backend queue")
+            raise NotABackendQueue(
+                f"stage {path!r}: its queue {raw.describe()} is not a backend queue (make the workflow's "
+                "queues with pipeteer.connect, or make_queues with a backend's make_queue)"
+            )
         return raw
 
 

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import blake3
 
-from pipeteer.errors import ConfigError, PipeteerError, StorageFull, format_size
+from pipeteer.errors import ChangedWhileStored, ConfigError, StorageFull, format_size
 
 HASH_NAME = "blake3"
 """BLAKE3 hashes at ~5.6 GB/s on one core here, sha256 at ~1.4 GB/s and blake2b at ~0.7 GB/s
@@ -220,17 +220,6 @@ def copy_durably(
         if check is not None:
             check(tmp)
     return how
-
-
-class ChangedWhileStored(PipeteerError):
-    """A file's content was not the one hashed when it was copied (it changed meanwhile)."""
-
-    def __init__(self, source: str | os.PathLike[str], key: str) -> None:
-        super().__init__(f"{source} changed while it was stored (its hash is no longer {key})")
-        self.source, self.key = source, key
-
-    def __reduce__(self) -> Any:
-        return (ChangedWhileStored, (self.source, self.key))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeteer.compile.config import TopologyConfig
-from pipeteer.errors import ConfigError
+from pipeteer.errors import ConfigError, UnknownStage
 from pipeteer.plan import (
     COMPILE_PROFILE,
     INPUT,
@@ -168,9 +168,7 @@ class Topology:
         for s in self.stages:
             if s.name == name:
                 return s
-        raise ConfigError(
-            f"workflow {self.workflow!r} has no stage {name!r} (stages: {', '.join(self.stage_names())})"
-        )
+        raise UnknownStage(f"workflow {self.workflow!r}", name, self.stage_names())
 
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]

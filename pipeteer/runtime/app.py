@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeteer import annotate
 from pipeteer.codec import codec_for
-from pipeteer.errors import ConfigError, SchemaError, SpecError
+from pipeteer.errors import ConfigError, SchemaError, SpecError, UnknownStage
 from pipeteer.spec import Pipeline, Stage, Workflow, Wrapped
 from pipeteer.wiring import PipelineQueues, WorkflowQueues
 
@@ -181,9 +181,7 @@ class App:
     def artifact(self, queues: WorkflowQueues, stage: str) -> Any:
         """Make one stage's artifact (a coroutine or an ASGI app)."""
         if stage not in self.artifacts:
-            raise ConfigError(
-                f"app {self.name!r} has no stage {stage!r} (stages: {', '.join(self.artifacts)})"
-            )
+            raise UnknownStage(f"app {self.name!r}", stage, list(self.artifacts))
         return self.artifacts[stage](**self.stage_queues(queues, stage))
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from pipeteer.errors import ConfigError
+from pipeteer.errors import UnknownStage
 from pipeteer.queues.base import BaseQueue, DeadLetter
 from pipeteer.runtime.app import require_app
 from pipeteer.runtime.connect import connect
@@ -27,7 +27,7 @@ def stage_queue(app_ref: str, backend: str | None, stage: str) -> Iterator[BaseQ
     the backend is closed after."""
     app = require_app(app_ref)
     if stage not in app.stages():
-        raise ConfigError(f"app {app.name!r} has no stage {stage!r} (stages: {', '.join(app.stages())})")
+        raise UnknownStage(f"app {app.name!r}", stage, app.stages())
     queues = connect(app, backend)
     try:
         yield queues.stage_queue(stage)

@@ -24,10 +24,10 @@ from pipeteer.codec import check_release, codec_for, unknown_writers
 from pipeteer.errors import (
     BrokerUnreachable,
     CommitAborted,
-    ConfigError,
     SchemaError,
     TaskLocked,
     Unavailable,
+    UnknownStage,
 )
 from pipeteer.plan import Plan
 from pipeteer.queues.base import Retry
@@ -116,7 +116,7 @@ class StageService:
         known = app.stages()
         for s in stages or ():
             if s not in known:
-                raise ConfigError(f"app {app.name!r} has no stage {s!r} (stages: {', '.join(known)})")
+                raise UnknownStage(f"app {app.name!r}", s, known)
         self.app = app
         self.stages = list(stages or known)
         self.metrics = metrics or Metrics(workflow=app.name)

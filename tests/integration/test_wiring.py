@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -121,6 +122,28 @@ async def test_nested_workflow_moves_between_levels(backend_url: str) -> None:
     await check["Qout"].push("a", False)  # out of the sub-workflow, to the outer output
     assert await qs.Qout.items() == [("a", Done("one two", 2, False))]
     assert await check["Qin"].keys() == []
+
+
+def test_an_unknown_stage_or_a_queue_of_ones_own_is_a_pipeteer_error(backend_url: str) -> None:
+    from pipeteer import ConfigError, PipeteerError, QueueKV, make_queues
+    from pipeteer.errors import NotABackendQueue, UnknownStage
+
+    inner = Workflow(Checked, Done, pipelines={"check": Pipeline(Checked, Done)}, name="inner")
+    outer = Workflow(Todo, Done, pipelines={"count": Pipeline(Todo, Checked), "review": inner}, name="outer")
+    qs = connect(outer, backend_url)
+    for path in ("review/nope", ("nope",), "count/x"):
+        with pytest.raises(UnknownStage) as e:  # (a KeyError too, as it was)
+            qs.stage(path)
+        assert isinstance(e.value, KeyError) and isinstance(e.value, ConfigError)
+        assert "workflow 'outer' has no stage" in str(e.value) and "(stages: count, review/check)" in str(e.value)
+
+    def make_queue(Type: type, path: object) -> Any:  # a make_queue of one's own, giving views
+        return QueueKV.memory(Type).map(lambda x: x)
+
+    own = make_queues(make_queue(Todo, ["input"]), QueueKV.memory(Done), outer, make_queue)
+    with pytest.raises(NotABackendQueue, match=r"stage 'count': its queue .* is not a backend queue") as raised:
+        own.stage_queue("count")
+    assert isinstance(raised.value, TypeError) and isinstance(raised.value, PipeteerError)
 
 
 async def test_plain_pipeline_stage_moves_too(backend_url: str) -> None:
