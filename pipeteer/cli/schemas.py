@@ -73,10 +73,10 @@ def running_schemas(workflow: Workflow[Any, Any], url: str, directory: str) -> i
     (one `.avsc` per name, as `export` names them); returns how many."""
     from pipeteer.queues.backends import backend_from_url
 
-    backend = backend_from_url(url, workflow_name=workflow.name)
+    plan = Plan.of(workflow)
+    backend = backend_from_url(url, plan=plan)
     try:
-        backend.bind(Plan.of(workflow))
-        for q in Plan.of(workflow).queues:  # (a registry's subjects are those of the workflow's queues)
+        for q in plan.queues:  # (a registry's subjects are those of the workflow's queues)
             backend.make_queue(q.Type, q.path)
         catalog = backend.schema_catalog()
         if catalog is None:
