@@ -50,6 +50,8 @@ PAGE_SIZE = 50
 NEXT_PAGE = 100
 """Tasks looked at per page when finding the next one for a reviewer (locked ones are passed over)."""
 NEXT_PAGES = 10
+PEER_DEPTH = 10_000
+"""How deep a listing merged across instances reaches (each sends its tasks up to the page's end)."""
 RECALLS_KEPT = 20
 """Applied decisions per reviewer this process can still take back (while the item waits downstream)."""
 TEMPLATES = Environment(
@@ -194,6 +196,9 @@ class Console:
         """Every instance's pending tasks of `stage` (this one's and its peers'): a page, oldest first, and the total."""
         if not self.peers:
             return self.local_page(stage, offset, limit, match, older_than)
+        if offset + limit > PEER_DEPTH:  # each instance would send all its tasks up to the page
+            raise HTTPException(422, detail=f"with several instances, pages reach the first {PEER_DEPTH} tasks: "
+                                            "narrow the listing with a search or an age filter")
         total, items = self.local_page(stage, 0, offset + limit, match, older_than)
         params: dict[str, Any] = {"stage": stage, "limit": offset + limit}
         if match:

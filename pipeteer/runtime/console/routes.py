@@ -31,6 +31,7 @@ from pipeteer.runtime.console import (
     HERE,
     LIVE_INTERVAL,
     PAGE_SIZE,
+    PEER_DEPTH,
     STATIC,
     Console,
     not_pending,
@@ -58,9 +59,9 @@ def _filters(match: str | None, older_than: float | None) -> tuple[str | None, f
     return match or None, older_than
 
 
-def _page_bounds(offset: int, limit: int) -> None:
-    if offset < 0 or not 1 <= limit <= 500:
-        raise HTTPException(422, detail="offset must be >= 0 and limit between 1 and 500")
+def _page_bounds(offset: int, limit: int, most: int = 500) -> None:
+    if offset < 0 or not 1 <= limit <= most:
+        raise HTTPException(422, detail=f"offset must be >= 0 and limit between 1 and {most}")
 
 
 def routes(console: Console) -> APIRouter:
@@ -135,7 +136,7 @@ def routes(console: Console) -> APIRouter:
                    match: str | None = None, older_than: float | None = None) -> dict[str, Any]:
         """The tasks this instance holds, a page (what its peers merge into their listings)."""
         console.desk(stage)
-        _page_bounds(offset, limit)
+        _page_bounds(offset, limit, PEER_DEPTH)
         match, older_than = _filters(match, older_than)
         response.headers[INSTANCE_HEADER] = console.peers.instance
         total, items = console.local_page(stage, offset, limit, match, older_than)
