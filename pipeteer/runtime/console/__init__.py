@@ -22,7 +22,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +35,19 @@ from pipeteer.errors import InexistentItem, PipeteerError, TaskLocked, Unreadabl
 from pipeteer.queues.base import BaseQueue
 from pipeteer.queues.ledger import Decided
 from pipeteer.runtime.console.desk import Decision, Desk, candidates
+from pipeteer.runtime.console.forms import actions_for, show
 from pipeteer.runtime.console.guard import LockGuard, reviewer
 from pipeteer.runtime.console.peers import Peers, parse_peers
 from pipeteer.runtime.console.stats import HOUR, WEEK, ReviewerStats, StageProgress, day_start, reviewers
 from pipeteer.runtime.metrics import audit_event, current_decision
 from pipeteer.runtime.security import current_reviewer
-from pipeteer.spec import Wrapped
 from pipeteer.spec.stages import OUTPUT
 
 log = logging.getLogger("pipeteer.console")
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
+LIVE_INTERVAL = 1.0
 NEXT_PAGE = 100
 """Tasks looked at per page when finding the next one for a reviewer (locked ones are passed over)."""
 NEXT_PAGES = 10
@@ -157,10 +158,6 @@ class Console:
     def _qout(self, stage: str) -> Any:
         return self.service.app.stage_queues(self.service.queues, stage)["Qout"]
 
-    def output_type(self, stage: str) -> Any:
-        s = self.service.app.stages()[stage]
-        return s.inner_output_type() if isinstance(s, Wrapped) else s.Tout
-
     def desk(self, stage: str | None) -> Desk:
         if stage not in self.desks:
             raise HTTPException(404, detail=f"no human stage {str(stage)[:100]!r} here (stages: {', '.join(self.human)})")
@@ -241,8 +238,6 @@ class Console:
     # --- one task ---
 
     async def detail(self, stage: str, id: str) -> dict[str, Any]:
-        from pipeteer.runtime.console.forms import actions_for, show
-
         try:
             state = await self._raw(stage).read(id)
         except InexistentItem:
@@ -253,10 +248,10 @@ class Console:
         return {
             "id": id,
             "stage": stage,
-            "fields": [_asdict(f) for f in show(state)],
+            "fields": [asdict(f) for f in show(state)],
             "holder": lock.reviewer if lock else None,
             "until": lock.until if lock else None,
-            "actions": _asdict(actions_for(self.output_type(stage))),
+            "actions": asdict(actions_for(self.service.app.output_type(stage))),
         }
 
     async def open_here(self, stage: str, id: str) -> dict[str, Any]:
@@ -459,15 +454,6 @@ class Console:
                      "head": [(i["id"], i["holder"], i["decided"]) for i in items]}
         self._snapshots[stage] = (now, value)
         return value
-
-
-LIVE_INTERVAL = 1.0
-
-
-def _asdict(obj: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.asdict(obj)
 
 
 def login_page(next_path: str, error: str | None = None) -> HTMLResponse:

@@ -274,7 +274,7 @@ def routes(console: Console) -> APIRouter:
 
 async def _decision(console: Console, stage: str, request: Request) -> tuple[Any, str, str | None, str | None]:
     """What the reviewer sent: (value for the stage's Qout, label, reason, comment); 422 naming what is wrong."""
-    tp = console.output_type(stage)
+    tp = console.service.app.output_type(stage)
     actions = actions_for(tp)
     if actions.kind == "upload":
         data = await request.body()
