@@ -261,6 +261,19 @@ class Retry:
     def delay(self, attempt: int) -> float:
         return float(min(self.initial * 2 ** (attempt - 1), self.maximum))
 
+    def next_try(self, failures: int, now: float) -> float | None:
+        """When an item whose stage has failed on it `failures` times is tried again; None: never, it
+        becomes a dead letter. The one decision of every backend (`BaseQueue.fail`, the Kafka engine's).
+
+        >>> Retry(attempts=3, initial=0.5).next_try(1, now=100.0)
+        100.5
+        >>> Retry(attempts=3, initial=0.5).next_try(2, now=100.0)
+        101.0
+        >>> Retry(attempts=3).next_try(3, now=100.0) is None
+        True
+        """
+        return now + self.delay(failures) if failures < self.attempts else None
+
     @classmethod
     def from_options(cls, options: Mapping[str, str], where: str) -> Retry:
         """The policy every backend reads from its URL query or environment (same names, same meaning):
@@ -401,8 +414,9 @@ class BaseQueue(Queue[T]):
         if id is None:
             return None
         attempts = self._failures.get(id, (0, 0.0))[0] + 1
-        if attempts < self.retry.attempts:
-            self._failures[id] = (attempts, time.monotonic() + self.retry.delay(attempts))
+        again = self.retry.next_try(attempts, time.monotonic())
+        if again is not None:
+            self._failures[id] = (attempts, again)
             return id
         self._failures.pop(id, None)
         trace = "".join(traceback.format_exception(error))

@@ -1,99 +1,47 @@
-"""Flow control of a Kafka stage engine: a full pending table stops the input without dropping the
-client's prefetched records (no pause), and pauses the partitions only when it stays full."""
+"""Flow control of a Kafka stage engine (`queues/kafka/flow.py`, pure): a full pending table stops the
+input without dropping the client's prefetched records (no pause), and pauses the partitions only
+when it stays full; bytes bound it as items do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
-
-import pytest
-
-from pipeteer.codec import ValueCodec, make_codec
-from pipeteer.plan import TopicNames
-from pipeteer.queues.base import Retry
-from pipeteer.queues.kafka import engine as engine_module
-from pipeteer.queues.kafka.config import KafkaSettings
-from pipeteer.queues.kafka.engine import HOLD, StageEngine
-from pipeteer.queues.kafka.health import BrokerWatch, watch
-from pipeteer.queues.kafka.pending import Entry
+from pipeteer.queues.kafka.flow import BATCH, HOLD, FlowControl, Intake, batch_size
 
 
-class Host:
-    def __init__(self, settings: KafkaSettings) -> None:
-        self.settings = settings
-        self.names = TopicNames("wf", "t")
-        self.watch: BrokerWatch = watch("b:1")
-
-    def stage_metrics(self, stage: str) -> Any:
-        return None
-
-    def known_topics(self) -> set[str]:
-        return set()
-
-    def ensure_topics_sync(self, topics: Iterable[str], *, extra_stage: Sequence[str] | None = None) -> None:
-        pass
+def test_a_table_drained_within_the_hold_never_pauses() -> None:
+    flow = FlowControl(max_pending=4, max_pending_bytes=1 << 20)
+    assert flow.intake(4, 4, now=0.0) == Intake(consume=False, pause=None)  # full: the prefetch kept
+    assert flow.intake(2, 2, now=0.5) == Intake(consume=False, pause=None)  # not below half yet
+    assert flow.intake(1, 1, now=0.9) == Intake(consume=True, pause=None)
+    assert not flow.holding
 
 
-class Queue:
-    topic = "t.wf.input"
-    codec: ValueCodec[Any] = make_codec(str)
-    retry = Retry()
-
-    def describe(self) -> str:
-        return "queue 'input'"
-
-
-class Consumer:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def assignment(self) -> list[str]:
-        return ["t.wf.input/0"]
-
-    def pause(self, partitions: list[str]) -> None:
-        self.calls.append("pause")
-
-    def resume(self, partitions: list[str]) -> None:
-        self.calls.append("resume")
+def test_a_table_full_past_the_hold_pauses_then_resumes_at_half() -> None:
+    flow = FlowControl(max_pending=4, max_pending_bytes=1 << 20)
+    assert flow.intake(4, 4, now=0.0).consume is False
+    assert flow.intake(4, 4, now=HOLD) == Intake(consume=True, pause=True)  # consume serves the group
+    assert flow.intake(4, 4, now=HOLD + 1) == Intake(consume=True, pause=None)  # paused already
+    assert flow.intake(1, 1, now=HOLD + 2) == Intake(consume=True, pause=False)
+    assert not flow.holding
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [1000.0]
-    monkeypatch.setattr(engine_module.time, "monotonic", lambda: now[0])
-    return now
+def test_bytes_stop_the_input_as_items_do() -> None:
+    flow = FlowControl(max_pending=10_000, max_pending_bytes=1000)
+    assert flow.intake(3, 1000, now=0.0).consume is False
+    assert flow.intake(2, 600, now=0.1).consume is False  # above half of the bytes
+    assert flow.intake(2, 400, now=0.2).consume is True
 
 
-def engine_with(n: int, consumer: Consumer) -> StageEngine:
-    engine = StageEngine(Host(KafkaSettings.from_url("kafka://b:1?max_pending=4", env={})), Queue(), ("s",))
-    engine._consumer = consumer
-    engine.table.add_many(Entry(f"i{k}", "v", b"v", 0, k, 0.0) for k in range(n))
-    return engine
+def test_a_pause_is_applied_again_after_an_assignment() -> None:
+    """The client keeps a partition's pause across a revoke and re-assign: the decision is repeated."""
+    flow = FlowControl(max_pending=4, max_pending_bytes=1 << 20)
+    assert flow.intake(0, 0, now=0.0, reassigned=True) == Intake(consume=True, pause=False)
+    flow.intake(4, 4, now=1.0)
+    assert flow.intake(4, 4, now=1.0 + HOLD, reassigned=True).pause is True
+    assert flow.intake(4, 4, now=2.0 + HOLD, reassigned=True).pause is True
 
 
-def finish(engine: StageEngine, n: int) -> None:
-    for e in list(engine.table.entries.values())[:n]:
-        engine.table.finish(e.id, ())
-
-
-def test_a_table_drained_within_the_hold_never_pauses(clock: list[float]) -> None:
-    consumer = Consumer()
-    engine = engine_with(4, consumer)
-    assert engine._flow_control() is False  # full: no input taken, the prefetch kept
-    finish(engine, 2)
-    assert engine._flow_control() is False  # not below half yet
-    finish(engine, 1)
-    assert engine._flow_control() is True
-    assert consumer.calls == []
-
-
-def test_a_table_full_past_the_hold_pauses_then_resumes_at_half(clock: list[float]) -> None:
-    consumer = Consumer()
-    engine = engine_with(4, consumer)
-    assert engine._flow_control() is False
-    clock[0] += HOLD
-    assert engine._flow_control() is True  # paused: consume serves the group, takes nothing
-    assert consumer.calls == ["pause"]
-    finish(engine, 3)
-    assert engine._flow_control() is True
-    assert consumer.calls == ["pause", "resume"]
+def test_a_batch_takes_what_is_left_of_both_budgets() -> None:
+    assert batch_size(0, 0, 10_000, 64 << 20) == BATCH
+    assert batch_size(9_990, 9_990, 10_000, 64 << 20) == 10
+    assert batch_size(10, 100_000, 10_000, 150_000) == 5  # 10 KB records, 50 KB of room
+    assert batch_size(10, 200_000, 10_000, 150_000) == 1  # over: one, which flow control keeps out
