@@ -193,7 +193,16 @@ class NotABackendQueue(ConfigError, TypeError):
 
 
 class KafkaClientError(PipeteerError):
-    """A Kafka client error a command met, said in one line: the brokers, the command, the error."""
+    """A Kafka client error, said in one line: what was being done, the brokers, what they answered.
+    `code` is the client's error code (librdkafka's `KafkaError.code()`), None when it gave none.
+    Made in one place only: `pipeteer.queues.kafka.health.client_error`."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> Any:
+        return (KafkaClientError, (str(self), self.code))
 
 
 class ChangedWhileStored(PipeteerError):

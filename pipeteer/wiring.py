@@ -79,7 +79,8 @@ class WorkflowQueues(dict[str, Any]):
                 known = [name for name, _ in iter_stages(self)]
                 raise UnknownStage(f"workflow {self.workflow.name!r}", "/".join(parts[: i + 1]), known)
             node = node[part]
-        return node
+        found: PipelineQueues = node
+        return found
 
     def stage_queue(self, path: str | Sequence[str]) -> BaseQueue[Any]:
         """The backend queue holding the items waiting in a stage (under its `Qin` view, if any)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pipeteer import settings
-from pipeteer.errors import ConfigError, KafkaClientError, PipeteerError
+from pipeteer.errors import ConfigError, PipeteerError
 from pipeteer.runtime.app import App, load_app
 from pipeteer.spec import Workflow
 
@@ -116,15 +116,10 @@ def translate_kafka_error(error: BaseException, args: argparse.Namespace) -> Pip
     kafka = sys.modules.get("confluent_kafka")  # loaded if, and only if, the command used a Kafka client
     if kafka is None or not isinstance(error, kafka.KafkaException):
         return None
-    from pipeteer.queues.kafka.health import translate
+    from pipeteer.queues.kafka.health import client_error
 
-    brokers = kafka_brokers(args) or "(unknown brokers)"
-    unreachable = translate(error, brokers)
-    if isinstance(unreachable, PipeteerError):
-        return unreachable
-    err = error.args[0] if error.args else error
-    said = f"{err.str()} ({err.name()})" if isinstance(err, kafka.KafkaError) else str(err)
-    return KafkaClientError(f"{command_name(args)}: the Kafka brokers at {brokers} answered: {said}")
+    translated = client_error(error, kafka_brokers(args) or "(unknown brokers)", command_name(args))
+    return translated if isinstance(translated, PipeteerError) else None
 
 
 def command_name(args: argparse.Namespace) -> str:

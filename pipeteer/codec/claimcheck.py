@@ -44,7 +44,6 @@ from pipeteer.codec.blobstore import (
     HASH_NAME,
     TMP_PREFIX,
     BlobStore,
-    ChangedWhileStored,
     LocalBlobStore,
     S3BlobStore,
     blob_store_from_url,
@@ -57,7 +56,7 @@ from pipeteer.codec.blobstore import (
 )
 from pipeteer.codec.framing import ValueCodec
 from pipeteer.codec.schema import Schema
-from pipeteer.errors import BlobError, ConfigError, format_size
+from pipeteer.errors import BlobError, ChangedWhileStored, ConfigError, format_size
 
 __all__ = [
     "DEFAULT_THRESHOLD",

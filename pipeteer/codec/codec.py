@@ -162,7 +162,8 @@ class Codec(Generic[T]):
 
     def decode(self, data: bytes, *, source: str = "") -> T:
         """The value in single-object encoded `data`; `DecodeError` naming `source` if it is not one."""
-        return self._decode(data, source=source)
+        value: T = self._decode(data, source=source)
+        return value
 
     def _make_decode(self) -> Callable[..., Any]:
         header, parsed, from_avro, new_buffer = self._header, self._parsed, self._from_avro, io.BytesIO
@@ -272,9 +273,11 @@ class Codec(Generic[T]):
 
     def _value(self, datum: Any, source: str) -> T:
         if self._from_avro is None:
-            return datum  # fastavro gives primitives as they are
+            plain: T = datum  # fastavro gives primitives as they are
+            return plain
         try:
-            return self._from_avro(datum)
+            value: T = self._from_avro(datum)
+            return value
         except Exception as exc:
             raise self._value_error(source, exc) from exc
 

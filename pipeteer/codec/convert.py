@@ -424,7 +424,8 @@ class Converters:
         if isinstance(node, PrimNode | LogicalNode):
             return None
         if isinstance(node, EnumNode):
-            return node.tp._member_map_.__getitem__
+            member: Conv = node.tp._member_map_.__getitem__
+            return member
         if isinstance(node, ArrayNode):
             conv = self.decoder(node.items)
             if conv is None:

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from pipeteer.codec import SchemaCatalog, catalogs, make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
@@ -37,6 +38,7 @@ from pipeteer.queues.kafka import health
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
+from pipeteer.queues.kafka.faults import error_of
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
 from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
@@ -296,9 +298,9 @@ class KafkaBackend(Backend):
                 try:
                     fut.result()
                 except KafkaException as e:
-                    err = e.args[0]
-                    if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise QueueError(f"cannot create topic {name!r}: {err}") from e
+                    err = error_of(e)
+                    if err is None or err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise health.client_error(e, self.watch.bootstrap, f"creating topic {name!r}") from None
             self._wait_for_leaders(set(to_create))
         with self._lock:
             self._created.update(missing)
@@ -391,7 +393,9 @@ class KafkaBackend(Backend):
         fut: asyncio.Future[None] = loop.create_future()
 
         def delivered(err: KafkaError | None, _msg: Any) -> None:
-            loop.call_soon_threadsafe(_settle, fut, err, topic, key)
+            error = None if err is None else health.client_error(
+                KafkaException(err), self.watch.bootstrap, f"pushing item {key!r} to topic {topic!r}")
+            loop.call_soon_threadsafe(_settle, fut, error)
 
         while True:
             try:
@@ -409,13 +413,13 @@ class KafkaBackend(Backend):
         return engine
 
 
-def _settle(fut: asyncio.Future[None], err: KafkaError | None, topic: str, key: str) -> None:
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
     if fut.done():
         return
-    if err is None:
+    if error is None:
         fut.set_result(None)
     else:
-        fut.set_exception(QueueError(f"pushing item {key!r} to topic {topic!r} failed: {err}"))
+        fut.set_exception(error)
 
 
 class KafkaQueue(BaseQueue[T]):

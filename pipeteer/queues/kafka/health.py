@@ -27,7 +27,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from pipeteer.errors import BrokerUnreachable
+from pipeteer.errors import BrokerUnreachable, KafkaClientError
 
 log = logging.getLogger("pipeteer.kafka.client")
 
@@ -290,6 +290,29 @@ def watch(bootstrap: str) -> BrokerWatch:
         if w is None:
             w = _watches[bootstrap] = BrokerWatch(bootstrap, RateLimiter(log))
         return w
+
+
+def client_error(error: BaseException, bootstrap: str, doing: str) -> BaseException:
+    """The one translation of a Kafka client's exception into pipeteer's words: "no broker answered"
+    as `BrokerUnreachable`, any other `KafkaException` as a `KafkaClientError` naming what was being
+    done, the brokers and what they answered; anything else unchanged.
+
+    >>> from confluent_kafka import KafkaError, KafkaException
+    >>> e = client_error(KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")), "b:9092",
+    ...                  "creating topic 't'")
+    >>> type(e).__name__, e.code == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    ('KafkaClientError', True)
+    >>> print(e)
+    creating topic 't': the Kafka brokers at b:9092 answered: denied (TOPIC_AUTHORIZATION_FAILED)
+    """
+    unreachable = translate(error, bootstrap)
+    if unreachable is not error or not isinstance(error, KafkaException):
+        return unreachable
+    err = error.args[0] if error.args else None
+    if not isinstance(err, KafkaError):
+        return KafkaClientError(f"{doing}: the Kafka brokers at {bootstrap} answered: {err or error}")
+    return KafkaClientError(f"{doing}: the Kafka brokers at {bootstrap} answered: {err.str()} ({err.name()})",
+                            code=err.code())
 
 
 def translate(error: BaseException, bootstrap: str) -> BaseException:

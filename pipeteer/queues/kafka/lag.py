@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from pipeteer.queues.kafka.changelog import committed
 
@@ -61,7 +61,9 @@ def group_lag(admin: Any, group: Any, topic: str, parts: list[int], timeout: flo
                                      request_timeout=timeout)
         return {tp.partition: f.result(timeout=timeout).offset for tp, f in futures.items()}
 
-    ends, starts = offsets(OffsetSpec.latest()), offsets(OffsetSpec.earliest())
+    latest: Callable[[], Any] = OffsetSpec.latest  # (the client's own methods carry no types)
+    earliest: Callable[[], Any] = OffsetSpec.earliest
+    ends, starts = offsets(latest()), offsets(earliest())
     done = {tp.partition: tp.offset for tp in committed(group, topic, parts, timeout=timeout)}
     return {
         p: max(0, end - (done[p] if done.get(p, -1) >= 0 else starts[p]))
