@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeteer"
 
 LAYERS = [
-    {"errors", "types", "settings", "annotate"},
+    {"errors", "types", "settings", "topics", "annotate"},
     {"spec", "codec"},
     {"plan"},
     {"queues"},

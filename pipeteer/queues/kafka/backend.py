@@ -22,7 +22,7 @@ from pipeteer.codec import SchemaCatalog, catalogs, make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
-from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, TopicNames, topic_configs
+from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, TopicNames
 from pipeteer.queues.base import (
     Backend,
     BaseQueue,
@@ -41,6 +41,7 @@ from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
 from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
 from pipeteer.queues.progress import Stall
+from pipeteer.topics import topic_configs
 
 log = logging.getLogger("pipeteer.kafka")
 

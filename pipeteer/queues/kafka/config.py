@@ -7,7 +7,7 @@ Precedence, lowest first: library defaults < the backend URL's query < environme
   (`PIPETEER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `PIPETEER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512`,
   `PIPETEER_KAFKA_SASL_USERNAME`, `PIPETEER_KAFKA_SASL_PASSWORD`, `PIPETEER_KAFKA_SSL_CA_LOCATION`, ...).
 - `PIPETEER_TOPIC_PREFIX`, `PIPETEER_TOPIC_PROFILE` (`local`, the default, or `production`: see
-  `pipeteer.plan.TOPIC_PROFILES`), `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
+  `pipeteer.topics.TOPIC_PROFILES`), `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
 - `PIPETEER_SCHEMA_REGISTRY` (Confluent wire format), `PIPETEER_SCHEMA_DIR` (older `.avsc` versions).
 - `PIPETEER_BLOBS` (claim check: a blob store URL for large records, e.g. images) and
   `PIPETEER_CLAIM_CHECK_BYTES` (`bytes` values above this size go there; default 32 KiB).
@@ -38,7 +38,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pipeteer import settings as env_settings
 from pipeteer.errors import ConfigError
-from pipeteer.plan import (
+from pipeteer.queues.base import RETRY_OPTIONS, Retry
+from pipeteer.spec.names import DEFAULT_PREFIX
+from pipeteer.topics import (
     BACKEND_PROFILE,
     TOPIC_KINDS,
     check_profile,
@@ -46,8 +48,6 @@ from pipeteer.plan import (
     fixed,
     topic_defaults,
 )
-from pipeteer.queues.base import RETRY_OPTIONS, Retry
-from pipeteer.spec.names import DEFAULT_PREFIX
 
 _SECRET_WORDS = ("password", "secret", "token", "key.pem", "keystore", "private", "sasl.jaas", "oauthbearer.config")
 
@@ -166,7 +166,7 @@ class KafkaConnection:
 @dataclass(frozen=True)
 class Topics:
     """How missing topics are created (`pipeteer topics apply` is the production way): the settings of
-    `pipeteer.plan.topic_defaults(kind, profile)`, with the partitions and replication factor the URL
+    `pipeteer.topics.topic_defaults(kind, profile)`, with the partitions and replication factor the URL
     or environment give, if any. `pipeteer describe APP --backend URL` prints the same settings.
 
     >>> Topics().settings("changelog", "t")["cleanup.policy"], Topics(partitions=8).settings("data", "t")["partitions"]

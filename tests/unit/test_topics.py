@@ -1,0 +1,31 @@
+"""Topic settings: one table by kind and profile, read alike by the compiler and the Kafka backend."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import pipeteer.topics
+from pipeteer.errors import ConfigError
+from pipeteer.topics import TOPIC_KINDS, TOPIC_PROFILES, topic_defaults
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(pipeteer.topics, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_every_kind_has_settings_under_every_profile() -> None:
+    for profile in TOPIC_PROFILES:
+        for kind in TOPIC_KINDS:
+            settings = topic_defaults(kind, profile)
+            assert int(settings["min.insync.replicas"]) <= int(settings["replication.factor"])
+    assert topic_defaults("schemas", "production")["partitions"] == 1  # fixed, whatever the profile
+
+
+def test_unknown_names_are_named() -> None:
+    with pytest.raises(ConfigError, match="unknown topic profile 'staging'"):
+        topic_defaults("data", "staging")
+    with pytest.raises(ConfigError, match=r"unknown topic kind 'log' \(known: data, changelog, dead-letter, schemas\)"):
+        topic_defaults("log", "local")
