@@ -1,5 +1,5 @@
 """Kafka topic settings: one table by topic kind and profile, and the checks a topic's settings pass.
-No I/O, nothing of pipeteer but its errors.
+No I/O; of pipeteer, only its errors and settings.
 
 Both sides start here: the compiler (`pipeteer.compile.config.TopologyConfig`, the manifests and
 `pipeteer topics plan / apply`) and the Kafka backend (`pipeteer.queues.kafka.config`, the topics a
@@ -16,9 +16,11 @@ so `pipeteer describe APP --backend URL` prints what `pipeteer run APP --backend
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from pipeteer.errors import ConfigError
+from pipeteer.settings import KafkaUrl
 
 TOPIC_KINDS = ("data", "changelog", "dead-letter", "schemas")
 """Topic kinds: a queue's items, a stage's pending table (compacted), a stage's dead letters, and the
@@ -123,3 +125,51 @@ def check_topic_settings(
 def topic_configs(settings: Mapping[str, int | str]) -> dict[str, str]:
     """The Kafka topic configs of resolved settings (all but partitions and replication factor), as strings."""
     return {k: str(v) for k, v in sorted(settings.items()) if k not in ("partitions", "replication.factor")}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """How a running Kafka backend creates missing topics (`pipeteer topics apply` is the production
+    way): the settings of `topic_defaults(kind, profile)`, with the partitions and replication factor
+    the URL or environment give, if any. `pipeteer describe APP --backend URL` prints the same settings.
+
+    >>> Topics().settings("changelog", "t")["cleanup.policy"], Topics(partitions=8).settings("data", "t")["partitions"]
+    ('compact', 8)
+    """
+
+    profile: str = BACKEND_PROFILE
+    partitions: int | None = None
+    replication_factor: int | None = None
+    create_missing: bool = True
+
+    @classmethod
+    def of_url(cls, url: KafkaUrl) -> Topics:
+        """The topic options of a kafka:// URL (`topic_profile`, `partitions`, `replication_factor`,
+        `create_topics`), checked now rather than at the first push: `ConfigError` for settings no
+        write could succeed with.
+
+        >>> from pipeteer.settings import kafka_url
+        >>> topics = Topics.of_url(kafka_url("kafka://b:9092?topic_profile=production&partitions=12", env={}))
+        >>> topics.profile, topics.overrides()
+        ('production', {'partitions': 12})
+        """
+        topics = cls(
+            profile=check_profile(url.options.get("topic_profile") or BACKEND_PROFILE, url.where),
+            partitions=url.positive("partitions"),
+            replication_factor=url.positive("replication_factor"),
+            create_missing=url.options.get("create_topics", "true").lower() not in ("0", "false", "no"),
+        )
+        for kind in TOPIC_KINDS:
+            topics.settings(kind, f"{url.where} ({kind} topics, topic_profile {topics.profile})")
+        return topics
+
+    def overrides(self) -> dict[str, int | str]:
+        """What the URL or environment set over the profile."""
+        given = {"partitions": self.partitions, "replication.factor": self.replication_factor}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def settings(self, kind: str, subject: str) -> dict[str, int | str]:
+        """Every setting of a topic of `kind` this backend creates (`ConfigError` naming `subject` if they cannot work)."""
+        out = fixed(kind, {**topic_defaults(kind, self.profile), **self.overrides()})
+        check_topic_settings(subject, out, "raise replication_factor, or use topic_profile=local (one broker)")
+        return out

@@ -38,12 +38,14 @@ from types import MappingProxyType
 from typing import Any
 
 from pipeteer.errors import ConfigError
+from pipeteer.settings import kafka_url
 from pipeteer.spec.names import DEFAULT_PREFIX
 from pipeteer.topics import (
     COMPILE_PROFILE,
     TOPIC_KEYS,
     TOPIC_KINDS,
     TOPIC_PROFILES,
+    Topics,
     check_topic_settings,
     fixed,
     topic_defaults,
@@ -159,14 +161,14 @@ class TopologyConfig:
     @classmethod
     def of_backend(cls, url: str, env: Mapping[str, str] | None = None) -> TopologyConfig:
         """The topic settings the Kafka backend at `url` creates missing topics with (its prefix,
-        `topic_profile`, `partitions` and `replication_factor`, from the URL and the environment)."""
-        from pipeteer.queues.kafka.config import KafkaSettings
-
-        settings = KafkaSettings.from_url(url, env)
+        `topic_profile`, `partitions` and `replication_factor`, from the URL and the environment), read
+        as the backend reads them (`pipeteer.settings.kafka_url`, `pipeteer.topics.Topics.of_url`)."""
+        parsed = kafka_url(url, env)
+        topics = Topics.of_url(parsed)
         return cls(
-            prefix=settings.connection.prefix,
-            profile=settings.topics.profile,
-            command_line=settings.topics.overrides(),
+            prefix=parsed.options.get("prefix", DEFAULT_PREFIX),
+            profile=topics.profile,
+            command_line=topics.overrides(),
         )
 
     @classmethod

@@ -29,3 +29,14 @@ def test_unknown_names_are_named() -> None:
         topic_defaults("data", "staging")
     with pytest.raises(ConfigError, match=r"unknown topic kind 'log' \(known: data, changelog, dead-letter, schemas\)"):
         topic_defaults("log", "local")
+
+
+def test_a_kafka_url_s_topic_options() -> None:
+    from pipeteer.settings import kafka_url
+    from pipeteer.topics import Topics
+
+    topics = Topics.of_url(kafka_url("kafka://b:1?replication_factor=3&create_topics=no", {}))
+    assert (topics.profile, topics.overrides(), topics.create_missing) == ("local", {"replication.factor": 3}, False)
+    with pytest.raises(ConfigError, match=r"backend URL 'kafka://b:1\?topic_profile=production&replication_factor=1' "
+                       r"\(data topics, topic_profile production\): min\.insync\.replicas 2 exceeds"):
+        Topics.of_url(kafka_url("kafka://b:1?topic_profile=production&replication_factor=1", {}))

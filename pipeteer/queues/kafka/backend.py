@@ -34,13 +34,14 @@ from pipeteer.queues.base import (
     turn_due,
 )
 from pipeteer.queues.kafka import health
-from pipeteer.queues.kafka.config import KafkaSettings, mask_url
+from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
 from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
 from pipeteer.queues.progress import Stall
+from pipeteer.settings import mask_url
 from pipeteer.topics import topic_configs
 
 log = logging.getLogger("pipeteer.kafka")
