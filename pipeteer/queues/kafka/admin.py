@@ -14,11 +14,25 @@ cluster about them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
 from pipeteer.errors import ConfigError
+from pipeteer.queues.kafka.health import translate, watch
 
 KEYED_KINDS = ("data", "changelog")
 DELETE_FLAG = "--allow-delete"
@@ -116,13 +130,7 @@ class TopicChanges:
         return "\n".join(lines) + "\n"
 
 
-def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> Any:
-    try:
-        from confluent_kafka.admin import AdminClient
-    except ImportError:  # pragma: no cover - depends on the install
-        raise ConfigError("topics plan/apply need confluent-kafka: pip install 'pipeteer[kafka]'") from None
-    from pipeteer.queues.kafka.health import watch
-
+def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> AdminClient:
     # librdkafka's logs through Python logging, rate-limited, rather than a line per connection attempt
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **watch(bootstrap).client_config(),
                             **dict(client_config or {})}
@@ -130,21 +138,15 @@ def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> Any:
 
 
 def _result(future: Any, what: str, timeout: float) -> Any:
-    from confluent_kafka import KafkaException
-
     try:
         return future.result(timeout=timeout)
     except KafkaException as e:
         raise ConfigError(f"{what}: {e.args[0] if e.args else e}") from None
 
 
-def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
+def _offsets(admin: AdminClient, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
     """The offsets `spec` of `partitions`, asked again while a leader is moving or not elected yet
     (a partition created a moment ago answers "not leader" for a while)."""
-    import time
-
-    from confluent_kafka import KafkaError, KafkaException
-
     if not partitions:
         return {}
     moving = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
@@ -162,16 +164,13 @@ def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -
 
 
 def pending_counts(
-    admin: Any, topics: Sequence[WantedTopic], cluster_partitions: Mapping[str, int], timeout: float
+    admin: AdminClient, topics: Sequence[WantedTopic], cluster_partitions: Mapping[str, int], timeout: float
 ) -> dict[str, int]:
     """Per stage reader: records not yet consumed by its group plus records in its pending-table changelog.
 
     Conservative on purpose: a compacted changelog counts tombstones too, so a stage
     that once had pending items may count as having some; refusing is the safe side.
     """
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import OffsetSpec
-
     out: dict[str, int] = {}
     for t in topics:
         if t.reader is None or t.consumer_group is None or t.name not in cluster_partitions:
@@ -198,9 +197,7 @@ def pending_counts(
     return out
 
 
-def _describe_configs(admin: Any, names: Iterable[str], timeout: float) -> dict[str, dict[str, str | None]]:
-    from confluent_kafka.admin import ConfigResource, ResourceType
-
+def _describe_configs(admin: AdminClient, names: Iterable[str], timeout: float) -> dict[str, dict[str, str | None]]:
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in sorted(names)]
     if not resources:
         return {}
@@ -227,10 +224,6 @@ def plan_topics(
     cluster topics under it that `topics` does not list are planned for deletion
     (refused unless `allow_delete`).
     """
-    from confluent_kafka import KafkaException
-
-    from pipeteer.queues.kafka.health import translate
-
     admin = _admin(bootstrap, client_config)
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -309,7 +302,7 @@ def plan_topics(
 
 
 def _check_repartition(
-    admin: Any,
+    admin: AdminClient,
     grows: list[Action],
     topics: Sequence[WantedTopic],
     cluster_partitions: Mapping[str, int],
@@ -349,15 +342,6 @@ def apply_topics(
     if changes.refused:
         reasons = "; ".join(f"{a.kind} {a.topic}: {a.refused} ({a.flag})" for a in changes.refused)
         raise ConfigError(f"refusing to apply the topic plan on {changes.bootstrap}: {reasons}")
-    from confluent_kafka.admin import (
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
-        NewPartitions,
-        NewTopic,
-        ResourceType,
-    )
-
     admin = _admin(changes.bootstrap, client_config)
     done: list[Action] = []
     by_kind: dict[str, list[Action]] = {}
@@ -405,15 +389,13 @@ def apply_topics(
     return done
 
 
-def _wait_applied(admin: Any, done: Sequence[Action], timeout: float) -> None:
+def _wait_applied(admin: AdminClient, done: Sequence[Action], timeout: float) -> None:
     """Until the cluster shows every action in `done`.
 
     Kafka applies topic changes asynchronously: an admin request answers once the controller
     has made the change, and brokers' metadata and configs follow a moment later. Returning
     earlier would let the next `plan_topics` (or a stage starting on a new topic) see the old state.
     """
-    import time
-
     deadline = time.monotonic() + timeout
     while waiting := _not_yet_visible(admin, done, timeout):
         if time.monotonic() >= deadline:
@@ -421,7 +403,7 @@ def _wait_applied(admin: Any, done: Sequence[Action], timeout: float) -> None:
         time.sleep(0.1)
 
 
-def _not_yet_visible(admin: Any, done: Sequence[Action], timeout: float) -> list[str]:
+def _not_yet_visible(admin: AdminClient, done: Sequence[Action], timeout: float) -> list[str]:
     listed = admin.list_topics(timeout=timeout).topics
     waiting: list[str] = []
     alters: list[Action] = []
@@ -448,10 +430,8 @@ def _not_yet_visible(admin: Any, done: Sequence[Action], timeout: float) -> list
     return waiting
 
 
-def _wait_gone(admin: Any, names: Sequence[str], timeout: float) -> None:
+def _wait_gone(admin: AdminClient, names: Sequence[str], timeout: float) -> None:
     """Deletion is asynchronous in Kafka; creating the same name too early fails."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         present = set(admin.list_topics(timeout=timeout).topics)
