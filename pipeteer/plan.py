@@ -1,11 +1,11 @@
 """The plan of a workflow: its queues, which stage reads each, where each state type goes, and the
-Kafka names and topic settings derived from them. Built once from a `Workflow`, frozen, no I/O.
+Kafka names derived from them. Built once from a `Workflow`, frozen, no I/O.
 
 Every consumer asks the plan instead of walking the graph itself: the wiring (`make_queues`) makes
 one queue per `QueuePlan` and routes by `Plan.destination`; the Kafka backend names a queue's
-consumer group and side topics by `Plan.reader` and creates topics with `topic_settings`; the
-compiler (`build_topology`) lists the same topics, routes and settings. So there is one answer to
-"which stage reads which queue", and `pipeteer describe --backend URL` says what `run` creates.
+consumer group and side topics by `Plan.reader`; the compiler (`build_topology`) lists the same
+topics and routes (both take each topic's settings from `pipeteer.topics`). So there is one answer
+to "which stage reads which queue", and `pipeteer describe --backend URL` says what `run` creates.
 
 >>> from pipeteer.spec import Pipeline, Workflow
 >>> wf = Workflow(int, str, pipelines={"square": Pipeline(int, float), "fmt": Pipeline(float, str)}, name="calc")
@@ -84,7 +84,7 @@ class TopicPlan:
 
     name: str
     kind: str
-    """`data`, `changelog`, `dead-letter` or `schemas` (see `TOPIC_KINDS`)."""
+    """`data`, `changelog`, `dead-letter` or `schemas` (see `pipeteer.topics.TOPIC_KINDS`)."""
     Type: Any
     """The type of the values (None for dead letters, which carry any state with its error)."""
     stage: StagePath | None
@@ -265,109 +265,3 @@ def _build(root: Workflow[Any, Any]) -> Plan:
         stages.append(StagePlan(path, stage, queue_of[path], own))
     return Plan(root, tuple(queues), tuple(stages), tuple(routes), MappingProxyType(queue_of))
 
-
-# --- topic settings ---------------------------------------------------------------------------
-
-TOPIC_KINDS = ("data", "changelog", "dead-letter", "schemas")
-"""Topic kinds: a queue's items, a stage's pending table (compacted), a stage's dead letters, and the
-workflow's writer schemas (compacted, one partition: `pipeteer.codec.catalog`)."""
-
-TOPIC_KEYS = (
-    "partitions",
-    "replication.factor",
-    "cleanup.policy",
-    "retention.ms",
-    "max.message.bytes",
-    "min.insync.replicas",
-)
-"""Settings a topic may be given; all but the first two are Kafka topic configs."""
-
-_DAY_MS = 24 * 3600 * 1000
-
-_KIND_CONFIGS: Mapping[str, Mapping[str, int | str]] = MappingProxyType(
-    {
-        # Values are small (large ones go through the claim-check blob store), so 1 MiB is ample.
-        "data": {"cleanup.policy": "delete", "retention.ms": 7 * _DAY_MS, "max.message.bytes": 1048576},
-        # The pending table must survive forever: compaction keeps the last state per id,
-        # tombstones remove finished items.
-        "changelog": {"cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
-        # Every schema any version wrote with, for ever (a record of it may still wait somewhere); tiny.
-        "schemas": {"cleanup.policy": "compact", "retention.ms": -1, "max.message.bytes": 1048576},
-        # Dead letters wait for a person to look at them: keep them longer than data.
-        "dead-letter": {
-            "cleanup.policy": "delete",
-            "retention.ms": 28 * _DAY_MS,
-            "max.message.bytes": 1048576,
-        },
-    }
-)
-
-TOPIC_PROFILES: Mapping[str, Mapping[str, int]] = MappingProxyType(
-    {
-        # A cluster of three brokers or more: a write is acknowledged by two replicas, so one broker
-        # may fail without losing or refusing anything. Six partitions: up to six instances a stage.
-        "production": {"partitions": 6, "replication.factor": 3, "min.insync.replicas": 2},
-        # One broker (a laptop, CI): no replicas to wait for; four partitions, so several instances
-        # of a stage can still be tried.
-        "local": {"partitions": 4, "replication.factor": 1, "min.insync.replicas": 1},
-    }
-)
-"""How many partitions and replicas, by where the topics live; every other setting is by kind."""
-
-COMPILE_PROFILE = "production"
-"""`pipeteer compile` / `describe` without `--profile` or `--backend`: manifests are for a production cluster."""
-BACKEND_PROFILE = "local"
-"""The profile of the topics a running Kafka backend creates when they are missing (`topic_profile=`,
-`PIPETEER_TOPIC_PROFILE`): creating them is a development convenience, production creates them with
-`pipeteer topics apply` (or Strimzi) from the compiled manifests."""
-
-
-def check_profile(profile: str, where: str) -> str:
-    if profile not in TOPIC_PROFILES:
-        raise ConfigError(
-            f"{where}: unknown topic profile {profile!r} (profiles: {', '.join(TOPIC_PROFILES)})"
-        )
-    return profile
-
-
-def topic_defaults(kind: str, profile: str) -> dict[str, int | str]:
-    """The library's settings of a topic of `kind` under `profile`, before any override.
-
-    >>> topic_defaults("changelog", "local")["cleanup.policy"], topic_defaults("data", "production")["partitions"]
-    ('compact', 6)
-    """
-    if kind not in TOPIC_KINDS:
-        raise ConfigError(f"unknown topic kind {kind!r} (known: {', '.join(TOPIC_KINDS)})")
-    check_profile(profile, "topic settings")
-    return fixed(kind, {**TOPIC_PROFILES[profile], **_KIND_CONFIGS[kind]})
-
-
-FIXED: Mapping[str, Mapping[str, int | str]] = MappingProxyType({"schemas": {"partitions": 1}})
-"""Settings of a topic kind that no profile or override changes: the schemas topic is tiny and read
-whole by every process, so it keeps one partition whatever partition count the data topics get."""
-
-
-def fixed(kind: str, settings: dict[str, int | str]) -> dict[str, int | str]:
-    """`settings` with what `FIXED` says of `kind` put back (after every override layer).
-
-    >>> fixed("schemas", {"partitions": 8, "replication.factor": 3})["partitions"]
-    1
-    """
-    settings.update(FIXED.get(kind, {}))
-    return settings
-
-
-def check_topic_settings(
-    subject: str, settings: Mapping[str, int | str], fix: str = "lower min.insync.replicas"
-) -> None:
-    """Raise `ConfigError` for settings no write could succeed with; `subject` says whose they are."""
-    if int(settings["min.insync.replicas"]) > int(settings["replication.factor"]):
-        raise ConfigError(
-            f"{subject}: min.insync.replicas {settings['min.insync.replicas']} exceeds replication.factor "
-            f"{settings['replication.factor']}: no write could ever succeed; {fix}"
-        )
-
-
-def topic_configs(settings: Mapping[str, int | str]) -> dict[str, str]:
-    """The Kafka topic configs of resolved settings (all but partitions and replication factor), as strings."""
-    return {k: str(v) for k, v in sorted(settings.items()) if k not in ("partitions", "replication.factor")}

@@ -12,6 +12,10 @@ command line beats the variable of the same setting (`--auth-token-file` over
 (True, False)
 >>> kafka_properties({"PIPETEER_KAFKA_SASL_USERNAME": "app", "HOME": "/root"})
 {'sasl.username': 'app'}
+
+A `kafka://` backend URL is read here too, once (`kafka_url`), since its options are these variables
+in lower case: the Kafka backend (`KafkaSettings.from_url`) and the compiler
+(`TopologyConfig.of_backend`) read the same brokers, prefix and topic options from it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import os
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pipeteer.errors import ConfigError
 
@@ -199,6 +205,31 @@ EXIT_ON_STALL = _var(
     "0: a stalled pipeteer run keeps running (its /healthz still fails) instead of exiting with status 3",
 )
 
+RETRY_OPTIONS = {"retries": RETRIES.name, "retry_backoff_ms": RETRY_BACKOFF_MS.name,
+                 "retry_backoff_max_ms": RETRY_BACKOFF_MAX_MS.name}
+"""The retry policy's URL options and the environment variables that override them, on every backend."""
+
+KAFKA_OPTIONS = {
+    "prefix": TOPIC_PREFIX.name,
+    "topic_profile": TOPIC_PROFILE.name,
+    "partitions": PARTITIONS.name,
+    "replication_factor": REPLICATION_FACTOR.name,
+    "create_topics": CREATE_TOPICS.name,
+    "commit_interval_ms": COMMIT_INTERVAL_MS.name,
+    "commit_records": COMMIT_RECORDS.name,
+    "transaction_timeout_ms": TRANSACTION_TIMEOUT_MS.name,
+    "max_pending": MAX_PENDING.name,
+    "max_pending_bytes": MAX_PENDING_BYTES.name,
+    **RETRY_OPTIONS,
+    "instance": INSTANCE.name,
+    "static_membership": STATIC_MEMBERSHIP.name,
+    "schema_registry": SCHEMA_REGISTRY.name,
+    "schema_dir": SCHEMA_DIR.name,
+    "blobs": BLOBS.name,
+    "claim_check_bytes": CLAIM_CHECK_BYTES.name,
+}
+"""Each option of a kafka:// URL and the variable that overrides it (a dotted name is a client property)."""
+
 GROUPS = {
     "backend": "every backend (also URL options: ?blobs=...&retries=...)",
     "kafka": "the Kafka backend (also kafka:// URL options, lower case: ?partitions=8&topic_profile=production)",
@@ -228,3 +259,117 @@ def help_text(width: int = 100) -> str:
                     f"{v.name}: {v.doc}", width, initial_indent="    ", subsequent_indent="        "
                 )
     return "\n".join(lines)
+
+
+# --- secrets, and the one reader of a kafka:// URL -----------------------------------------------
+
+_SECRET_WORDS = ("password", "secret", "token", "key.pem", "keystore", "private", "sasl.jaas", "oauthbearer.config")
+
+
+def is_secret(key: str) -> bool:
+    """Whether a client property holds a secret (its value is never printed)."""
+    k = key.lower()
+    return any(w in k for w in _SECRET_WORDS)
+
+
+def mask_url(url: str) -> str:
+    """`url` with the values of secret query options (and any password) replaced by `***`.
+
+    >>> mask_url("kafka://b:9093?sasl.username=app&sasl.password=hunter2")
+    'kafka://b:9093?sasl.username=app&sasl.password=***'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{k}={'***' if is_secret(k) else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def mask(properties: Mapping[str, str]) -> dict[str, str]:
+    """The properties with secret values replaced by `***`, for logs and reprs."""
+    return {k: ("***" if is_secret(k) else v) for k, v in properties.items()}
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaUrl:
+    """A kafka:// URL read under the environment (`kafka_url`): which brokers, which librdkafka client
+    properties (dotted names), which of pipeteer's own options (`KAFKA_OPTIONS`). Secrets are masked in
+    `repr`.
+
+    >>> kafka_url("kafka://k1:9092,k2:9092?prefix=acme&sasl.password=x", {"PIPETEER_PARTITIONS": "8"})
+    KafkaUrl(servers='k1:9092,k2:9092', properties={'sasl.password': '***'}, options={'prefix': 'acme', 'partitions': '8'})
+    """
+
+    shown: str
+    """The URL as given, secrets masked: what messages name."""
+    servers: str
+    properties: Mapping[str, str]
+    options: Mapping[str, str]
+
+    @property
+    def where(self) -> str:
+        """`backend URL '...'`: the subject of a message about this URL."""
+        return f"backend URL {self.shown!r}"
+
+    def number(self, key: str, default: int) -> int:
+        """The option `key` as a whole number >= 0 (`default` when not given)."""
+        raw = self.options.get(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"Kafka backend option {key}={raw!r} is not an integer") from None
+        if value < 0:
+            raise ConfigError(f"Kafka backend option {key}={raw!r} must not be negative")
+        return value
+
+    def positive(self, key: str) -> int | None:
+        """The option `key` as a whole number >= 1, None when not given."""
+        if not self.options.get(key):
+            return None
+        value = self.number(key, 0)
+        if value < 1:
+            raise ConfigError(f"Kafka backend option {key}={self.options[key]!r} must be at least 1")
+        return value
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaUrl(servers={self.servers!r}, properties={mask(self.properties)!r}, "
+            f"options={mask(self.options)!r})"
+        )
+
+
+def kafka_url(url: str, env: Mapping[str, str] | None = None) -> KafkaUrl:
+    """Read `kafka://host:port[,host2:port]?options`: the one parser of a Kafka backend URL.
+
+    Each variable wins over the URL: `PIPETEER_KAFKA_BOOTSTRAP_SERVERS` over its host:port,
+    `PIPETEER_KAFKA_<PROPERTY>` over its dotted options, the variable of each of `KAFKA_OPTIONS` over
+    that option. `ConfigError` for another scheme or an unknown option (secrets masked).
+    """
+    env = environ(env)
+    parts = urlsplit(url)
+    if parts.scheme != "kafka":
+        raise ConfigError(f"not a Kafka backend URL: {mask_url(url)!r} (write kafka://host:port)")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    properties = {k: v for k, v in query.items() if "." in k}
+    options = {k: v for k, v in query.items() if "." not in k}
+    properties.update(kafka_properties(env))
+    options.update({key: env[var] for key, var in KAFKA_OPTIONS.items() if var in env})
+    unknown = sorted(set(options) - set(KAFKA_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"backend URL {mask_url(url)!r}: unknown option(s) {unknown}; known: {sorted(KAFKA_OPTIONS)} "
+            "and librdkafka client properties by their dotted names"
+        )
+    servers = KAFKA_BOOTSTRAP_SERVERS.get(env) or unquote(parts.netloc)
+    properties.pop("bootstrap.servers", None)
+    # The producer's transaction timeout is the backend's own option (the engine sets it, and
+    # bounds its waits by it): the client property, e.g. PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS,
+    # sets that option when the option itself is not given, instead of being overridden unseen.
+    if "transaction.timeout.ms" in properties:
+        options.setdefault("transaction_timeout_ms", properties.pop("transaction.timeout.ms"))
+    return KafkaUrl(mask_url(url), servers, MappingProxyType(properties), MappingProxyType(options))

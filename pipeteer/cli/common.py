@@ -46,7 +46,7 @@ def backend_url(args: argparse.Namespace) -> str | None:
 
 def kafka_settings(args: argparse.Namespace, needed: str, env: Mapping[str, str] | None = None) -> KafkaSettings:
     """The Kafka backend a command talks to, parsed by the one parser of a kafka:// URL
-    (`KafkaSettings.from_url`): every command that takes brokers asks this.
+    (`pipeteer.settings.kafka_url`, through `KafkaSettings.from_url`): every command that takes brokers asks this.
 
     The precedence is `pipeteer.settings`'. The backend URL is `--backend`, else `$PIPETEER_BACKEND`;
     its brokers are replaced by `$PIPETEER_KAFKA_BOOTSTRAP_SERVERS`, and both by `--bootstrap` (the flag
@@ -71,8 +71,6 @@ def kafka_settings(args: argparse.Namespace, needed: str, env: Mapping[str, str]
 
 def _kafka_url(args: argparse.Namespace, needed: str, env: Mapping[str, str] | None) -> tuple[str, str]:
     """Where the command's kafka:// URL is given, and the URL (`--bootstrap` or the variable alone make one)."""
-    from pipeteer.queues.kafka.config import mask_url
-
     command = command_name(args)
     flag = getattr(args, "bootstrap", None)
     if flag and any(c in str(flag) for c in "/?@ "):
@@ -86,7 +84,7 @@ def _kafka_url(args: argparse.Namespace, needed: str, env: Mapping[str, str] | N
         if urlsplit(url).scheme == "kafka" and "://" in url:
             return where, url
         if given or not (flag or servers):  # a backend URL set in the environment for other commands yields
-            shown = mask_url(url) if "://" in url else mask_url(url).removeprefix("://")
+            shown = settings.mask_url(url) if "://" in url else settings.mask_url(url).removeprefix("://")
             raise ConfigError(
                 f"{command} {where} {shown!r}: not a kafka:// URL ({needed}); give kafka://HOST:PORT[?options]"
             )

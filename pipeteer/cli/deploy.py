@@ -26,6 +26,7 @@ from pipeteer.settings import TOPIC_PREFIX
 from pipeteer.spec.names import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
+    from pipeteer.queues.kafka.admin import TopicChanges
     from pipeteer.queues.kafka.config import KafkaSettings
 
 TOPICS_NEED_KAFKA = "only a Kafka backend has topics"
@@ -154,8 +155,9 @@ def _admin_config(backend: KafkaSettings) -> dict[str, str]:
     return {k: str(v) for k, v in connection.client_config("admin").items() if k in connection.properties}
 
 
-def _plan(args: argparse.Namespace) -> tuple[Any, KafkaSettings]:
-    from pipeteer.compile.admin import plan_topics
+def _changes(args: argparse.Namespace) -> tuple[TopicChanges, KafkaSettings]:
+    """What `topics plan` prints and `topics apply` carries out, and the backend they talk to."""
+    from pipeteer.queues.kafka.admin import plan_topics
 
     backend = kafka_settings(args, TOPICS_NEED_KAFKA)
     topics, scope = _wanted(args)
@@ -167,7 +169,7 @@ def _plan(args: argparse.Namespace) -> tuple[Any, KafkaSettings]:
             f"${TOPIC_PREFIX.name}) but the topics are {scope}* (the prefix of --config or --topics): the "
             "stages would not use them; give the same prefix to both"
         )
-    plan = plan_topics(
+    changes = plan_topics(
         topics,
         backend.connection.bootstrap_servers,
         scope=scope,
@@ -175,26 +177,26 @@ def _plan(args: argparse.Namespace) -> tuple[Any, KafkaSettings]:
         allow_repartition=args.allow_repartition,
         client_config=_admin_config(backend),
     )
-    return plan, backend
+    return changes, backend
 
 
 def cmd_topics_plan(args: argparse.Namespace) -> int:
     """`pipeteer topics plan APP --bootstrap HOST:PORT`: print what apply would do; 1 if some of it is refused."""
-    plan, _ = _plan(args)
-    sys.stdout.write(plan.text())
-    return 1 if plan.refused else 0
+    changes, _ = _changes(args)
+    sys.stdout.write(changes.text())
+    return 1 if changes.refused else 0
 
 
 def cmd_topics_apply(args: argparse.Namespace) -> int:
     """`pipeteer topics apply APP --bootstrap HOST:PORT`: create/alter topics; refuses destructive changes."""
-    from pipeteer.compile.admin import apply_topics
+    from pipeteer.queues.kafka.admin import apply_topics
 
-    plan, backend = _plan(args)
-    sys.stdout.write(plan.text())
-    if plan.refused:
+    changes, backend = _changes(args)
+    sys.stdout.write(changes.text())
+    if changes.refused:
         print("pipeteer: nothing applied: some actions are refused (see above)", file=sys.stderr)
         return 1
-    done = apply_topics(plan, client_config=_admin_config(backend))
+    done = apply_topics(changes, client_config=_admin_config(backend))
     print(f"applied {len(done)} action(s)")
     return 0
 

@@ -3,7 +3,8 @@
 >>> from pipeteer.compile import build_topology, describe_text, compile_to  # doctest: +SKIP
 >>> print(describe_text(build_topology(app)))  # doctest: +SKIP
 
-Only `pipeteer.compile.admin` (`topics plan / apply`) talks to a Kafka cluster.
+Nothing here talks to a Kafka cluster: `topics plan / apply` is the Kafka backend's
+(`pipeteer.queues.kafka.admin`), given the topics compiled here.
 """
 
 from pipeteer.compile.config import LIBRARY_DEFAULTS, StageSettings, TopologyConfig

@@ -2,9 +2,9 @@
 
 Every topic setting is resolved through four layers, later ones winning:
 
-1. **library defaults**: `pipeteer.plan.topic_defaults(kind, profile)`: per topic kind (data,
+1. **library defaults**: `pipeteer.topics.topic_defaults(kind, profile)`: per topic kind (data,
    changelog, dead-letter) and per built-in profile (`production`, the default here; `local`, one
-   broker; see `pipeteer.plan.TOPIC_PROFILES`). `--profile local` picks the built-in `local` one;
+   broker; see `pipeteer.topics.TOPIC_PROFILES`). `--profile local` picks the built-in `local` one;
 2. **workflow**: the `workflow:` section of a topology config file, for every topic of the workflow;
 3. **per-topic**: the `topics:` section, keyed by full topic name or by its short name
    (the topic name without `<prefix>.<workflow>.`, e.g. `validation` or `stage.validation.pending`);
@@ -38,21 +38,23 @@ from types import MappingProxyType
 from typing import Any
 
 from pipeteer.errors import ConfigError
-from pipeteer.plan import (
+from pipeteer.settings import kafka_url
+from pipeteer.spec.names import DEFAULT_PREFIX
+from pipeteer.topics import (
     COMPILE_PROFILE,
     TOPIC_KEYS,
     TOPIC_KINDS,
     TOPIC_PROFILES,
+    Topics,
     check_topic_settings,
     fixed,
     topic_defaults,
 )
-from pipeteer.spec.names import DEFAULT_PREFIX
 
 LIBRARY_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {kind: MappingProxyType(topic_defaults(kind, COMPILE_PROFILE)) for kind in TOPIC_KINDS}
 )
-"""The settings of each topic kind when no profile is chosen (`pipeteer.plan` holds the one table)."""
+"""The settings of each topic kind when no profile is chosen (`pipeteer.topics` holds the one table)."""
 
 _CLEANUP = {"delete", "compact", "compact,delete", "delete,compact"}
 
@@ -103,7 +105,7 @@ class TopologyConfig:
     command_line: Mapping[str, int | str] = field(default_factory=dict)
     stages: Mapping[str, StageSettings] = field(default_factory=dict)
     profile: str = COMPILE_PROFILE
-    """The built-in profile of the library defaults (`pipeteer.plan.TOPIC_PROFILES`)."""
+    """The built-in profile of the library defaults (`pipeteer.topics.TOPIC_PROFILES`)."""
 
     @classmethod
     def from_mapping(
@@ -159,14 +161,14 @@ class TopologyConfig:
     @classmethod
     def of_backend(cls, url: str, env: Mapping[str, str] | None = None) -> TopologyConfig:
         """The topic settings the Kafka backend at `url` creates missing topics with (its prefix,
-        `topic_profile`, `partitions` and `replication_factor`, from the URL and the environment)."""
-        from pipeteer.queues.kafka.config import KafkaSettings
-
-        settings = KafkaSettings.from_url(url, env)
+        `topic_profile`, `partitions` and `replication_factor`, from the URL and the environment), read
+        as the backend reads them (`pipeteer.settings.kafka_url`, `pipeteer.topics.Topics.of_url`)."""
+        parsed = kafka_url(url, env)
+        topics = Topics.of_url(parsed)
         return cls(
-            prefix=settings.connection.prefix,
-            profile=settings.topics.profile,
-            command_line=settings.topics.overrides(),
+            prefix=parsed.options.get("prefix", DEFAULT_PREFIX),
+            profile=topics.profile,
+            command_line=topics.overrides(),
         )
 
     @classmethod

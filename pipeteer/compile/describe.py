@@ -18,7 +18,7 @@ def describe_text(topology: Topology) -> str:
         lines.append(f"app      {topology.app}")
     lines += [
         f"prefix   {topology.prefix}",
-        f"profile  {topology.profile} (topic defaults: pipeteer.plan.TOPIC_PROFILES)",
+        f"profile  {topology.profile} (topic defaults: pipeteer.topics.TOPIC_PROFILES)",
         f"partitions {topology.partitions} (every data and changelog topic; an item keeps its partition)",
         "",
         f"input   {topology.input_topic}",

@@ -18,18 +18,10 @@ from typing import Any, Protocol
 
 from pipeteer.compile.config import TopologyConfig
 from pipeteer.errors import ConfigError, UnknownStage
-from pipeteer.plan import (
-    COMPILE_PROFILE,
-    INPUT,
-    OUTPUT_QUEUE,
-    Plan,
-    RoutePlan,
-    StagePlan,
-    TopicPlan,
-    topic_configs,
-)
+from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, RoutePlan, StagePlan, TopicPlan
 from pipeteer.spec import names
 from pipeteer.spec.stages import OUTPUT, Workflow
+from pipeteer.topics import COMPILE_PROFILE, topic_configs
 from pipeteer.types import type_name
 
 OUTPUT_TARGET = OUTPUT
@@ -162,7 +154,7 @@ class Topology:
     routes: tuple[RouteSpec, ...]
     stage_settings: Mapping[str, Any] = field(default_factory=dict)
     profile: str = COMPILE_PROFILE
-    """The built-in topic profile of the library defaults (`pipeteer.plan.TOPIC_PROFILES`)."""
+    """The built-in topic profile of the library defaults (`pipeteer.topics.TOPIC_PROFILES`)."""
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:

@@ -12,7 +12,7 @@ from pipeteer import settings
 from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
-from pipeteer.queues.base import RETRY_OPTIONS, Backend, BaseQueue, Retry
+from pipeteer.queues.base import Backend, BaseQueue, Retry
 
 if TYPE_CHECKING:
     from pipeteer.plan import Plan
@@ -150,7 +150,7 @@ def _from_url(url: str | None, workflow_name: str | None, env: Mapping[str, str]
     parts = urlsplit(url)
     if parts.scheme in ("memory", "sqlite"):
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        known = ["blobs", "claim_check_bytes", *RETRY_OPTIONS,
+        known = ["blobs", "claim_check_bytes", *settings.RETRY_OPTIONS,
                  *(["claim_seconds", "schema_dir"] if parts.scheme == "sqlite" else [])]
         unknown = sorted(set(options) - set(known))
         if unknown:
@@ -158,7 +158,7 @@ def _from_url(url: str | None, workflow_name: str | None, env: Mapping[str, str]
         blobs = env.get(settings.BLOBS.name, options.get("blobs"))
         threshold = env.get(settings.CLAIM_CHECK_BYTES.name, options.get("claim_check_bytes"))
         # the retry policy: URL query < environment, as on Kafka
-        retry = Retry.from_options({k: env.get(v, options.get(k, "")) for k, v in RETRY_OPTIONS.items()},
+        retry = Retry.from_options({k: env.get(v, options.get(k, "")) for k, v in settings.RETRY_OPTIONS.items()},
                                    f"backend URL {url!r}")
     if parts.scheme == "memory":
         return MemoryBackend(url, claim=claim_check_from(blobs, threshold, where=f"backend URL {url!r}"), retry=retry)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
-from pipeteer import settings
 from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.errors import CodecError, ConfigError, InexistentItem, UnreadableRecord, ValueTypeError
@@ -295,11 +294,6 @@ class Retry:
             initial=number("retry_backoff_ms", int(cls.initial * 1000)) / 1000,
             maximum=number("retry_backoff_max_ms", int(cls.maximum * 1000)) / 1000,
         )
-
-
-RETRY_OPTIONS = {"retries": settings.RETRIES.name, "retry_backoff_ms": settings.RETRY_BACKOFF_MS.name,
-                 "retry_backoff_max_ms": settings.RETRY_BACKOFF_MAX_MS.name}
-"""The retry policy's URL options and the environment variables that override them, on every backend."""
 
 
 @dataclass(frozen=True)

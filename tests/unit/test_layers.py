@@ -1,4 +1,5 @@
-"""The package's layering, read from its real imports: no import cycle, no layer importing one above it.
+"""The package's layering, read from its real imports: no import cycle, no layer importing one above it,
+and the compile layer kept apart from the queues and the Kafka client.
 
 Every `import` counts, at module level or inside a function (a deferred import is still a
 dependency), except those under `if TYPE_CHECKING:`. `from pkg import name` depends on the
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeteer"
 
 LAYERS = [
-    {"errors", "types", "settings", "annotate"},
+    {"errors", "types", "settings", "topics", "annotate"},
     {"spec", "codec"},
     {"plan"},
     {"queues"},
@@ -36,37 +38,53 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def imported(name: str, path: Path, known: Collection[str]) -> Iterator[tuple[str, int]]:
+    """(module imported, line) for every import of the module `name` at `path`, but those under
+    `if TYPE_CHECKING:`; relative imports made absolute, modules outside pipeteer as written."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            yield from ((a.name, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known]
+            yield from ((sub, node.lineno) for sub in subs)
+            if len(subs) < len(node.names):
+                yield target, node.lineno
+
+
 def imports() -> dict[str, set[str]]:
+    """Module -> the modules of pipeteer it imports."""
     known = modules()
-    graph: dict[str, set[str]] = {m: set() for m in known}
-    for name, path in known.items():
-        tree = ast.parse(path.read_text(), str(path))
-        typing_only = {
-            id(n)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-            for n in ast.walk(node)
-        }
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
-            if isinstance(node, ast.Import):
-                graph[name] |= {a.name for a in node.names if a.name in known}
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    target = ".".join([*base, *([node.module] if node.module else [])])
-                else:
-                    target = node.module or ""
-                if target not in known:
-                    continue
-                subs = {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known}
-                graph[name] |= subs
-                if len(subs) < len(node.names):
-                    graph[name].add(target)
-        graph[name].discard(name)
-    return graph
+    return {
+        name: {target for target, _ in imported(name, path, known) if target in known and target != name}
+        for name, path in known.items()
+    }
+
+
+def imports_under(layer: str, *, of: str) -> list[str]:
+    """`module:line imports target` for every import, by a module of `layer`, of `of` or a module under it."""
+    known = modules()
+    return [
+        f"{name}:{line} imports {target}"
+        for name, path in sorted(known.items())
+        if layer_of(name) == layer
+        for target, line in imported(name, path, known)
+        if target == of or target.startswith(f"{of}.")
+    ]
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -131,7 +149,24 @@ def test_no_layer_imports_one_above_it() -> None:
 
 def test_the_checks_see_real_edges() -> None:
     graph = imports()
+    # deferred imports count, TYPE_CHECKING ones do not; imports from outside the package are seen too
+    assert "pipeteer.queues.kafka.admin" in graph["pipeteer.cli.deploy"]
+    assert "pipeteer.queues.kafka.config" not in graph["pipeteer.cli.deploy"]
+    assert imports_under("queues", of="confluent_kafka")
     assert "pipeteer.codec" in graph["pipeteer.queues.sqlite"] or any(
         t.startswith("pipeteer.codec") for t in graph["pipeteer.queues.sqlite"]
     )
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+def test_compile_imports_nothing_of_the_queues() -> None:
+    # The compiler describes a workflow's topics and deployment with no I/O; the queues (the Kafka
+    # backend, `topics plan / apply` among them) are what talks to a broker. What both need sits
+    # below them both: `pipeteer.topics`, `pipeteer.settings.kafka_url`.
+    found = imports_under("compile", of="pipeteer.queues")
+    assert not found, "the compile layer imports the queues:\n" + "\n".join(found)
+
+
+def test_compile_imports_no_kafka_client() -> None:
+    found = imports_under("compile", of="confluent_kafka")
+    assert not found, "the compile layer imports the Kafka client:\n" + "\n".join(found)

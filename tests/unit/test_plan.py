@@ -10,7 +10,7 @@ import pytest
 from pipeteer import Pipeline, Workflow
 from pipeteer.compile import TopologyConfig, build_topology
 from pipeteer.errors import ConfigError, RoutingError
-from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, topic_defaults
+from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan
 from pipeteer.queues.backends import MemoryBackend
 from pipeteer.queues.base import BaseQueue
 from pipeteer.queues.kafka import KafkaBackend
@@ -57,8 +57,6 @@ def test_bad_questions_name_what_there_is() -> None:
         ConfigError, match=r"no stage 'review/third' \(stages: triage, review/first, review/second\)"
     ):
         plan.stage("review/third")
-    with pytest.raises(ConfigError, match="unknown topic profile 'staging'"):
-        topic_defaults("data", "staging")
 
 
 def test_wiring_backend_and_compiler_give_the_plan_s_answer() -> None:

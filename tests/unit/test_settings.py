@@ -67,3 +67,30 @@ def test_typed_reads() -> None:
     with pytest.raises(ConfigError, match="PIPETEER_MAX_UPLOAD_BYTES must be positive, not 0"):
         settings.MAX_UPLOAD_BYTES.positive({"PIPETEER_MAX_UPLOAD_BYTES": "0"})
     assert len(NAMES) == len(settings.VARIABLES) + 1  # each named once
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    result = doctest.testmod(settings, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_one_reading_of_a_kafka_url() -> None:
+    url = "kafka://u1:9092?prefix=acme&partitions=2&transaction.timeout.ms=5000&sasl.password=hunter2"
+    env = {"PIPETEER_PARTITIONS": "8", "PIPETEER_KAFKA_SECURITY_PROTOCOL": "SSL"}
+    parsed = settings.kafka_url(url, env)
+    assert parsed.servers == "u1:9092"
+    assert dict(parsed.options) == {"prefix": "acme", "partitions": "8", "transaction_timeout_ms": "5000"}
+    assert dict(parsed.properties) == {"sasl.password": "hunter2", "security.protocol": "SSL"}
+    assert "hunter2" not in repr(parsed) and "hunter2" not in parsed.where
+    assert parsed.positive("partitions") == 8 and parsed.number("commit_records", 7) == 7
+    brokers = {"PIPETEER_KAFKA_BOOTSTRAP_SERVERS": "e1:9092,e2:9092"}
+    assert settings.kafka_url(url, brokers).servers == "e1:9092,e2:9092"
+    assert "bootstrap.servers" not in settings.kafka_url(url, brokers).properties
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['partition'\]"):
+        settings.kafka_url("kafka://b:1?partition=3", {})
+    with pytest.raises(ConfigError, match=r"not a Kafka backend URL: 'sqlite://\*\*\*@x'"):
+        settings.kafka_url("sqlite://me:pw@x", {})
+    with pytest.raises(ConfigError, match=r"Kafka backend option partitions='0' must be at least 1"):
+        settings.kafka_url("kafka://b:1?partitions=0", {}).positive("partitions")

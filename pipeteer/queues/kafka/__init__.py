@@ -6,8 +6,9 @@ See `pending` for the exactly-once reasoning and `engine` for the transaction lo
 from pipeteer.errors import CommitAborted
 from pipeteer.plan import TopicNames
 from pipeteer.queues.kafka.backend import KafkaBackend, KafkaQueue
-from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Topics, Transactions
+from pipeteer.queues.kafka.config import KafkaConnection, KafkaSettings, Transactions
 from pipeteer.queues.kafka.engine import StageEngine
+from pipeteer.topics import Topics
 
 __all__ = [
     "CommitAborted",

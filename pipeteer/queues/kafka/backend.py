@@ -23,7 +23,7 @@ from pipeteer.codec import SchemaCatalog, catalogs, make_codec
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
-from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, TopicNames, topic_configs
+from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, TopicNames
 from pipeteer.queues.base import (
     Backend,
     BaseQueue,
@@ -35,7 +35,7 @@ from pipeteer.queues.base import (
     turn_due,
 )
 from pipeteer.queues.kafka import health
-from pipeteer.queues.kafka.config import KafkaSettings, mask_url
+from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.faults import error_of
@@ -43,6 +43,8 @@ from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
 from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
 from pipeteer.queues.progress import Stall
+from pipeteer.settings import mask_url
+from pipeteer.topics import topic_configs
 
 log = logging.getLogger("pipeteer.kafka")
 

@@ -7,7 +7,7 @@ Precedence, lowest first: library defaults < the backend URL's query < environme
   (`PIPETEER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `PIPETEER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512`,
   `PIPETEER_KAFKA_SASL_USERNAME`, `PIPETEER_KAFKA_SASL_PASSWORD`, `PIPETEER_KAFKA_SSL_CA_LOCATION`, ...).
 - `PIPETEER_TOPIC_PREFIX`, `PIPETEER_TOPIC_PROFILE` (`local`, the default, or `production`: see
-  `pipeteer.plan.TOPIC_PROFILES`), `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
+  `pipeteer.topics.TOPIC_PROFILES`), `PIPETEER_PARTITIONS`, `PIPETEER_REPLICATION_FACTOR`, `PIPETEER_CREATE_TOPICS`.
 - `PIPETEER_SCHEMA_REGISTRY` (Confluent wire format), `PIPETEER_SCHEMA_DIR` (older `.avsc` versions).
 - `PIPETEER_BLOBS` (claim check: a blob store URL for large records, e.g. images) and
   `PIPETEER_CLAIM_CHECK_BYTES` (`bytes` values above this size go there; default 32 KiB).
@@ -34,22 +34,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pipeteer import settings as env_settings
 from pipeteer.errors import ConfigError
-from pipeteer.plan import (
-    BACKEND_PROFILE,
-    TOPIC_KINDS,
-    check_profile,
-    check_topic_settings,
-    fixed,
-    topic_defaults,
-)
-from pipeteer.queues.base import RETRY_OPTIONS, Retry
+from pipeteer.queues.base import Retry
+from pipeteer.settings import mask
 from pipeteer.spec.names import DEFAULT_PREFIX
-
-_SECRET_WORDS = ("password", "secret", "token", "key.pem", "keystore", "private", "sasl.jaas", "oauthbearer.config")
+from pipeteer.topics import Topics
 
 # librdkafka properties the backend sets itself: a user value would break exactly-once.
 _RESERVED = frozenset(
@@ -87,33 +78,6 @@ def _for_role(key: str, role: str | None) -> bool:
     if role == "admin":
         return not key.startswith(_CONSUMER_ONLY + _PRODUCER_ONLY)
     return True
-
-
-def is_secret(key: str) -> bool:
-    """Whether a client property holds a secret (its value is never printed)."""
-    k = key.lower()
-    return any(w in k for w in _SECRET_WORDS)
-
-
-def mask_url(url: str) -> str:
-    """`url` with the values of secret query options (and any password) replaced by `***`.
-
-    >>> mask_url("kafka://b:9093?sasl.username=app&sasl.password=hunter2")
-    'kafka://b:9093?sasl.username=app&sasl.password=***'
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "&".join(
-        f"{k}={'***' if is_secret(k) else v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-
-
-def mask(properties: Mapping[str, str]) -> dict[str, str]:
-    """The properties with secret values replaced by `***`, for logs and reprs."""
-    return {k: ("***" if is_secret(k) else v) for k, v in properties.items()}
 
 
 @dataclass(frozen=True)
@@ -164,33 +128,6 @@ class KafkaConnection:
 
 
 @dataclass(frozen=True)
-class Topics:
-    """How missing topics are created (`pipeteer topics apply` is the production way): the settings of
-    `pipeteer.plan.topic_defaults(kind, profile)`, with the partitions and replication factor the URL
-    or environment give, if any. `pipeteer describe APP --backend URL` prints the same settings.
-
-    >>> Topics().settings("changelog", "t")["cleanup.policy"], Topics(partitions=8).settings("data", "t")["partitions"]
-    ('compact', 8)
-    """
-
-    profile: str = BACKEND_PROFILE
-    partitions: int | None = None
-    replication_factor: int | None = None
-    create_missing: bool = True
-
-    def overrides(self) -> dict[str, int | str]:
-        """What the URL or environment set over the profile."""
-        given = {"partitions": self.partitions, "replication.factor": self.replication_factor}
-        return {k: v for k, v in given.items() if v is not None}
-
-    def settings(self, kind: str, subject: str) -> dict[str, int | str]:
-        """Every setting of a topic of `kind` this backend creates (`ConfigError` naming `subject` if they cannot work)."""
-        out = fixed(kind, {**topic_defaults(kind, self.profile), **self.overrides()})
-        check_topic_settings(subject, out, "raise replication_factor, or use topic_profile=local (one broker)")
-        return out
-
-
-@dataclass(frozen=True)
 class Transactions:
     """When a stage commits: every `interval` seconds or `records` finished items, whichever is first
     (and at once when its input runs dry and it has finished what it had)."""
@@ -213,7 +150,7 @@ class KafkaSettings:
     """Everything the Kafka backend is configured with."""
 
     connection: KafkaConnection
-    topics: Topics = Topics()
+    topics: Topics = field(default_factory=Topics)
     transactions: Transactions = Transactions()
     retries: Retry = field(default_factory=Retry)
     """The same policy, with the same meaning, as every backend's (`pipeteer.queues.base.Retry`)."""
@@ -233,61 +170,33 @@ class KafkaSettings:
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> KafkaSettings:
-        """Parse `kafka://host:port[,host2:port]?options`, then apply the environment (which wins).
+        """Parse `kafka://host:port[,host2:port]?options`, then apply the environment (which wins): the
+        URL is read by `pipeteer.settings.kafka_url`, the one parser of a kafka:// URL.
 
         >>> s = KafkaSettings.from_url("kafka://k1:9092,k2:9092?prefix=acme&partitions=8", env={})
         >>> s.connection.bootstrap_servers, s.connection.prefix, s.topics.partitions
         ('k1:9092,k2:9092', 'acme', 8)
         """
-        env = env_settings.environ(env)
-        parts = urlsplit(url)
-        if parts.scheme != "kafka":
-            raise ConfigError(f"not a Kafka backend URL: {mask_url(url)!r} (write kafka://host:port)")
-        servers = unquote(parts.netloc)
-        options: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
-        props = {k: v for k, v in options.items() if "." in k}
-        opts = {k: v for k, v in options.items() if "." not in k}
-        props.update(env_settings.kafka_properties(env))
-        for key, var in _ENV_OPTIONS.items():
-            if var in env:
-                opts[key] = env[var]
-        unknown = sorted(set(opts) - set(_ENV_OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"backend URL {mask_url(url)!r}: unknown option(s) {unknown}; known: {sorted(_ENV_OPTIONS)} "
-                "and librdkafka client properties by their dotted names"
-            )
-        servers = env_settings.KAFKA_BOOTSTRAP_SERVERS.get(env) or servers
-        props.pop("bootstrap.servers", None)
-        # The producer's transaction timeout is the backend's own option (the engine sets it, and
-        # bounds its waits by it): the client property, e.g. PIPETEER_KAFKA_TRANSACTION_TIMEOUT_MS,
-        # sets that option when the option itself is not given, instead of being overridden unseen.
-        if "transaction.timeout.ms" in props:
-            opts.setdefault("transaction_timeout_ms", props.pop("transaction.timeout.ms"))
-        conn = KafkaConnection(servers, props, prefix=opts.get("prefix", DEFAULT_PREFIX))
-        topics = Topics(
-            profile=check_profile(opts.get("topic_profile") or BACKEND_PROFILE, f"backend URL {mask_url(url)!r}"),
-            partitions=_positive(opts, "partitions"),
-            replication_factor=_positive(opts, "replication_factor"),
-            create_missing=opts.get("create_topics", "true").lower() not in ("0", "false", "no"),
-        )
-        for kind in TOPIC_KINDS:  # settings no write could succeed with: said now, not at the first push
-            topics.settings(kind, f"backend URL {mask_url(url)!r} ({kind} topics, topic_profile {topics.profile})")
+        parsed = env_settings.kafka_url(url, env)
+        opts = parsed.options
+        conn = KafkaConnection(parsed.servers, parsed.properties, prefix=opts.get("prefix", DEFAULT_PREFIX))
+        topics = Topics.of_url(parsed)
         tx = Transactions(
-            interval=_int(opts, "commit_interval_ms", int(Transactions.interval * 1000)) / 1000,
-            records=_int(opts, "commit_records", Transactions.records),
-            timeout_ms=_int(opts, "transaction_timeout_ms", Transactions.timeout_ms),
-            max_pending=_int(opts, "max_pending", Transactions.max_pending),
-            max_pending_bytes=_int(opts, "max_pending_bytes", Transactions.max_pending_bytes),
+            interval=parsed.number("commit_interval_ms", int(Transactions.interval * 1000)) / 1000,
+            records=parsed.number("commit_records", Transactions.records),
+            timeout_ms=parsed.number("transaction_timeout_ms", Transactions.timeout_ms),
+            max_pending=parsed.number("max_pending", Transactions.max_pending),
+            max_pending_bytes=parsed.number("max_pending_bytes", Transactions.max_pending_bytes),
         )
         if tx.interval * 1000 >= tx.timeout_ms:
             raise ConfigError(
-                f"backend URL {mask_url(url)!r}: commit_interval_ms {round(tx.interval * 1000)} must be below "
+                f"{parsed.where}: commit_interval_ms {round(tx.interval * 1000)} must be below "
                 f"transaction_timeout_ms {tx.timeout_ms}: the brokers abort a transaction open longer than that "
                 "(and fence the stage's producer)"
             )
         retries = Retry.from_options(opts, "Kafka backend options")
-        instance = opts.get("instance") or f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
+        host = env_settings.environ(env).get("HOSTNAME") or socket.gethostname()
+        instance = opts.get("instance") or f"{host}-{os.getpid()}"
         # Dynamic by default: a stopped instance leaves its group at once, so a rolling restart (whose new
         # pods have new names) hands partitions over in seconds. A static member keeps them until its session
         # times out: only for instances restarted under the same name (a StatefulSet's).
@@ -301,53 +210,9 @@ class KafkaSettings:
             schema_registry=opts.get("schema_registry") or None,
             schema_dir=opts.get("schema_dir") or None,
             blobs=opts.get("blobs") or None,
-            claim_check_bytes=_int(opts, "claim_check_bytes", cls.claim_check_bytes),
+            claim_check_bytes=parsed.number("claim_check_bytes", cls.claim_check_bytes),
             static_membership=static,
         )
 
     def with_instance(self, instance: str) -> KafkaSettings:
         return replace(self, instance=instance)
-
-
-_ENV_OPTIONS = {
-    "prefix": env_settings.TOPIC_PREFIX.name,
-    "topic_profile": env_settings.TOPIC_PROFILE.name,
-    "partitions": env_settings.PARTITIONS.name,
-    "replication_factor": env_settings.REPLICATION_FACTOR.name,
-    "create_topics": env_settings.CREATE_TOPICS.name,
-    "commit_interval_ms": env_settings.COMMIT_INTERVAL_MS.name,
-    "commit_records": env_settings.COMMIT_RECORDS.name,
-    "transaction_timeout_ms": env_settings.TRANSACTION_TIMEOUT_MS.name,
-    "max_pending": env_settings.MAX_PENDING.name,
-    "max_pending_bytes": env_settings.MAX_PENDING_BYTES.name,
-    **RETRY_OPTIONS,
-    "instance": env_settings.INSTANCE.name,
-    "static_membership": env_settings.STATIC_MEMBERSHIP.name,
-    "schema_registry": env_settings.SCHEMA_REGISTRY.name,
-    "schema_dir": env_settings.SCHEMA_DIR.name,
-    "blobs": env_settings.BLOBS.name,
-    "claim_check_bytes": env_settings.CLAIM_CHECK_BYTES.name,
-}
-"""Each URL option and the variable that overrides it."""
-
-
-def _positive(opts: Mapping[str, str], key: str) -> int | None:
-    if not opts.get(key):
-        return None
-    value = _int(opts, key, 0)
-    if value < 1:
-        raise ConfigError(f"Kafka backend option {key}={opts[key]!r} must be at least 1")
-    return value
-
-
-def _int(opts: Mapping[str, str], key: str, default: int) -> int:
-    raw = opts.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"Kafka backend option {key}={raw!r} is not an integer") from None
-    if value < 0:
-        raise ConfigError(f"Kafka backend option {key}={raw!r} must not be negative")
-    return value

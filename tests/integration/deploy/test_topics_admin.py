@@ -14,8 +14,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from pipeteer.cli.deploy import register
 from pipeteer.compile import Topology, TopologyConfig, build_topology, compile_to
-from pipeteer.compile.admin import apply_topics, plan_topics
 from pipeteer.errors import ConfigError
+from pipeteer.queues.kafka.admin import apply_topics, plan_topics
 from tests.unit.compile.sample_app import APP_REF, app
 
 SINGLE_BROKER = ["replication.factor=1", "min.insync.replicas=1"]
@@ -53,10 +53,10 @@ def cluster_state(bootstrap: str, names: list[str]) -> dict[str, tuple[int, dict
 
 def test_apply_creates_everything_then_nothing_to_do(kafka_bootstrap: str, prefix: str) -> None:
     t = topology(prefix)
-    plan = plan_topics(t.topics, kafka_bootstrap, scope=scope(t))
-    assert [a.kind for a in plan.actions] == ["create"] * len(t.topics)
-    assert not plan.refused
-    done = apply_topics(plan)
+    changes = plan_topics(t.topics, kafka_bootstrap, scope=scope(t))
+    assert [a.kind for a in changes.actions] == ["create"] * len(t.topics)
+    assert not changes.refused
+    done = apply_topics(changes)
     assert len(done) == len(t.topics)
     state = cluster_state(kafka_bootstrap, [x.name for x in t.topics])
     for topic in t.topics:
@@ -72,13 +72,13 @@ def test_apply_creates_everything_then_nothing_to_do(kafka_bootstrap: str, prefi
 def test_config_changes_are_altered_in_place(kafka_bootstrap: str, prefix: str) -> None:
     apply_topics(plan_topics(topology(prefix).topics, kafka_bootstrap))
     changed = topology(prefix, "retention.ms=3600000")
-    plan = plan_topics(changed.topics, kafka_bootstrap, scope=scope(changed))
-    assert {a.kind for a in plan.actions} == {"alter-config"}
-    assert all(dict(a.config) == {"retention.ms": "3600000"} for a in plan.actions)
+    changes = plan_topics(changed.topics, kafka_bootstrap, scope=scope(changed))
+    assert {a.kind for a in changes.actions} == {"alter-config"}
+    assert all(dict(a.config) == {"retention.ms": "3600000"} for a in changes.actions)
     # changelog topics keep retention -1 by default too, but --set is the strongest layer: every topic changes
-    assert len(plan.actions) == len(changed.topics)
-    assert "retention.ms: 604800000 -> 3600000" in plan.text()
-    apply_topics(plan)
+    assert len(changes.actions) == len(changed.topics)
+    assert "retention.ms: 604800000 -> 3600000" in changes.text()
+    apply_topics(changes)
     assert plan_topics(changed.topics, kafka_bootstrap, scope=scope(changed)).empty
     state = cluster_state(kafka_bootstrap, [changed.output_topic])
     assert state[changed.output_topic][1]["retention.ms"] == "3600000"
@@ -88,20 +88,20 @@ def test_adding_partitions_is_refused_while_items_are_pending(kafka_bootstrap: s
     t = topology(prefix)
     apply_topics(plan_topics(t.topics, kafka_bootstrap))
     grown = topology(prefix, "partitions=3")
-    plan = plan_topics(grown.topics, kafka_bootstrap, scope=scope(grown))
-    assert {a.kind for a in plan.actions} == {"add-partitions"} and not plan.refused  # nothing pending yet
+    changes = plan_topics(grown.topics, kafka_bootstrap, scope=scope(grown))
+    assert {a.kind for a in changes.actions} == {"add-partitions"} and not changes.refused  # nothing pending yet
 
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     producer.produce(t.input_topic, key=b"item-1", value=b"x")
     assert producer.flush(30) == 0
-    plan = plan_topics(grown.topics, kafka_bootstrap, scope=scope(grown))
-    keyed = [a for a in plan.actions if grown.topic(a.topic).kind in ("data", "changelog")]
+    changes = plan_topics(grown.topics, kafka_bootstrap, scope=scope(grown))
+    keyed = [a for a in changes.actions if grown.topic(a.topic).kind in ("data", "changelog")]
     assert keyed and all(a.refused and a.flag == "--allow-repartition" for a in keyed)
     assert "auto-correct (1)" in keyed[0].refused  # names the stage with pending items
-    assert all(not a.refused for a in plan.actions if grown.topic(a.topic).kind == "dead-letter")
-    assert "REFUSED" in plan.text()
+    assert all(not a.refused for a in changes.actions if grown.topic(a.topic).kind == "dead-letter")
+    assert "REFUSED" in changes.text()
     with pytest.raises(ConfigError, match="allow-repartition"):
-        apply_topics(plan)
+        apply_topics(changes)
     assert cluster_state(kafka_bootstrap, [t.input_topic])[t.input_topic][0] == 2  # nothing applied
 
     forced = plan_topics(grown.topics, kafka_bootstrap, scope=scope(grown), allow_repartition=True)
@@ -123,14 +123,14 @@ def test_destructive_changes_need_allow_delete(kafka_bootstrap: str, prefix: str
     while stray not in admin.list_topics(timeout=10).topics:  # creation is asynchronous in Kafka
         time.sleep(0.1)
     shrunk = topology(prefix)  # back to 2 partitions
-    plan = plan_topics(shrunk.topics, kafka_bootstrap, scope=scope(shrunk))
-    kinds = {a.topic: a.kind for a in plan.actions}
+    changes = plan_topics(shrunk.topics, kafka_bootstrap, scope=scope(shrunk))
+    kinds = {a.topic: a.kind for a in changes.actions}
     assert kinds[stray] == "delete"
     assert {k for n, k in kinds.items() if n != stray} == {"recreate"}
-    assert all(a.refused and a.flag == "--allow-delete" for a in plan.actions)
-    assert "Kafka cannot reduce partitions" in plan.text()
+    assert all(a.refused and a.flag == "--allow-delete" for a in changes.actions)
+    assert "Kafka cannot reduce partitions" in changes.text()
     with pytest.raises(ConfigError, match="refusing"):
-        apply_topics(plan)
+        apply_topics(changes)
 
     allowed = plan_topics(shrunk.topics, kafka_bootstrap, scope=scope(shrunk), allow_delete=True)
     apply_topics(allowed)
@@ -143,9 +143,9 @@ def test_destructive_changes_need_allow_delete(kafka_bootstrap: str, prefix: str
 def test_replication_factor_mismatch_is_a_warning(kafka_bootstrap: str, prefix: str) -> None:
     apply_topics(plan_topics(topology(prefix).topics, kafka_bootstrap))
     wants_more = topology(prefix, "replication.factor=3")
-    plan = plan_topics(wants_more.topics, kafka_bootstrap, scope=scope(wants_more))
-    assert plan.empty and len(plan.warnings) == len(wants_more.topics)
-    assert "cannot alter it" in plan.warnings[0]
+    changes = plan_topics(wants_more.topics, kafka_bootstrap, scope=scope(wants_more))
+    assert changes.empty and len(changes.warnings) == len(wants_more.topics)
+    assert "cannot alter it" in changes.warnings[0]
 
 
 def _parse(*argv: str) -> argparse.Namespace:

@@ -43,7 +43,7 @@ class Planned:
     """`plan_topics` stood in for: what `topics plan` would ask the brokers."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import pipeteer.compile.admin as admin
+        import pipeteer.queues.kafka.admin as admin
 
         self.calls: list[dict[str, Any]] = []
         monkeypatch.setattr(admin, "plan_topics", self.plan_topics)

@@ -116,7 +116,7 @@ def test_byte_budget_of_pending_items_bounds_the_prefetch_too() -> None:
 
 
 def test_topic_settings_come_from_one_profile_table() -> None:
-    from pipeteer.plan import topic_defaults
+    from pipeteer.topics import topic_defaults
 
     local = KafkaSettings.from_url("kafka://b:1", env={}).topics
     assert local.settings("dead-letter", "t") == topic_defaults("dead-letter", "local")

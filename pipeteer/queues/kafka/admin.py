@@ -1,29 +1,64 @@
 """`pipeteer topics plan / apply`: bring a Kafka cluster's topics in line with topics.yaml.
 
-The plan compares the wanted topics with the cluster (Kafka AdminClient) and lists
-actions: create, alter config, add partitions; and, only with an explicit flag,
-delete (topics of the workflow that topics.yaml no longer has) and recreate (to reduce
-partitions, which Kafka cannot do in place). Adding partitions to a keyed topic remaps
-item ids to partitions, which breaks the lookup of items still pending in a stage, so
-it is refused while any stage has pending items unless `allow_repartition` is given.
-Applying a plan twice changes nothing the second time.
+`plan_topics` compares the wanted topics (the compiler's `TopicSpec`s, or any `WantedTopic`) with
+the cluster (Kafka AdminClient) and lists the changes (`TopicChanges`): create, alter config, add
+partitions; and, only with an explicit flag, delete (topics of the workflow that topics.yaml no
+longer has) and recreate (to reduce partitions, which Kafka cannot do in place). Adding partitions
+to a keyed topic remaps item ids to partitions, which breaks the lookup of items still pending in a
+stage, so it is refused while any stage has pending items unless `allow_repartition` is given.
+`apply_topics` carries the changes out; applying them twice changes nothing the second time.
 
-This is the only module of the compile layer that talks to the network; it imports
-`confluent_kafka` inside its functions.
+The compile layer only describes topics; this module of the Kafka backend is what talks to a
+cluster about them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from pipeteer.compile.topology import TopicSpec
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
 from pipeteer.errors import ConfigError
+from pipeteer.queues.kafka.health import translate, watch
 
 KEYED_KINDS = ("data", "changelog")
 DELETE_FLAG = "--allow-delete"
 REPARTITION_FLAG = "--allow-repartition"
+
+
+class WantedTopic(Protocol):
+    """A topic as `plan_topics` wants it (`pipeteer.compile.TopicSpec` is one): its settings, and for
+    a topic a stage reads, that stage, its consumer group and its pending-table changelog."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def replication_factor(self) -> int: ...
+    @property
+    def config(self) -> Mapping[str, str]: ...
+    @property
+    def reader(self) -> str | None: ...
+    @property
+    def consumer_group(self) -> str | None: ...
+    @property
+    def changelog(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -66,8 +101,8 @@ class Action:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What `apply_topics` would do, with the refused actions and warnings explained."""
+class TopicChanges:
+    """What `apply_topics` would do to a cluster's topics, with the refused actions and warnings explained."""
 
     bootstrap: str
     actions: tuple[Action, ...]
@@ -83,7 +118,7 @@ class Plan:
         return not self.actions
 
     def text(self) -> str:
-        """The plan as stable text (sorted by topic within each kind of action)."""
+        """The changes as stable text (sorted by topic within each kind of action), as `topics plan` prints them."""
         lines = [f"plan for {len(self.actions) + len(self.up_to_date)} topics on {self.bootstrap}:"]
         lines += [f"  {a.describe()}".replace("\n", "\n  ") for a in self.actions]
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -95,13 +130,7 @@ class Plan:
         return "\n".join(lines) + "\n"
 
 
-def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> Any:
-    try:
-        from confluent_kafka.admin import AdminClient
-    except ImportError:  # pragma: no cover - depends on the install
-        raise ConfigError("topics plan/apply need confluent-kafka: pip install 'pipeteer[kafka]'") from None
-    from pipeteer.queues.kafka.health import watch
-
+def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> AdminClient:
     # librdkafka's logs through Python logging, rate-limited, rather than a line per connection attempt
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **watch(bootstrap).client_config(),
                             **dict(client_config or {})}
@@ -109,21 +138,15 @@ def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> Any:
 
 
 def _result(future: Any, what: str, timeout: float) -> Any:
-    from confluent_kafka import KafkaException
-
     try:
         return future.result(timeout=timeout)
     except KafkaException as e:
         raise ConfigError(f"{what}: {e.args[0] if e.args else e}") from None
 
 
-def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
+def _offsets(admin: AdminClient, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
     """The offsets `spec` of `partitions`, asked again while a leader is moving or not elected yet
     (a partition created a moment ago answers "not leader" for a while)."""
-    import time
-
-    from confluent_kafka import KafkaError, KafkaException
-
     if not partitions:
         return {}
     moving = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
@@ -141,16 +164,13 @@ def _offsets(admin: Any, partitions: Sequence[Any], spec: Any, timeout: float) -
 
 
 def pending_counts(
-    admin: Any, topics: Sequence[TopicSpec], cluster_partitions: Mapping[str, int], timeout: float
+    admin: AdminClient, topics: Sequence[WantedTopic], cluster_partitions: Mapping[str, int], timeout: float
 ) -> dict[str, int]:
     """Per stage reader: records not yet consumed by its group plus records in its pending-table changelog.
 
     Conservative on purpose: a compacted changelog counts tombstones too, so a stage
     that once had pending items may count as having some; refusing is the safe side.
     """
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import OffsetSpec
-
     out: dict[str, int] = {}
     for t in topics:
         if t.reader is None or t.consumer_group is None or t.name not in cluster_partitions:
@@ -177,9 +197,7 @@ def pending_counts(
     return out
 
 
-def _describe_configs(admin: Any, names: Iterable[str], timeout: float) -> dict[str, dict[str, str | None]]:
-    from confluent_kafka.admin import ConfigResource, ResourceType
-
+def _describe_configs(admin: AdminClient, names: Iterable[str], timeout: float) -> dict[str, dict[str, str | None]]:
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in sorted(names)]
     if not resources:
         return {}
@@ -191,7 +209,7 @@ def _describe_configs(admin: Any, names: Iterable[str], timeout: float) -> dict[
 
 
 def plan_topics(
-    topics: Sequence[TopicSpec],
+    topics: Sequence[WantedTopic],
     bootstrap: str,
     *,
     scope: str | None = None,
@@ -199,17 +217,13 @@ def plan_topics(
     allow_repartition: bool = False,
     client_config: Mapping[str, str] | None = None,
     timeout: float = 15.0,
-) -> Plan:
-    """Compare `topics` with the cluster at `bootstrap` and plan the changes.
+) -> TopicChanges:
+    """Compare `topics` with the cluster at `bootstrap` and list the changes that would bring it in line.
 
     `scope` is the topic-name prefix owned by the workflow (`<prefix>.<workflow>.`):
     cluster topics under it that `topics` does not list are planned for deletion
     (refused unless `allow_delete`).
     """
-    from confluent_kafka import KafkaException
-
-    from pipeteer.queues.kafka.health import translate
-
     admin = _admin(bootstrap, client_config)
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -284,13 +298,13 @@ def plan_topics(
                         flag=DELETE_FLAG,
                     )
                 )
-    return Plan(bootstrap, tuple(creates + alters + grows + destructive), tuple(up_to_date), tuple(warnings))
+    return TopicChanges(bootstrap, tuple(creates + alters + grows + destructive), tuple(up_to_date), tuple(warnings))
 
 
 def _check_repartition(
-    admin: Any,
+    admin: AdminClient,
     grows: list[Action],
-    topics: Sequence[TopicSpec],
+    topics: Sequence[WantedTopic],
     cluster_partitions: Mapping[str, int],
     allow: bool,
     timeout: float,
@@ -319,28 +333,19 @@ def _check_repartition(
 
 
 def apply_topics(
-    plan: Plan,
+    changes: TopicChanges,
     *,
     client_config: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> list[Action]:
-    """Carry out a plan (all of it, or nothing if any action is refused); returns what was done."""
-    if plan.refused:
-        reasons = "; ".join(f"{a.kind} {a.topic}: {a.refused} ({a.flag})" for a in plan.refused)
-        raise ConfigError(f"refusing to apply the topic plan on {plan.bootstrap}: {reasons}")
-    from confluent_kafka.admin import (
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
-        NewPartitions,
-        NewTopic,
-        ResourceType,
-    )
-
-    admin = _admin(plan.bootstrap, client_config)
+    """Carry out the changes (all of them, or nothing if any action is refused); returns what was done."""
+    if changes.refused:
+        reasons = "; ".join(f"{a.kind} {a.topic}: {a.refused} ({a.flag})" for a in changes.refused)
+        raise ConfigError(f"refusing to apply the topic plan on {changes.bootstrap}: {reasons}")
+    admin = _admin(changes.bootstrap, client_config)
     done: list[Action] = []
     by_kind: dict[str, list[Action]] = {}
-    for a in plan.actions:
+    for a in changes.actions:
         by_kind.setdefault(a.kind, []).append(a)
 
     removed = [a.topic for a in by_kind.get("delete", []) + by_kind.get("recreate", [])]
@@ -384,15 +389,13 @@ def apply_topics(
     return done
 
 
-def _wait_applied(admin: Any, done: Sequence[Action], timeout: float) -> None:
+def _wait_applied(admin: AdminClient, done: Sequence[Action], timeout: float) -> None:
     """Until the cluster shows every action in `done`.
 
     Kafka applies topic changes asynchronously: an admin request answers once the controller
     has made the change, and brokers' metadata and configs follow a moment later. Returning
-    earlier would let the next plan (or a stage starting on a new topic) see the old state.
+    earlier would let the next `plan_topics` (or a stage starting on a new topic) see the old state.
     """
-    import time
-
     deadline = time.monotonic() + timeout
     while waiting := _not_yet_visible(admin, done, timeout):
         if time.monotonic() >= deadline:
@@ -400,7 +403,7 @@ def _wait_applied(admin: Any, done: Sequence[Action], timeout: float) -> None:
         time.sleep(0.1)
 
 
-def _not_yet_visible(admin: Any, done: Sequence[Action], timeout: float) -> list[str]:
+def _not_yet_visible(admin: AdminClient, done: Sequence[Action], timeout: float) -> list[str]:
     listed = admin.list_topics(timeout=timeout).topics
     waiting: list[str] = []
     alters: list[Action] = []
@@ -427,10 +430,8 @@ def _not_yet_visible(admin: Any, done: Sequence[Action], timeout: float) -> list
     return waiting
 
 
-def _wait_gone(admin: Any, names: Sequence[str], timeout: float) -> None:
+def _wait_gone(admin: AdminClient, names: Sequence[str], timeout: float) -> None:
     """Deletion is asynchronous in Kafka; creating the same name too early fails."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         present = set(admin.list_topics(timeout=timeout).topics)
