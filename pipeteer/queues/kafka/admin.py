@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -32,7 +32,8 @@ from confluent_kafka.admin import (
 )
 
 from pipeteer.errors import ConfigError
-from pipeteer.queues.kafka.health import translate, watch
+from pipeteer.queues.kafka.changelog import committed
+from pipeteer.queues.kafka.health import client_error, watch
 
 KEYED_KINDS = ("data", "changelog")
 DELETE_FLAG = "--allow-delete"
@@ -130,21 +131,24 @@ class TopicChanges:
         return "\n".join(lines) + "\n"
 
 
-def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> AdminClient:
+def _config(bootstrap: str, client_config: Mapping[str, str] | None) -> dict[str, Any]:
     # librdkafka's logs through Python logging, rate-limited, rather than a line per connection attempt
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, **watch(bootstrap).client_config(),
-                            **dict(client_config or {})}
-    return AdminClient(conf)
+    return {"bootstrap.servers": bootstrap, **watch(bootstrap).client_config(), **dict(client_config or {})}
 
 
-def _result(future: Any, what: str, timeout: float) -> Any:
+def _admin(bootstrap: str, client_config: Mapping[str, str] | None) -> AdminClient:
+    return AdminClient(_config(bootstrap, client_config))
+
+
+def _result(future: Any, what: str, timeout: float, bootstrap: str) -> Any:
     try:
         return future.result(timeout=timeout)
     except KafkaException as e:
-        raise ConfigError(f"{what}: {e.args[0] if e.args else e}") from None
+        raise client_error(e, bootstrap, what) from None
 
 
-def _offsets(admin: AdminClient, partitions: Sequence[Any], spec: Any, timeout: float) -> dict[tuple[str, int], int]:
+def _offsets(admin: AdminClient, partitions: Sequence[Any], spec: Any, timeout: float,
+             bootstrap: str) -> dict[tuple[str, int], int]:
     """The offsets `spec` of `partitions`, asked again while a leader is moving or not elected yet
     (a partition created a moment ago answers "not leader" for a while)."""
     if not partitions:
@@ -159,51 +163,60 @@ def _offsets(admin: AdminClient, partitions: Sequence[Any], spec: Any, timeout: 
             err = e.args[0] if e.args else None
             transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in moving)
             if not transient or time.monotonic() >= deadline:
-                raise ConfigError(f"offsets of {sorted({tp.topic for tp in partitions})}: {err or e}") from None
+                raise client_error(e, bootstrap, f"offsets of {sorted({tp.topic for tp in partitions})}") from None
         time.sleep(0.1)
 
 
 def pending_counts(
-    admin: AdminClient, topics: Sequence[WantedTopic], cluster_partitions: Mapping[str, int], timeout: float
+    admin: AdminClient, topics: Sequence[WantedTopic], cluster_partitions: Mapping[str, int], timeout: float,
+    bootstrap: str, client_config: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Per stage reader: records not yet consumed by its group plus records in its pending-table changelog.
 
     Conservative on purpose: a compacted changelog counts tombstones too, so a stage
     that once had pending items may count as having some; refusing is the safe side.
+
+    A group's committed offsets are asked of a consumer of that group (which never subscribes nor
+    commits), not of the admin client: librdkafka 2.16's `list_consumer_group_offsets` crashes the
+    process (SIGSEGV in `rd_kafka_cgrp_op`) when the answer is an error while the group's coordinator
+    loads, as the lag monitor found (`lag.py`).
     """
     out: dict[str, int] = {}
     for t in topics:
         if t.reader is None or t.consumer_group is None or t.name not in cluster_partitions:
             continue
         tps = [TopicPartition(t.name, p) for p in range(cluster_partitions[t.name])]
-        ends = _offsets(admin, tps, OffsetSpec.latest(), timeout)
-        starts = _offsets(admin, tps, OffsetSpec.earliest(), timeout)
-        request = [ConsumerGroupTopicPartitions(t.consumer_group, tps)]
-        (future,) = admin.list_consumer_group_offsets(request, request_timeout=timeout).values()
-        committed = {
-            (tp.topic, tp.partition): tp.offset
-            for tp in _result(future, f"offsets of group {t.consumer_group}", timeout).topic_partitions
-        }
+        ends = _offsets(admin, tps, OffsetSpec.latest(), timeout, bootstrap)
+        starts = _offsets(admin, tps, OffsetSpec.earliest(), timeout, bootstrap)
+        group = Consumer({**_config(bootstrap, client_config), "group.id": t.consumer_group, "enable.auto.commit": False})
+        try:
+            done = committed(group, t.name, [tp.partition for tp in tps], timeout=timeout)
+        except KafkaException as e:
+            raise client_error(e, bootstrap, f"offsets of group {t.consumer_group}") from None
+        finally:
+            group.close()
+        positions = {(tp.topic, tp.partition): tp.offset for tp in done}
         count = 0
         for key, end in ends.items():
-            position = committed.get(key, -1)
+            position = positions.get(key, -1)
             count += max(0, end - (position if position >= 0 else starts[key]))
         if t.changelog and t.changelog in cluster_partitions:
             ctps = [TopicPartition(t.changelog, p) for p in range(cluster_partitions[t.changelog])]
-            cends = _offsets(admin, ctps, OffsetSpec.latest(), timeout)
-            cstarts = _offsets(admin, ctps, OffsetSpec.earliest(), timeout)
+            cends = _offsets(admin, ctps, OffsetSpec.latest(), timeout, bootstrap)
+            cstarts = _offsets(admin, ctps, OffsetSpec.earliest(), timeout, bootstrap)
             count += sum(max(0, cends[k] - cstarts[k]) for k in cends)
         out[t.reader] = count
     return out
 
 
-def _describe_configs(admin: AdminClient, names: Iterable[str], timeout: float) -> dict[str, dict[str, str | None]]:
+def _describe_configs(admin: AdminClient, names: Iterable[str], timeout: float,
+                      bootstrap: str) -> dict[str, dict[str, str | None]]:
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in sorted(names)]
     if not resources:
         return {}
     out: dict[str, dict[str, str | None]] = {}
     for res, future in admin.describe_configs(resources, request_timeout=timeout).items():
-        entries = _result(future, f"config of topic {res.name}", timeout)
+        entries = _result(future, f"config of topic {res.name}", timeout, bootstrap)
         out[res.name] = {k: v.value for k, v in entries.items()}
     return out
 
@@ -228,14 +241,14 @@ def plan_topics(
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as e:
-        raise translate(e, bootstrap) from None
+        raise client_error(e, bootstrap, "listing the cluster's topics") from None
     finally:
         admin.poll(0)  # serves the client's log messages
     cluster = {name: t for name, t in metadata.topics.items() if not name.startswith("__")}
     cluster_partitions = {name: len(t.partitions) for name, t in cluster.items()}
     wanted = {t.name: t for t in topics}
     existing = [t for t in topics if t.name in cluster]
-    configs = _describe_configs(admin, (t.name for t in existing), timeout)
+    configs = _describe_configs(admin, (t.name for t in existing), timeout, bootstrap)
 
     creates: list[Action] = []
     alters: list[Action] = []
@@ -286,7 +299,8 @@ def plan_topics(
         if not changed:
             up_to_date.append(t.name)
 
-    grows = _check_repartition(admin, grows, topics, cluster_partitions, allow_repartition, timeout)
+    grows = _check_repartition(admin, grows, topics, cluster_partitions, allow_repartition, timeout, bootstrap,
+                               client_config)
     if scope:
         for name in sorted(cluster):
             if name.startswith(scope) and name not in wanted:
@@ -308,13 +322,15 @@ def _check_repartition(
     cluster_partitions: Mapping[str, int],
     allow: bool,
     timeout: float,
+    bootstrap: str,
+    client_config: Mapping[str, str] | None,
 ) -> list[Action]:
     kinds = {t.name: t.kind for t in topics}
     keyed = [a for a in grows if kinds.get(a.topic) in KEYED_KINDS]
     if allow or not keyed:
         return grows
     pending = {
-        stage: n for stage, n in pending_counts(admin, topics, cluster_partitions, timeout).items() if n
+        stage: n for stage, n in pending_counts(admin, topics, cluster_partitions, timeout, bootstrap, client_config).items() if n
     }
     if not pending:
         return grows
@@ -351,7 +367,7 @@ def apply_topics(
     removed = [a.topic for a in by_kind.get("delete", []) + by_kind.get("recreate", [])]
     if removed:
         for name, f in admin.delete_topics(removed, operation_timeout=timeout).items():
-            _result(f, f"delete topic {name}", timeout)
+            _result(f, f"delete topic {name}", timeout, changes.bootstrap)
         _wait_gone(admin, removed, timeout)
         done += by_kind.get("delete", [])
     creates = by_kind.get("create", []) + by_kind.get("recreate", [])
@@ -361,7 +377,7 @@ def apply_topics(
             for a in creates
         ]
         for name, f in admin.create_topics(new, operation_timeout=timeout).items():
-            _result(f, f"create topic {name}", timeout)
+            _result(f, f"create topic {name}", timeout, changes.bootstrap)
         done += creates
     alters = by_kind.get("alter-config", [])
     if alters:
@@ -377,19 +393,19 @@ def apply_topics(
             for a in alters
         ]
         for res, f in admin.incremental_alter_configs(resources, request_timeout=timeout).items():
-            _result(f, f"alter config of topic {res.name}", timeout)
+            _result(f, f"alter config of topic {res.name}", timeout, changes.bootstrap)
         done += alters
     grows = by_kind.get("add-partitions", [])
     if grows:
         parts = [NewPartitions(a.topic, a.partitions or 1) for a in grows]
         for name, f in admin.create_partitions(parts, operation_timeout=timeout).items():
-            _result(f, f"add partitions to topic {name}", timeout)
+            _result(f, f"add partitions to topic {name}", timeout, changes.bootstrap)
         done += grows
-    _wait_applied(admin, done, timeout)
+    _wait_applied(admin, done, timeout, changes.bootstrap)
     return done
 
 
-def _wait_applied(admin: AdminClient, done: Sequence[Action], timeout: float) -> None:
+def _wait_applied(admin: AdminClient, done: Sequence[Action], timeout: float, bootstrap: str) -> None:
     """Until the cluster shows every action in `done`.
 
     Kafka applies topic changes asynchronously: an admin request answers once the controller
@@ -397,13 +413,13 @@ def _wait_applied(admin: AdminClient, done: Sequence[Action], timeout: float) ->
     earlier would let the next `plan_topics` (or a stage starting on a new topic) see the old state.
     """
     deadline = time.monotonic() + timeout
-    while waiting := _not_yet_visible(admin, done, timeout):
+    while waiting := _not_yet_visible(admin, done, timeout, bootstrap):
         if time.monotonic() >= deadline:
             raise ConfigError(f"not visible in the cluster {timeout:.0f}s after they were applied: {', '.join(waiting)}")
         time.sleep(0.1)
 
 
-def _not_yet_visible(admin: AdminClient, done: Sequence[Action], timeout: float) -> list[str]:
+def _not_yet_visible(admin: AdminClient, done: Sequence[Action], timeout: float, bootstrap: str) -> list[str]:
     listed = admin.list_topics(timeout=timeout).topics
     waiting: list[str] = []
     alters: list[Action] = []
@@ -421,7 +437,7 @@ def _not_yet_visible(admin: AdminClient, done: Sequence[Action], timeout: float)
         ):
             waiting.append(f"{a.kind} {a.topic}")
     if alters:
-        configs = _describe_configs(admin, (a.topic for a in alters), timeout)
+        configs = _describe_configs(admin, (a.topic for a in alters), timeout, bootstrap)
         waiting += [
             f"alter-config {a.topic}"
             for a in alters
