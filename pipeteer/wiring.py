@@ -18,11 +18,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
+from pipeteer.codec.codec import refusal
 from pipeteer.errors import NotABackendQueue, SpecError, UnknownStage, ValueTypeError
 from pipeteer.plan import INPUT, INPUT_SOURCE, OUTPUT_QUEUE, Plan
 from pipeteer.queues.base import Backend, BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
-from pipeteer.types import checker, type_name, value_type_name
+from pipeteer.types import checker
 
 
 class MakeQueue(Protocol):
@@ -237,10 +238,7 @@ class StageOutput(WriteQueue[Any]):
     async def push(self, id: str, value: Any) -> None:
         # The stage loop's hot path: one coroutine, the per-class answers cached.
         if not self._conforms(value):
-            raise ValueTypeError(
-                f"stage {self.stage!r}: item {id!r} output is a {value_type_name(value)}, "
-                f"expected {type_name(self.expected)}"
-            )
+            raise ValueTypeError(f"stage {self.stage!r}: item {id!r} output is {refusal(self.expected, value)}")
         memory, post = self.memory, self.post
         if post is not None:
             state = memory.states.get(id, _MISSING)

@@ -37,8 +37,8 @@ from pipeteer.codec.files import (
     unused_schema_files,
 )
 from pipeteer.codec.framing import ValueCodec, kafka_source, make_codec, table_source
-from pipeteer.codec.model import AvroDecimal
 from pipeteer.codec.schema import Schema, canonical_form, dumps, fingerprint, full_name, schema_for
+from pipeteer.types import AvroDecimal  # a Decimal's precision and scale are part of what its values are
 
 __all__ = [
     "MAGIC",

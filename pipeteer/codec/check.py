@@ -4,6 +4,11 @@ The converters check types with fast exact-class tests; when one fails (or fasta
 rejects a value), this module walks the value once more to say precisely what is
 wrong: `Input.items[3].name: expected str, found int 7`. It is also how field
 defaults are validated when a schema is derived.
+
+What a value of each type is, is written once, in `pipeteer.types` (its module docstring):
+the primitive and logical values are tested with its predicates (`fits_long`, `is_aware`,
+`decimal_fits`, ...), so that a queue's `conforms` check on push and the codec accept the
+same values (`tests/unit/test_one_type_check.py` holds them to it).
 """
 
 from __future__ import annotations
@@ -14,8 +19,6 @@ import uuid
 from typing import Any
 
 from pipeteer.codec.nodes import (
-    LONG_MAX,
-    LONG_MIN,
     ArrayNode,
     EnumNode,
     LogicalNode,
@@ -25,7 +28,16 @@ from pipeteer.codec.nodes import (
     RecordNode,
     UnionNode,
 )
-from pipeteer.types import type_name
+from pipeteer.types import (
+    decimal_fits,
+    fits_double,
+    fits_long,
+    is_aware,
+    is_bytes_like,
+    is_date,
+    is_utf8_text,
+    type_name,
+)
 
 
 def python_name(node: Node) -> str:
@@ -38,7 +50,10 @@ def python_name(node: Node) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # e.g. a dataclass with a field never set: its repr fails, the message must not
+        text = f"<{type_name(type(value))} object>"
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type_name(type(value))} {text}"
@@ -53,6 +68,14 @@ def mismatch(node: Node, value: Any, path: str = "") -> str | None:
     """None if `value` fits `node`, else `path: expected X, found Y`."""
     problem = _problem(node, value, path)
     return problem
+
+
+def detail(node: Node, value: Any) -> str | None:
+    """`mismatch`, when it says more than "expected X, found Y" of the whole value: the field or item
+    at fault (`Shape.corner.x: expected int, found str 'x'`), or a hint (a naive datetime, an int
+    outside the Avro long); else None."""
+    problem = mismatch(node, value)
+    return None if problem == _expected(node, value, "") else problem
 
 
 def _expected(node: Node, value: Any, path: str, extra: str = "") -> str:
@@ -83,7 +106,7 @@ def _problem(node: Node, value: Any, path: str) -> str | None:
     if isinstance(node, EnumNode):
         return None if isinstance(value, node.tp) else _expected(node, value, path)
     if isinstance(node, ArrayNode):
-        if not isinstance(value, list):
+        if value.__class__ is not list:  # fastavro writes no list subclass
             return _expected(node, value, path)
         for i, item in enumerate(value):
             problem = _problem(node.items, item, f"{path}[{i}]")
@@ -101,7 +124,7 @@ def _problem(node: Node, value: Any, path: str) -> str | None:
                 return problem
         return None
     if isinstance(node, UnionNode):
-        if any(_problem(b, value, path) is None for b in node.branches):
+        if any(_problem(b, value, path) is None for b in union_branches(node, value)):
             return None
         # When one branch has the value's kind (an `Inner | None` holding a broken Inner),
         # its precise problem says more than "expected Inner | None".
@@ -110,6 +133,14 @@ def _problem(node: Node, value: Any, path: str) -> str | None:
             return _problem(same[0], value, path)
         return _expected(node, value, path)
     raise TypeError(f"unknown node {node!r}")  # pragma: no cover - every node kind is handled above
+
+
+def union_branches(node: UnionNode, value: Any) -> list[Node]:
+    """The branches of `node` that may hold `value`: all, except that an int is stored as the union's
+    `int` when it has one, never as its `float` (which would give a float back)."""
+    if isinstance(value, int) and not isinstance(value, bool) and any(isinstance(b, PrimNode) and b.avro == "long" for b in node.branches):
+        return [b for b in node.branches if not (isinstance(b, PrimNode) and b.avro == "double")]
+    return node.branches
 
 
 _KINDS: dict[str, type | tuple[type, ...]] = {
@@ -147,46 +178,42 @@ def _prim_ok(avro: str, value: Any) -> bool:
     if avro == "boolean":
         return isinstance(value, bool)
     if avro == "long":
-        return isinstance(value, int) and not isinstance(value, bool) and LONG_MIN <= value <= LONG_MAX
+        return fits_long(value)
     if avro == "double":
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return fits_double(value)
     if avro == "bytes":
-        return isinstance(value, bytes | bytearray | memoryview)
+        return is_bytes_like(value)
     if avro == "string":
-        return isinstance(value, str)
+        return is_utf8_text(value)
     raise ValueError(f"unknown Avro primitive {avro!r}")  # pragma: no cover
 
 
 def _prim_hint(avro: str, value: Any) -> str:
     if avro == "long" and isinstance(value, int) and not isinstance(value, bool):
         return " (outside the 64-bit Avro long range)"
+    if avro == "double" and isinstance(value, int) and not isinstance(value, bool):
+        return " (too large for a 64-bit float)"
+    if avro == "string" and isinstance(value, str):
+        return " (a lone surrogate, which UTF-8 cannot encode)"
+    if avro == "bytes" and isinstance(value, memoryview):
+        return f" (a memoryview of format {value.format!r} in {value.ndim} dimension(s), not of bytes)"
     return ""
 
 
 def _logical_problem(node: LogicalNode, value: Any, path: str) -> str | None:
     if node.logical == "timestamp-micros":
-        if not isinstance(value, datetime.datetime):
-            return _expected(node, value, path)
-        if value.utcoffset() is None:
+        if is_aware(value):
+            return None
+        if isinstance(value, datetime.datetime):
             return _expected(node, value, path, " (naive; give it a tzinfo, e.g. datetime.now(timezone.utc))")
-        return None
+        return _expected(node, value, path)
     if node.logical == "date":
-        ok = isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)
-        return None if ok else _expected(node, value, path)
+        return None if is_date(value) else _expected(node, value, path)
     if node.logical == "uuid":
         return None if isinstance(value, uuid.UUID) else _expected(node, value, path)
     if node.logical == "decimal":
-        if not isinstance(value, decimal.Decimal) or not value.is_finite():
-            return _expected(node, value, path)
-        exponent = value.as_tuple().exponent
-        if not isinstance(exponent, int):  # only NaN and infinities have a str exponent
-            return _expected(node, value, path)
-        digits = len(value.as_tuple().digits)
-        scale = max(0, -exponent)
-        integer_digits = max(0, digits - scale) if exponent < 0 else digits + exponent
-        if value == 0:
-            integer_digits = 0
-        if scale > node.scale or integer_digits > node.precision - node.scale:
-            return _expected(node, value, path, " (too many digits)")
-        return None
+        problem = decimal_fits(value, node.precision, node.scale)
+        if problem is None:
+            return None
+        return _expected(node, value, path, " (too many digits)" if problem == "too many digits" else "")
     raise ValueError(f"unknown logical type {node.logical!r}")  # pragma: no cover

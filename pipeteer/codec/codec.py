@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from pipeteer.codec.catalog import catalogs
-from pipeteer.codec.check import mismatch
+from pipeteer.codec.check import detail, mismatch
 from pipeteer.codec.convert import Converters
 from pipeteer.codec.flat import flat_decoder, flat_encoder, is_flat
 from pipeteer.codec.model import derive
@@ -456,6 +456,19 @@ def _hint(data: bytes) -> str:
         schema_id = int.from_bytes(data[1:5], "big")
         return f" (it looks like Confluent wire format with schema id {schema_id}: configure the schema registry URL)"
     return ""
+
+
+def refusal(tp: Any, value: Any) -> str:
+    """What a `ValueTypeError` says of a value that is not a `tp` (`conforms` said no): `a str, expected
+    int`, and where that alone would not tell (a field inside at fault, a naive datetime), the codec's
+    words: `a Shape, expected Shape (Shape.corner.x: expected int, found str 'x')`."""
+    said = f"a {type_name(type(value))}, expected {type_name(tp)}"
+    try:
+        node = codec_for(tp).node
+    except SchemaError:  # a type with no schema (Any, Literal): the class names are all there is
+        return said
+    more = detail(node, value)
+    return said if more is None else f"{said} ({more})"
 
 
 _CACHE: dict[tuple[Any, str | None], Codec[Any]] = {}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pipeteer.codec.check import accepts
+from pipeteer.codec.check import accepts, union_branches
 from pipeteer.codec.nodes import (
     ArrayNode,
     EnumNode,
@@ -35,7 +35,7 @@ from pipeteer.codec.nodes import (
     RecordNode,
     UnionNode,
 )
-from pipeteer.types import NoneType
+from pipeteer.types import NoneType, decimal_fits
 
 Conv = Callable[[Any], Any]
 Check = tuple[frozenset[type], Callable[[Any], bool]]
@@ -53,7 +53,7 @@ _FAST: dict[str, frozenset[type]] = {
     "bytes": frozenset({bytes}),
     "string": frozenset({str}),
     "date": frozenset({datetime.date}),
-    "decimal": frozenset({decimal.Decimal}),
+    "decimal": frozenset(),  # the class is not enough: its digits must fit (fastavro checks the scale only)
     "uuid": frozenset({uuid.UUID}),
 }
 _STR_KEYS = frozenset({str})
@@ -63,6 +63,9 @@ def check_of(node: Node) -> Check | None:
     """(exact classes, full predicate) for nodes that only need checking, else None."""
     if isinstance(node, PrimNode):
         return _FAST[node.avro], partial(accepts, node)
+    if isinstance(node, LogicalNode) and node.logical == "decimal":
+        precision, scale = node.precision, node.scale
+        return _FAST["decimal"], lambda v: decimal_fits(v, precision, scale) is None
     if isinstance(node, LogicalNode) and node.logical in _FAST:
         return _FAST[node.logical], partial(accepts, node)
     return None
@@ -281,7 +284,7 @@ class Converters:
             fast, ok = item.fast, item.fn
 
             def checked_list(v: Any) -> None:
-                if v.__class__ is not list and not isinstance(v, list):
+                if v.__class__ is not list:  # fastavro writes no list subclass
                     raise Mismatch
                 # issuperset(map(type, v)) runs in C; the per-item loop only for unusual classes
                 if not fast.issuperset(map(type, v)):
@@ -294,7 +297,7 @@ class Converters:
             validate = item.fn
 
             def validated_list(v: Any) -> None:
-                if v.__class__ is not list and not isinstance(v, list):
+                if v.__class__ is not list:  # fastavro writes no list subclass
                     raise Mismatch
                 for x in v:
                     validate(x)
@@ -303,7 +306,7 @@ class Converters:
         conv = item.fn
 
         def converted_list(v: Any) -> Any:
-            if v.__class__ is not list and not isinstance(v, list):
+            if v.__class__ is not list:  # fastavro writes no list subclass
                 raise Mismatch
             return [conv(x) for x in v]
 
@@ -379,18 +382,19 @@ class Converters:
         if "double" in kinds and "long" not in kinds:  # an int is a fine float
             double = next(branch_name(b) for b in node.branches if b.key == "double")
             table[int] = (double, plans[double])
-        branches = tuple(node.branches)
 
         def prepare(name: str, plan: Plan, v: Any) -> tuple[str, Any]:
             if plan.kind == "convert":
                 return name, plan.fn(v)
             if plan.kind == "validate":
                 plan.fn(v)
+            elif v.__class__ not in plan.fast and not plan.fn(v):  # e.g. a Decimal of too many digits
+                raise Mismatch
             return name, v
 
         def slow(v: Any) -> tuple[str, Any]:
             # Subclasses (IntEnum members, str subclasses...) and values of unusual classes.
-            for b in branches:
+            for b in union_branches(node, v):
                 if accepts(b, v):
                     return prepare(branch_name(b), plans[branch_name(b)], v)
             raise Mismatch

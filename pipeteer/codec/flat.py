@@ -18,7 +18,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pipeteer.codec.nodes import LONG_MAX, LONG_MIN, PrimNode, RecordNode
+from pipeteer.codec.nodes import PrimNode, RecordNode
+from pipeteer.types import LONG_MAX, LONG_MIN
 
 FLAT_TYPES = ("null", "boolean", "long", "double", "bytes", "string")
 

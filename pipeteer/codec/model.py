@@ -42,30 +42,9 @@ from pipeteer.codec.nodes import (
     UnionNode,
 )
 from pipeteer.errors import SchemaError
-from pipeteer.types import NoneType, type_name
+from pipeteer.types import NoneType, decimal_mark, field_types, type_name
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class AvroDecimal:
-    """Marks a `Decimal` with the precision and scale Avro's decimal logical type needs.
-
-    >>> from typing import Annotated
-    >>> from decimal import Decimal
-    >>> Price = Annotated[Decimal, AvroDecimal(precision=12, scale=2)]
-    """
-
-    precision: int
-    scale: int = 0
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.precision, int) and self.precision > 0):
-            raise SchemaError(f"AvroDecimal precision must be a positive int, got {self.precision!r}")
-        if not (isinstance(self.scale, int) and 0 <= self.scale <= self.precision):
-            raise SchemaError(
-                f"AvroDecimal scale must be an int between 0 and the precision ({self.precision}), got {self.scale!r}"
-            )
 
 
 # ---------------------------------------------------------------------------------------------- derivation
@@ -200,13 +179,11 @@ class _Deriver:
         raise _fail(where, tp, f"{tp!r} is not a type")
 
     def _annotated(self, tp: Any, where: _Where) -> Node:
-        base, *extras = get_args(tp)
-        marks = [m for m in extras if isinstance(m, AvroDecimal)]
-        if not marks:
+        base, mark = decimal_mark(tp)
+        if mark is None:
             return self.node(base, where)
         if base is not decimal.Decimal:
             raise _fail(where, tp, "AvroDecimal annotates Decimal only")
-        mark = marks[0]
         return LogicalNode(tp, "decimal", "bytes", mark.precision, mark.scale)
 
     def _union(self, tp: Any, where: _Where) -> Node:
@@ -338,13 +315,10 @@ def _aliases(cls: type, where: _Where) -> tuple[str, ...]:
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    # Annotations are evaluated as the class body would see them: its own names (nested
-    # classes) and itself, so that a class defined inside a function can still refer to
-    # itself (`next: "Node | None"`).
-    localns = {**vars(cls), cls.__name__: cls}
     try:
-        return typing.get_type_hints(cls, localns=localns, include_extras=True)
+        return field_types(cls)  # resolved as `conforms` resolves them
     except Exception:
+        localns = {**vars(cls), cls.__name__: cls}
         hints: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # resolve field by field to name the culprit
             if not isinstance(f.type, str):

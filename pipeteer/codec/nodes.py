@@ -13,8 +13,6 @@ from typing import Any
 NO_DEFAULT: Any = dataclasses.MISSING
 """Marks a field that has no Avro default."""
 
-LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
-
 
 @dataclass(eq=False)
 class Node:

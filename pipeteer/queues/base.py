@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
+from pipeteer.codec.codec import refusal
 from pipeteer.errors import CodecError, ConfigError, InexistentItem, UnreadableRecord, ValueTypeError
 from pipeteer.plan import Plan
 from pipeteer.queues.progress import Stall
-from pipeteer.types import checker, type_name, value_type_name
+from pipeteer.types import checker, type_name
 
 if TYPE_CHECKING:
     from pipeteer.queues.ledger import Ledger
@@ -587,9 +588,7 @@ class BaseQueue(Queue[T]):
         if not isinstance(id, str) or not id:
             raise ValueTypeError(f"{self.describe()}: ids are non-empty strings, got {id!r}")
         if not self._conforms(value):
-            raise ValueTypeError(
-                f"{self.describe()}: item {id!r} is a {value_type_name(value)}, expected {type_name(self.Type)}"
-            )
+            raise ValueTypeError(f"{self.describe()}: item {id!r} is {refusal(self.Type, value)}")
 
     async def push(self, id: str, value: T) -> None:
         self.check(id, value)

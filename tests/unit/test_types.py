@@ -50,9 +50,13 @@ CASES: list[tuple[Any, Any, bool]] = [
     (dict[str, int], {1: 1}, False),
     (tuple[int, int], (1, 2), True),
     (tuple[int, int], [1, 2], False),
+    (tuple[int, int], (1, "2"), False),
     (datetime.date, datetime.date(2026, 1, 1), True),
     (datetime.date, datetime.datetime(2026, 1, 1), False),
-    (datetime.datetime, datetime.datetime(2026, 1, 1), True),
+    (datetime.datetime, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), True),
+    (datetime.datetime, datetime.datetime(2026, 1, 1), False),  # naive: the codec would refuse it
+    (int, 2**63, False),  # beyond Avro's long
+    (Base, Base("1"), False),  # fields are checked too
     (Base, Base(1), True),
     (Base, Child(1), True),  # subclasses are their base's states
     (Child, Base(1), False),
