@@ -69,20 +69,20 @@ class SqliteBackend(Backend):
         return q
 
     def schema_catalog(self) -> SchemaCatalog:
-        """The schemas table of the file (`pipeteer.queues.sqlite_catalog`)."""
+        """The schemas table of the file (`pipeteer.queues.sqlite.catalog`)."""
         from pipeteer.queues.sqlite import SqliteStore
 
         return SqliteStore.at(self.path).catalog()
 
     def _new_ledger(self) -> Ledger:
         """The ledger of decisions in the database file (`SqliteLedger`): every process records there."""
-        from pipeteer.queues.sqlite_review import SqliteLedger
+        from pipeteer.queues.sqlite.review import SqliteLedger
 
         return SqliteLedger(self.path)
 
     def _new_locks(self) -> Locks:
         """The task locks in the database file (`SqliteLocks`): every process using it sees them."""
-        from pipeteer.queues.sqlite_review import SqliteLocks
+        from pipeteer.queues.sqlite.review import SqliteLocks
 
         return SqliteLocks(self.path)
 

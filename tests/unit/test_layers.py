@@ -131,7 +131,7 @@ def test_no_layer_imports_one_above_it() -> None:
 
 def test_the_checks_see_real_edges() -> None:
     graph = imports()
-    assert "pipeteer.codec" in graph["pipeteer.queues.sqlite"] or any(
-        t.startswith("pipeteer.codec") for t in graph["pipeteer.queues.sqlite"]
+    assert "pipeteer.codec" in graph["pipeteer.queues.sqlite.queue"] or any(
+        t.startswith("pipeteer.codec") for t in graph["pipeteer.queues.sqlite.queue"]
     )
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]

@@ -47,7 +47,7 @@ from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import ConfigError, InexistentItem, StorageFull, Unavailable, UnreadableRecord
 from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, check_page, take_turn
 from pipeteer.queues.memory import Notifier
-from pipeteer.queues.sqlite_catalog import SqliteCatalog
+from pipeteer.queues.sqlite.catalog import SqliteCatalog
 
 T = TypeVar("T")
 U = TypeVar("U")
