@@ -1,4 +1,4 @@
-"""In-process queues: for tests, notebooks and `memory://`.
+"""In-process queues (`MemoryQueue`) and their backend (`MemoryBackend`, `memory://`): for tests and notebooks.
 
 Values are kept encoded, by the same codec (and claim check) as SQLite and Kafka: what a test on
 `memory://` (the `TestDriver`) accepts is exactly what production accepts, and a stage reads a
@@ -11,49 +11,28 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
 from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import InexistentItem, UnreadableRecord
-from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Pending, check_page, pending_filter, take_turn
+from pipeteer.queues.base import (
+    Backend,
+    BaseQueue,
+    DeadLetter,
+    Held,
+    Pending,
+    Retry,
+    check_page,
+    pending_filter,
+    take_turn,
+)
+from pipeteer.queues.notify import Notifier
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-class Notifier:
-    """Wakes the readers waiting on one queue. Safe across event loops in one process."""
-
-    def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def waiter(self) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if len(self._waiters) >= 64:  # waiters given up (cancelled) while nothing was notified
-            self._waiters = [w for w in self._waiters if not w.done()]
-        self._waiters.append(fut)
-        return fut
-
-    def notify(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                loop = fut.get_loop()
-                try:
-                    running = asyncio.get_running_loop()
-                except RuntimeError:
-                    running = None
-                if running is loop:
-                    fut.set_result(None)
-                elif not loop.is_closed():
-                    loop.call_soon_threadsafe(_resolve, fut)
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class MemoryQueue(BaseQueue[T]):
@@ -206,6 +185,25 @@ class MemoryQueue(BaseQueue[T]):
         oldest = next(iter(self._items), None)
         at = None if oldest is None else self._at.get(oldest)
         return Pending(len(self._items), None if at is None else max(0.0, time.time() - at))
+
+
+@dataclass
+class MemoryBackend(Backend):
+    """Queues in this process's memory; the same path gives the same queue."""
+
+    url: str = "memory://"
+    queues: dict[tuple[str, ...], BaseQueue[Any]] = field(default_factory=dict)
+    claim: ClaimCheck | None = None
+    """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
+    retry: Retry = field(default_factory=Retry)
+
+    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
+        key = tuple(path)
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = MemoryQueue(Type, "-".join(key), claim=self.claim)
+            q.retry = self.retry
+        return q
 
 
 _MISSING: Any = object()

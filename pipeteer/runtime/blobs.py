@@ -26,7 +26,7 @@ from typing import Any
 from pipeteer.codec.blobstore import BlobInfo, BlobStore
 from pipeteer.codec.claimcheck import ClaimCheck, keys_in, refs
 from pipeteer.errors import ConfigError
-from pipeteer.queues.backends import MemoryBackend, SqliteBackend
+from pipeteer.queues.memory import MemoryBackend
 from pipeteer.wiring import WorkflowQueues
 
 DEFAULT_GRACE = 3600.0
@@ -95,6 +95,8 @@ def referenced_memory(backend: MemoryBackend) -> set[str]:
 
 def referenced_keys(queues: WorkflowQueues) -> tuple[ClaimCheck | None, set[str]]:
     """The backend's claim check (None: it has none) and every blob key its items reference."""
+    from pipeteer.queues.sqlite import SqliteBackend  # here: the Kafka commands need no SQLite
+
     backend = queues.backend
     if isinstance(backend, SqliteBackend):
         return backend.claim, referenced_sqlite(backend.path)

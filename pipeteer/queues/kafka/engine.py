@@ -57,7 +57,7 @@ from pipeteer.queues.kafka.health import BrokerWatch, broker_states, translate
 from pipeteer.queues.kafka.pace import Pace
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
 from pipeteer.queues.kafka.transactions import UNACKED_BYTES, StageProducer
-from pipeteer.queues.memory import Notifier
+from pipeteer.queues.notify import Notifier
 from pipeteer.queues.progress import Progress, Stall
 
 

@@ -1,53 +1,33 @@
-"""Queues in one SQLite file: the embedded default (`sqlite:///path/queues.db`).
+"""A queue in a table of a SQLite file (`SqliteQueue`): the embedded default's queue.
 
 Each queue is a table `(seq, id, value)`; values are the same Avro single-object
-bytes the Kafka topics carry (`pipeteer.codec`). The file is in WAL mode, so
-several processes can share it: readers never block the writer.
+bytes the Kafka topics carry (`pipeteer.codec`). The file and its connections are the
+store's (`store`); which process reads which row, the claims' (`claims`).
 
 Exactly-once here is a property of one SQLite transaction: moving an item to the
 next stage deletes it from this stage's table and inserts it into the next one in
 a single `BEGIN IMMEDIATE … COMMIT`. A process killed at any instant leaves the
 item either wholly before or wholly after the move, never in both or neither.
-
-Several processes (and several tasks) running one stage split its work: `read()` *claims* the
-oldest unclaimed row in the same statement that finds it (`UPDATE … RETURNING`: atomic, as SQLite
-runs one writer at a time), writing this process's name and a lease expiry in the row. Claims
-only decide who reads what; they are not needed for correctness. A move or pop deletes the row
-and its claim with it; a process's claims are renewed by a thread while it lives (`Claims`), given
-up when its backend closes, and simply expire when it is killed, after which another process
-reads the item again. Should two processes ever work on one item (a lease that ran out), the
-first move wins and the other's raises `InexistentItem`: the output is still written once.
-
-A file system that fills up (the file, its WAL, or the blob store beside it) fails the write with
-`StorageFull`, naming the file and the space left, and leaves everything as it was: SQLite rolls
-the statement or transaction back, and a row is written only after its blobs are whole. A stage
-whose output found no room gives its item back to itself, so that it is read again once the
-service has waited (`StorageFull` is `Unavailable`: no attempt is counted, no dead letter made).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import sqlite3
-import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
-from typing import Any, ClassVar, NoReturn, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar
 
-from pipeteer.codec import SchemaStore, catalogs, codec_for
-from pipeteer.codec.blobstore import free_space, room_for
+from pipeteer.codec import SchemaStore, codec_for
 from pipeteer.codec.claimcheck import ClaimCheck
-from pipeteer.errors import ConfigError, InexistentItem, StorageFull, Unavailable, UnreadableRecord
+from pipeteer.errors import ConfigError, InexistentItem, Unavailable, UnreadableRecord
 from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, check_page, take_turn
-from pipeteer.queues.memory import Notifier
-from pipeteer.queues.sqlite.catalog import SqliteCatalog
+from pipeteer.queues.sqlite.claims import CLAIM_SECONDS, Claims
+from pipeteer.queues.sqlite.deadletters import DeadLetterTable
+from pipeteer.queues.sqlite.store import SqliteStore, transaction
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -62,372 +42,12 @@ FIRST_LOOK = 0.001
 
 _PAGE = 256
 
-WAL_LIMIT = 32 << 20
-"""`journal_size_limit`: after a checkpoint resets the WAL, its file is truncated to this size, so a
-long stream does not leave a WAL as large as its largest burst."""
-
-CLAIM_SECONDS = 30.0
-"""How long a claim on an item lasts unless renewed (`claim_seconds=` in the URL): the longest an item
-read by a process that was killed waits before another process reads it. Renewed every third of it
-while the process lives, so items that take longer to process stay with their process."""
-
 CLAIM_AHEAD_SECONDS = 0.05
 CLAIM_AHEAD_MOST = 64
 """A read claims the oldest item and, when the stage is fast, more behind it: as many as the stage
 goes through in `CLAIM_AHEAD_SECONDS` (at most `CLAIM_AHEAD_MOST`), handed out by the next reads
 without another write. One write per item would cost a fast stage half its speed; holding no more
 than 50 ms of work keeps the split fair, and a slow stage (seconds an item) claims one at a time."""
-
-TIDY_SECONDS = 1.0
-"""At most this often, after items left a queue, free pages are returned to the file system
-(`incremental_vacuum`) and the WAL is checkpointed (PASSIVE: never waits for readers)."""
-
-
-NEARLY_FULL = 1 << 20
-"""An I/O error (or a file SQLite cannot open) on a file system with less than this free is taken
-for the disk full: SQLite says SQLITE_FULL when a write finds no space, but SQLITE_IOERR when an
-fsync, or growing the WAL's index, does, and Python does not give the errno behind it."""
-
-FULL_FIX = (
-    "free space there, or move the database to a larger file system (sqlite:///PATH in --backend or "
-    "PIPETEER_BACKEND); nothing was written, and stages waiting for it go on by themselves once there is room"
-)
-"""What a full database's `StorageFull` says to do."""
-
-
-def full_database(error: sqlite3.Error, path: str) -> StorageFull | None:
-    """`StorageFull` naming the database `path` when SQLite's `error` says its file system is full, else None."""
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is None:
-        return None
-    primary = code & 0xFF  # (extended codes keep the primary one in their low byte)
-    if primary not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
-        return None
-    free, mount = free_space(path)
-    if primary != sqlite3.SQLITE_FULL and (free is None or free >= NEARLY_FULL):
-        return None
-    return StorageFull(path, doing=f"SQLite: {error}", free=free, mount=mount, fix=FULL_FIX)
-
-
-class _Connection(sqlite3.Connection):
-    """A connection whose statements raise `StorageFull` when the disk is full (see `full_database`),
-    wherever they run: a push, a move, and also a read's claim or a schema's publication."""
-
-    path = ""
-    """The database file (what `StorageFull` names)."""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        try:
-            return super().execute(sql, parameters)
-        except sqlite3.Error as e:
-            self._raise(e)
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        try:
-            return super().executemany(sql, parameters)
-        except sqlite3.Error as e:
-            self._raise(e)
-
-    def executescript(self, script: str, /) -> sqlite3.Cursor:
-        try:
-            return super().executescript(script)
-        except sqlite3.Error as e:
-            self._raise(e)
-
-    def _raise(self, error: sqlite3.Error) -> NoReturn:
-        full = full_database(error, self.path)
-        if full is None:
-            raise error
-        raise full from error
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """`BEGIN IMMEDIATE`, the block, `COMMIT`; rolled back if the block or the commit fails. (A full
-    disk can fail the COMMIT itself, and SQLite may then have rolled back already: said, not assumed.)"""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error, StorageFull):
-                conn.execute("ROLLBACK")
-        raise
-
-
-class SqliteStore:
-    """One SQLite file, with a connection per process and thread (connections must not cross a fork)."""
-
-    _stores: ClassVar[dict[str, SqliteStore]] = {}
-    _lock = threading.Lock()
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._conns: dict[tuple[int, int], sqlite3.Connection] = {}
-        self._notifiers: dict[str, Notifier] = {}
-        self._tables: set[tuple[int, str]] = set()
-        self._tidied = 0.0
-        self._claims: Claims | None = None
-        self._catalog: SqliteCatalog | None = None
-
-    @classmethod
-    def at(cls, path: str | os.PathLike[str]) -> SqliteStore:
-        """The store for a file; one per absolute path, so every queue on one file shares its connection."""
-        key = os.path.abspath(os.fspath(path))
-        with cls._lock:
-            store = cls._stores.get(key)
-            if store is None:
-                store = cls._stores[key] = SqliteStore(key)
-            return store
-
-    def conn(self) -> sqlite3.Connection:
-        key = (os.getpid(), threading.get_ident())
-        conn = self._conns.get(key)
-        if conn is None:
-            with room_for(self.path, doing="making its directory", fix=FULL_FIX):
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30, factory=_Connection
-            )
-            conn.path = self.path
-            try:
-                # Only a new database takes auto_vacuum (an older one keeps its mode; VACUUM converts it):
-                # with it, space freed by items that left is given back by `tidy`, not kept forever.
-                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
-            except BaseException:  # (a new file on a full disk): the next call tries again
-                conn.close()
-                raise
-            self._conns[key] = conn
-        return conn
-
-    @contextlib.contextmanager
-    def writing(self, doing: str) -> Iterator[None]:
-        """The block writes to this file for `doing` ("pushing item 'x' to queue 'y'"): a full disk's
-        `StorageFull` says so (the blob store's says which blob it was writing, and passes as it is).
-        Also for the errors a statement's cursor raises as it steps on (an `UPDATE … RETURNING` in
-        autocommit commits, and may find the disk full, only when its rows are fetched)."""
-        try:
-            yield
-        except (StorageFull, sqlite3.Error) as e:
-            full = e if isinstance(e, StorageFull) else full_database(e, self.path)
-            if full is None or full.path != self.path:
-                raise
-            raise StorageFull(
-                full.path, doing=f"{doing}: {full.doing}", free=full.free, mount=full.mount, fix=full.fix,
-                quota=full.quota,
-            ) from (e.__cause__ if full is e else e)
-
-    def tidy(self, *, force: bool = False) -> None:
-        """Give free pages back and checkpoint the WAL, at most every `TIDY_SECONDS` (cheap when there is nothing to do)."""
-        now = time.monotonic()
-        if not force and now - self._tidied < TIDY_SECONDS:
-            return
-        self._tidied = now
-        conn = self.conn()
-        try:
-            # executescript steps the pragma to its end (execute() would free a single page)
-            conn.executescript("PRAGMA incremental_vacuum(4096);")
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except (sqlite3.OperationalError, StorageFull):  # busy (another process writes), or no room: next time
-            pass
-
-    def ensure_table(self, table: str) -> None:
-        key = (os.getpid(), table)
-        if key in self._tables:
-            return
-        conn = self.conn()
-        with self.writing(f"making the table of queue {table!r}"):
-            conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{table}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
-                "id TEXT NOT NULL UNIQUE, value BLOB NOT NULL, at REAL, claimed_by TEXT, claimed_until REAL)"
-            )
-            columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-            # Files from before items had a time (`at` NULL for those) or claims (none yet): add the columns.
-            for column, kind in (("at", "REAL"), ("claimed_by", "TEXT"), ("claimed_until", "REAL")):
-                if column not in columns:
-                    with contextlib.suppress(sqlite3.OperationalError):  # (another process added it meanwhile)
-                        conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {column} {kind}')
-        self._tables.add(key)
-
-    def ensure_schema(self, name: str, statements: Sequence[str]) -> None:
-        """Run `statements` (`CREATE … IF NOT EXISTS`) once per process: the tables of `name`, a part of
-        the file other than the queues (task locks, the ledger of decisions)."""
-        key = (os.getpid(), name)
-        if key in self._tables:
-            return
-        conn = self.conn()
-        with self.writing(f"making the tables of the {name}"):
-            for sql in statements:
-                conn.execute(sql)
-        self._tables.add(key)
-
-    def claims(self) -> Claims:
-        """This process's claims on the rows of this file (made anew in a forked child)."""
-        claims = self._claims
-        if claims is None or claims.pid != os.getpid():
-            claims = self._claims = Claims(self)
-        return claims
-
-    def catalog(self) -> SqliteCatalog:
-        """The file's schema catalog, attached to this process's catalogs (codecs find writers there)."""
-        catalog = self._catalog
-        if catalog is None:
-            catalog = self._catalog = SqliteCatalog(self)
-            catalogs.attach(catalog)
-        return catalog
-
-    def notifier(self, table: str) -> Notifier:
-        n = self._notifiers.get(table)
-        if n is None:
-            n = self._notifiers[table] = Notifier()
-        return n
-
-    def close(self) -> None:
-        if self._catalog is not None:
-            catalogs.detach(self._catalog)
-            self._catalog = None
-        if self._claims is not None and self._claims.pid == os.getpid():
-            self._claims.release()  # the items this process read and did not finish: others may read them now
-            self._claims = None
-        for key, conn in list(self._conns.items()):
-            if key[0] == os.getpid():
-                conn.close()
-                del self._conns[key]
-        self._tables.clear()
-
-
-DEAD_CHECK_SECONDS = 1.0
-"""At most this often per table, a reader that finds every item claimed looks for claims of this
-host's processes that are gone (`Claims.release_dead`): the look scans the table."""
-
-
-def _alive(owner: str) -> bool:
-    """Whether the process named `owner` (`host:pid:random`, of this host) still exists."""
-    try:
-        pid = int(owner.split(":")[1])
-    except (IndexError, ValueError):
-        return True  # not a name this module wrote: leave it to its lease
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-class Claims:
-    """The items this process claimed on one SQLite file, by table: renewed by a thread while the
-    process lives (so a kill -9 lets them expire), released when its backend closes.
-
-    Each process has a name of its own (host, pid and a random part: a pid is reused, a name is
-    not), written in the rows it claims.
-    """
-
-    def __init__(self, store: SqliteStore) -> None:
-        self.store = store
-        self.pid = os.getpid()
-        self.owner = f"{socket.gethostname()}:{self.pid}:{uuid.uuid4().hex[:12]}"
-        self.held: dict[str, set[str]] = {}  # table -> ids claimed (read, not finished)
-        self.leases: dict[str, float] = {}  # table -> seconds a claim lasts
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
-        self._dead_checked: dict[str, float] = {}  # table -> when its owners were last checked (monotonic)
-
-    def add(self, table: str, id: str, lease: float) -> None:
-        with self._lock:
-            self.held.setdefault(table, set()).add(id)
-            self.leases[table] = lease
-            if self._renewer is None:
-                self._renewer = threading.Thread(target=self._renew_loop, name="pipeteer-sqlite-claims", daemon=True)
-                self._renewer.start()
-
-    def discard(self, table: str, id: str) -> None:
-        with self._lock:
-            self.held.get(table, set()).discard(id)
-
-    def busy(self, table: str) -> set[str]:
-        with self._lock:
-            return set(self.held.get(table, ()))
-
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(self._every()):
-            if not os.path.exists(self.store.path):  # the file was deleted (a test's): nothing to renew
-                return
-            try:
-                self.renew()
-            except (sqlite3.Error, StorageFull):  # busy, closed, full: next time (the lease leaves two more tries)
-                pass
-
-    def _every(self) -> float:
-        with self._lock:
-            return min(self.leases.values(), default=CLAIM_SECONDS) / 3
-
-    def renew(self) -> None:
-        """Push the expiry of every claim this process holds a lease further; forget the ids whose
-        rows are gone or were taken by another process (their lease had run out)."""
-        with self._lock:
-            held = {table: set(ids) for table, ids in self.held.items() if ids}
-        conn = self.store.conn()
-        for table, ids in held.items():
-            marks = ",".join("?" * len(ids))
-            kept = {
-                row[0]
-                for row in conn.execute(
-                    f'UPDATE "{table}" SET claimed_until = ? WHERE claimed_by = ? AND id IN ({marks}) RETURNING id',
-                    (time.time() + self.leases[table], self.owner, *ids),
-                )
-            }
-            with self._lock:
-                self.held.get(table, set()).difference_update(ids - kept)
-
-    def release_dead(self, table: str) -> int:
-        """Free the claims in `table` of processes of this host that are gone (killed): a restarted
-        stage takes their items at once instead of when their leases run out. (A process that cannot
-        be told dead, e.g. on another host, keeps its claim until its lease runs out.)"""
-        now = time.monotonic()
-        with self._lock:  # a waiting reader wakes at every commit of another process: look once a second
-            if now - self._dead_checked.get(table, -DEAD_CHECK_SECONDS) < DEAD_CHECK_SECONDS:
-                return 0
-            self._dead_checked[table] = now
-        host = socket.gethostname()
-        conn = self.store.conn()
-        owners = [
-            row[0]
-            for row in conn.execute(
-                f'SELECT DISTINCT claimed_by FROM "{table}" WHERE claimed_by != ? AND claimed_until >= ?',
-                (self.owner, time.time()),
-            )
-        ]
-        dead = [owner for owner in owners if owner.partition(":")[0] == host and not _alive(owner)]
-        if not dead:
-            return 0
-        marks = ",".join("?" * len(dead))
-        freed = conn.execute(
-            f'UPDATE "{table}" SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by IN ({marks})', dead
-        ).rowcount
-        log.info("freed %d item(s) of %s claimed by stopped process(es) %s", freed, table, ", ".join(dead))
-        return int(freed)
-
-    def release(self) -> None:
-        """Give up every claim (the process stops): other processes read those items at once."""
-        self._stop.set()
-        if self._renewer is not None and self._renewer is not threading.current_thread():
-            self._renewer.join(5)
-        with self._lock:
-            tables = [table for table, ids in self.held.items() if ids]
-            self.held.clear()
-        conn = self.store.conn()
-        for table in tables:
-            with contextlib.suppress(sqlite3.Error, StorageFull):  # the lease expires anyway
-                conn.execute(
-                    f'UPDATE "{table}" SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?', (self.owner,)
-                )
 
 
 class SqliteQueue(BaseQueue[T]):
@@ -466,6 +86,7 @@ class SqliteQueue(BaseQueue[T]):
         self._claimed: deque[str] = deque()  # claimed ahead by this queue's reads, not handed out yet
         self._pace = CLAIM_AHEAD_SECONDS  # seconds the stage takes per item (moving average): one at first
         self._handed_at: float | None = None
+        self._letters = DeadLetterTable(self.store, table)
 
     def describe(self) -> str:
         return f"queue {self.table!r} ({self.store.path})"
@@ -479,7 +100,8 @@ class SqliteQueue(BaseQueue[T]):
 
     def _decode(self, id: str, data: bytes) -> T:
         """The stored value, references and all (no blob I/O)."""
-        return self.codec.decode(data, source=self._source(id))
+        value: T = self.codec.decode(data, source=self._source(id))
+        return value
 
     async def _value(self, id: str, data: bytes) -> T:
         return await self.hydrate(id, self._decode(id, data))
@@ -536,11 +158,9 @@ class SqliteQueue(BaseQueue[T]):
         """The next item this queue claimed ahead, as it is now (None when there is none left)."""
         while self._claimed:
             id = self._claimed.popleft()
-            row = self._conn().execute(
-                f'SELECT value FROM "{self.table}" WHERE id = ? AND claimed_by = ?', (id, claims.owner)
-            ).fetchone()
-            if row is not None:
-                return id, row[0]
+            data = claims.value(self.table, id)
+            if data is not None:
+                return id, data
             claims.discard(self.table, id)  # completed by id meanwhile (or its claim ran out: taken elsewhere)
         return None
 
@@ -555,27 +175,13 @@ class SqliteQueue(BaseQueue[T]):
         # This process's items in progress (another task, or another queue object, has them) are not
         # read twice; those it failed are read again here once their delay is over.
         skip = (claims.busy(self.table) - self._failures.keys()) | deferred
-        marks = ",".join("?" * len(skip))
         ahead = max(1, min(CLAIM_AHEAD_MOST, int(CLAIM_AHEAD_SECONDS / max(self._pace, 1e-6))))
         now = time.time()
-        with self.store.writing(f"claiming items of queue {self.table!r} to read"):
-            rows = self._conn().execute(
-                f'UPDATE "{self.table}" SET claimed_by = ?, claimed_until = ? WHERE seq IN (SELECT seq FROM "{self.table}" '
-                "WHERE (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?) "
-                + (f"AND id NOT IN ({marks}) " if skip else "")
-                + f"ORDER BY seq LIMIT {ahead}) RETURNING seq, id, value",
-                (claims.owner, now + self.claim_seconds, now, claims.owner, *skip),
-            ).fetchall()
+        rows = claims.take(self.table, self.claim_seconds, ahead, skip, now)
         if rows:
-            rows.sort()
-            for _, id, _ in rows:
-                claims.add(self.table, id, self.claim_seconds)
             self._claimed.extend(id for _, id, _ in rows[1:])
             return (rows[0][1], rows[0][2]), due
-        expiry = self._conn().execute(
-            f'SELECT MIN(claimed_until) FROM "{self.table}" WHERE claimed_until >= ? AND claimed_by != ?',
-            (now, claims.owner),
-        ).fetchone()[0]
+        expiry = claims.next_expiry(self.table, now)
         if expiry is not None and claims.release_dead(self.table):  # a killed process's items: now
             return self._claim_oldest(claims)
         if expiry is not None:  # another process's claim: if it is not renewed, look again then
@@ -593,11 +199,7 @@ class SqliteQueue(BaseQueue[T]):
             log.debug("%s: item %r is held, not read: %s", self.describe(), id, error)
         super()._hold(id, error)
         if claims is not None:
-            self._conn().execute(
-                f'UPDATE "{self.table}" SET claimed_by = NULL, claimed_until = NULL WHERE id = ? AND claimed_by = ?',
-                (id, claims.owner),
-            )
-            claims.discard(self.table, id)
+            claims.give_up(self.table, id)
 
     def held(self) -> list[Held]:
         """The rows this process met and cannot read (another version's), still in the table, oldest first."""
@@ -636,68 +238,19 @@ class SqliteQueue(BaseQueue[T]):
                 return
             interval = min(interval * 2, POLL_SECONDS)
 
-    @property
-    def dead_letter_table(self) -> str:
-        return f"{self.table}.dead-letters"
-
-    def _ensure_dead_letters(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            f'CREATE TABLE IF NOT EXISTS "{self.dead_letter_table}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
-            "id TEXT NOT NULL, value BLOB NOT NULL, error_class TEXT NOT NULL, error_message TEXT NOT NULL, "
-            "stacktrace TEXT NOT NULL, attempts INTEGER NOT NULL, failed_at REAL NOT NULL)"
-        )
-
-    def _has_dead_letters(self, conn: sqlite3.Connection) -> bool:
-        """Whether the dead-letter table exists (reading needs no write: listing works on a full disk)."""
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        return conn.execute(sql, (self.dead_letter_table,)).fetchone() is not None
-
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
-        conn = self._conn()
-        with self.store.writing(f"setting item {id!r} of queue {self.table!r} aside as a dead letter"):
-            self._ensure_dead_letters(conn)
-            with transaction(conn):
-                row = conn.execute(f'SELECT value FROM "{self.table}" WHERE id = ?', (id,)).fetchone()
-                if row is not None:  # moved on meanwhile (another process): nothing to dead-letter
-                    conn.execute(f'DELETE FROM "{self.table}" WHERE id = ?', (id,))
-                    conn.execute(
-                        f'INSERT INTO "{self.dead_letter_table}" (id, value, error_class, error_message, '
-                        "stacktrace, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (id, row[0], error_class, message, trace, attempts, time.time()),
-                    )
+        self._letters.set_aside(self._conn(), id, error_class, message, trace, attempts)
         self.store.claims().discard(self.table, id)
 
     def dead_letters(self) -> list[DeadLetter]:
         """The items this queue's stage gave up on, oldest first."""
-        conn = self._conn()
-        if not self._has_dead_letters(conn):
-            return []
-        rows = conn.execute(
-            "SELECT id, value, error_class, error_message, stacktrace, attempts, failed_at "
-            f'FROM "{self.dead_letter_table}" ORDER BY seq'
-        ).fetchall()
-        return [DeadLetter(r[0], self.letter_value(r[1]), *r[2:]) for r in rows]
+        return [DeadLetter(r[0], self.letter_value(r[1]), *r[2:]) for r in self._letters.letters(self._conn())]
 
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back in the queue (all, or the latest of each id given), in one transaction."""
-        conn = self._conn()
-        if not self._has_dead_letters(conn):
-            return []
-        with self.store.writing(f"replaying dead letters into queue {self.table!r}"):
-            with transaction(conn):
-                rows = conn.execute(
-                    f'SELECT seq, id, value FROM "{self.dead_letter_table}" ORDER BY seq'
-                ).fetchall()
-                latest = {id: value for _, id, value in rows if ids is None or id in ids}
-                for id, value in latest.items():
-                    conn.execute(
-                        f'INSERT INTO "{self.table}" (id, value, at) VALUES (?, ?, ?) '
-                        "ON CONFLICT(id) DO UPDATE SET value = excluded.value",
-                        (id, value, time.time()),
-                    )
-                    conn.execute(f'DELETE FROM "{self.dead_letter_table}" WHERE id = ?', (id,))
+        back = self._letters.replay(self._conn(), ids)
         self.store.notifier(self.table).notify()
-        return list(latest)
+        return back
 
     async def wait_change(self) -> None:
         # A view (filter) looked before calling this, at a data_version it did not keep: wake on any
