@@ -19,12 +19,10 @@ Safe while stages run:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pipeteer.codec.blobstore import BlobInfo, BlobStore
-from pipeteer.codec.claimcheck import ClaimCheck, keys_in, refs
+from pipeteer.codec.claimcheck import ClaimCheck, keys_in
 from pipeteer.errors import ConfigError
 from pipeteer.queues.memory import MemoryBackend
 from pipeteer.wiring import WorkflowQueues
@@ -86,10 +84,9 @@ def referenced_memory(backend: MemoryBackend) -> set[str]:
 
     found: set[str] = set()
     for q in backend.queues.values():
-        if isinstance(q, MemoryQueue):
-            values: Iterable[Any] = [*q._items.values(), *(d.value for d in q.dead_letters())]
-            for v in values:
-                found.update(key for key, _ in refs(v))
+        if isinstance(q, MemoryQueue):  # items and dead letters are kept encoded: scanned as bytes
+            for data in [*q._items.values(), *(data for _, data in q._dead.values())]:
+                found |= keys_in(data)
     return found
 
 

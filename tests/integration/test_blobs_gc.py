@@ -66,6 +66,21 @@ async def test_dead_letters_keep_their_blobs(tmp_path: Path) -> None:
     queues.backend.close()
 
 
+async def test_memory_keeps_the_blobs_of_pending_items_and_dead_letters(tmp_path: Path) -> None:
+    queues = connect(app, f"memory://?blobs={tmp_path / 'blobs'}", env={})
+    for i in range(3):
+        await queues.Qin.push(f"p{i}", Photo(os.urandom(100_000)))
+    q = queues.stage_queue("keep")
+    q.retry = type(q.retry)(attempts=1)
+    await q.read()
+    q.fail(RuntimeError("stage failed"))  # p0: a dead letter; p1, p2: pending
+    await q.pop("p2")
+    age(tmp_path / "blobs", 7200)
+    done = gc(queues, grace=3600, delete=True)
+    assert done.removed == 1 and len(done.referenced) == 2  # p2's blob went; p0's and p1's are kept
+    assert [d.id for d in q.dead_letters()] == ["p0"] and (await q.read("p1")).img
+
+
 def test_gc_while_a_batch_flows_never_removes_a_referenced_blob(tmp_path: Path) -> None:
     first = make_photos(tmp_path / "in", 80, 50_000)
     second = make_photos(tmp_path / "in2", 40, 50_000)
