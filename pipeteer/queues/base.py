@@ -699,7 +699,8 @@ class Backend(ABC):
 
     A backend makes the queues of one workflow (`make_queue`: the same path, the same items), learns
     the workflow's plan (`bind`), reports to a service's metrics (`use_metrics`), says
-    whether it can serve (`unready_reasons`) and releases what it holds (`close`).
+    whether it can serve (`unready_reasons`), which blobs its items reference (`claim_check`,
+    `referenced_blob_keys`) and releases what it holds (`close`).
     """
 
     url: str
@@ -736,6 +737,18 @@ class Backend(ABC):
                 "make one backend per workflow"
             )
         self.plan = plan
+
+    def claim_check(self) -> ClaimCheck | None:
+        """Where this backend's queues put large `bytes` (`pipeteer.codec.claimcheck`): the blob store
+        `pipeteer blobs gc` cleans. None when values are kept inline (no `blobs=` configured)."""
+        return None
+
+    @abstractmethod
+    def referenced_blob_keys(self) -> set[str]:
+        """Every blob key that an item of this backend still references (pending in a queue, waiting
+        in the output, or a dead letter), read in one consistent view, so that an item moving
+        meanwhile is found in one place or the other: what `pipeteer blobs gc` keeps. Records are
+        scanned as bytes (`pipeteer.codec.claimcheck.keys_in`), whatever their schema. Blocking."""
 
     def schema_catalog(self) -> SchemaCatalog | None:
         """Where this backend's processes publish the schemas they write with, and find the others'

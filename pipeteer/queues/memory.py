@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from pipeteer.codec import codec_for
-from pipeteer.codec.claimcheck import ClaimCheck
+from pipeteer.codec.claimcheck import ClaimCheck, keys_in
 from pipeteer.errors import InexistentItem, UnreadableRecord
 from pipeteer.queues.base import (
     Backend,
@@ -93,6 +93,13 @@ class MemoryQueue(BaseQueue[T]):
     def dead_letters(self) -> list[DeadLetter]:
         """The items this queue's stage gave up on, oldest first."""
         return [letter for letter, _ in self._dead.values()]
+
+    def blob_keys(self) -> set[str]:
+        """The blob keys its items and dead letters reference (kept encoded: scanned as bytes)."""
+        found: set[str] = set()
+        for data in [*self._items.values(), *(data for _, data in self._dead.values())]:
+            found |= keys_in(data)
+        return found
 
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back in the queue (all, or those of the ids given)."""
@@ -192,7 +199,7 @@ class MemoryBackend(Backend):
     """Queues in this process's memory; the same path gives the same queue."""
 
     url: str = "memory://"
-    queues: dict[tuple[str, ...], BaseQueue[Any]] = field(default_factory=dict)
+    queues: dict[tuple[str, ...], MemoryQueue[Any]] = field(default_factory=dict)
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
     retry: Retry = field(default_factory=Retry)
@@ -204,6 +211,16 @@ class MemoryBackend(Backend):
             q = self.queues[key] = MemoryQueue(Type, "-".join(key), claim=self.claim)
             q.retry = self.retry
         return q
+
+    def claim_check(self) -> ClaimCheck | None:
+        return self.claim
+
+    def referenced_blob_keys(self) -> set[str]:
+        """The blob keys of every queue's items and dead letters (in this process: one view, no await)."""
+        found: set[str] = set()
+        for q in self.queues.values():
+            found |= q.blob_keys()
+        return found
 
 
 _MISSING: Any = object()

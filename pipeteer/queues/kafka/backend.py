@@ -34,6 +34,7 @@ from pipeteer.queues.base import (
     turn_due,
 )
 from pipeteer.queues.kafka import health
+from pipeteer.queues.kafka.blobrefs import referenced_kafka
 from pipeteer.queues.kafka.config import KafkaSettings, mask_url
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
@@ -114,6 +115,11 @@ class KafkaBackend(Backend):
                 self.settings.blobs, self.settings.claim_check_bytes, where=f"backend {self.url!r}"
             )
         return self._claim
+
+    def referenced_blob_keys(self) -> set[str]:
+        """The blob keys the workflow's topics still reference, each read from its stage's committed
+        offset on, changelogs and dead letters whole (`kafka.blobrefs`)."""
+        return referenced_kafka(self)
 
     def schema_catalog(self) -> SchemaCatalog:
         """The workflow's schemas topic (`pipeteer.queues.kafka.schemas`), attached to this process's

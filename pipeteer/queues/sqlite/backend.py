@@ -16,6 +16,7 @@ from pipeteer.errors import ConfigError
 from pipeteer.queues.base import Backend, BaseQueue, Retry
 from pipeteer.queues.ledger import Ledger
 from pipeteer.queues.locks import Locks
+from pipeteer.queues.sqlite.blobrefs import referenced_keys
 from pipeteer.queues.sqlite.claims import CLAIM_SECONDS
 from pipeteer.queues.sqlite.queue import SqliteQueue
 from pipeteer.queues.sqlite.review import SqliteLedger, SqliteLocks
@@ -60,6 +61,13 @@ class SqliteBackend(Backend):
         )
         q.retry = self.retry
         return q
+
+    def claim_check(self) -> ClaimCheck | None:
+        return self.claim
+
+    def referenced_blob_keys(self) -> set[str]:
+        """The blob keys every table of the file references, read in one snapshot (`sqlite.blobrefs`)."""
+        return referenced_keys(self.path)
 
     def schema_catalog(self) -> SchemaCatalog:
         """The schemas table of the file (`pipeteer.queues.sqlite.catalog`)."""
