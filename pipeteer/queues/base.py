@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 from pipeteer import settings
 from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
+from pipeteer.codec.framing import ValueCodec
 from pipeteer.errors import CodecError, ConfigError, InexistentItem, UnreadableRecord, ValueTypeError
 from pipeteer.plan import Plan
+from pipeteer.queues.observe import Meters
 from pipeteer.queues.progress import Stall
 from pipeteer.types import checker, type_name, value_type_name
 
@@ -543,7 +545,7 @@ class BaseQueue(Queue[T]):
     def describe(self) -> str:
         return f"{type(self).__name__} {self.name!r} of {type_name(self.Type)}"
 
-    codec: Any
+    codec: ValueCodec[T]
     """The state type's codec (each backend sets it): the same bytes on every backend."""
 
     def _source(self, id: str) -> str:
@@ -755,8 +757,9 @@ class Backend(ABC):
         (`pipeteer.codec.catalog`); None where no other process reads what this one writes (memory)."""
         return None
 
-    def use_metrics(self, metrics: Any) -> None:  # noqa: B027 (a hook with nothing to do by default)
-        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, ...). Nothing by default."""
+    def use_metrics(self, metrics: Meters) -> None:  # noqa: B027 (a hook with nothing to do by default)
+        """Report to a service's metrics (`pipeteer.runtime.metrics.Metrics`: rebalances, commit latency,
+        lag, ...), through the calls `pipeteer.queues.observe.Meters` declares. Nothing by default."""
 
     def unready_reasons(self) -> list[str]:
         """Why the queues this process serves cannot serve now, in words (empty: they can)."""

@@ -41,6 +41,7 @@ from pipeteer.queues.kafka.engine import StageEngine
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
 from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
+from pipeteer.queues.observe import Meters, StageMeters
 from pipeteer.queues.progress import Stall
 
 log = logging.getLogger("pipeteer.kafka")
@@ -100,7 +101,7 @@ class KafkaBackend(Backend):
         self._poller: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._metrics: Any = None
+        self._metrics: Meters | None = None
         self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._claim: ClaimCheck | None = None
@@ -168,7 +169,7 @@ class KafkaBackend(Backend):
             raise ConfigError(f"kafka backend {self.url!r} of {what} cannot serve workflow {plan.workflow.name!r}")
         super().bind(plan)
 
-    def use_metrics(self, metrics: Any) -> None:
+    def use_metrics(self, metrics: Meters) -> None:
         """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...).
 
         The consumer lag of every stage of the workflow is measured from the cluster (see `lag`)."""
@@ -187,9 +188,10 @@ class KafkaBackend(Backend):
         return Consumer(self.settings.connection.client_config("consumer", **{"group.id": group, "enable.auto.commit": False}))
 
     def _report_lag(self, stage: str, partition: int, lag: int) -> None:
-        self._metrics.stage(stage).lag(partition).set(lag)
+        if self._metrics is not None:  # (the monitor starts once there are metrics)
+            self._metrics.stage(stage).lag(partition).set(lag)
 
-    def stage_metrics(self, stage: str) -> Any:
+    def stage_metrics(self, stage: str) -> StageMeters | None:
         if self._metrics is None:
             return None
         m = self._metrics.stage(stage)

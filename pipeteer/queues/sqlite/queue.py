@@ -100,8 +100,7 @@ class SqliteQueue(BaseQueue[T]):
 
     def _decode(self, id: str, data: bytes) -> T:
         """The stored value, references and all (no blob I/O)."""
-        value: T = self.codec.decode(data, source=self._source(id))
-        return value
+        return self.codec.decode(data, source=self._source(id))
 
     async def _value(self, id: str, data: bytes) -> T:
         return await self.hydrate(id, self._decode(id, data))
