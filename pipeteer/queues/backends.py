@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pipeteer import settings
 from pipeteer.codec.claimcheck import claim_check_from
 from pipeteer.errors import ConfigError
-from pipeteer.queues.base import RETRY_OPTIONS, Backend, Retry
+from pipeteer.queues.base import NO_HOOKS, RETRY_OPTIONS, Backend, QueueHooks, Retry
 from pipeteer.queues.memory import MemoryBackend
 
 if TYPE_CHECKING:
@@ -31,11 +31,13 @@ def backend_from_url(
     workflow_name: str | None = None,
     env: Mapping[str, str] | None = None,
     plan: Plan | None = None,
+    hooks: QueueHooks = NO_HOOKS,
 ) -> Backend:
     """The backend a URL names. None means `$PIPETEER_BACKEND`, else the SQLite default.
 
     With `plan`, the backend is bound to it at once (`Backend.bind`: a Kafka backend reads nothing
-    unbound) and `workflow_name` defaults to the plan's workflow's.
+    unbound) and `workflow_name` defaults to the plan's workflow's. `hooks`: what a service gives the
+    queues the backend makes (its retry policy, who counts dead letters).
 
     >>> backend_from_url("sqlite:///data/q.db", workflow_name="wf").path
     'data/q.db'
@@ -44,13 +46,15 @@ def backend_from_url(
     >>> backend_from_url("sqlite:///q.db?blobs=off", workflow_name="wf", env={}).claim is None
     True
     """
-    backend = _from_url(url, workflow_name, env, plan)
+    backend = _from_url(url, workflow_name, env, plan, hooks)
     if plan is not None:
         backend.bind(plan)
     return backend
 
 
-def _from_url(url: str | None, workflow_name: str | None, env: Mapping[str, str] | None, plan: Plan | None) -> Backend:
+def _from_url(
+    url: str | None, workflow_name: str | None, env: Mapping[str, str] | None, plan: Plan | None, hooks: QueueHooks
+) -> Backend:
     env = settings.environ(env)
     url = url or settings.BACKEND.get(env) or DEFAULT_BACKEND
     parts = urlsplit(url)
@@ -66,11 +70,12 @@ def _from_url(url: str | None, workflow_name: str | None, env: Mapping[str, str]
         retry = Retry.from_options({k: env.get(v, options.get(k, "")) for k, v in RETRY_OPTIONS.items()},
                                    f"backend URL {url!r}")
     if parts.scheme == "memory":
-        return MemoryBackend(url, claim=claim_check_from(blobs, threshold, where=f"backend URL {url!r}"), retry=retry)
+        claim = claim_check_from(blobs, threshold, where=f"backend URL {url!r}")
+        return MemoryBackend(url, claim=claim, retry=retry, hooks=hooks)
     if parts.scheme == "sqlite":
         from pipeteer.queues.sqlite import SqliteBackend  # here: the Kafka commands need no SQLite
 
-        return SqliteBackend.from_url(url, options, env, blobs=blobs, threshold=threshold, retry=retry)
+        return SqliteBackend.from_url(url, options, env, blobs=blobs, threshold=threshold, retry=retry, hooks=hooks)
     if parts.scheme == "kafka":
         try:
             from pipeteer.queues.kafka import KafkaBackend
@@ -78,7 +83,7 @@ def _from_url(url: str | None, workflow_name: str | None, env: Mapping[str, str]
             raise ConfigError(
                 f"backend URL {url!r} needs the Kafka extra: pip install 'pipeteer[kafka]' ({e})"
             ) from e
-        return KafkaBackend.from_url(url, workflow_name=workflow_name, env=env, plan=plan)
+        return KafkaBackend.from_url(url, workflow_name=workflow_name, env=env, plan=plan, hooks=hooks)
     raise ConfigError(
         f"unknown backend URL {url!r}: use memory://, sqlite:///path/queues.db or kafka://host:port "
         f"(query options: {dict(parse_qsl(parts.query)) or 'none'})"

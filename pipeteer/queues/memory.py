@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
@@ -19,11 +19,13 @@ from pipeteer.codec import codec_for
 from pipeteer.codec.claimcheck import ClaimCheck, keys_in
 from pipeteer.errors import InexistentItem, UnreadableRecord
 from pipeteer.queues.base import (
+    NO_HOOKS,
     Backend,
     BaseQueue,
     DeadLetter,
     Held,
     Pending,
+    QueueHooks,
     Retry,
     check_page,
     pending_filter,
@@ -44,8 +46,9 @@ class MemoryQueue(BaseQueue[T]):
     ('a', 1)
     """
 
-    def __init__(self, Type: Any, name: str = "memory", *, claim: ClaimCheck | None = None) -> None:
-        super().__init__(Type, name)
+    def __init__(self, Type: Any, name: str = "memory", *, claim: ClaimCheck | None = None,
+                 retry: Retry | None = None, on_dead_letter: Callable[[str], None] | None = None) -> None:
+        super().__init__(Type, name, retry=retry, on_dead_letter=on_dead_letter)
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
         """With a claim check, large `bytes` are kept in its blob store and the queue holds references."""
         self.codec = codec_for(Type)
@@ -203,13 +206,16 @@ class MemoryBackend(Backend):
     claim: ClaimCheck | None = None
     """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
     retry: Retry = field(default_factory=Retry)
+    hooks: QueueHooks = NO_HOOKS
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
         key = tuple(path)
         q = self.queues.get(key)
         if q is None:
-            q = self.queues[key] = MemoryQueue(Type, "-".join(key), claim=self.claim)
-            q.retry = self.retry
+            q = self.queues[key] = MemoryQueue(
+                Type, "-".join(key), claim=self.claim, retry=self.hooks.policy(self.retry),
+                on_dead_letter=self.dead_letter_hook(key),
+            )
         return q
 
     def claim_check(self) -> ClaimCheck | None:

@@ -24,11 +24,13 @@ from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
 from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, TopicNames, topic_configs
 from pipeteer.queues.base import (
+    NO_HOOKS,
     Backend,
     BaseQueue,
     DeadLetter,
     Held,
     Pending,
+    QueueHooks,
     check_page,
     take_turn,
     turn_due,
@@ -81,7 +83,8 @@ class KafkaBackend(Backend):
     moves_back = False
     """Each stage engine measures its oldest pending age and counts its dead letters (see `use_metrics`)."""
 
-    def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str, standalone: bool = False) -> None:
+    def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str, standalone: bool = False,
+                 hooks: QueueHooks = NO_HOOKS) -> None:
         self.url = mask_url(url)
         """The backend URL with secrets masked (it is printed and logged)."""
         self.settings = settings
@@ -91,6 +94,8 @@ class KafkaBackend(Backend):
         """The workflow's plan, once bound: which stage reads each queue (see `reader_of`)."""
         self.standalone = standalone
         """Queues of no workflow (never bound): each read by a stage named after its own path."""
+        self.hooks = hooks
+        """The stages' retry policy, when a service gives one (its dead letters: each engine counts them)."""
         self.watch = health.watch(settings.connection.bootstrap_servers)
         """Whether the cluster answers, and why not (shared by every client of the process)."""
         self.queues: dict[tuple[str, ...], KafkaQueue[Any]] = {}
@@ -145,6 +150,7 @@ class KafkaBackend(Backend):
         env: Mapping[str, str] | None = None,
         plan: Plan | None = None,
         standalone: bool = False,
+        hooks: QueueHooks = NO_HOOKS,
     ) -> KafkaBackend:
         """The backend `url` names, bound to `plan` when given (`workflow_name` is then the plan's),
         or `standalone` (see the class)."""
@@ -152,7 +158,8 @@ class KafkaBackend(Backend):
             if plan is None:
                 raise ConfigError(f"kafka backend {mask_url(url)!r}: name its workflow (workflow_name= or plan=)")
             workflow_name = plan.workflow.name
-        backend = cls(url, KafkaSettings.from_url(url, env), workflow_name=workflow_name, standalone=standalone)
+        backend = cls(url, KafkaSettings.from_url(url, env), workflow_name=workflow_name, standalone=standalone,
+                      hooks=hooks)
         if plan is not None:
             backend.bind(plan)
         return backend
@@ -430,14 +437,14 @@ class KafkaQueue(BaseQueue[T]):
     """A queue on a Kafka topic; reading it makes this process one instance of the reading stage."""
 
     def __init__(self, backend: KafkaBackend, Type: Any, path: tuple[str, ...]) -> None:
-        super().__init__(Type, "/".join(path))
+        # the retry policy: the URL's (`retries=` and `retry_backoff*_ms=`, as on every backend), or a service's
+        super().__init__(Type, "/".join(path), retry=backend.hooks.policy(backend.settings.retries))
         self.backend = backend
         self.path = path
         self.topic = backend.names.queue(path)
         self._started: StageEngine | None = None
         self._opening: asyncio.Future[None] | None = None
         settings = backend.settings
-        self.retry = settings.retries  # (`retries=` and `retry_backoff*_ms=` in the URL, as on every backend)
         codec = make_codec(
             Type,
             registry=settings.schema_registry,

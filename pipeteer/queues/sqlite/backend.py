@@ -13,7 +13,7 @@ from pipeteer import settings
 from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, claim_check_from
 from pipeteer.errors import ConfigError
-from pipeteer.queues.base import Backend, BaseQueue, Retry
+from pipeteer.queues.base import NO_HOOKS, Backend, BaseQueue, QueueHooks, Retry
 from pipeteer.queues.ledger import Ledger
 from pipeteer.queues.locks import Locks
 from pipeteer.queues.sqlite.blobrefs import referenced_keys
@@ -37,10 +37,11 @@ class SqliteBackend(Backend):
     schema_dir: str | None = None
     """`.avsc` files of other versions of the states (`schema_dir=`, `PIPETEER_SCHEMA_DIR`), besides the
     schemas every process publishes in the file itself."""
+    hooks: QueueHooks = NO_HOOKS
 
     @classmethod
     def from_url(cls, url: str, options: Mapping[str, str], env: Mapping[str, str], *, blobs: str | None,
-                 threshold: str | None, retry: Retry) -> SqliteBackend:
+                 threshold: str | None, retry: Retry, hooks: QueueHooks = NO_HOOKS) -> SqliteBackend:
         """The backend of `sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (as SQLAlchemy
         spells them), given the URL's `options`, the environment and what every embedded backend reads
         of them (`pipeteer.queues.backends`)."""
@@ -52,15 +53,13 @@ class SqliteBackend(Backend):
             )
         claim = claim_check_from(blobs, threshold, default=default_blobs(path), where=f"backend URL {url!r}")
         schema_dir = env.get(settings.SCHEMA_DIR.name, options.get("schema_dir")) or None
-        return cls(url, path, claim, retry, claim_seconds(options.get("claim_seconds"), url), schema_dir)
+        return cls(url, path, claim, retry, claim_seconds(options.get("claim_seconds"), url), schema_dir, hooks)
 
     def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
-        q: BaseQueue[Any] = SqliteQueue(
+        return SqliteQueue(
             Type, path=self.path, table="-".join(path), claim=self.claim, claim_seconds=self.claim_seconds,
-            schema_dir=self.schema_dir,
+            schema_dir=self.schema_dir, retry=self.hooks.policy(self.retry), on_dead_letter=self.dead_letter_hook(path),
         )
-        q.retry = self.retry
-        return q
 
     def claim_check(self) -> ClaimCheck | None:
         return self.claim

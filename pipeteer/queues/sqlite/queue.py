@@ -18,13 +18,13 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from pipeteer.codec import SchemaStore, codec_for
 from pipeteer.codec.claimcheck import ClaimCheck
 from pipeteer.errors import ConfigError, InexistentItem, Unavailable, UnreadableRecord
-from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, check_page, take_turn
+from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Listing, Pending, Retry, check_page, take_turn
 from pipeteer.queues.sqlite.claims import CLAIM_SECONDS, Claims
 from pipeteer.queues.sqlite.deadletters import DeadLetterTable
 from pipeteer.queues.sqlite.store import SqliteStore, transaction
@@ -68,10 +68,12 @@ class SqliteQueue(BaseQueue[T]):
         claim: ClaimCheck | None = None,
         claim_seconds: float = CLAIM_SECONDS,
         schema_dir: str | os.PathLike[str] | None = None,
+        retry: Retry | None = None,
+        on_dead_letter: Callable[[str], None] | None = None,
     ) -> None:
         if not table or '"' in table or "\x00" in table:
             raise ConfigError(f"invalid SQLite table name {table!r}: use letters, digits, '-' or '_'")
-        super().__init__(Type, table)
+        super().__init__(Type, table, retry=retry, on_dead_letter=on_dead_letter)
         self.store = SqliteStore.at(path)
         self.store.catalog()  # (attached: this queue's codec finds the schemas other versions wrote with)
         self.table = table
