@@ -10,7 +10,7 @@ from pipeteer.queues.backends import backend_from_url
 from pipeteer.queues.base import NO_HOOKS, QueueHooks
 from pipeteer.runtime.app import App, load_app
 from pipeteer.spec import Workflow
-from pipeteer.wiring import StageHooks, WorkflowQueues, make_queues
+from pipeteer.wiring import BackendQueues, StageHooks, make_queues
 
 
 def connect(
@@ -20,7 +20,7 @@ def connect(
     hooks: Sequence[StageHooks] = (),
     env: Mapping[str, str] | None = None,
     queue_hooks: QueueHooks = NO_HOOKS,
-) -> WorkflowQueues:
+) -> BackendQueues:
     """The workflow's queues on the backend `url` names (default: `$PIPETEER_BACKEND`, else `sqlite:///queues.db`).
 
     `hooks` observe the stages' moves (metrics, locks); `queue_hooks` are given to the backend's queues
@@ -41,6 +41,6 @@ def connect(
     backend = backend_from_url(url, env=env, plan=plan, hooks=queue_hooks)
     Qin = backend.make_queue(wf.Tin, INPUT)
     Qout = backend.make_queue(wf.Tout, OUTPUT_QUEUE)
-    queues: WorkflowQueues = make_queues(Qin, Qout, wf, backend.make_queue, hooks=hooks, plan=plan)
-    queues.backend = backend
+    # `make_queues` finds the backend by its `make_queue` (the queues are built with it)
+    queues: BackendQueues = make_queues(Qin, Qout, wf, backend.make_queue, hooks=hooks, plan=plan)
     return queues

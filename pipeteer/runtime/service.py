@@ -47,7 +47,7 @@ from pipeteer.runtime.security import (
     form_fields,
     safe_next,
 )
-from pipeteer.wiring import WorkflowQueues
+from pipeteer.wiring import BackendQueues
 
 log = logging.getLogger("pipeteer.run")
 
@@ -127,7 +127,7 @@ class StageService:
         self.guard = LockGuard(s for s in self.stages if app.is_web(s))
         # The stages' queues are made with the service's retry policy (when given) and its count of dead letters
         queue_hooks = QueueHooks(retry=retry, on_dead_letter=self._count_dead_letter)
-        self.queues: WorkflowQueues = connect(app, backend, hooks=[self.progress, self.guard], queue_hooks=queue_hooks)
+        self.queues: BackendQueues = connect(app, backend, hooks=[self.progress, self.guard], queue_hooks=queue_hooks)
         self.backend = self.queues.backend
         self.backend.use_metrics(self.metrics)  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
         # Other backends: the service measures the oldest pending age and counts dead letters itself
