@@ -12,7 +12,6 @@ item either wholly before or wholly after the move, never in both or neither.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sqlite3
@@ -33,12 +32,6 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 log = logging.getLogger("pipeteer.sqlite")
-
-POLL_SECONDS = 0.01
-"""The longest a waiting reader goes without noticing a push by *another process* (same-process pushes
-wake it at once). It checks the file's `data_version` (cheap: no query) every 1 ms at first, backing
-off to this while nothing changes."""
-FIRST_LOOK = 0.001
 
 _PAGE = 256
 
@@ -151,7 +144,7 @@ class SqliteQueue(BaseQueue[T]):
                 self._handed_at = time.monotonic()
                 return row[0], value
             try:
-                await self._wait(waiter, version, due)
+                await self.store.wait(waiter, version, due)
             finally:
                 waiter.cancel()
 
@@ -219,25 +212,9 @@ class SqliteQueue(BaseQueue[T]):
         return super().held()
 
     def _version(self) -> int:
-        """Changes whenever another connection commits to the file (SQLite's `data_version`)."""
-        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
-
-    async def _wait(self, waiter: asyncio.Future[None], version: int, due: float | None = None) -> None:
-        """Until this process pushes (the waiter), another process commits (`data_version` moves past
-        `version`, read before the caller last looked), or `due`."""
-        interval = FIRST_LOOK
-        while True:
-            timeout = interval if due is None else min(interval, max(due - time.monotonic(), 0))
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter), timeout)
-                return
-            except TimeoutError:
-                pass
-            if due is not None and time.monotonic() >= due:
-                return
-            if self._version() != version:
-                return
-            interval = min(interval * 2, POLL_SECONDS)
+        """The file's version now (`SqliteStore.version`), the table made first: the claims read next find it."""
+        self.store.ensure_table(self.table)
+        return self.store.version()
 
     def _dead_letter(self, id: str, error_class: str, message: str, trace: str, attempts: int) -> None:
         self._letters.set_aside(self._conn(), id, error_class, message, trace, attempts)
@@ -258,7 +235,7 @@ class SqliteQueue(BaseQueue[T]):
         # change from now on, and after 50 ms at the latest in case one came in between.
         waiter = self.store.notifier(self.table).waiter()
         try:
-            await self._wait(waiter, self._version(), time.monotonic() + 0.05)
+            await self.store.wait(waiter, self._version(), time.monotonic() + 0.05)
         finally:
             waiter.cancel()
 

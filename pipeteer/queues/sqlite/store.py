@@ -1,4 +1,5 @@
-"""One SQLite file of queues: its connections, its tables, its transactions, and a full disk said.
+"""One SQLite file of queues: its connections, its tables, its transactions, a full disk said, and the
+wait for a commit of another process.
 
 The file is in WAL mode, so several processes can share it: readers never block the writer. A
 connection is made per process and thread (connections must not cross a fork), and every queue on
@@ -13,6 +14,7 @@ service has waited (`StorageFull` is `Unavailable`: no attempt is counted, no de
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -28,6 +30,12 @@ from pipeteer.errors import StorageFull
 from pipeteer.queues.notify import Notifier
 from pipeteer.queues.sqlite.catalog import SqliteCatalog
 from pipeteer.queues.sqlite.claims import Claims
+
+POLL_SECONDS = 0.01
+"""The longest a waiting reader goes without noticing a push by *another process* (same-process pushes
+wake it at once). It checks the file's `data_version` (cheap: no query) every 1 ms at first, backing
+off to this while nothing changes."""
+FIRST_LOOK = 0.001
 
 WAL_LIMIT = 32 << 20
 """`journal_size_limit`: after a checkpoint resets the WAL, its file is truncated to this size, so a
@@ -175,6 +183,27 @@ class SqliteStore:
                 full.path, doing=f"{doing}: {full.doing}", free=full.free, mount=full.mount, fix=full.fix,
                 quota=full.quota,
             ) from (e.__cause__ if full is e else e)
+
+    def version(self) -> int:
+        """Changes whenever another connection commits to the file (SQLite's `data_version`)."""
+        return int(self.conn().execute("PRAGMA data_version").fetchone()[0])
+
+    async def wait(self, waiter: asyncio.Future[None], version: int, due: float | None = None) -> None:
+        """Until this process notifies (the `waiter`, of a `notifier`), another process commits (`version()`
+        moves past `version`, read before the caller last looked), or `due` (monotonic)."""
+        interval = FIRST_LOOK
+        while True:
+            timeout = interval if due is None else min(interval, max(due - time.monotonic(), 0))
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+                return
+            except TimeoutError:
+                pass
+            if due is not None and time.monotonic() >= due:
+                return
+            if self.version() != version:
+                return
+            interval = min(interval * 2, POLL_SECONDS)
 
     def tidy(self, *, force: bool = False) -> None:
         """Give free pages back and checkpoint the WAL, at most every `TIDY_SECONDS` (cheap when there is nothing to do)."""
