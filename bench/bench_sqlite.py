@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeteer.queues.sqlite import POLL_SECONDS  # noqa: E402
+from pipeteer.queues.sqlite.store import POLL_SECONDS  # noqa: E402
 
 POLL_MS = int(POLL_SECONDS * 1000)
 

@@ -150,7 +150,7 @@ class TestDriver:
 
     async def outputs(self) -> dict[str, Any]:
         """The workflow's output items, by id."""
-        return dict(await self.queues.Qout.items())  # type: ignore[attr-defined]
+        return dict(await self.queues.Qout.items())
 
     def _gate(self, stage: str) -> _Gate:
         if stage not in self._gates:

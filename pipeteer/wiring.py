@@ -16,10 +16,10 @@ from __future__ import annotations
 import inspect
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pipeteer.codec.codec import refusal
-from pipeteer.errors import NotABackendQueue, SpecError, UnknownStage, ValueTypeError
+from pipeteer.errors import ConfigError, NotABackendQueue, SpecError, UnknownStage, ValueTypeError
 from pipeteer.plan import INPUT, INPUT_SOURCE, OUTPUT_QUEUE, Plan
 from pipeteer.queues.base import Backend, BaseQueue, Queue, ReadQueue, WriteQueue
 from pipeteer.spec import OUTPUT, Pipeline, Stage, Workflow, Wrapped
@@ -56,19 +56,36 @@ class PipelineQueues(dict[str, Any]):
         return self["Qout"]
 
 
-class WorkflowQueues(dict[str, Any]):
+In = TypeVar("In", bound=Queue[Any])
+Out = TypeVar("Out", bound=WriteQueue[Any])
+
+
+class WorkflowQueues(dict[str, Any], Generic[In, Out]):
     """The queues of a workflow: stage name -> its `PipelineQueues` (or nested `WorkflowQueues`).
 
     `.Qin` and `.Qout` are the workflow's own input and output queues, so a script can
-    `await queues.Qin.push(id, Input(...))` and `await queues.Qout.items()`.
+    `await queues.Qin.push(id, Input(...))` and `await queues.Qout.items()`. Made by a backend
+    (`pipeteer.connect`), they are that backend's queues (`BackendQueues`), and `.backend` is it.
     """
 
-    def __init__(self, stages: dict[str, Any], *, Qin: Queue[Any], Qout: WriteQueue[Any], workflow: Workflow[Any, Any]):
+    def __init__(self, stages: dict[str, Any], *, Qin: In, Qout: Out, workflow: Workflow[Any, Any],
+                 backend: Backend | None = None):
         super().__init__(stages)
         self.Qin = Qin
         self.Qout = Qout
         self.workflow = workflow
-        self.backend: Backend  # set by `pipeteer.connect`, which made the queues
+        self._backend = backend
+
+    @property
+    def backend(self) -> Backend:
+        """The backend that made the queues (`pipeteer.connect`, or `make_queues` given a backend's
+        `make_queue`); `ConfigError` when another `make_queue` made them."""
+        if self._backend is None:
+            raise ConfigError(
+                f"the queues of workflow {self.workflow.name!r} were made by no backend (make them with "
+                "pipeteer.connect, or make_queues with a backend's make_queue)"
+            )
+        return self._backend
 
     def stage(self, path: str | Sequence[str]) -> PipelineQueues:
         """The queues of a stage by name or path (`'review/manual'` or `('review', 'manual')`);
@@ -303,10 +320,7 @@ def make_queues(
             q.path: make(q.Type, [*path, *q.path]) for q in plan.queues if q.path not in (INPUT, OUTPUT_QUEUE)
         }
         queues[INPUT] = Qin
-        wired = _workflow_queues(plan, (), pipeline, Qin, Qout, queues, tuple(path), list(hooks))
-        if backend is not None:
-            wired.backend = backend
-        return wired
+        return _workflow_queues(plan, (), pipeline, Qin, Qout, queues, tuple(path), list(hooks), backend)
     if isinstance(pipeline, (Pipeline, Wrapped)):
         return PipelineQueues(Qin=Qin, Qout=Qout)
     raise SpecError("pipeline", [f"{pipeline!r} is not a Pipeline, Wrapped or Workflow"])
@@ -327,7 +341,8 @@ def _workflow_queues(
     queues: dict[tuple[str, ...], Queue[Any]],
     prefix: tuple[str, ...],
     hooks: list[StageHooks],
-) -> WorkflowQueues:
+    backend: Backend | None,
+) -> WorkflowQueues[Queue[Any], WriteQueue[Any]]:
     """The queues of the (sub-)workflow at `wf_path`: each stage's, from the queue the plan says it reads."""
     router = Router(plan, wf_path, queues, Qout)
     stages: dict[str, Any] = {}
@@ -337,7 +352,7 @@ def _workflow_queues(
         stage_name = "/".join((*prefix, *path))
         memory = _StageMemory()
         if isinstance(stage, Workflow):
-            stages[name] = _workflow_queues(plan, path, stage, q, router, queues, prefix, hooks)
+            stages[name] = _workflow_queues(plan, path, stage, q, router, queues, prefix, hooks, backend)
         elif isinstance(stage, Wrapped):
             inner = PipelineQueues(
                 Qin=StageInput(q, stage.pre, memory, stage_name, hooks),
@@ -350,7 +365,12 @@ def _workflow_queues(
                 Qin=StageInput(q, None, memory, stage_name, hooks),
                 Qout=StageOutput(stage_name, q, router, stage.Tout, None, memory, hooks),
             )
-    return WorkflowQueues(stages, Qin=Qin, Qout=Qout, workflow=wf)
+    return WorkflowQueues(stages, Qin=Qin, Qout=Qout, workflow=wf, backend=backend)
+
+
+BackendQueues = WorkflowQueues[BaseQueue[Any], BaseQueue[Any]]
+"""A workflow's queues made by a backend (`pipeteer.connect`): their ends are the backend's own queues,
+with all a `BaseQueue` offers (`pending`, `claim`, `read_stored`, ...)."""
 
 
 class QueueKV:
@@ -373,7 +393,7 @@ class QueueKV:
         return MemoryQueue(Type, name)
 
 
-def iter_stages(queues: WorkflowQueues, prefix: tuple[str, ...] = ()) -> list[tuple[str, PipelineQueues]]:
+def iter_stages(queues: WorkflowQueues[Any, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, PipelineQueues]]:
     """Every leaf stage's queues with its '/'-joined path, depth first."""
     out: list[tuple[str, PipelineQueues]] = []
     for name, q in queues.items():

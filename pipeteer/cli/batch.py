@@ -28,10 +28,10 @@ from pipeteer.runtime.batch import (
     status,
 )
 from pipeteer.runtime.connect import connect
-from pipeteer.wiring import WorkflowQueues
+from pipeteer.wiring import BackendQueues
 
 
-def _queues(args: Any) -> tuple[App, WorkflowQueues]:
+def _queues(args: Any) -> tuple[App, BackendQueues]:
     from pipeteer.runtime.app import require_app
 
     app = require_app(args.app)

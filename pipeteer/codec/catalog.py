@@ -6,7 +6,7 @@ version 2 wrote, and the other way round: neither has the other's classes. So ev
 *publishes* each schema it writes with, in a place of the backend every reader of that backend
 finds, before it writes a record of it:
 
-- SQLite: a table of the database file itself (`SqliteCatalog` in `pipeteer.queues.sqlite`), written
+- SQLite: a table of the database file itself (`SqliteCatalog` in `pipeteer.queues.sqlite.catalog`), written
   before the first row of that schema: a reader that sees the row sees the schema;
 - Kafka: a compacted topic of the workflow (`pipeteer.queues.kafka.schemas`), acknowledged by the
   brokers before the first record of that schema is produced; with a schema registry configured,

@@ -431,6 +431,9 @@ class ClaimCheckCodec(ValueCodec[T]):
     def decode(self, data: bytes, *, source: str = "") -> T:
         return self.claim.hydrate(self.inner.decode(data, source=source), source=source)
 
+    def describe(self) -> str:
+        return self.inner.describe()
+
     def close(self) -> None:
         self.inner.close()
 

@@ -36,6 +36,9 @@ class ValueCodec(Protocol[T]):
 
     def decode(self, data: bytes, *, source: str = "") -> T: ...
 
+    def describe(self) -> str:
+        """The current schema as errors and `unknown_writers` name a reader: `ns.Name (fingerprint …)`."""
+
     def close(self) -> None:
         """Release what the codec holds open (a schema registry client's connections); idempotent.
 

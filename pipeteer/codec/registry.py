@@ -173,6 +173,10 @@ class ConfluentCodec(Generic[T]):
     def __repr__(self) -> str:
         return f"ConfluentCodec({self.codec.describe()}, subject={self.subject!r})"
 
+    def describe(self) -> str:
+        """The current schema, as the inner codec names it (`Codec.describe`)."""
+        return self.codec.describe()
+
     def register(self) -> int:
         """Register the current schema under the subject (once); returns its schema id."""
         if self._schema_id is None:

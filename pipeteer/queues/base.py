@@ -9,6 +9,7 @@ Backends subclass `BaseQueue` and implement the underscored primitives; views
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import traceback
@@ -31,8 +32,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 from pipeteer.codec.catalog import SchemaCatalog
 from pipeteer.codec.claimcheck import ClaimCheck, has_refs
 from pipeteer.codec.codec import refusal
+from pipeteer.codec.framing import ValueCodec
 from pipeteer.errors import CodecError, ConfigError, InexistentItem, UnreadableRecord, ValueTypeError
 from pipeteer.plan import Plan
+from pipeteer.queues.observe import Meters
 from pipeteer.queues.progress import Stall
 from pipeteer.types import checker, type_name
 
@@ -298,6 +301,30 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class QueueHooks:
+    """What a service gives a backend for the stages' queues it makes: each queue receives it when it
+    is made (`Backend.make_queue`), nothing is set on a queue afterwards.
+
+    >>> QueueHooks(retry=Retry(attempts=2)).policy(Retry()).attempts, QueueHooks().policy(Retry()).attempts
+    (2, 5)
+    """
+
+    retry: Retry | None = None
+    """The stages' retry policy, over the backend's own (its URL's `retries=`, ...); None: the backend's."""
+    on_dead_letter: Callable[[str, str], None] | None = None
+    """Told `(stage, id)` of each item a stage's queue sets aside as a dead letter, by the backends that
+    do not count dead letters themselves (`Backend.reports_metrics` False): so a service counts them."""
+
+    def policy(self, backend: Retry) -> Retry:
+        """The retry policy of a queue whose backend's own is `backend`."""
+        return backend if self.retry is None else self.retry
+
+
+NO_HOOKS = QueueHooks()
+"""A backend's hooks when no service gives it any (scripts, commands, tests)."""
+
+
+@dataclass(frozen=True)
 class Pending:
     """What waits in a queue: how many items, and for how long the oldest has (None: unknown, or empty)."""
 
@@ -381,13 +408,18 @@ class BaseQueue(Queue[T]):
 
     retry: Retry = Retry()
     on_dead_letter: Callable[[str], None] | None = None
-    """Told the id of each item this queue sets aside as a dead letter (the service counts them)."""
+    """Told the id of each item this queue sets aside as a dead letter (the service counts them); given
+    when the queue is made, as `retry` is (`QueueHooks`)."""
     claim: ClaimCheck | None = None
     """Where this queue's large `bytes` go (None: kept inline); see `pipeteer.codec.claimcheck`."""
 
-    def __init__(self, Type: Any, name: str) -> None:
+    def __init__(self, Type: Any, name: str, *, retry: Retry | None = None,
+                 on_dead_letter: Callable[[str], None] | None = None) -> None:
         self.Type = Type
         self.name = name
+        if retry is not None:
+            self.retry = retry
+        self.on_dead_letter = on_dead_letter
         self._conforms = checker(Type)
         self._held: str | None = None  # the item `read()` last handed out
         self._failures: dict[str, tuple[int, float]] = {}  # id -> (attempts, retry not before)
@@ -552,7 +584,7 @@ class BaseQueue(Queue[T]):
     def describe(self) -> str:
         return f"{type(self).__name__} {self.name!r} of {type_name(self.Type)}"
 
-    codec: Any
+    codec: ValueCodec[T]
     """The state type's codec (each backend sets it): the same bytes on every backend."""
 
     def _source(self, id: str) -> str:
@@ -704,9 +736,10 @@ class Backend(ABC):
     """The contract of a backend, beside its queues': what `pipeteer.connect` and the runtime use of
     it, declared here (with defaults where a backend has nothing to say) so nothing probes for it.
 
-    A backend makes the queues of one workflow (`make_queue`: the same path, the same items), learns
-    the workflow's plan (`bind`), reports to a service's metrics (`use_metrics`), says
-    whether it can serve (`unready_reasons`) and releases what it holds (`close`).
+    A backend makes the queues of one workflow (`make_queue`: the same path, the same items, each
+    given a service's `hooks` when it is made), learns the workflow's plan (`bind`), reports to a
+    service's metrics (`use_metrics`), says whether it can serve (`unready_reasons`), which blobs its
+    items reference (`claim_check`, `referenced_blob_keys`) and releases what it holds (`close`).
     """
 
     url: str
@@ -714,6 +747,9 @@ class Backend(ABC):
 
     plan: Plan | None = None
     """The workflow's plan, once bound (`bind`): which stage reads each queue."""
+
+    hooks: QueueHooks = NO_HOOKS
+    """What a service gives the queues this backend makes (`QueueHooks`), given when the backend is made."""
 
     _locks: Locks | None = None  # (made by `locks()` on first use)
     _ledger: Ledger | None = None  # (made by `ledger()` on first use)
@@ -744,13 +780,34 @@ class Backend(ABC):
             )
         self.plan = plan
 
+    def dead_letter_hook(self, path: Sequence[str]) -> Callable[[str], None] | None:
+        """What the queue at `path` tells of each item it sets aside as a dead letter: `hooks.on_dead_letter`
+        with the name of the stage reading it ('/'-joined); None when there is no hook, or no stage of the
+        bound plan reads that queue."""
+        tell = self.hooks.on_dead_letter
+        reader = None if tell is None or self.plan is None else self.plan.readers().get(tuple(path))
+        return None if tell is None or reader is None else functools.partial(tell, "/".join(reader))
+
+    def claim_check(self) -> ClaimCheck | None:
+        """Where this backend's queues put large `bytes` (`pipeteer.codec.claimcheck`): the blob store
+        `pipeteer blobs gc` cleans. None when values are kept inline (no `blobs=` configured)."""
+        return None
+
+    @abstractmethod
+    def referenced_blob_keys(self) -> set[str]:
+        """Every blob key that an item of this backend still references (pending in a queue, waiting
+        in the output, or a dead letter), read in one consistent view, so that an item moving
+        meanwhile is found in one place or the other: what `pipeteer blobs gc` keeps. Records are
+        scanned as bytes (`pipeteer.codec.claimcheck.keys_in`), whatever their schema. Blocking."""
+
     def schema_catalog(self) -> SchemaCatalog | None:
         """Where this backend's processes publish the schemas they write with, and find the others'
         (`pipeteer.codec.catalog`); None where no other process reads what this one writes (memory)."""
         return None
 
-    def use_metrics(self, metrics: Any) -> None:  # noqa: B027 (a hook with nothing to do by default)
-        """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, ...). Nothing by default."""
+    def use_metrics(self, metrics: Meters) -> None:  # noqa: B027 (a hook with nothing to do by default)
+        """Report to a service's metrics (`pipeteer.runtime.metrics.Metrics`: rebalances, commit latency,
+        lag, ...), through the calls `pipeteer.queues.observe.Meters` declares. Nothing by default."""
 
     def unready_reasons(self) -> list[str]:
         """Why the queues this process serves cannot serve now, in words (empty: they can)."""

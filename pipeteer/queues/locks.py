@@ -3,7 +3,7 @@
 A review console hands a task to one reviewer at a time: opening it takes a lock until a
 deadline (renewed while the page stays open), deciding it turns the lock into a *decided* one
 that lasts the decision's undo window, and completing it drops the lock. The locks live where
-every process serving the stage sees them: in the queues' SQLite file (`sqlite_review.SqliteLocks`), or in
+every process serving the stage sees them: in the queues' SQLite file (`sqlite.review.SqliteLocks`), or in
 this process (`MemoryLocks`: `memory://`, and Kafka, where the instance owning a task's
 partition is the only one that serves it). `Backend.locks()` gives the backend's.
 

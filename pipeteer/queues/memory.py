@@ -1,4 +1,4 @@
-"""In-process queues: for tests, notebooks and `memory://`.
+"""In-process queues (`MemoryQueue`) and their backend (`MemoryBackend`, `memory://`): for tests and notebooks.
 
 Values are kept encoded, by the same codec (and claim check) as SQLite and Kafka: what a test on
 `memory://` (the `TestDriver`) accepts is exactly what production accepts, and a stage reads a
@@ -10,50 +10,31 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
 from pipeteer.codec import codec_for
-from pipeteer.codec.claimcheck import ClaimCheck
+from pipeteer.codec.claimcheck import ClaimCheck, keys_in
 from pipeteer.errors import InexistentItem, UnreadableRecord
-from pipeteer.queues.base import BaseQueue, DeadLetter, Held, Pending, check_page, pending_filter, take_turn
+from pipeteer.queues.base import (
+    NO_HOOKS,
+    Backend,
+    BaseQueue,
+    DeadLetter,
+    Held,
+    Pending,
+    QueueHooks,
+    Retry,
+    check_page,
+    pending_filter,
+    take_turn,
+)
+from pipeteer.queues.notify import Notifier
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-class Notifier:
-    """Wakes the readers waiting on one queue. Safe across event loops in one process."""
-
-    def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def waiter(self) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if len(self._waiters) >= 64:  # waiters given up (cancelled) while nothing was notified
-            self._waiters = [w for w in self._waiters if not w.done()]
-        self._waiters.append(fut)
-        return fut
-
-    def notify(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                loop = fut.get_loop()
-                try:
-                    running = asyncio.get_running_loop()
-                except RuntimeError:
-                    running = None
-                if running is loop:
-                    fut.set_result(None)
-                elif not loop.is_closed():
-                    loop.call_soon_threadsafe(_resolve, fut)
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class MemoryQueue(BaseQueue[T]):
@@ -65,8 +46,9 @@ class MemoryQueue(BaseQueue[T]):
     ('a', 1)
     """
 
-    def __init__(self, Type: Any, name: str = "memory", *, claim: ClaimCheck | None = None) -> None:
-        super().__init__(Type, name)
+    def __init__(self, Type: Any, name: str = "memory", *, claim: ClaimCheck | None = None,
+                 retry: Retry | None = None, on_dead_letter: Callable[[str], None] | None = None) -> None:
+        super().__init__(Type, name, retry=retry, on_dead_letter=on_dead_letter)
         self.claim = claim if claim is not None and claim.applies_to(Type) else None
         """With a claim check, large `bytes` are kept in its blob store and the queue holds references."""
         self.codec = codec_for(Type)
@@ -114,6 +96,13 @@ class MemoryQueue(BaseQueue[T]):
     def dead_letters(self) -> list[DeadLetter]:
         """The items this queue's stage gave up on, oldest first."""
         return [letter for letter, _ in self._dead.values()]
+
+    def blob_keys(self) -> set[str]:
+        """The blob keys its items and dead letters reference (kept encoded: scanned as bytes)."""
+        found: set[str] = set()
+        for data in [*self._items.values(), *(data for _, data in self._dead.values())]:
+            found |= keys_in(data)
+        return found
 
     def replay(self, ids: Sequence[str] | None = None) -> list[str]:
         """Put dead letters back in the queue (all, or those of the ids given)."""
@@ -206,6 +195,38 @@ class MemoryQueue(BaseQueue[T]):
         oldest = next(iter(self._items), None)
         at = None if oldest is None else self._at.get(oldest)
         return Pending(len(self._items), None if at is None else max(0.0, time.time() - at))
+
+
+@dataclass
+class MemoryBackend(Backend):
+    """Queues in this process's memory; the same path gives the same queue."""
+
+    url: str = "memory://"
+    queues: dict[tuple[str, ...], MemoryQueue[Any]] = field(default_factory=dict)
+    claim: ClaimCheck | None = None
+    """Large `bytes` go to this blob store (`memory://?blobs=DIR`); none by default."""
+    retry: Retry = field(default_factory=Retry)
+    hooks: QueueHooks = NO_HOOKS
+
+    def make_queue(self, Type: Any, path: Sequence[str], /) -> BaseQueue[Any]:
+        key = tuple(path)
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = MemoryQueue(
+                Type, "-".join(key), claim=self.claim, retry=self.hooks.policy(self.retry),
+                on_dead_letter=self.dead_letter_hook(key),
+            )
+        return q
+
+    def claim_check(self) -> ClaimCheck | None:
+        return self.claim
+
+    def referenced_blob_keys(self) -> set[str]:
+        """The blob keys of every queue's items and dead letters (in this process: one view, no await)."""
+        found: set[str] = set()
+        for q in self.queues.values():
+            found |= q.blob_keys()
+        return found
 
 
 _MISSING: Any = object()

@@ -173,12 +173,12 @@ class App:
         limit = self.task_age_limits.get(stage, DEFAULT_TASK_AGE_LIMIT)
         return float(limit.total_seconds() if isinstance(limit, timedelta) else limit)
 
-    def stage_queues(self, queues: WorkflowQueues, stage: str) -> PipelineQueues:
+    def stage_queues(self, queues: WorkflowQueues[Any, Any], stage: str) -> PipelineQueues:
         """What the stage's factory is called with: the `internal` queues of a Wrapped stage."""
         q = queues.stage(stage)
         return q["internal"] if isinstance(self.stages()[stage], Wrapped) else q
 
-    def artifact(self, queues: WorkflowQueues, stage: str) -> Any:
+    def artifact(self, queues: WorkflowQueues[Any, Any], stage: str) -> Any:
         """Make one stage's artifact (a coroutine or an ASGI app)."""
         if stage not in self.artifacts:
             raise UnknownStage(f"app {self.name!r}", stage, list(self.artifacts))

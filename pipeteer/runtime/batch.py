@@ -54,10 +54,10 @@ from pipeteer.codec.blobstore import (
 )
 from pipeteer.codec.claimcheck import EXPORT_FIX, ClaimCheck, has_refs, parse_ref
 from pipeteer.errors import ConfigError, InexistentItem, format_size
-from pipeteer.queues.base import BaseQueue, Pending, ReadQueue
+from pipeteer.queues.base import Pending, ReadQueue
 from pipeteer.runtime.app import App
 from pipeteer.runtime.media import extension
-from pipeteer.wiring import WorkflowQueues
+from pipeteer.wiring import BackendQueues
 
 MANIFEST = "manifest.jsonl"
 
@@ -216,7 +216,7 @@ class PushReport:
 
 async def push_files(
     app: App,
-    queues: WorkflowQueues,
+    queues: BackendQueues,
     files: Sequence[Path],
     *,
     ledger: Path,
@@ -233,7 +233,7 @@ async def push_files(
     """
     report = PushReport() if report is None else report
     ingest = app.ingest or default_ingest(app.workflow.Tin)
-    claim = queues.Qin.claim if isinstance(queues.Qin, BaseQueue) else None
+    claim = queues.Qin.claim
     store = claim.store if claim is not None else None
     if link and not isinstance(store, LocalBlobStore):
         raise ConfigError(f"pipeteer push --link: the blob store of {queues.backend.url} is not a local directory")
@@ -423,14 +423,12 @@ async def _pop(q: ReadQueue[Any], id: str) -> None:
         await q.pop(id)
 
 
-async def drained(queues: WorkflowQueues, app: App) -> bool:
+async def drained(queues: BackendQueues, app: App) -> bool:
     """No item waits in any stage or in the output."""
     for stage in app.stages():
-        q = queues.stage_queue(stage)
-        if isinstance(q, BaseQueue) and (await q.pending()).count:
+        if (await queues.stage_queue(stage).pending()).count:
             return False
-    out = queues.Qout
-    return not (isinstance(out, BaseQueue) and (await out.pending()).count)
+    return not (await queues.Qout.pending()).count
 
 
 @dataclass
@@ -446,7 +444,7 @@ class PullReport:
 
 async def pull_outputs(
     app: App,
-    queues: WorkflowQueues,
+    queues: BackendQueues,
     dest: Path,
     *,
     follow: bool = False,
@@ -477,8 +475,6 @@ async def pull_outputs(
         lines = _open_append(manifest)
     report.listed = len(done)
     Qout = queues.Qout
-    if not isinstance(Qout, BaseQueue):
-        raise ConfigError(f"pipeteer pull: the output queue of {app.name!r} cannot be read")
     # from a local blob store, files are exported (copied in the kernel or linked), not read
     local = Qout.claim if Qout.claim is not None and isinstance(Qout.claim.store, LocalBlobStore) else None
     if link and local is None:
@@ -589,15 +585,12 @@ async def pull_outputs(
 # --- status ----------------------------------------------------------------------------------
 
 
-async def status(app: App, queues: WorkflowQueues) -> dict[str, Pending]:
+async def status(app: App, queues: BackendQueues) -> dict[str, Pending]:
     """Per stage, what waits in it; and the outputs waiting to be pulled (`'(output)'`)."""
     out: dict[str, Pending] = {}
     for stage in app.stages():
-        q = queues.stage_queue(stage)
-        if isinstance(q, BaseQueue):
-            out[stage] = await q.pending()
-    if isinstance(queues.Qout, BaseQueue):
-        out["(output)"] = await queues.Qout.pending()
+        out[stage] = await queues.stage_queue(stage).pending()
+    out["(output)"] = await queues.Qout.pending()
     return out
 
 

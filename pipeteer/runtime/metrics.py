@@ -51,6 +51,7 @@ LABELS = ("workflow", "stage")
 
 class Metrics:
     """Every pipeteer metric of one workflow, registered once on `registry` (pass a fresh one per test or process).
+    What a backend reports to (`pipeteer.queues.observe.Meters`, checked by mypy where the service gives it).
 
     >>> m = Metrics(workflow="wf")
     >>> m.stage("validation").consumed.inc()
@@ -166,32 +167,32 @@ class StageMetrics:
         self.pending = metrics.pending.labels(*self.key)
 
     @property
-    def dead_letters(self) -> Any:
+    def dead_letters(self) -> Counter:
         return self.metrics.dead_letters.labels(*self.key)
 
     @property
-    def rebalances(self) -> Any:
+    def rebalances(self) -> Counter:
         return self.metrics.rebalances.labels(*self.key)
 
     @property
-    def commit(self) -> Any:
+    def commit(self) -> Histogram:
         return self.metrics.commit.labels(*self.key)
 
     @property
-    def commit_failures(self) -> Any:
+    def commit_failures(self) -> Counter:
         return self.metrics.commit_failures.labels(*self.key)
 
     @property
-    def oldest_pending(self) -> Any:
+    def oldest_pending(self) -> Gauge:
         return self.metrics.oldest_pending.labels(*self.key)
 
-    def lag(self, partition: int) -> Any:
+    def lag(self, partition: int) -> Gauge:
         return self.metrics.lag.labels(*self.key, str(partition))
 
-    def completions(self, reviewer: str) -> Any:
+    def completions(self, reviewer: str) -> Counter:
         return self.metrics.completions.labels(*self.key, reviewer)
 
-    def decisions(self, decision: str, reason: str) -> Any:
+    def decisions(self, decision: str, reason: str) -> Counter:
         return self.metrics.decisions.labels(*self.key, decision, reason)
 
     def export_measured(self) -> None:

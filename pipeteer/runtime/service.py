@@ -30,7 +30,7 @@ from pipeteer.errors import (
     UnknownStage,
 )
 from pipeteer.plan import Plan
-from pipeteer.queues.base import Retry
+from pipeteer.queues.base import QueueHooks, Retry
 from pipeteer.queues.progress import Stall
 from pipeteer.runtime.app import App
 from pipeteer.runtime.availability import StageGate
@@ -47,7 +47,7 @@ from pipeteer.runtime.security import (
     form_fields,
     safe_next,
 )
-from pipeteer.wiring import WorkflowQueues
+from pipeteer.wiring import BackendQueues
 
 log = logging.getLogger("pipeteer.run")
 
@@ -125,7 +125,9 @@ class StageService:
         self.security = security if security is not None else Security()
         # Every completion of a person's task, whatever route pushes it, honours the console's locks
         self.guard = LockGuard(s for s in self.stages if app.is_web(s))
-        self.queues: WorkflowQueues = connect(app, backend, hooks=[self.progress, self.guard])
+        # The stages' queues are made with the service's retry policy (when given) and its count of dead letters
+        queue_hooks = QueueHooks(retry=retry, on_dead_letter=self._count_dead_letter)
+        self.queues: BackendQueues = connect(app, backend, hooks=[self.progress, self.guard], queue_hooks=queue_hooks)
         self.backend = self.queues.backend
         self.backend.use_metrics(self.metrics)  # Kafka: rebalances, commit latency, lag, dead letters, oldest pending
         # Other backends: the service measures the oldest pending age and counts dead letters itself
@@ -148,15 +150,16 @@ class StageService:
             self.progress.of(s).watch_ready(self.ready)
             self.progress.of(s).watch_held(_count(raw.held))
             self.progress.of(s).watch_stalled(self._stalled_seconds(s))
-            if retry is not None:
-                raw.retry = retry
-            if self.measures_pending:
-                raw.on_dead_letter = self.progress.of(s).count_dead_letter
+            if self.measures_pending:  # (its queue counts them: `_count_dead_letter`)
                 self.progress.of(s).dead_letters.inc(0)  # exported from the start, at 0
         self.metrics.watch_unknown_writers(self.readers_of)
         self.console = Console(self, self.guard, console or ConsoleSettings())
         self.root = self._root()
         self.asgi = SecurityMiddleware(StageGate(self.root, list(self.web), self.unavailable), self.security)
+
+    def _count_dead_letter(self, stage: str, id: str) -> None:
+        """A stage's queue set item `id` aside as a dead letter (backends that do not count them themselves)."""
+        self.progress.of(stage).count_dead_letter(id)
 
     def _root(self) -> FastAPI:
         docs = self.security.api_docs

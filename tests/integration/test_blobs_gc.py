@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeteer import connect
 from pipeteer.codec.claimcheck import keys_in, refs
-from pipeteer.runtime.blobs import gc, referenced_sqlite
+from pipeteer.runtime.blobs import gc
 from tests.apps.photos import Photo, Stored, app
 from tests.integration.test_batch import APP, check_outputs, make_photos, pipeteer, run
 
@@ -60,10 +60,25 @@ async def test_dead_letters_keep_their_blobs(tmp_path: Path) -> None:
     q.fail(RuntimeError("stage failed"))
     assert [d.id for d in q.dead_letters()] == ["bad"]
     (key,) = [k for k, _ in refs(q.dead_letters()[0].value)]
-    assert key in referenced_sqlite(str(tmp_path / "q.db"))
+    assert key in queues.backend.referenced_blob_keys()
     age(tmp_path / "q.blobs", 7200)
     assert gc(queues, grace=0, delete=True).removed == 0
     queues.backend.close()
+
+
+async def test_memory_keeps_the_blobs_of_pending_items_and_dead_letters(tmp_path: Path) -> None:
+    queues = connect(app, f"memory://?blobs={tmp_path / 'blobs'}", env={})
+    for i in range(3):
+        await queues.Qin.push(f"p{i}", Photo(os.urandom(100_000)))
+    q = queues.stage_queue("keep")
+    q.retry = type(q.retry)(attempts=1)
+    await q.read()
+    q.fail(RuntimeError("stage failed"))  # p0: a dead letter; p1, p2: pending
+    await q.pop("p2")
+    age(tmp_path / "blobs", 7200)
+    done = gc(queues, grace=3600, delete=True)
+    assert done.removed == 1 and len(done.referenced) == 2  # p2's blob went; p0's and p1's are kept
+    assert [d.id for d in q.dead_letters()] == ["p0"] and (await q.read("p1")).img
 
 
 def test_gc_while_a_batch_flows_never_removes_a_referenced_blob(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from pipeteer.queues.sqlite import WAL_LIMIT, SqliteQueue, SqliteStore
+from pipeteer.queues.sqlite import SqliteQueue, SqliteStore
+from pipeteer.queues.sqlite.store import WAL_LIMIT
 
 
 async def test_space_is_given_back_after_items_leave(tmp_path: Path) -> None:

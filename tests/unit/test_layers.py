@@ -1,5 +1,7 @@
-"""The package's layering, read from its real imports: no import cycle, no layer importing one above it,
-and the compile layer kept apart from the queues and the Kafka client.
+"""The package's layering, read from its real imports: no import cycle, no layer importing one above it;
+the compile layer kept apart from the queues and the Kafka client; and the rooms of the backends,
+read from the same syntax trees: only the SQLite backend imports `sqlite3`, and the runtime asks no
+`isinstance` of a backend or of a backend's queue.
 
 Every `import` counts, at module level or inside a function (a deferred import is still a
 dependency), except those under `if TYPE_CHECKING:`. `from pkg import name` depends on the
@@ -9,14 +11,15 @@ submodule `pkg.name` when there is one, and on `pkg` itself otherwise.
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeteer"
 
 LAYERS = [
-    {"errors", "types", "settings", "topics", "annotate"},
+    {"errors", "types", "settings", "annotate", "topics"},
     {"spec", "codec"},
     {"plan"},
     {"queues"},
@@ -38,53 +41,112 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imported(name: str, path: Path, known: Collection[str]) -> Iterator[tuple[str, int]]:
-    """(module imported, line) for every import of the module `name` at `path`, but those under
-    `if TYPE_CHECKING:`; relative imports made absolute, modules outside pipeteer as written."""
-    tree = ast.parse(path.read_text(), str(path))
+@functools.cache
+def trees() -> dict[str, ast.Module]:
+    return {name: ast.parse(path.read_text(), str(path)) for name, path in modules().items()}
+
+
+def nodes(name: str) -> Iterator[ast.AST]:
+    """Every node of module `name` that runs: those under `if TYPE_CHECKING:` do not."""
+    tree = trees()[name]
     typing_only = {
         id(n)
         for node in ast.walk(tree)
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
         for n in ast.walk(node)
     }
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            yield from ((a.name, node.lineno) for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join([*base, *([node.module] if node.module else [])])
-            else:
-                target = node.module or ""
-            subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known]
-            yield from ((sub, node.lineno) for sub in subs)
-            if len(subs) < len(node.names):
-                yield target, node.lineno
+    return (node for node in ast.walk(tree) if id(node) not in typing_only)
+
+
+def imported(name: str, node: ast.Import | ast.ImportFrom) -> str:
+    """The module a `from … import` names, relative ones resolved (`''` for an `import`)."""
+    if isinstance(node, ast.Import):
+        return ""
+    if not node.level:
+        return node.module or ""
+    package = name if modules()[name].name == "__init__.py" else name.rpartition(".")[0]
+    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join([*base, *([node.module] if node.module else [])])
 
 
 def imports() -> dict[str, set[str]]:
-    """Module -> the modules of pipeteer it imports."""
     known = modules()
-    return {
-        name: {target for target, _ in imported(name, path, known) if target in known and target != name}
-        for name, path in known.items()
-    }
+    graph: dict[str, set[str]] = {m: set() for m in known}
+    for name in known:
+        for node in nodes(name):
+            if isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names if a.name in known}
+            elif isinstance(node, ast.ImportFrom):
+                target = imported(name, node)
+                if target not in known:
+                    continue
+                subs = {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known}
+                graph[name] |= subs
+                if len(subs) < len(node.names):
+                    graph[name].add(target)
+        graph[name].discard(name)
+    return graph
+
+
+def outside_imports(module: str) -> list[str]:
+    """`module:line` of every import of `module` (or a submodule of it) by the package."""
+    found = []
+    for name in modules():
+        for node in nodes(name):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                targets = [imported(name, node)]
+            else:
+                continue
+            if any(t == module or t.startswith(f"{module}.") for t in targets):
+                found.append(f"{name}:{node.lineno}")
+    return sorted(found)
 
 
 def imports_under(layer: str, *, of: str) -> list[str]:
     """`module:line imports target` for every import, by a module of `layer`, of `of` or a module under it."""
-    known = modules()
-    return [
-        f"{name}:{line} imports {target}"
-        for name, path in sorted(known.items())
-        if layer_of(name) == layer
-        for target, line in imported(name, path, known)
-        if target == of or target.startswith(f"{of}.")
-    ]
+    found = []
+    for name in sorted(modules()):
+        if layer_of(name) != layer:
+            continue
+        for node in nodes(name):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                target = imported(name, node)
+                targets = [f"{target}.{a.name}" for a in node.names] + [target]
+            else:
+                continue
+            hit = sorted({t for t in targets if t == of or t.startswith(f"{of}.")})
+            if hit:
+                found.append(f"{name}:{node.lineno} imports {hit[0]}")
+    return found
+
+
+SQLITE_ROOM = "pipeteer.queues.sqlite"
+
+BACKEND_CLASSES = {"Backend", "SqliteBackend", "MemoryBackend", "KafkaBackend",
+                   "BaseQueue", "SqliteQueue", "MemoryQueue", "KafkaQueue"}
+"""What the runtime may not probe with `isinstance`: it calls what `Backend` and `BaseQueue` declare."""
+
+
+def probes(package: str, classes: set[str]) -> list[str]:
+    """`module:line isinstance(…)` of every `isinstance(x, C)` under `package` whose `C` (or one of a
+    tuple of classes) is named in `classes`, as a name or an attribute (`kafka.KafkaBackend`)."""
+    found = []
+    for name in modules():
+        if name != package and not name.startswith(f"{package}."):
+            continue
+        for node in nodes(name):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"
+                    and len(node.args) == 2):
+                continue
+            kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+            named = {k.id if isinstance(k, ast.Name) else k.attr for k in kinds if isinstance(k, ast.Name | ast.Attribute)}
+            if named & classes:
+                found.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    return sorted(found)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -147,16 +209,14 @@ def test_no_layer_imports_one_above_it() -> None:
     assert dict(upward) == {}
 
 
-def test_the_checks_see_real_edges() -> None:
-    graph = imports()
-    # deferred imports count, TYPE_CHECKING ones do not; imports from outside the package are seen too
-    assert "pipeteer.queues.kafka.admin" in graph["pipeteer.cli.deploy"]
-    assert "pipeteer.queues.kafka.config" not in graph["pipeteer.cli.deploy"]
-    assert imports_under("queues", of="confluent_kafka")
-    assert "pipeteer.codec" in graph["pipeteer.queues.sqlite"] or any(
-        t.startswith("pipeteer.codec") for t in graph["pipeteer.queues.sqlite"]
-    )
-    assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+def test_only_the_sqlite_backend_imports_sqlite3() -> None:
+    outside = [where for where in outside_imports("sqlite3") if not where.startswith(f"{SQLITE_ROOM}.")]
+    assert outside == [], f"sqlite3 is imported outside {SQLITE_ROOM} (its room): {outside}"
+
+
+def test_the_runtime_probes_no_backend_with_isinstance() -> None:
+    found = probes("pipeteer.runtime", BACKEND_CLASSES)
+    assert found == [], f"the runtime asks isinstance of backends or their queues (call what Backend declares): {found}"
 
 
 def test_compile_imports_nothing_of_the_queues() -> None:
@@ -170,3 +230,17 @@ def test_compile_imports_nothing_of_the_queues() -> None:
 def test_compile_imports_no_kafka_client() -> None:
     found = imports_under("compile", of="confluent_kafka")
     assert not found, "the compile layer imports the Kafka client:\n" + "\n".join(found)
+
+
+def test_the_checks_see_real_edges() -> None:
+    graph = imports()
+    # deferred imports count, TYPE_CHECKING ones do not; imports from outside the package are seen too
+    assert "pipeteer.queues.kafka.admin" in graph["pipeteer.cli.deploy"]
+    assert imports_under("queues", of="confluent_kafka")
+    assert imports_under("cli", of="pipeteer.queues.kafka.admin")
+    assert "pipeteer.codec" in graph["pipeteer.queues.sqlite.queue"] or any(
+        t.startswith("pipeteer.codec") for t in graph["pipeteer.queues.sqlite.queue"]
+    )
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert any(where.startswith("pipeteer.queues.sqlite.store:") for where in outside_imports("sqlite3"))
+    assert any(p.endswith(" isinstance(dst, MemoryQueue)") for p in probes("pipeteer.queues.memory", BACKEND_CLASSES))

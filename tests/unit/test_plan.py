@@ -11,9 +11,9 @@ from pipeteer import Pipeline, Workflow
 from pipeteer.compile import TopologyConfig, build_topology
 from pipeteer.errors import ConfigError, RoutingError
 from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan
-from pipeteer.queues.backends import MemoryBackend
 from pipeteer.queues.base import BaseQueue
 from pipeteer.queues.kafka import KafkaBackend
+from pipeteer.queues.memory import MemoryBackend
 from pipeteer.spec import OUTPUT
 from pipeteer.wiring import make_queues
 from tests.apps.nested import Checked, Done, Raw, Second, app, nested

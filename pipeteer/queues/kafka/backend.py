@@ -25,16 +25,19 @@ from pipeteer.codec.registry import ConfluentCodec
 from pipeteer.errors import ConfigError, QueueError, RecordTooLarge
 from pipeteer.plan import INPUT, OUTPUT_QUEUE, Plan, TopicNames
 from pipeteer.queues.base import (
+    NO_HOOKS,
     Backend,
     BaseQueue,
     DeadLetter,
     Held,
     Pending,
+    QueueHooks,
     check_page,
     take_turn,
     turn_due,
 )
 from pipeteer.queues.kafka import health
+from pipeteer.queues.kafka.blobrefs import referenced_kafka
 from pipeteer.queues.kafka.config import KafkaSettings
 from pipeteer.queues.kafka.deadletters import DeadLetterTopic
 from pipeteer.queues.kafka.engine import StageEngine
@@ -42,6 +45,7 @@ from pipeteer.queues.kafka.faults import error_of
 from pipeteer.queues.kafka.lag import LagMonitor, StageInput
 from pipeteer.queues.kafka.pending import Entry
 from pipeteer.queues.kafka.schemas import KafkaCatalog, RegistryCatalog
+from pipeteer.queues.observe import Meters, StageMeters
 from pipeteer.queues.progress import Stall
 from pipeteer.settings import mask_url
 from pipeteer.topics import topic_configs
@@ -83,7 +87,8 @@ class KafkaBackend(Backend):
     moves_back = False
     """Each stage engine measures its oldest pending age and counts its dead letters (see `use_metrics`)."""
 
-    def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str, standalone: bool = False) -> None:
+    def __init__(self, url: str, settings: KafkaSettings, *, workflow_name: str, standalone: bool = False,
+                 hooks: QueueHooks = NO_HOOKS) -> None:
         self.url = mask_url(url)
         """The backend URL with secrets masked (it is printed and logged)."""
         self.settings = settings
@@ -93,6 +98,8 @@ class KafkaBackend(Backend):
         """The workflow's plan, once bound: which stage reads each queue (see `reader_of`)."""
         self.standalone = standalone
         """Queues of no workflow (never bound): each read by a stage named after its own path."""
+        self.hooks = hooks
+        """The stages' retry policy, when a service gives one (its dead letters: each engine counts them)."""
         self.watch = health.watch(settings.connection.bootstrap_servers)
         """Whether the cluster answers, and why not (shared by every client of the process)."""
         self.queues: dict[tuple[str, ...], KafkaQueue[Any]] = {}
@@ -103,7 +110,7 @@ class KafkaBackend(Backend):
         self._poller: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._metrics: Any = None
+        self._metrics: Meters | None = None
         self._lag: LagMonitor | None = None
         self._ensuring = asyncio.Lock()
         self._claim: ClaimCheck | None = None
@@ -118,6 +125,11 @@ class KafkaBackend(Backend):
                 self.settings.blobs, self.settings.claim_check_bytes, where=f"backend {self.url!r}"
             )
         return self._claim
+
+    def referenced_blob_keys(self) -> set[str]:
+        """The blob keys the workflow's topics still reference, each read from its stage's committed
+        offset on, changelogs and dead letters whole (`kafka.blobrefs`)."""
+        return referenced_kafka(self)
 
     def schema_catalog(self) -> SchemaCatalog:
         """The workflow's schemas topic (`pipeteer.queues.kafka.schemas`), attached to this process's
@@ -142,6 +154,7 @@ class KafkaBackend(Backend):
         env: Mapping[str, str] | None = None,
         plan: Plan | None = None,
         standalone: bool = False,
+        hooks: QueueHooks = NO_HOOKS,
     ) -> KafkaBackend:
         """The backend `url` names, bound to `plan` when given (`workflow_name` is then the plan's),
         or `standalone` (see the class)."""
@@ -149,7 +162,8 @@ class KafkaBackend(Backend):
             if plan is None:
                 raise ConfigError(f"kafka backend {mask_url(url)!r}: name its workflow (workflow_name= or plan=)")
             workflow_name = plan.workflow.name
-        backend = cls(url, KafkaSettings.from_url(url, env), workflow_name=workflow_name, standalone=standalone)
+        backend = cls(url, KafkaSettings.from_url(url, env), workflow_name=workflow_name, standalone=standalone,
+                      hooks=hooks)
         if plan is not None:
             backend.bind(plan)
         return backend
@@ -166,7 +180,7 @@ class KafkaBackend(Backend):
             raise ConfigError(f"kafka backend {self.url!r} of {what} cannot serve workflow {plan.workflow.name!r}")
         super().bind(plan)
 
-    def use_metrics(self, metrics: Any) -> None:
+    def use_metrics(self, metrics: Meters) -> None:
         """Report to a `pipeteer.runtime.metrics.Metrics` (rebalances, commit latency, lag, dead letters, ...).
 
         The consumer lag of every stage of the workflow is measured from the cluster (see `lag`)."""
@@ -185,9 +199,10 @@ class KafkaBackend(Backend):
         return Consumer(self.settings.connection.client_config("consumer", **{"group.id": group, "enable.auto.commit": False}))
 
     def _report_lag(self, stage: str, partition: int, lag: int) -> None:
-        self._metrics.stage(stage).lag(partition).set(lag)
+        if self._metrics is not None:  # (the monitor starts once there are metrics)
+            self._metrics.stage(stage).lag(partition).set(lag)
 
-    def stage_metrics(self, stage: str) -> Any:
+    def stage_metrics(self, stage: str) -> StageMeters | None:
         if self._metrics is None:
             return None
         m = self._metrics.stage(stage)
@@ -428,14 +443,14 @@ class KafkaQueue(BaseQueue[T]):
     """A queue on a Kafka topic; reading it makes this process one instance of the reading stage."""
 
     def __init__(self, backend: KafkaBackend, Type: Any, path: tuple[str, ...]) -> None:
-        super().__init__(Type, "/".join(path))
+        # the retry policy: the URL's (`retries=` and `retry_backoff*_ms=`, as on every backend), or a service's
+        super().__init__(Type, "/".join(path), retry=backend.hooks.policy(backend.settings.retries))
         self.backend = backend
         self.path = path
         self.topic = backend.names.queue(path)
         self._started: StageEngine | None = None
         self._opening: asyncio.Future[None] | None = None
         settings = backend.settings
-        self.retry = settings.retries  # (`retries=` and `retry_backoff*_ms=` in the URL, as on every backend)
         codec = make_codec(
             Type,
             registry=settings.schema_registry,

@@ -42,7 +42,8 @@ from pipeteer.queues.kafka.health import BrokerWatch
 from pipeteer.queues.kafka.pending import Entry, PendingTable, Record
 from pipeteer.queues.kafka.thread import EngineThread
 from pipeteer.queues.kafka.transactions import UNACKED_BYTES, StageProducer
-from pipeteer.queues.memory import Notifier
+from pipeteer.queues.notify import Notifier
+from pipeteer.queues.observe import StageMeters
 from pipeteer.queues.progress import Stall
 
 log = logging.getLogger("pipeteer.kafka")
@@ -55,7 +56,7 @@ class StageHost(Protocol):
     names: TopicNames
     watch: BrokerWatch
 
-    def stage_metrics(self, stage: str) -> Any: ...
+    def stage_metrics(self, stage: str) -> StageMeters | None: ...
 
     def known_topics(self) -> set[str]: ...
 
@@ -141,7 +142,7 @@ class StageEngine:
         # --- the event loop's own ---
         self.loop: asyncio.AbstractEventLoop | None = None
         self.notifier = Notifier()
-        self.metrics: Any = None
+        self.metrics: StageMeters | None = None
         """The stage's metrics (set once, by `start`, before the thread runs)."""
 
         self.thread = EngineThread(self)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeteer.queues import sqlite_review as ledger_module
 from pipeteer.queues.backends import backend_from_url
 from pipeteer.queues.ledger import Decided, Ledger, MemoryLedger
 from pipeteer.queues.sqlite import SqliteStore
-from pipeteer.queues.sqlite_review import RETAIN_SECONDS, SqliteLedger
+from pipeteer.queues.sqlite import review as ledger_module
+from pipeteer.queues.sqlite.review import RETAIN_SECONDS, SqliteLedger
 
 
 @pytest.fixture(params=["memory", "sqlite"])

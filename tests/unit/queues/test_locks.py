@@ -15,8 +15,7 @@ import pytest
 from pipeteer.errors import TaskLocked
 from pipeteer.queues.backends import backend_from_url
 from pipeteer.queues.locks import Lock, Locks, MemoryLocks
-from pipeteer.queues.sqlite import SqliteStore
-from pipeteer.queues.sqlite_review import SqliteLocks
+from pipeteer.queues.sqlite import SqliteLocks, SqliteStore
 
 S = "validation"
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipeteer.errors import TaskLocked
 from pipeteer.queues.locks import Locks, MemoryLocks
-from pipeteer.queues.sqlite_review import SqliteLocks
+from pipeteer.queues.sqlite import SqliteLocks
 from pipeteer.runtime.console.desk import Desk, NothingToUndo, candidates
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pipeteer.queues.ledger import Decided, Ledger
 from pipeteer.queues.locks import PURGE_SECONDS, Lock, Locks, _refuse
-from pipeteer.queues.sqlite import SqliteStore, transaction
+from pipeteer.queues.sqlite.store import SqliteStore, transaction
 
 LOCKS_TABLE = "_pipeteer_locks"
 """The table of `SqliteLocks` (tables named `_pipeteer_…` are not queues)."""

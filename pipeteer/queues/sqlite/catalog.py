@@ -17,7 +17,7 @@ from pipeteer.codec.catalog import Published, SchemaCatalog
 from pipeteer.codec.schema import Schema, fingerprint, full_name
 
 if TYPE_CHECKING:
-    from pipeteer.queues.sqlite import SqliteStore
+    from pipeteer.queues.sqlite.store import SqliteStore
 
 TABLE = "_pipeteer_schemas"
 """The table's name: a leading underscore, which `'-'.join(path)` of a workflow's queue never starts with
