@@ -1,8 +1,8 @@
-"""One automatic stage on Kafka, exactly-once, beside two baselines measured in the same run.
+"""One automatic stage on Kafka, exactly-once, beside a hand-written loop, Quix Streams and Kafka Streams.
 
     python bench/bench_kafka_stage.py [--broker kafka|noida | --bootstrap HOST:PORT]
-        [--small 100000] [--large 20000] [--repeat 3] [--idle-seconds 10]
-        [--variants loop,quix,pipeteer] [--quix-python PATH]
+        [--small 100000] [--large 20000] [--repeat 3] [--idle-seconds 10] [--quix-python PATH]
+        [--variants loop,quix,pipeteer,kstreams,kstreams?batch.size=1048576]
 
 Variants, each a fresh process of its own (the *stage process*), each reading its own copy of the
 same pre-filled input (4 partitions, Avro single-object records) with its own consumer group and
@@ -16,24 +16,39 @@ writing its own output topic, all exactly-once with a commit every 100 ms:
   `pipeteer run bench.bench_kafka_stage:app --backend kafka://… --stage upper`, at the defaults.
   `pipeteer?OPTIONS` is the same with backend URL options added (e.g.
   `pipeteer?queued.min.messages=20000`), to compare settings in one run; likewise
-  `quix?commit_interval=5` (Quix's default) sets Application arguments.
+  `quix?commit_interval=5` (Quix's default) sets Application arguments;
+- `kstreams`: a Kafka Streams 4.4 application (`bench/kstreams/`, Java 17, `stream → mapValues →
+  to`), processing.guarantee=exactly_once_v2, commit.interval.ms=100, its defaults otherwise;
+  `kstreams?CONFIG=VALUE&…` adds Streams or client settings. `kstreams?batch.size=1048576` (the
+  producer's batches at 1 MB) is the tuned anchor the table compares with, as issue 24 did. It is
+  built once per machine into `~/.cache/pipeteer/bench-kstreams/` (`bench/kafka_stage_kstreams.py`:
+  Maven resolves its jars, `javac` compiles it); without `java`, `javac` or `mvn` the `kstreams`
+  variants are left out, saying so.
 
-The transform is the same everywhere: decode the Avro record, upper-case its text, encode; it
-notes (in the stage process) when it first and last ran. The variants take turns for `--repeat`
-rounds (this machine is noisy: one run of a variant can be 30% off another) and the table gives
-medians. The parent process watches each output topic with a read_committed consumer and reads
-the stage process's CPU time from /proc, and reports per variant:
+The transform is the same everywhere: decode the Avro record, upper-case its text, encode (Kafka
+Streams with Avro's Java library on the schemas pipeteer's codec derives); it notes (in the stage
+process) when it first and last ran. The variants take turns for `--repeat` rounds (this machine
+is noisy: one run of a variant can be 30% off another) and the table gives medians. The parent
+process watches each output topic with a read_committed consumer and reads the CPU time of the
+stage process and the broker from /proc, and reports per variant:
 
-- *steady* records/s: from the first output visible to the last (start-up excluded);
-- *end-to-end* records/s: from the start of the stage process to the last output visible;
-- *CPU ms / 1k*: CPU seconds (user + system, all threads) of the stage process per 1,000 records
-  while it was in steady state (first to last output visible), in milliseconds;
+- *steady* records/s: from the first output visible to the last (start-up excluded, a JVM's
+  just-in-time compilation included);
+- *warm* records/s: over the second half of the output, from the output count reaching N/2 to N
+  (a stage that is still warming up, as a JVM's is, runs faster here than in *steady*);
+- *end-to-end* records/s: from the start of the stage process to the last output visible (a JVM's
+  or an interpreter's start-up included);
+- *CPU s*: CPU seconds (user + system, all threads) of the stage process per 100,000 records while
+  it was in steady state (first to last output visible); *broker*: the same of the broker's
+  processes over the same window ("n/a" with --bootstrap: the bench does not know its pid);
 - *first out*: from the first input the transform saw to the first output visible;
 - *tail*: from the last item processed to its output visible (the input has stopped);
 - peak RSS of the stage process.
 
-Last, the CPU an idle, caught-up stage process (`pipeteer run` of a copy stage) and the broker
-burn over `--idle-seconds`, read from /proc.
+Once a round's clock has stopped, its output is checked: exactly N records, none duplicated, each
+byte for byte what pipeteer's codec encodes for the upper-cased record (the table says which
+rounds were not). Last, the CPU an idle, caught-up stage process (`pipeteer run` of a copy stage)
+and the broker burn over `--idle-seconds`, read from /proc.
 
 Quix Streams pins an older confluent-kafka than pipeteer's, so it lives in a virtualenv of its own
 (`python3 -m venv /work/venv-quix && /work/venv-quix/bin/pip install -e '.[bench]'`): name its
@@ -43,11 +58,10 @@ it can import quixstreams; else the `quix` variant is left out, saying so).
 Without --bootstrap a broker is started as the tests start it (`tests/kafka_broker.py`):
 `--broker kafka` is Apache Kafka from Maven Central's jars (the default when `java` and `mvn`
 exist), `--broker noida` the noida-db broker. On noida-db, ~10 KB records measure the broker more
-than the stage: it answers a fetch with the whole backlog at once, so all three variants wait for
+than the stage: it answers a fetch with the whole backlog at once, so every variant waits for
 one response of up to the whole input before their first record; and it does not long-poll, so
 an idle consumer costs CPU that it does not cost on Kafka.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -57,7 +71,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +84,8 @@ from urllib.parse import parse_qsl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import kafka_stage_kstreams as kstreams  # noqa: E402
+from bench.kafka_stage_report import TUNED_KSTREAMS, num, table  # noqa: E402
 from pipeteer import App, Pipeline, ReadQueue, Workflow, Wrapped, WriteQueue  # noqa: E402
 
 PARTITIONS = 4
@@ -232,8 +247,11 @@ def run_quix(bootstrap: str, in_topic: str, out_topic: str, options_json: str) -
 @dataclass
 class Variant:
     name: str
-    """`loop`, `quix`, `pipeteer`, or one with options: `pipeteer?URL_OPTIONS`, `quix?commit_interval=5`."""
+    """`loop`, `quix`, `pipeteer`, `kstreams`, or one with options: `pipeteer?URL_OPTIONS`,
+    `quix?commit_interval=5`, `kstreams?batch.size=1048576`."""
     python: str
+    jars: Path | None = None
+    """The Kafka Streams peer's build (`kstreams` variants)."""
 
     @property
     def kind(self) -> str:
@@ -255,9 +273,16 @@ class Variant:
                 options += "&" + self.name.split("?", 1)[1]
             return [self.python, "-m", "pipeteer", "run", "bench.bench_kafka_stage:app", "--backend",
                     f"kafka://{bootstrap}?prefix={prefix}{options}", "--stage", "upper", "--port", str(free_port())]
-        options = dict(parse_qsl(self.name.split("?", 1)[1])) if "?" in self.name else {}
+        settings = dict(parse_qsl(self.name.split("?", 1)[1])) if "?" in self.name else {}
+        if self.kind == "kstreams":
+            if self.jars is None:
+                raise RuntimeError(f"{self.name}: the Kafka Streams peer is not built")
+            from pipeteer.codec import codec_for
+
+            schemas = (codec_for(Rec).schema, codec_for(Out).schema)
+            return kstreams.command(self.jars, bootstrap, in_topic, out_topic, f"{prefix}.kstreams", settings, schemas)
         return [self.python, __file__, "--child", self.kind, "--bootstrap", bootstrap, "--topic", in_topic,
-                "--output", out_topic, "--options", json.dumps(options)]
+                "--output", out_topic, "--options", json.dumps(settings)]
 
 
 def free_port() -> int:
@@ -279,6 +304,11 @@ def _create(bootstrap: str, topics: list[str]) -> None:
                 raise
 
 
+def body(size: int) -> str:
+    """The text of every input record of about `size` bytes."""
+    return ("lorem ipsum dolor sit amet " * (size // 27 + 1))[: max(size - 12, 1)]
+
+
 def fill(bootstrap: str, topic: str, n: int, size: int) -> None:
     from confluent_kafka import Producer
 
@@ -287,11 +317,11 @@ def fill(bootstrap: str, topic: str, n: int, size: int) -> None:
     codec = codec_for(Rec)
     _create(bootstrap, [topic])
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "partitioner": "murmur2_random"})
-    body = ("lorem ipsum dolor sit amet " * (size // 27 + 1))[: max(size - 12, 1)]
+    text = body(size)
     for i in range(n):
         while True:
             try:
-                p.produce(topic, codec.encode(Rec(i, body)), f"r{i}".encode())
+                p.produce(topic, codec.encode(Rec(i, text)), f"r{i}".encode())
                 break
             except BufferError:
                 p.poll(0.05)
@@ -307,6 +337,18 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def group_cpu(group: int | None) -> float:
+    """CPU seconds so far of the processes of process group `group` (NaN for None: unknown)."""
+    if group is None:
+        return float("nan")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == group:
+                total += proc_cpu(int(stat.parent.name))
+    return total
+
+
 def peak_rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -315,8 +357,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(variant: Variant, bootstrap: str, prefix: str, n: int, size: int, timeout: float = 600.0) -> dict[str, float]:
-    """Run one variant's stage process over the pre-filled input; watch its output from here."""
+def measure(variant: Variant, bootstrap: str, prefix: str, n: int, size: int, broker: int | None,
+            timeout: float = 600.0) -> dict[str, float]:
+    """Run one variant's stage process over the pre-filled input; watch its output from here.
+
+    `broker`: the broker's process group, whose CPU is read over the steady window (None: unknown).
+    """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     _, out_topic = variant.topics(prefix, size)
@@ -331,27 +377,32 @@ def measure(variant: Variant, bootstrap: str, prefix: str, n: int, size: int, ti
     started = time.monotonic()
     proc = subprocess.Popen(variant.command(bootstrap, prefix, size), cwd=ROOT, env=env, stdout=log, stderr=log,
                             start_new_session=True)
-    seen = 0
-    first = last = cpu_first = cpu_last = 0.0
-    seen_first = 0
+    values: list[bytes | None] = []  # checked once the clock has stopped
+    first = half = cpu_first = broker_first = 0.0
+    seen_first = seen_half = 0
     try:
-        while seen < n:
-            stalled = not seen and time.monotonic() - started > STALL
+        while len(values) < n:
+            stalled = not values and time.monotonic() - started > STALL
             if stalled or time.monotonic() - started > timeout or proc.poll() is not None:
                 log.seek(0)
-                raise RuntimeError(f"{variant.name}: {seen} of {n} outputs (exit {proc.poll()}):\n"
+                raise RuntimeError(f"{variant.name}: {len(values)} of {n} outputs (exit {proc.poll()}):\n"
                                    + log.read().decode(errors="replace")[-4000:])
             # `consume` waits for its whole timeout unless it fills its batch: wait for one record,
             # note the time, then take what else is there
             first_msg = watcher.poll(0.05)
             now = time.monotonic()
             msgs = [] if first_msg is None else [first_msg, *watcher.consume(10_000, 0)]
-            got = sum(1 for m in msgs if m.error() is None)
-            if got and not seen:
-                first, cpu_first, seen_first = now, proc_cpu(proc.pid), got
-            seen += got
-        last, cpu_last = time.monotonic(), proc_cpu(proc.pid)
+            got = [m.value() for m in msgs if m.error() is None]
+            if got and not values:
+                first, seen_first = now, len(got)
+                cpu_first, broker_first = proc_cpu(proc.pid), group_cpu(broker)
+            values += got
+            if got and not half and len(values) >= n / 2:
+                half, seen_half = now, len(values)
+        last, cpu_last, broker_last = time.monotonic(), proc_cpu(proc.pid), group_cpu(broker)
         rss = peak_rss_mb(proc.pid)
+        while extra := watcher.consume(10_000, 0.5):  # anything past N is a duplicate
+            values += [m.value() for m in extra if m.error() is None]
         deadline = time.monotonic() + 10
         while "last" not in probe_file.read_text() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -367,15 +418,44 @@ def measure(variant: Variant, bootstrap: str, prefix: str, n: int, size: int, ti
     notes = dict(line.split() for line in probe_file.read_text().splitlines())
     probe_file.unlink()
     steady = n - seen_first
+    nan = float("nan")
     return {
-        "steady": steady / (last - first) if last > first else float("nan"),
+        "steady": steady / (last - first) if last > first and steady else nan,
+        "warm": (n - seen_half) / (last - half) if last > half and seen_half < n else nan,
         "end_to_end": n / (last - started),
-        "cpu_per_1k": (cpu_last - cpu_first) / steady * 1000 if steady else float("nan"),
+        "cpu_per_100k": (cpu_last - cpu_first) / steady * 100_000 if steady else nan,
+        "broker_per_100k": (broker_last - broker_first) / steady * 100_000 if steady else nan,
         "first_out": first - float(notes["first"]),
         "tail": last - float(notes["last"]),
         "startup": float(notes["first"]) - started,
         "rss_mb": rss,
+        **check_output(values, n, size),
     }
+
+
+def check_output(values: list[bytes | None], n: int, size: int) -> dict[str, float]:
+    """How the output differs from what it should be: records with each of the input's `n` once,
+    byte for byte what pipeteer's codec encodes for `Out(n, upper-cased text)`."""
+    from pipeteer.codec import Codec, codec_for
+    from pipeteer.errors import DecodeError
+
+    codec: Codec[Out] = codec_for(Out)
+    text = body(size).upper()
+    seen: set[int] = set()
+    decoded = wrong = 0
+    for value in values:
+        try:
+            if value is None:
+                raise DecodeError("a record without a value")
+            out = codec.decode(value)
+        except DecodeError:
+            wrong += 1
+            continue
+        decoded += 1
+        seen.add(out.n)
+        wrong += value != codec.encode(Out(out.n, text))
+    return {"output": len(values), "duplicated": decoded - len(seen), "missing": len(set(range(n)) - seen),
+            "wrong": wrong}
 
 
 def idle_cpu(bootstrap: str, prefix: str, seconds: float, broker: Any) -> tuple[float, float]:
@@ -383,14 +463,6 @@ def idle_cpu(bootstrap: str, prefix: str, seconds: float, broker: Any) -> tuple[
     `seconds` (and the broker meanwhile, when this run started it), once it has caught up."""
     from pipeteer.spec import names
     from tests.integration.kafka.procs import StageProcess, push_copy_items, read_topic
-
-    def cpu_seconds(group: int) -> float:  # the processes of a process group
-        total = 0.0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError):
-                if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == group:
-                    total += proc_cpu(int(stat.parent.name))
-        return total
 
     url = f"kafka://{bootstrap}?prefix={prefix}"
     n = 100
@@ -405,9 +477,9 @@ def idle_cpu(bootstrap: str, prefix: str, seconds: float, broker: Any) -> tuple[
         time.sleep(2.0)  # the last commit, lag reports and the like settle
         assert stage.proc is not None
         groups = [stage.proc.pid] + ([broker.pid] if broker is not None and broker.pid else [])
-        before, started = [cpu_seconds(g) for g in groups], time.monotonic()
+        before, started = [group_cpu(g) for g in groups], time.monotonic()
         time.sleep(seconds)
-        after, elapsed = [cpu_seconds(g) for g in groups], time.monotonic() - started
+        after, elapsed = [group_cpu(g) for g in groups], time.monotonic() - started
         used = [(b - a) / elapsed for a, b in zip(before, after, strict=True)]
         return used[0], used[1] if len(used) > 1 else float("nan")
     finally:
@@ -426,26 +498,6 @@ def quix_python(option: str | None) -> str | None:
     return sys.executable
 
 
-TARGETS = ("targets for pipeteer (steady state, same run): >= 0.5 x loop at ~200 B, >= 0.8 x loop at ~10 KB, "
-           ">= 2 x quix;\n  CPU / record <= 2 x loop; first out <= 1 s; tail <= 50 ms")
-
-
-def table(rows: list[tuple[str, int, dict[str, list[dict[str, float]]]]], repeat: int) -> None:
-    print(f"\nmedians of {repeat} rounds")
-    print(f"{'records':8} {'n':>7} {'variant':34} {'steady/s':>9} {'x loop':>6} {'x quix':>6} {'e2e/s':>8} "
-          f"{'CPU ms/1k':>9} {'x loop':>6} {'first out':>9} {'tail':>7} {'RSS MB':>6}")
-    for label, n, runs in rows:
-        med = {v: {k: statistics.median(f[k] for f in fs) for k in fs[0]} for v, fs in runs.items()}
-        loop, quix = med.get("loop", {}), med.get("quix", {})
-        nan = float("nan")
-        for variant, m in med.items():
-            print(f"{label:8} {n:>7} {variant:34} {m['steady']:>9,.0f} {m['steady'] / loop.get('steady', nan):>6.2f} "
-                  f"{m['steady'] / quix.get('steady', nan):>6.2f} {m['end_to_end']:>8,.0f} {m['cpu_per_1k'] * 1000:>9.1f} "
-                  f"{m['cpu_per_1k'] / loop.get('cpu_per_1k', nan):>6.2f} {m['first_out']:>8.2f}s "
-                  f"{m['tail'] * 1000:>5.0f}ms {max(f['rss_mb'] for f in runs[variant]):>6.0f}")
-    print(f"\n{TARGETS}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", default=os.environ.get("PIPETEER_TEST_KAFKA"), help="an existing broker")
@@ -453,8 +505,9 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="how long to measure an idle stage's CPU (0: skip)")
     ap.add_argument("--small", type=int, default=100_000, help="number of ~200 B records (0: skip)")
     ap.add_argument("--large", type=int, default=20_000, help="number of ~10 KB records (0: skip)")
-    ap.add_argument("--variants", default="loop,quix,pipeteer",
-                    help="comma-separated: loop, quix, pipeteer, pipeteer?URL_OPTIONS (default: %(default)s)")
+    ap.add_argument("--variants", default=f"loop,quix,pipeteer,kstreams,{TUNED_KSTREAMS}",
+                    help="comma-separated: loop, quix, quix?APP_ARGS, pipeteer, pipeteer?URL_OPTIONS, kstreams, "
+                         "kstreams?STREAMS_CONFIG (default: %(default)s)")
     ap.add_argument("--quix-python", help="the interpreter with quixstreams ($PIPETEER_BENCH_QUIX_PYTHON)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the table shows medians")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -468,15 +521,23 @@ def main() -> None:
     from tests.kafka_broker import Broker, default_kind, delete_topics, start_broker, wait_for_kafka
 
     variants = []
+    built: Path | str | None = None  # the Kafka Streams peer, built at the first kstreams variant (str: why not)
     for name in args.variants.split(","):
         python = sys.executable
         if name.startswith("quix"):
             found = quix_python(args.quix_python)
             if found is None:
-                print("quix: left out (no quixstreams here; see --quix-python)", flush=True)
+                print(f"{name}: left out (no quixstreams here; see --quix-python)", flush=True)
                 continue
             python = found
-        variants.append(Variant(name, python))
+        jars = None
+        if name.startswith("kstreams"):
+            built = built or kstreams.built_or_why_not()
+            if isinstance(built, str):
+                print(f"{name}: left out ({built})", flush=True)
+                continue
+            jars = built
+        variants.append(Variant(name, python, jars))
 
     # a `timeout` or `kill` still stops the broker this run started (the `finally` below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -503,13 +564,16 @@ def main() -> None:
                     prefix = f"{run}{size}r{turn}v{i}"
                     fill(bootstrap, variant.topics(prefix, size)[0], n, size)
                     time.sleep(1.0)  # let the broker settle after the fill
-                    figures = measure(variant, bootstrap, prefix, n, size)
+                    figures = measure(variant, bootstrap, prefix, n, size, broker.pid if broker else None)
                     delete_topics(bootstrap, prefix)
                     runs[variant.name].append(figures)
-                    print(f"  {label:7} {variant.name:34} steady {figures['steady']:>9,.0f}/s  "
-                          f"e2e {figures['end_to_end']:>8,.0f}/s  CPU {figures['cpu_per_1k'] * 1000:5.1f} ms/1k  "
+                    print(f"  {label:7} {variant.name:34} steady {num(figures['steady'], 9, ',.0f')}/s  "
+                          f"warm {num(figures['warm'], 9, ',.0f')}/s  e2e {figures['end_to_end']:>8,.0f}/s  "
+                          f"CPU {num(figures['cpu_per_100k'], 5, '.2f')} s/100k  "
+                          f"broker {num(figures['broker_per_100k'], 0, '.2f')} s/100k  "
                           f"first out {figures['first_out']:.2f}s  tail {figures['tail'] * 1000:.0f}ms  "
-                          f"start-up {figures['startup']:.2f}s  RSS {figures['rss_mb']:.0f} MB", flush=True)
+                          f"start-up {figures['startup']:.2f}s  RSS {figures['rss_mb']:.0f} MB  "
+                          f"output {figures['output']:.0f}, {figures['duplicated']:.0f} duplicated", flush=True)
             rows.append((label, n, runs))
         table(rows, args.repeat)
         if args.idle_seconds > 0:

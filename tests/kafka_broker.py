@@ -67,7 +67,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -216,17 +216,21 @@ def _resolved(jars: Path) -> bool:
 
 
 def resolve_kafka_jars() -> Path:
-    """The directory of Apache Kafka's jars, resolved with Maven (tests/kafka-broker/pom.xml) on first use.
+    """The directory of Apache Kafka's jars, resolved with Maven (tests/kafka-broker/pom.xml) on first use."""
+    return resolve_maven_jars(POM, kafka_jars_dir(), f"-Dkafka.version={KAFKA_VERSION}")
+
+
+def resolve_maven_jars(pom: Path, jars: Path, *mvn_args: str, then: Callable[[Path], None] | None = None) -> Path:
+    """`jars`, holding the jars `pom` depends on (and what `then(dir)` adds), made on first use.
 
     Concurrent sessions take turns on a lock file; the jars land in a temporary directory renamed
     into place, so a half-finished download is never used.
     """
-    jars = kafka_jars_dir()
     if _resolved(jars):
         return jars
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise RuntimeError(f"Apache Kafka's jars are not in {jars} and `mvn` is not installed to resolve them")
+        raise RuntimeError(f"the jars of {pom} are not in {jars} and `mvn` is not installed to resolve them")
     jars.parent.mkdir(parents=True, exist_ok=True)
     with open(jars.parent / f"{jars.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -235,15 +239,17 @@ def resolve_kafka_jars() -> Path:
         partial = Path(tempfile.mkdtemp(prefix=f"{jars.name}.", dir=jars.parent))
         try:
             done = subprocess.run(
-                [mvn, "-q", "-B", "-f", str(POM), f"-Dkafka.version={KAFKA_VERSION}",
-                 "dependency:copy-dependencies", f"-DoutputDirectory={partial}"],
+                [mvn, "-q", "-B", "-f", str(pom), *mvn_args, "dependency:copy-dependencies",
+                 f"-DoutputDirectory={partial}"],
                 capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
             )
             if done.returncode != 0:
                 raise RuntimeError(
-                    f"mvn could not resolve org.apache.kafka:kafka_2.13:{KAFKA_VERSION} from {POM} "
-                    f"(exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+                    f"mvn could not resolve the dependencies of {pom} (exit {done.returncode}):\n"
+                    f"{(done.stdout + done.stderr)[-3000:]}"
                 )
+            if then is not None:
+                then(partial)
             (partial / ".complete").touch()
             shutil.rmtree(jars, ignore_errors=True)
             partial.rename(jars)
