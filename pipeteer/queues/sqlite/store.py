@@ -119,6 +119,25 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+WAL_SWITCH_SECONDS = 30.0
+"""How long a connection tries to turn a new file to WAL while other connections race to do the same."""
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode=WAL`, tried again while the file is locked: switching a new file's journal
+    takes an exclusive lock, and SQLite answers "database is locked" at once (no busy wait) when
+    another connection holds one, as when several threads or processes open a new file together."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteStore:
     """One SQLite file, with a connection per process and thread (connections must not cross a fork)."""
 
@@ -158,7 +177,7 @@ class SqliteStore:
                 # Only a new database takes auto_vacuum (an older one keeps its mode; VACUUM converts it):
                 # with it, space freed by items that left is given back by `tidy`, not kept forever.
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-                conn.execute("PRAGMA journal_mode=WAL")
+                _wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             except BaseException:  # (a new file on a full disk): the next call tries again
