@@ -14,23 +14,27 @@ from pathlib import Path
 from pipeteer.queues.sqlite import SqliteStore
 
 
+def open_together(store: SqliteStore, n: int) -> tuple[list[str], list[BaseException]]:
+    """`n` threads ask `store` for their connection at the same moment: each one's journal mode, or error."""
+    start = threading.Barrier(n)
+    modes: list[str] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            modes.append(store.conn().execute("PRAGMA journal_mode").fetchone()[0])
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return modes, errors
+
+
 def test_threads_opening_a_new_file_together_all_get_a_wal_connection(tmp_path: Path) -> None:
     for round in range(40):
-        store = SqliteStore(str(tmp_path / f"new-{round}.db"))
-        start = threading.Barrier(8)
-        modes: list[str] = []
-        errors: list[BaseException] = []
-
-        def open_it() -> None:
-            start.wait()
-            try:
-                modes.append(store.conn().execute("PRAGMA journal_mode").fetchone()[0])
-            except BaseException as e:
-                errors.append(e)
-
-        threads = [threading.Thread(target=open_it) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == [] and modes == ["wal"] * 8
+        assert open_together(SqliteStore(str(tmp_path / f"new-{round}.db")), 8) == (["wal"] * 8, [])
